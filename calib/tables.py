@@ -1,0 +1,215 @@
+"""Typed tables: the one schema every stage reads and writes.
+
+Tables live in memory as polars DataFrames and on disk as Parquet. Each kind has a fixed
+Arrow schema; the Parquet file carries key-value metadata (schema version, table kind, class
+list, coordinate convention, source files with their hashes, producing recipe hash) that
+:func:`read_table` validates.
+
+Coordinates follow the DCASE 2026 canvas: x in [0, 360] (x = (-azimuth + 180) mod 360), y in
+[0, 180] (y = 90 - elevation), 1 px per degree. Points are kept as float64 so that a JSON file
+read and written back gives equal numbers (the issue's lossless round trip), one list per polygon.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = "1"
+N_CLASSES = 13
+CLASS_NAMES = (
+    "Female speech",
+    "Male speech",
+    "Clapping",
+    "Telephone",
+    "Laughter",
+    "Domestic sounds",
+    "Walk/footsteps",
+    "Door open/close",
+    "Music",
+    "Musical instrument",
+    "Water tap",
+    "Bell",
+    "Knock",
+)
+COORDINATES = "dcase2026-canvas: x=(-azimuth+180) mod 360 in [0,360], y=90-elevation in [0,180], degrees"
+
+POINT = pl.Struct({"x": pl.Float64, "y": pl.Float64, "e": pl.Float64})
+POLYGONS = pl.List(pl.List(POINT))
+
+#: detections: one row per predicted annotation.
+DETECTIONS = pl.Schema(
+    {
+        "system": pl.String,
+        "clip": pl.String,
+        "frame": pl.Int64,
+        "det_id": pl.Int64,  # index of the annotation in its clip file: stable within the clip
+        "class_id": pl.Int64,
+        "score": pl.Float64,
+        "distance": pl.Float64,  # nullable: cm
+        "instance_id": pl.Int64,  # nullable
+        "points": POLYGONS,
+        "extra": pl.String,  # nullable: JSON of any keys we do not model, so nothing is lost
+    }
+)
+
+#: truth: ground-truth annotations in the same shape.
+TRUTH = pl.Schema(
+    {
+        "clip": pl.String,
+        "split": pl.String,  # sub-folder of the GT root ("" when flat), e.g. dev-test-sony
+        "frame": pl.Int64,
+        "ann_id": pl.Int64,
+        "class_id": pl.Int64,
+        "instance_id": pl.Int64,
+        "distance": pl.Float64,
+        "points": POLYGONS,
+        "category_str": pl.Boolean,  # category_id was written as a string of digits
+        "extra": pl.String,
+    }
+)
+
+#: teacher: SELD CSV rows (directions), in degrees; x/y are the canvas coordinates.
+TEACHER = pl.Schema(
+    {
+        "clip": pl.String,
+        "frame": pl.Int64,
+        "class_id": pl.Int64,
+        "track": pl.Int64,  # nullable
+        "azimuth": pl.Float64,
+        "elevation": pl.Float64,
+        "distance": pl.Float64,  # nullable, cm
+        "x": pl.Float64,
+        "y": pl.Float64,
+    }
+)
+
+#: priors: per clip and window, one probability column per class.
+PRIORS = pl.Schema(
+    {"clip": pl.String, "start_frame": pl.Int64, "end_frame": pl.Int64}
+    | {f"p_{k}": pl.Float64 for k in range(N_CLASSES)}
+)
+
+KINDS: dict[str, pl.Schema] = {
+    "detections": DETECTIONS,
+    "truth": TRUTH,
+    "teacher": TEACHER,
+    "priors": PRIORS,
+}
+
+PREFIXES = ("feat_", "score_", "label_", "fuse_", "view", "track_")
+
+
+class TableError(ValueError):
+    """A table does not have the schema its kind requires."""
+
+
+def empty(kind: str) -> pl.DataFrame:
+    """An empty table of ``kind`` with the full schema."""
+    return pl.DataFrame(schema=KINDS[kind])
+
+
+def conform(df: pl.DataFrame, kind: str, *, where: str = "table") -> pl.DataFrame:
+    """Check the required columns of ``kind`` exist with castable types; return the core columns
+    first (cast to the schema's dtypes) followed by any derived columns, in their original order."""
+    schema = KINDS[kind]
+    missing = [c for c in schema if c not in df.columns]
+    if missing:
+        raise TableError(f"{where}: not a {kind} table, missing column(s) {missing}")
+    exprs = []
+    for name, dtype in schema.items():
+        if df.schema[name] == dtype:
+            exprs.append(pl.col(name))
+        else:
+            try:
+                exprs.append(pl.col(name).cast(dtype, strict=True))
+            except Exception as e:  # pragma: no cover - polars raises at collect time
+                raise TableError(f"{where}: column {name!r} is {df.schema[name]}, expected {dtype}") from e
+    extra = [pl.col(c) for c in df.columns if c not in schema]
+    try:
+        return df.select(exprs + extra)
+    except pl.exceptions.PolarsError as e:
+        raise TableError(f"{where}: cannot cast to the {kind} schema: {e}") from e
+
+
+def metadata(kind: str, sources: Mapping[str, str] | None = None, recipe_hash: str | None = None,
+             **extra: Any) -> dict[str, str]:
+    """Key-value metadata stored in the Parquet footer."""
+    md = {
+        "calib.schema_version": SCHEMA_VERSION,
+        "calib.kind": kind,
+        "calib.classes": json.dumps(list(CLASS_NAMES)),
+        "calib.coordinates": COORDINATES,
+        "calib.sources": json.dumps(dict(sorted((sources or {}).items()))),
+        "calib.recipe_hash": recipe_hash or "",
+    }
+    for k, v in extra.items():
+        md[f"calib.{k}"] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    return md
+
+
+def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(final, temporary) paths in the same folder, so a rename publishes the file at once."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    return final, Path(tmp)
+
+
+def write_table(df: pl.DataFrame, path: str | os.PathLike, kind: str, *,
+                sources: Mapping[str, str] | None = None, recipe_hash: str | None = None,
+                **extra_md: Any) -> Path:
+    """Validate ``df`` as ``kind`` and write it to Parquet atomically (temp file + rename).
+
+    Deterministic: the same frame gives byte-identical files (no timestamps, fixed writer)."""
+    df = conform(df, kind, where=str(path))
+    table = df.to_arrow()
+    md = dict(table.schema.metadata or {})
+    md.update({k.encode(): v.encode() for k, v in metadata(kind, sources, recipe_hash, **extra_md).items()})
+    table = table.replace_schema_metadata(md)
+    final, tmp = atomic_path(path)
+    try:
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    md = pq.read_schema(path).metadata or {}
+    return {k.decode(): v.decode() for k, v in md.items() if k.decode().startswith("calib.")}
+
+
+def read_table(path: str | os.PathLike, kind: str | None = None) -> pl.DataFrame:
+    """Read a calib Parquet table, checking its metadata and schema.
+
+    ``kind`` None accepts whatever kind the file declares."""
+    path = Path(path)
+    if not path.exists():
+        raise TableError(f"{path}: no such file")
+    try:
+        md = read_metadata(path)
+    except Exception as e:
+        raise TableError(f"{path}: not a readable Parquet file ({e})") from e
+    declared = md.get("calib.kind")
+    if declared is None:
+        raise TableError(f"{path}: no calib metadata; write tables with calib (calib ingest)")
+    if md.get("calib.schema_version") != SCHEMA_VERSION:
+        raise TableError(f"{path}: schema version {md.get('calib.schema_version')!r}, this calib reads {SCHEMA_VERSION!r}")
+    if kind is not None and declared != kind:
+        raise TableError(f"{path}: is a {declared} table, expected {kind}")
+    df = pl.read_parquet(path)
+    return conform(df, declared, where=str(path))
+
+
+def table_kind(path: str | os.PathLike) -> str:
+    return read_metadata(path).get("calib.kind", "")
