@@ -115,6 +115,16 @@ def tp_flags(kind: np.ndarray, iou: np.ndarray, thresholds) -> np.ndarray:
     return (kind[:, None] == KIND_MATCHED) & (iou[:, None] >= thr[None, :])
 
 
+def pr_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision), float32, of detection records in the official order (one threshold:
+    tp is (n,) bool)."""
+    order = official_argsort(-scores)
+    tps = tp[order].astype(np.float32)
+    tp_cum = np.cumsum(tps)
+    fp_cum = np.cumsum(1 - tps)
+    return tp_cum / n_gt, tp_cum / (tp_cum + fp_cum + 1e-9)
+
+
 def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> np.ndarray:
     """Per-threshold AP (float32) of detection records (no FN records): 101-point interpolated.
 
@@ -128,9 +138,8 @@ def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> np.ndarr
     out = np.empty(n_thr, dtype=np.float32)
     for t in range(n_thr):
         tps = tp[order, t].astype(np.float32)
-        fps = 1 - tps
         tp_cum = np.cumsum(tps)
-        fp_cum = np.cumsum(fps)
+        fp_cum = np.cumsum(1 - tps)
         recall = tp_cum / n_gt
         precision = tp_cum / (tp_cum + fp_cum + 1e-9)
         # max precision among recall >= r: recall is non-decreasing, so a suffix maximum

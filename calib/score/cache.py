@@ -1,0 +1,95 @@
+"""Rendered ground truth, kept once per content: in memory always, on disk under ``cache_dir``.
+
+Keys are content hashes (of a GT file's bytes, or of a clip's annotations), salted with the
+renderer's version and parameters, so a changed file or setting simply gets a new entry and a
+stale one is never read. Disk entries are ``.npz`` files written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+#: bump when rendering changes in a way that alters cached maps
+RENDER_VERSION = "1"
+MEMORY_BUDGET = 2 * 1024**3  # bytes of cached maps kept in memory (least recently used dropped)
+
+
+def annotations_digest(anns) -> str:
+    """Content hash of a clip's annotations (what the maps and matching depend on)."""
+    h = hashlib.blake2b(digest_size=20)
+    for a in anns:
+        h.update(struct.pack("<qqqd?", a.frame, a.class_id, a.index,
+                             0.0 if a.distance is None else a.distance, a.distance is None))
+        h.update(struct.pack("<q", len(a.polygons)))
+        for p in a.polygons:
+            arr = np.ascontiguousarray(p, dtype=np.float64)
+            h.update(struct.pack("<q", arr.shape[0]))
+            h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def entry_key(kind: str, digest: str, **params) -> str:
+    salt = ",".join(f"{k}={params[k]!r}" for k in sorted(params))
+    tag = hashlib.blake2b(f"{kind}|{RENDER_VERSION}|{salt}".encode(), digest_size=6).hexdigest()
+    return f"{kind}-{tag}-{digest}"
+
+
+class MapCache:
+    """A two-level store of per-clip GT renderings (objects with to_arrays/from_arrays)."""
+
+    def __init__(self, budget: int = MEMORY_BUDGET):
+        self.budget = budget
+        self._mem: OrderedDict[str, tuple[object, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: str, cache_dir, factory):
+        if key in self._mem:
+            self._mem.move_to_end(key)
+            return self._mem[key][0]
+        if cache_dir is not None:
+            path = Path(cache_dir) / f"{key}.npz"
+            if path.exists():
+                try:
+                    with np.load(path, allow_pickle=False) as z:
+                        value = factory.from_arrays(z)
+                except (OSError, ValueError, KeyError):
+                    value = None  # unreadable entry: render again and overwrite it
+                if value is not None:
+                    self.put(key, value, None)
+                    return value
+        return None
+
+    def put(self, key: str, value, cache_dir) -> None:
+        size = int(value.nbytes())
+        if key in self._mem:
+            self._bytes -= self._mem.pop(key)[1]
+        self._mem[key] = (value, size)
+        self._bytes += size
+        while self._bytes > self.budget and len(self._mem) > 1:
+            _, (_, s) = self._mem.popitem(last=False)
+            self._bytes -= s
+        if cache_dir is not None:
+            folder = Path(cache_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=folder)
+            os.close(fd)
+            try:
+                np.savez(tmp, **value.to_arrays())
+                os.replace(tmp, folder / f"{key}.npz")
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+
+    def clear(self) -> None:
+        self._mem.clear()
+        self._bytes = 0
+
+
+#: the process-wide cache the engines use
+GT_CACHE = MapCache()

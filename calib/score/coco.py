@@ -1,0 +1,351 @@
+"""The ``dcase2026-coco`` protocol (official revision of 2026-04-02).
+
+Each annotation becomes an energy map on a 180 x 360 float32 canvas (a spherical Gaussian blob per
+triplet) and a binary mask (energy >= energy_thr * peak); masks are scored by pycocotools'
+segmentation evaluation, one COCO image per (clip, frame). Pearson r and distance MAPE come from
+a per-frame Hungarian matching of the annotations' peak directions.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import binary_dilation
+from scipy.optimize import linear_sum_assignment
+
+ROWS, COLS = 180, 360
+MATCH_DEG = 20.0
+NO_MATCH_COST = 1000.0
+MIN_PEAK = 1e-9
+MIN_RANGE = 1e-7
+COS_FLOOR = 0.087
+WINDOW_SIGMAS = 4.0
+
+_ROW_EL = 90.0 - np.arange(ROWS) * 180.0 / 179.0  # degrees, pixel-centre elevation of each row
+_COL_AZ = np.arange(COLS) - 180.0  # degrees, pixel-centre azimuth of each column
+
+
+def direction(x: float, y: float) -> tuple[float, float]:
+    """(azimuth, elevation) in degrees of a canvas point, with the protocol's mapping."""
+    return x - 180.0, 90.0 - y * 180.0 / 179.0
+
+
+def blob_window(el0: float, sigma: float) -> tuple[np.ndarray, float]:
+    """Rows within +-4 sigma of elevation el0, and the azimuth half-width in degrees."""
+    reach = WINDOW_SIGMAS * sigma
+    rows = np.flatnonzero(np.abs(_ROW_EL - el0) <= reach)
+    half = min(reach / max(math.cos(math.radians(el0)), COS_FLOOR), 180.0)
+    return rows, half
+
+
+def render_energy_reference(polygons, sigma: float = 6.0) -> np.ndarray:
+    """The energy map, one triplet at a time: blobs summed in float64, the map cast to float32."""
+    canvas = np.zeros((ROWS, COLS), dtype=np.float64)
+    s2 = math.radians(sigma) ** 2
+    for poly in polygons:
+        for x, y, e in np.asarray(poly, dtype=np.float64):
+            az0, el0 = direction(x, y)
+            rows, half = blob_window(el0, sigma)
+            daz = (_COL_AZ - az0 + 180.0) % 360.0 - 180.0
+            cols = np.flatnonzero(np.abs(daz) <= half)
+            if rows.size == 0 or cols.size == 0:
+                continue
+            el = np.radians(_ROW_EL[rows])[:, None]
+            el0r = math.radians(el0)
+            hav = np.sin((el - el0r) / 2) ** 2 + math.cos(el0r) * np.cos(el) * np.sin(np.radians(daz[cols])[None, :] / 2) ** 2
+            canvas[np.ix_(rows, cols)] += e * np.exp(-2.0 * hav / s2)
+    return canvas.astype(np.float32)
+
+
+def render_energy(polygons, sigma: float = 6.0) -> np.ndarray:
+    """The energy map, vectorized: triplets sharing a row y and a fractional column part share
+    one kernel (window rows x column offsets); a group's blobs are added at once, as one
+    kernel-by-circulant product when it has several members.
+
+    Equal to :func:`render_energy_reference` up to float64 summation order."""
+    canvas = np.zeros((ROWS, COLS), dtype=np.float64)
+    polys = [np.asarray(p, dtype=np.float64) for p in polygons]
+    if not polys:
+        return canvas.astype(np.float32)
+    pts = np.concatenate(polys)
+    s2 = math.radians(sigma) ** 2
+    fx = np.floor(pts[:, 0])
+    frac = pts[:, 0] - fx
+    base_col = fx.astype(np.intp) % COLS
+    order = np.lexsort((frac, pts[:, 1]))
+    ys, fr = pts[order, 1], frac[order]
+    starts = np.flatnonzero(np.r_[True, (ys[1:] != ys[:-1]) | (fr[1:] != fr[:-1])])
+    ends = np.r_[starts[1:], order.size]
+    offsets = np.arange(-180, 180)
+    cols = np.arange(COLS)
+    for a, b in zip(starts, ends):
+        members = order[a:b]
+        y0, f = ys[a], fr[a]
+        el0 = 90.0 - y0 * 180.0 / 179.0
+        rows, half = blob_window(el0, sigma)
+        if rows.size == 0:
+            continue
+        d = (offsets - f + 180.0) % 360.0 - 180.0
+        keep = np.abs(d) <= half
+        o, d = offsets[keep], d[keep]
+        el0r = math.radians(el0)
+        el = np.radians(_ROW_EL[rows])[:, None]
+        hav = np.sin((el - el0r) / 2) ** 2 + math.cos(el0r) * np.cos(el) * np.sin(np.radians(d)[None, :] / 2) ** 2
+        kernel = np.exp(-2.0 * hav / s2)  # rows x offsets
+        if members.size <= 2:
+            for m in members:
+                canvas[rows[:, None], (base_col[m] + o)[None, :] % COLS] += pts[m, 2] * kernel
+        else:
+            inten = np.bincount(base_col[members], weights=pts[members, 2], minlength=COLS)
+            circ = inten[(cols[None, :] - o[:, None]) % COLS]  # offsets x columns
+            canvas[rows] += kernel @ circ
+    return canvas.astype(np.float32)
+
+
+def peak_triplet(polygons) -> tuple[float, float, float] | None:
+    """The first triplet with the largest intensity (None for an empty annotation)."""
+    if not polygons:
+        return None
+    pts = np.concatenate([np.asarray(p, dtype=np.float64) for p in polygons])
+    i = int(np.argmax(pts[:, 2]))
+    return float(pts[i, 0]), float(pts[i, 1]), float(pts[i, 2])
+
+
+def great_circle_deg(az1, el1, az2, el2) -> float:
+    p1, p2 = math.radians(el1), math.radians(el2)
+    dl = math.radians(az2 - az1)
+    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
+
+
+@dataclass
+class CocoClip:
+    """The valid annotations of one clip, prepared: energies kept sparse (flat pixel, value)."""
+
+    frame: np.ndarray  # int64
+    cls: np.ndarray  # int64
+    score: np.ndarray  # float64 (NaN for GT)
+    index: np.ndarray  # int64
+    distance: np.ndarray  # float64, NaN when absent
+    peak_az: np.ndarray  # float64, degrees (NaN: no triplet)
+    peak_el: np.ndarray
+    peak: np.ndarray  # float64 map maximum
+    off: np.ndarray  # int64, n + 1
+    pix: np.ndarray  # uint16 flat pixel index of non-zero energy
+    vals: np.ndarray  # float32
+
+    FIELDS = ("frame", "cls", "score", "index", "distance", "peak_az", "peak_el", "peak", "off", "pix", "vals")
+
+    def __len__(self) -> int:
+        return int(self.frame.size)
+
+    def energy(self, k: int) -> np.ndarray:
+        out = np.zeros(ROWS * COLS, dtype=np.float32)
+        a, b = self.off[k], self.off[k + 1]
+        out[self.pix[a:b]] = self.vals[a:b]
+        return out.reshape(ROWS, COLS)
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self.FIELDS)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    @classmethod
+    def from_arrays(cls, d) -> "CocoClip":
+        return cls(**{f: np.asarray(d[f]) for f in cls.FIELDS})
+
+
+def prepare_clip(anns, sigma: float, render) -> CocoClip:
+    """Render every annotation; those whose map peaks below 1e-9 are invalid and dropped."""
+    keep, energies, peaks, dirs = [], [], [], []
+    for a in anns:
+        energy = render(a.polygons, sigma)
+        peak = float(energy.max())
+        if not peak >= MIN_PEAK:
+            continue
+        pk = peak_triplet(a.polygons)
+        keep.append(a)
+        energies.append(energy.ravel())
+        peaks.append(peak)
+        dirs.append(direction(pk[0], pk[1]) if pk is not None else (math.nan, math.nan))
+    off = np.zeros(len(keep) + 1, dtype=np.int64)
+    pix, vals = [], []
+    for k, flat in enumerate(energies):
+        nz = np.flatnonzero(flat)
+        pix.append(nz.astype(np.uint16))
+        vals.append(flat[nz])
+        off[k + 1] = off[k] + nz.size
+    return CocoClip(
+        frame=np.array([a.frame for a in keep], dtype=np.int64),
+        cls=np.array([a.class_id for a in keep], dtype=np.int64),
+        score=np.array([a.score for a in keep], dtype=np.float64),
+        index=np.array([a.index for a in keep], dtype=np.int64),
+        distance=np.array([math.nan if a.distance is None else a.distance for a in keep], dtype=np.float64),
+        peak_az=np.array([d[0] for d in dirs], dtype=np.float64),
+        peak_el=np.array([d[1] for d in dirs], dtype=np.float64),
+        peak=np.array(peaks, dtype=np.float64),
+        off=off,
+        pix=np.concatenate(pix) if pix else np.zeros(0, np.uint16),
+        vals=np.concatenate(vals) if vals else np.zeros(0, np.float32),
+    )
+
+
+def _rle(mask: np.ndarray):
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+
+
+def mask_of(energy: np.ndarray, peak: float, energy_thr: float) -> np.ndarray:
+    """Binary mask: energy >= energy_thr * peak, in float32 as ``emap >= thr * emap.max()``."""
+    return energy >= np.float32(energy_thr) * np.float32(peak)
+
+
+def _mask(clip: CocoClip, k: int, energy_thr: float) -> np.ndarray:
+    return mask_of(clip.energy(k), clip.peak[k], energy_thr)
+
+
+def image_ids(preds: list[CocoClip], gts: list[CocoClip]) -> dict[tuple[int, int], int]:
+    """One COCO image per (clip position, frame) present on either side, numbered in order."""
+    keys = set()
+    for i, c in enumerate(preds):
+        keys.update((i, int(f)) for f in c.frame)
+    for i, c in enumerate(gts):
+        keys.update((i, int(f)) for f in c.frame)
+    return {key: n + 1 for n, key in enumerate(sorted(keys))}
+
+
+def coco_map(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> tuple[float, float, dict[int, float]]:
+    """pycocotools segmentation mAP: (mask_mAP, mask_AP50, {class: AP or NaN})."""
+    from pycocotools import mask as mask_utils
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    ids = image_ids(preds, gts)
+    images = [{"id": i, "height": ROWS, "width": COLS} for i in sorted(ids.values())]
+    gt_anns = []
+    for i, c in enumerate(gts):
+        for k in range(len(c)):
+            rle = _rle(_mask(c, k, energy_thr))
+            gt_anns.append({"id": len(gt_anns) + 1, "image_id": ids[(i, int(c.frame[k]))],
+                            "category_id": int(c.cls[k]) + 1, "segmentation": rle,
+                            "area": float(mask_utils.area(rle)), "bbox": list(mask_utils.toBbox(rle)),
+                            "iscrowd": 0})
+    results = []
+    for i, c in enumerate(preds):
+        for k in range(len(c)):
+            results.append({"image_id": ids[(i, int(c.frame[k]))], "category_id": int(c.cls[k]) + 1,
+                            "segmentation": _rle(_mask(c, k, energy_thr)), "score": float(c.score[k])})
+    has_gt = {int(x) for c in gts for x in c.cls}
+    if not results:
+        return 0.0, 0.0, {c: (0.0 if c in has_gt else math.nan) for c in range(13)}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = {"images": images, "annotations": gt_anns,
+                           "categories": [{"id": c + 1, "name": str(c)} for c in range(13)]}
+        coco_gt.createIndex()
+        coco_dt = coco_gt.loadRes(results)
+        ev = COCOeval(coco_gt, coco_dt, iouType="segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    prec = ev.eval["precision"]  # [T, R, K, A, M]
+    per_class = {}
+    for k, cat in enumerate(ev.params.catIds):
+        p = prec[:, :, k, 0, -1]
+        valid = p[p > -1]
+        per_class[cat - 1] = float(np.mean(valid)) if valid.size else math.nan
+    return float(ev.stats[0]), float(ev.stats[1]), per_class
+
+
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+
+
+def pair_pearson(g_energy, g_mask, p_energy, p_mask) -> float:
+    """np.corrcoef of two energy maps over their masks' union dilated twice (3 x 3 cross)."""
+    region = binary_dilation(g_mask | p_mask, structure=_CROSS, iterations=2)
+    a = g_energy[region].astype(np.float64)
+    b = p_energy[region].astype(np.float64)
+    if a.size < 2 or np.ptp(a) <= MIN_RANGE or np.ptp(b) <= MIN_RANGE:
+        return math.nan
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def match_frame(g_cls, g_az, g_el, p_cls, p_az, p_el) -> list[tuple[int, int]]:
+    """Hungarian matching of peak directions within a frame: same class and <= 20 degrees."""
+    cost = np.full((len(g_cls), len(p_cls)), NO_MATCH_COST)
+    for i in range(len(g_cls)):
+        for j in range(len(p_cls)):
+            if g_cls[i] != p_cls[j]:
+                continue
+            d = great_circle_deg(g_az[i], g_el[i], p_az[j], p_el[j])
+            if d <= MATCH_DEG:
+                cost[i, j] = d
+    rows, cols = linear_sum_assignment(cost)
+    return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] <= MATCH_DEG]
+
+
+def pearson_distance(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> tuple[list[float], list[float]]:
+    """Pearson r and distance errors (%) of the peak-matched pairs, frame by frame."""
+    rs, errs = [], []
+    for pc, gc in zip(preds, gts):
+        for f in np.unique(gc.frame):
+            gi = np.flatnonzero(gc.frame == f)
+            pi = np.flatnonzero(pc.frame == f)
+            if pi.size == 0:
+                continue
+            for a, b in match_frame(gc.cls[gi], gc.peak_az[gi], gc.peak_el[gi],
+                                    pc.cls[pi], pc.peak_az[pi], pc.peak_el[pi]):
+                g, p = gi[a], pi[b]
+                ge, pe = gc.energy(g), pc.energy(p)
+                r = pair_pearson(ge, mask_of(ge, gc.peak[g], energy_thr), pe, mask_of(pe, pc.peak[p], energy_thr))
+                if not math.isnan(r):
+                    rs.append(r)
+                gd = gc.distance[g]
+                if gd > 1e-3:  # NaN (no distance) compares False
+                    pd = pc.distance[p]
+                    # a prediction without a distance counts as 0 cm (a 100 % error)
+                    errs.append(abs(gd - (0.0 if math.isnan(pd) else pd)) / gd * 100.0)
+    return rs, errs
+
+
+def evaluate(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> tuple[dict, dict]:
+    """(official metrics, extra numbers) from prepared clips (same order on both sides)."""
+    mask_map, mask_ap50, per_class = coco_map(preds, gts, energy_thr)
+    rs, errs = pearson_distance(preds, gts, energy_thr)
+    metrics = {
+        "mask_mAP": mask_map,
+        "mask_AP50": mask_ap50,
+        "pearson_r": float(np.mean(rs)) if rs else math.nan,
+        "distance_mape": float(np.mean(errs)) if errs else math.nan,
+        "per_class_mAP": {str(c): per_class.get(c, math.nan) for c in range(13)},
+    }
+    return metrics, {"n_pearson_pairs": len(rs), "n_distance_pairs": len(errs)}
+
+
+def _prepare_job(src, sigma, engine):
+    return prepare_clip(src.load(), sigma, render_energy if engine == "fast" else render_energy_reference)
+
+
+def score_coco_plan(plan, sigma: float, energy_thr: float, engine: str, jobs: int, cache_dir, parallel):
+    """Score [(clip, pred source, gt source)]; GT preparations cached with the fast engine."""
+    from calib.score import cache as _cache
+
+    if engine == "reference":
+        preds = [prepare_clip(p.load(), sigma, render_energy_reference) for _, p, _ in plan]
+        gts = [prepare_clip(g.load(), sigma, render_energy_reference) for _, _, g in plan]
+        return evaluate(preds, gts, energy_thr)
+    keys = [_cache.entry_key("coco", g.content_digest(), sigma=float(sigma)) for _, _, g in plan]
+    gts = [_cache.GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
+    missing = [i for i, g in enumerate(gts) if g is None]
+    jobs_list = [(plan[i][2], sigma, engine) for i in missing] + [(p, sigma, engine) for _, p, _ in plan]
+    done = parallel(_prepare_job, jobs_list)
+    for i, g in zip(missing, done[: len(missing)]):
+        _cache.GT_CACHE.put(keys[i], g, cache_dir)
+        gts[i] = g
+    preds = done[len(missing):]
+    return evaluate(preds, gts, energy_thr)
