@@ -124,18 +124,15 @@ def _fast_columns(data: bytes) -> Columns | None:
     leaf = pts.values.cast(pa.float64()).to_numpy(zero_copy_only=False)
     point_offsets = _offsets(pts)
     leaf = leaf[point_offsets[0]: point_offsets[-1]] if len(point_offsets) else leaf[:0]
-    # Missing keys appear as nulls in the struct's children.
-    missing = {}
-    for key in ("metadata_frame_index", "category_id", "segmentation"):
-        if key not in fields:
-            missing[key] = 0
-        elif fields[key].null_count:
-            missing[key] = int(np.flatnonzero(fields[key].is_null().to_numpy(zero_copy_only=False))[0])
-    present = ~np.isnan(score) if "score" in fields else np.zeros(n, bool)
-    if "score" in fields and fields["score"].null_count:
-        present = ~fields["score"].is_null().to_numpy(zero_copy_only=False)
+    # A null here is a missing key, an explicit null or a NaN token: the general path tells which.
+    for key in ("metadata_frame_index", "category_id", "score"):
+        if key in fields and fields[key].null_count:
+            return None
+    if "metadata_frame_index" not in fields or "category_id" not in fields:
+        return None
+    present = np.full(n, "score" in fields)
     return Columns(frame, category, np.zeros(n, bool), score, present, distance, instance_id,
-                   ann_offsets, poly_offsets, leaf.reshape(-1, 3), [None] * n, missing)
+                   ann_offsets, poly_offsets, leaf.reshape(-1, 3), [None] * n, {})
 
 
 class _Fallback(Exception):
@@ -156,7 +153,9 @@ def _load_json(path: Path, data: bytes):
     try:
         return json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        kind = "truncated JSON" if len(data.rstrip()) <= getattr(e, "pos", -1) + 1 else "malformed JSON"
+        pos = getattr(e, "pos", -1)
+        at_end = pos >= len(data.rstrip()) or str(e).startswith("Unterminated string")
+        kind = "truncated JSON (the file ends early)" if at_end else "malformed JSON"
         raise InputError(path, kind, detail=str(e)) from None
 
 
