@@ -27,8 +27,8 @@ import orjson
 import polars as pl
 
 from calib.io.dcase import MAX_FILE_BYTES, _annotation_dicts, export_table
-from calib.render import flatten
-from calib.stages.emit.common import rewrite_points
+from calib.render import flatten, polygons_series
+from calib.stages.emit.common import emit_one
 from calib.stages.emit.compress import compress_points
 from calib.stages.emit.grid import grid_points
 
@@ -90,25 +90,44 @@ class GuardResult:
         return f"size guard: {clips} clip(s) coarsened; " + "; ".join(parts)
 
 
+# Upper bounds of the JSON bytes of one point ("[x,y,e]," with the longest float reprs), of a
+# polygon's brackets and comma, and of an annotation without its points and extra keys.
+_POINT_MAX, _POLY_MAX, _ANN_MAX = 3 * 24 + 5, 3, 256
+
+
+def size_upper_bound(df: pl.DataFrame) -> int:
+    """A cheap upper bound of the clip file's size (no serialization): clips under the limit by this
+    bound skip the exact, slower measurement."""
+    fp = flatten(df.get_column("points"))
+    extra = df.get_column("extra").str.len_bytes().fill_null(0).sum()
+    return int(_EMPTY_FILE + len(fp.xye) * _POINT_MAX + (len(fp.poly_off) - 1) * _POLY_MAX
+               + len(df) * (_ANN_MAX + 1) + extra)
+
+
 def _guard_clip(part: pl.DataFrame, max_bytes: int, steps, batch: int) -> tuple[pl.DataFrame, list[dict]]:
+    if size_upper_bound(part) <= max_bytes:
+        return part, []
     sizes = annotation_sizes(part)
     total = file_bytes(sizes)
     report = []
     if total <= max_bytes:
         return part, report
     system, clip = part.get_column("system")[0], part.get_column("clip")[0]
+    fp = flatten(part.get_column("points"))
+    polys = [fp.polygons(i) for i in range(len(part))]  # edited in place; the column is rebuilt once
+    npts = fp.n_points().copy()
+    scores = part.get_column("score").to_numpy()
+    det_ids = part.get_column("det_id").to_numpy()
     alive = np.ones(len(part), bool)
     for step in steps:
         if total <= max_bytes:
             break
-        npts = flatten(part.get_column("points")).n_points()
         before_bytes = total
+        rows = np.flatnonzero(alive)
         if step == "drop":
-            rows = np.flatnonzero(alive)
-            order = rows[np.lexsort((-part.get_column("det_id").to_numpy()[rows], part.get_column("score").to_numpy()[rows]))]
+            order = rows[np.lexsort((-det_ids[rows], scores[rows]))]
             saved = np.cumsum(sizes[order] + 1)  # an annotation and its comma
-            n_drop = int(np.searchsorted(saved, total - max_bytes)) + 1
-            n_drop = min(n_drop, len(order))
+            n_drop = min(int(np.searchsorted(saved, total - max_bytes)) + 1, len(order))
             dropped = order[:n_drop]
             alive[dropped] = False
             total = file_bytes(sizes[alive])
@@ -117,25 +136,30 @@ def _guard_clip(part: pl.DataFrame, max_bytes: int, steps, batch: int) -> tuple[
                                bytes_before=before_bytes, bytes_after=total))
             continue
         fn = COARSEN[step]
-        rows = np.flatnonzero(alive)
-        candidates = rows[np.lexsort((part.get_column("det_id").to_numpy()[rows], -sizes[rows]))]
+        candidates = rows[np.lexsort((det_ids[rows], -sizes[rows]))]
         done = []
+        points_before = points_after = 0
         for start in range(0, len(candidates), batch):
             chunk = candidates[start:start + batch]
-            part = rewrite_points(part, fn, rows=chunk)
-            sizes[chunk] = annotation_sizes(part[chunk])
+            new = [emit_one(fn, polys[i], float(scores[i])) for i in chunk]
+            sizes[chunk] = annotation_sizes(part[chunk].with_columns(polygons_series(new)))
+            for i, g in zip(chunk, new):
+                polys[i] = g
+            n_new = np.array([sum(len(p) for p in g) for g in new], np.int64)
+            points_before += int(npts[chunk].sum())
+            points_after += int(n_new.sum())
+            npts[chunk] = n_new
             total = file_bytes(sizes[alive])
             done.append(chunk)
             if total <= max_bytes:
                 break
-        done = np.concatenate(done) if done else np.zeros(0, np.int64)
-        after = flatten(part.get_column("points")).n_points()
-        report.append(dict(system=system, clip=clip, step=step, detections=len(done),
-                           points_before=int(npts[done].sum()), points_after=int(after[done].sum()),
+        report.append(dict(system=system, clip=clip, step=step, detections=int(sum(len(c) for c in done)),
+                           points_before=points_before, points_after=points_after,
                            bytes_before=before_bytes, bytes_after=total))
     if total > max_bytes:
         raise ValueError(f"size guard: clip {clip!r} of system {system!r} is still {total / 2**20:.2f} MiB after "
                          f"steps {list(steps)}; add 'drop' to the steps")
+    part = part.with_columns(polygons_series(polys))
     return part.filter(pl.Series(alive)), report
 
 

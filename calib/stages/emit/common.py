@@ -12,6 +12,14 @@ from calib.render import flatten, polygons_series, round_points
 PointsFn = Callable[[list[np.ndarray], float], list[np.ndarray]]
 
 
+def emit_one(fn: PointsFn, polys: list[np.ndarray], score: float) -> list[np.ndarray]:
+    """``fn`` applied to one detection, numbers rounded; its own polygons when it gives nothing."""
+    if not polys:
+        return polys
+    new = fn(polys, score)
+    return [round_points(p) for p in new] if new else polys
+
+
 def rewrite_points(df: pl.DataFrame, fn: PointsFn, rows: np.ndarray | None = None) -> pl.DataFrame:
     """``df`` with ``points`` rewritten by ``fn`` (for every row, or only ``rows``).
 
@@ -22,15 +30,7 @@ def rewrite_points(df: pl.DataFrame, fn: PointsFn, rows: np.ndarray | None = Non
     scores = df.get_column("score").to_numpy()
     todo = np.zeros(len(df), bool)
     todo[np.arange(len(df)) if rows is None else rows] = True
-    groups = []
-    for i in range(len(df)):
-        polys = fp.polygons(i)
-        if todo[i] and polys:
-            new = fn(polys, float(scores[i]))
-            if new:
-                groups.append([round_points(p) for p in new])
-                continue
-        groups.append(polys)
+    groups = [emit_one(fn, fp.polygons(i), float(scores[i])) if todo[i] else fp.polygons(i) for i in range(len(df))]
     return df.with_columns(polygons_series(groups))
 
 
