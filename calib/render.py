@@ -346,13 +346,11 @@ def is_pixel_set(pts: np.ndarray, min_touching: float = 0.9) -> bool:
     x, y = pts[:, 0], pts[:, 1]
     if not (np.all(x == np.round(x)) and np.all(y == np.round(y))):
         return False
-    xi = np.round(x).astype(np.int64)
-    yi = np.round(y).astype(np.int64)
-    key = yi * 4096 + xi
-    keys = np.unique(key)
-    touching = np.zeros(len(key), bool)
-    for d in (1, -1, 4096, -4096):
-        touching |= np.isin(key + d, keys)
+    xi = (x - x.min()).astype(np.int64) + 1
+    yi = (y - y.min()).astype(np.int64) + 1
+    occ = np.zeros((yi.max() + 2, xi.max() + 2), bool)  # a free border: no wrap-around neighbours
+    occ[yi, xi] = True
+    touching = occ[yi, xi - 1] | occ[yi, xi + 1] | occ[yi - 1, xi] | occ[yi + 1, xi]
     return bool(touching.mean() >= min_touching)
 
 
