@@ -2,7 +2,6 @@
 import math
 
 import numpy as np
-import polars as pl
 import pytest
 
 from calib.render import (HEIGHT, WIDTH, box_iou, detection_boxes, energy_map, flatten, interpolate_at,

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 from scipy.spatial import ConvexHull
 
-from calib.render import energy_map, flatten, seam_split, soft_iou_matrix
+from calib.render import energy_map, flatten, soft_iou_matrix
 from calib.stages.base import Tables, make_stage
 from calib.stages.emit.compress import compress_points
 from calib.stages.emit.dense import dense_points, rowmajor_points

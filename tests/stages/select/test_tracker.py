@@ -1,6 +1,5 @@
 """tracker: Hungarian association, coasting with decay, min_hits, per class and clip."""
 import numpy as np
-import polars as pl
 import pytest
 
 from calib.render import flatten
