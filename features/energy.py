@@ -60,6 +60,14 @@ def energy_prominence(ctx: FeatureContext) -> np.ndarray:
 
 
 @feature()
+def energy_peak_ratio(ctx: FeatureContext) -> np.ndarray:
+    """Scale-free prominence: (max - mean) / max of the intensities, 0 for a flat map, near 1 for
+    a sharp peak over a low floor; 0 when the largest intensity is not positive."""
+    mx = _max(ctx)
+    return np.divide(mx - _mean(ctx), mx, out=np.zeros(ctx.n), where=mx > 0)
+
+
+@feature()
 def energy_top10_share(ctx: FeatureContext) -> np.ndarray:
     """Concentration: share of the annotation's total (non-negative) intensity held by its top 10%
     of points (the ceil(0.1 n) most intense); 1 for a single point, 0 when the total is 0."""

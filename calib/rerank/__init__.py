@@ -6,7 +6,14 @@
 - :mod:`calib.rerank.pipeline`: label -> features -> cross-fit -> fit -> report; model folders;
 - features themselves live in the top-level :mod:`features` package.
 """
-from calib.rerank.model import Reranker
-from calib.rerank.pipeline import FitResult, ModelMismatchError, RerankModel, fit_reranker
+import os
+
+# LightGBM and scikit-learn's HGB run OpenMP threads that spin while waiting; on shared cores (CI,
+# a laptop busy with other jobs) that makes a fit 10-20x slower, while sleep-waiting costs little
+# on idle cores. Only a default (the user's setting wins), read when the OpenMP runtime loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+from calib.rerank.model import Reranker  # noqa: E402
+from calib.rerank.pipeline import FitResult, ModelMismatchError, RerankModel, fit_reranker  # noqa: E402
 
 __all__ = ["FitResult", "ModelMismatchError", "RerankModel", "Reranker", "fit_reranker"]

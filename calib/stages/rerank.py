@@ -1,7 +1,7 @@
 """The ``rerank`` stage: a gradient-boosted matchability model as a recipe step.
 
-Fit on dev tables that carry ground truth (``detections`` + ``truth``), apply anywhere (only
-``detections`` needed): ``score`` becomes the model's probability that the detection is matchable
+Fit on dev tables that carry ground truth (``detections`` + ``truth``; a ``match`` table from the
+scorer is used when present, else computed), apply anywhere (only ``detections`` needed): ``score`` becomes the model's probability that the detection is matchable
 and the upstream score stays in ``score_raw``. With ``model_dir`` set the stage loads a model made by
 ``calib rerank fit`` instead of fitting one.
 """
@@ -57,9 +57,9 @@ class Rerank(Stage):
             self.report_ = {}
             return self
         result = fit_reranker(
-            tables["detections"], tables["truth"], features=self.features,
+            tables["detections"], tables["truth"], match=tables.get("match"), features=self.features,
             feature_modules=self._modules(), iou_threshold=self.iou_threshold, folds=self.folds,
-            group=self.group, score_map=self.folds >= 2, model=self.model, n_estimators=self.n_estimators,
+            group=self.group, score_map=False, model=self.model, n_estimators=self.n_estimators,
             max_depth=self.max_depth, num_leaves=self.num_leaves, learning_rate=self.learning_rate, l2=self.l2,
             min_samples_leaf=self.min_samples_leaf, calibration=self.calibration, seed=self.seed,
             num_threads=self.num_threads)

@@ -89,6 +89,7 @@ def test_energy_moments(feats):
     close(col(feats, "energy_std"), [math.sqrt(2 / 3), 0, math.sqrt(((1 - 7 / 3) ** 2 * 2 + (5 - 7 / 3) ** 2) / 3),
                                      0, 0, 0, 0])
     close(col(feats, "energy_prominence"), [1, 0, 5 - 7 / 3, 0, 0, 0, 0])
+    close(col(feats, "energy_peak_ratio"), [1 / 3, 0, (5 - 7 / 3) / 5, 0, 0, 0, 0])
 
 
 def test_energy_distribution(feats):
