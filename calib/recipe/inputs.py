@@ -45,6 +45,8 @@ class LoadedInputs:
     #: id of an input table -> (table, its Parquet file in the cache), so stage outputs that leave
     #: a table unchanged refer to this file instead of writing a copy
     files: dict[int, tuple[pl.DataFrame, Path]] = field(default_factory=dict)
+    #: every clip an input mentions, including prediction files with no annotations
+    clips: list[str] = field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -76,7 +78,7 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
                 source: str | None = None, progress: bool = False,
                 log: Callable[[str], None] = lambda s: None) -> LoadedInputs:
     """Read every input the recipe names. Relative paths resolve against ``base_dir``."""
-    from calib.io.dcase import ingest_predictions, ingest_truth, prediction_files, truth_files
+    from calib.io.dcase import clip_name, ingest_predictions, ingest_truth, prediction_files, truth_files
 
     base = Path(base_dir)
     cache = Path(cache_dir) if cache_dir is not None else None
@@ -89,6 +91,7 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
             files[id(df)] = (df, path)
 
     systems: dict[str, pl.DataFrame] = {}
+    clips: set[str] = set()
     for name, raw in recipe.inputs.systems.items():
         where = f"inputs.systems.{name}"
         p = _resolve_path(raw, base, where, source)
@@ -102,11 +105,13 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
             if not found:
                 raise RecipeError(where, f"no prediction *.json files in {p}", source)
             key = digest(["json", name, _files_key([(f.name, f) for f in found])])
+            clips |= {clip_name(f) for f in found}
 
             def build(p=p, name=name):
                 return ingest_predictions([p], system=name, progress=progress)[0]
         df, path = _cached(cache, f"system-{name}", "detections", key, build, log, f"system {name}")
         systems[name] = df
+        clips |= set(df.get_column("clip").unique().to_list())
         keys[f"system:{name}"] = key
         remember(df, path)
     primary = recipe.inputs.primary_system
@@ -125,6 +130,7 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
             build = lambda p=p: ingest_truth(p, progress=progress)[0]  # noqa: E731
         df, path = _cached(cache, "truth", "truth", key, build, log, "gt")
         tables["truth"] = df
+        clips |= set(df.get_column("clip").unique().to_list())
         keys["truth"] = key
         remember(df, path)
 
@@ -154,7 +160,7 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
         tables["priors"] = df
         keys["priors"] = key
         remember(df, path)
-    return LoadedInputs(tables, keys, files)
+    return LoadedInputs(tables, keys, files, sorted(clips))
 
 
 def _system_from_table(df: pl.DataFrame, name: str, path: Path, where: str, source: str | None) -> pl.DataFrame:

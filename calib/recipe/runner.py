@@ -186,7 +186,7 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
                source: str | None = None, log: Log = print, progress: bool = False) -> RunOutput:
     """Run a recipe and write OUT/{recipe.toml, detections.parquet, dcase/, state/, metrics.json,
     run.json, report.md}. Outputs are staged and moved into place only when everything succeeded."""
-    from calib.io.dcase import MAX_FILE_BYTES, export_table
+    from calib.io.dcase import MAX_FILE_BYTES
     from calib.recipe.io import dump_recipe
 
     out = Path(out_dir)
@@ -220,7 +220,7 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
     try:
         dump_recipe(recipe, staging / "recipe.toml")
         write_table(det, staging / "detections.parquet", "detections", recipe_hash=digest(recipe.to_dict()))
-        files = export_table(det, staging / "dcase", "pred", max_bytes=None, progress=False) if len(det) else []
+        files = export_clips(det, staging / "dcase", loaded.clips, max_bytes=None)
         sizes = {f.name: f.stat().st_size for f in files}
         over = sorted(n for n, b in sizes.items() if b > MAX_FILE_BYTES)
         if over:
@@ -259,6 +259,24 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
     log(f"wrote {out}: detections.parquet, dcase/ ({len(sizes)} files), "
         f"{'metrics.json, ' if metrics is not None else ''}report.md")
     return RunOutput(out, chain, metrics, split_metrics, fit_clips, eval_clips, sizes)
+
+
+def export_clips(det: pl.DataFrame, out_dir: str | os.PathLike, clips: Iterable[str], *,
+                 max_bytes: int | None) -> list[Path]:
+    """One ``<clip>.json`` per clip of ``clips`` (an empty annotation list where a clip has no
+    detections: a missing file would drop that clip's GT from the official scoring) plus any clip
+    of ``det`` not listed."""
+    from calib.io.dcase import dumps_clip, export_table
+
+    out_dir = Path(out_dir)
+    files = export_table(det, out_dir, "pred", max_bytes=max_bytes, progress=False) if len(det) else []
+    have = {f.stem for f in files}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    empty = dumps_clip(det.clear(), "pred")
+    for clip in sorted(set(clips) - have):
+        (out_dir / f"{clip}.json").write_bytes(empty)
+        files.append(out_dir / f"{clip}.json")
+    return sorted(files)
 
 
 def _json_safe(v):

@@ -57,7 +57,8 @@ class RecipeError(InputError):
 
     def __init__(self, where: str, message: str, source: str | None = None):
         self.where = where
-        super().__init__(source or "recipe", f"{where}: {message}" if where else message)
+        self.message = f"{where}: {message}" if where else message  # without the file name
+        super().__init__(source or "recipe", self.message)
 
 
 def _check_keys(d: Mapping, allowed: tuple[str, ...], where: str, source: str | None) -> None:
