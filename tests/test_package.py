@@ -123,7 +123,7 @@ def test_check_catches_each_broken_rule(portfolio_dir, tmp_path, toys):
     text = "\n".join(problems)
     assert "Doe_ABC_task3a_1/s1.json: annotation 0: polygon 0 has points outside the canvas" in text
     assert "Doe_ABC_task3a_2/s1.json: annotation 1: class id 13 outside 0..12" in text
-    assert "Doe_ABC_task3a_3/s1.json: annotation 0: score is nan" in text
+    assert "Doe_ABC_task3a_3/s1.json: annotation 0: score is" in text and "scores must be finite numbers" in text
     assert "Doe_ABC_task3a_4/s1.json: annotation 0: polygon 0 is not an N x 3 array" in text
     assert "Doe_ABC_task3a_4: clip files differ from the expected set (missing ['t2']" in text
     assert "abbreviation 'ELEVENCHARS' is longer than 10 characters" in text
