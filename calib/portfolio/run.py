@@ -55,11 +55,17 @@ class VariantResult:
     oof: dict
     site: dict | None
     site_note: str
-    detections: pl.DataFrame
+    detections: pl.DataFrame | None  # the submitted system's table; None when it sits in the cache
     sizes: dict[str, int]  # clip -> bytes of its DCASE file
     all_clips: list[str] = field(default_factory=list)  # every clip of the inputs
     labeled_clips: list[str] = field(default_factory=list)  # clips with ground truth
     seconds: float = 0.0
+    final_key: str = ""  # stage-cache key of the submitted system's tables
+
+    def load_detections(self, cache: StageCache | None) -> pl.DataFrame:
+        if self.detections is not None:
+            return self.detections
+        return cache.load(self.final_key)[0]["detections"]
 
     @property
     def max_bytes(self) -> int:
@@ -122,13 +128,19 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
     learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.stage_class().learns]
     quiet = lambda s: None  # noqa: E731 - per-stage lines would drown the portfolio log
 
-    def chain_on(fit_clips):
-        return run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=quiet).tables["detections"]
+    final_key = ""
+
+    def chain_on(fit_clips, keep_key=False):
+        nonlocal final_key
+        res = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=quiet)
+        if keep_key:
+            final_key = res.key
+        return res.tables["detections"]
 
     def score(det, clips):
         return scorer(restrict(det, clips), restrict(truth, clips), recipe.scoring)
 
-    full = chain_on(dev)
+    full = chain_on(dev, keep_key=True)
     in_sample = score(full, dev)
     k = min(grid.folds, len(dev))
     if not learned:
@@ -153,8 +165,11 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
         det = full if not learned else chain_on(site_fit)
         site = score(det, site_score)
         note = f"fit on {len(site_fit)} {grid.site_fit} clip(s), scored on {len(site_score)} {grid.site_score} clip(s)"
-    res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, full, file_sizes(full),
-                        list(loaded.clips), sorted(truth.get_column("clip").unique().to_list()))
+    # Keep the submitted system's table in memory only when the cache does not hold it.
+    in_cache = cache is not None and cache.has(final_key)
+    res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, None if in_cache else full,
+                        file_sizes(full), list(loaded.clips), sorted(truth.get_column("clip").unique().to_list()),
+                        final_key=final_key)
     res.seconds = time.perf_counter() - t0
     h_in, h_oof = headline(in_sample)["mAP"], headline(oof)["mAP"]
     h_site = headline(site)["mAP"] if site else math.nan
@@ -187,7 +202,7 @@ def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.Pa
     chosen, frag = choose([r.estimate() for r in results], max_systems=grid.max_systems, fragile_gap=grid.fragile_gap)
     for i, c in enumerate(chosen, start=1):
         log(f"system {i}: {c.name} ({c.role}): {c.reason}")
-    write_portfolio(out, grid, results, chosen, frag)
+    write_portfolio(out, grid, results, chosen, frag, cache)
     return PortfolioResult(out, results, chosen, frag)
 
 
@@ -213,7 +228,7 @@ def estimate_rows(results: list[VariantResult], chosen: list[Choice]) -> list[di
 
 
 def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen: list[Choice],
-                    frag: list[Fragility]) -> None:
+                    frag: list[Fragility], cache: StageCache | None = None) -> None:
     from calib.portfolio.report import portfolio_report
     from calib.recipe.io import dump_recipe, dumps_recipe
     from calib.tables import write_table
@@ -227,7 +242,7 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
             d = staging / "variants" / r.variant.name
             d.mkdir(parents=True)
             dump_recipe(r.variant.recipe, d / "recipe.toml")
-            write_table(r.detections, d / "detections.parquet", "detections",
+            write_table(r.load_detections(cache), d / "detections.parquet", "detections",
                         recipe_hash=digest(r.variant.recipe.to_dict()))
             _write_json(d / "metrics.json", {"in_sample": r.in_sample, "out_of_fold": r.oof,
                                              "site_held_out": r.site, "site_note": r.site_note,
