@@ -192,7 +192,7 @@ def _default_scorer() -> Scorer:
 
 def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os.PathLike,
                cache_dir: str | os.PathLike | None = None, scorer: Scorer | None = None,
-               source: str | None = None, log: Log = print, progress: bool = False) -> RunOutput:
+               source: str | None = None, log: Log = print, progress: bool = False, score: bool = True) -> RunOutput:
     """Run a recipe and write OUT/{recipe.toml, detections.parquet, dcase/, state/, metrics.json,
     run.json, report.md}. Outputs are staged and moved into place only when everything succeeded."""
     from calib.io.dcase import MAX_FILE_BYTES
@@ -212,7 +212,7 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
 
     metrics, split_metrics = None, {}
     truth = tables.get("truth")
-    if truth is not None and eval_clips:
+    if score and truth is not None and eval_clips:
         scorer = scorer or _default_scorer()
         t0 = time.perf_counter()
         metrics = scorer(restrict(det, eval_clips), restrict(truth, eval_clips), recipe.scoring)
@@ -347,6 +347,8 @@ def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_m
             lines.append(f"| {cid} {CLASS_NAMES[cid]} | {_fmt(ap)} |")
     elif not eval_clips:
         lines += ["", "No ground truth for any clip: not scored."]
+    else:
+        lines += ["", "Not scored (--no-score)."]
     total = sum(sizes.values())
     biggest = max(sizes.values(), default=0)
     lines += ["", "## Files", "", f"{len(sizes)} DCASE file(s) in `dcase/`, {total / 2**20:.2f} MiB in all, "
