@@ -83,13 +83,17 @@ def _rows(tables: Tables) -> int:
     return len(det) if det is not None else 0
 
 
-def _normalize(tables: Tables, where: str) -> Tables:
-    """Core columns first, in schema types: cached and fresh outputs then look the same."""
+def _normalize(tables: Tables, before: Tables, where: str) -> Tables:
+    """Core columns first, in schema types, for the tables the stage changed: cached and fresh
+    outputs then look the same. Tables the stage passed through keep their identity (the cache
+    refers to the file that already holds them instead of writing a copy)."""
     out = Tables(tables)
-    if "detections" in out:
+    if "detections" in out and out["detections"] is not before.get("detections"):
         out["detections"] = conform(out["detections"], "detections", where=f"{where} output")
     if isinstance(out.get("systems"), dict):
-        out["systems"] = {k: conform(v, "detections", where=f"{where} output systems.{k}") for k, v in out["systems"].items()}
+        old = before.get("systems") or {}
+        out["systems"] = {k: v if v is old.get(k) else conform(v, "detections", where=f"{where} output systems.{k}")
+                          for k, v in out["systems"].items()}
     return out
 
 
@@ -155,7 +159,7 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
                 systems = dict(out.get("systems") or tables["systems"])
                 systems[on] = out["detections"]
                 out = out.replace(systems=systems, detections=tables["detections"])
-            out = _normalize(out, f"{rec.path} ({rec.type})")
+            out = _normalize(out, tables, f"{rec.path} ({rec.type})")
         except Exception as e:
             e.add_note(f"while running {rec.path} ({rec.type}) of recipe {recipe.name!r}")
             raise

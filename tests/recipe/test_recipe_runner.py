@@ -80,6 +80,12 @@ def test_changed_late_parameter_reruns_only_later_stages(toys, data, tmp_path):
     cache = StageCache(tmp_path / "cache")
     first = chain(Recipe.from_dict(recipe_dict()), data, cache)
     assert [r.cached for r in first.records] == [False, False, False, False]
+    # each entry stores only what its stage changed (detections); truth and systems are referenced
+    for entry in (tmp_path / "cache" / "stages").iterdir():
+        assert sorted(p.name for p in entry.glob("*.parquet")) == ["detections.parquet"]
+        manifest = json.loads((entry / "manifest.json").read_text())
+        assert manifest["tables"]["truth"].startswith("inputs/truth-")
+        assert manifest["tables"]["systems"]["sysA"].startswith("inputs/system-sysA-")
     counts = {n: c.applied for n, c in toys.items()}
     log: list[str] = []
     changed = Recipe.from_dict(set_values(recipe_dict(), {"stages.t_scale.factor": 1.0}))
