@@ -14,7 +14,7 @@ from calib.adapters.runner import write_result  # noqa: E402
 from calib.adapters.vit import AudioPriorNet, Block, VisionTransformer  # noqa: E402
 from calib.io.priors import read_priors  # noqa: E402
 from calib.tables import PRIORS  # noqa: E402
-from conftest import noise, write_audio  # noqa: E402
+from adapter_test_utils import noise, write_audio  # noqa: E402
 
 VIT = {"img_size": [208, 128], "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 4, "head_hidden": [16]}
 CONFIG = {"architecture": "audiomae-vit-prior", "params": VIT}

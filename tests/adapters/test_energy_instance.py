@@ -12,7 +12,7 @@ from calib.adapters.base import AdapterError  # noqa: E402
 from calib.adapters.registry import make_adapter  # noqa: E402
 from calib.adapters.runner import write_result  # noqa: E402
 from calib.tables import DETECTIONS, conform, read_table  # noqa: E402
-from conftest import noise, write_audio  # noqa: E402
+from adapter_test_utils import noise, write_audio  # noqa: E402
 import tiny_adapter_models as tiny_models  # noqa: E402
 from tiny_adapter_models import FixedInstance, TinyInstance  # noqa: E402
 
