@@ -496,6 +496,24 @@ def energy_map(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 
     return EnergyMap(xlo, ylo, values, allp)
 
 
+def polygon_groups(polygons: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """A detection's polygons grouped into the regions they draw: polygons whose boxes touch (in the
+    detection's unwrapped x, so the two halves of a blob cut at the seam are one group) belong
+    together; separate lobes stay apart, as the official renderer draws each polygon on its own."""
+    polys = [np.asarray(p, np.float64).reshape(-1, 3) for p in polygons if len(p)]
+    if len(polys) < 2:
+        return [polys] if polys else []
+    allp = np.concatenate(polys)
+    xu = unwrap_x(allp[:, 0])
+    polys_u = np.split(np.column_stack([xu, allp[:, 1:]]), np.cumsum([len(p) for p in polys])[:-1])
+    return [[polys[i] for i in comp] for comp in _polygon_components(polys_u)]
+
+
+def energy_maps(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 0.0) -> list[EnergyMap]:
+    """One :func:`energy_map` per region of the detection (:func:`polygon_groups`)."""
+    return [energy_map(g, spread=spread, pad=pad) for g in polygon_groups(polygons)]
+
+
 def render(polygons: list[np.ndarray], *, normalize: bool = True) -> np.ndarray:
     """A detection's energy map on the full 181 x 360 lattice (float32, peak 1 when normalized)."""
     return energy_map(polygons).canvas(normalize=normalize)
