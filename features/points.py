@@ -164,14 +164,3 @@ def bounding_box(pts: Points) -> Box:
     y0 = pts.reduce(np.minimum, pts.y, empty=0.0)
     y1 = pts.reduce(np.maximum, pts.y, empty=0.0)
     return Box(x0, y0, x1 - x0, y1 - y0)
-
-
-def circular_overlap(a0, aw, b0, bw, period: float = CANVAS_WIDTH):
-    """Whether closed intervals [a0, a0 + aw] and [b0, b0 + bw] on a circle of ``period`` meet."""
-    return (np.mod(b0 - a0, period) <= aw) | (np.mod(a0 - b0, period) <= bw)
-
-
-def circular_distance(a, b, period: float = CANVAS_WIDTH):
-    """Shortest distance between positions on a circle of ``period``."""
-    d = np.mod(a - b, period)
-    return np.minimum(d, period - d)
