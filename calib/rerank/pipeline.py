@@ -204,19 +204,26 @@ class FitResult:
 
 def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Sequence[str] | str | None = None,
                  feature_modules: Sequence[str] = (), iou_threshold: float = 0.25, folds: int = 5,
-                 group: str = "clip", match: pl.DataFrame | None = None, score_map: bool = True,
-                 **params) -> FitResult:
+                 group: str = "clip", match: "pl.DataFrame | scoring.Scored | None" = None,
+                 score_map: bool = True, jobs: int = 1, **params) -> FitResult:
     """Label, cross-fit and fit; ``params`` are :class:`Reranker` parameters.
 
-    ``match`` (the scorer's match table for these detections) is computed when not given.
+    ``match``: the scorer's results for these detections (:class:`calib.rerank.scoring.Scored`),
+    computed when not given (``jobs`` processes), or just a prediction-side match table (system,
+    clip, det_id, best_iou), enough for labels but not for ``score_map`` (the dev mAPs).
     ``folds`` < 2 skips cross-fitting (no honest estimate then)."""
     model_name = params.get("model", "lightgbm")
     if model_name not in BACKENDS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {BACKENDS}")
     F.load_feature_modules(feature_modules)
     feats = F.resolve(features)
+    scored = None
     if match is None:
-        match = scoring.match_table(detections, truth)
+        match = scored = scoring.score_detections(detections, truth, jobs=jobs)
+    if isinstance(match, scoring.Scored):
+        scored, match = match, match.matches
+    if score_map and scored is None:
+        raise ValueError("the dev mAPs need the scorer's results (match=None or a Scored), not a bare match table")
     labelled = scoring.label_detections(detections, match, iou_threshold)
     dropped = detections.height - labelled.height
     if labelled.height == 0:
@@ -263,8 +270,8 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     else:
         report["calibration"]["out_of_fold"] = report["calibration"]["in_sample"]
     if score_map:
-        report["dev_mAP"] = scoring.compare_maps(match, out, {"raw": "score_raw", "in_sample": "score_insample",
-                                                             **({"out_of_fold": "score_oof"} if folds >= 2 else {})})
+        report["dev_mAP"] = scoring.compare_maps(scored, out, {"raw": "score_raw", "in_sample": "score_insample",
+                                                              **({"out_of_fold": "score_oof"} if folds >= 2 else {})})
     model = RerankModel(final, feats, list(feature_modules), iou_threshold,
                         training={"n_labelled": int(y.size), "positive_rate": float(y.mean()),
                                   "systems": sorted(labelled.get_column("system").unique().to_list()),
