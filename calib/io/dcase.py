@@ -17,6 +17,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -67,8 +68,72 @@ def file_sha256(data: bytes) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # parsing
+_CHUNK_BYTES = 8 << 20
+_HEAD = re.compile(rb'\s*\{\s*"annotations"\s*:\s*\[')
+
+
+def _annotation_chunks(data: bytes) -> list[bytes]:
+    """Cut ``{"annotations": [a, b, ...]}`` between annotations into ~8 MB documents of the same form.
+
+    pyarrow's JSON reader needs about 3x its block in memory; parsing pieces keeps the peak near
+    the file size. A cut is made after a '}' followed by ',' (annotations hold no nested objects on
+    the fast path); a wrong cut (a brace inside a string) yields invalid JSON, and then the general
+    path reads the file instead."""
+    m = _HEAD.match(data)
+    tail = data.rstrip()
+    if m is None or not tail.endswith(b"}"):
+        return [data]
+    stop = tail.rfind(b"]")
+    if stop < m.end() or tail[stop + 1:].strip() != b"}":
+        return [data]
+    pieces, prev, target = [], m.end(), m.end() + _CHUNK_BYTES
+    while target < stop:
+        c = data.find(b"}", target, stop)
+        if c < 0:
+            break
+        j = c + 1
+        while j < stop and data[j] in b" \t\r\n":
+            j += 1
+        if data[j:j + 1] == b",":
+            pieces.append(b'{"annotations":[' + data[prev:c + 1] + b"]}")
+            prev = j + 1
+            target = prev + _CHUNK_BYTES
+        else:
+            target = c + 1
+    pieces.append(b'{"annotations":[' + data[prev:stop] + b"]}")
+    return pieces
+
+
 def _fast_columns(data: bytes) -> Columns | None:
-    """Columnar parse with pyarrow; None when the file needs the general path."""
+    """Columnar parse with pyarrow, in pieces; None when the file needs the general path."""
+    parts = []
+    for piece in _annotation_chunks(data):
+        cols = _fast_block(piece)
+        if cols is None:
+            return None
+        parts.append(cols)
+    return parts[0] if len(parts) == 1 else _concat_columns(parts)
+
+
+def _concat_columns(parts: list[Columns]) -> Columns:
+    def shifted(key):
+        out, base = [np.zeros(1, np.int64)], 0
+        for c in parts:
+            off = getattr(c, key)
+            out.append(off[1:] + base)
+            base += off[-1]
+        return np.concatenate(out)
+
+    return Columns(
+        np.concatenate([c.frame for c in parts]), np.concatenate([c.category for c in parts]),
+        np.concatenate([c.category_str for c in parts]), np.concatenate([c.score for c in parts]),
+        np.concatenate([c.score_present for c in parts]),
+        pa.concat_arrays([c.distance for c in parts]), pa.concat_arrays([c.instance_id for c in parts]),
+        shifted("ann_offsets"), shifted("poly_offsets"), np.concatenate([c.xyz for c in parts]),
+        [e for c in parts for e in c.extra], {})
+
+
+def _fast_block(data: bytes) -> Columns | None:
     try:
         tb = pj.read_json(pa.BufferReader(data), read_options=pj.ReadOptions(block_size=max(len(data) + 1, 1 << 20)))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
@@ -316,9 +381,14 @@ def clip_name(path: Path) -> str:
 
 def _points_array(cols: Columns) -> pa.ListArray:
     xyz = cols.xyz
-    struct = pa.StructArray.from_arrays([pa.array(xyz[:, 0]), pa.array(xyz[:, 1]), pa.array(xyz[:, 2])],
-                                        fields=list(_POINT_ARROW))
-    polys = pa.ListArray.from_arrays(pa.array(cols.poly_offsets, pa.int32() if len(xyz) < 2**31 else pa.int64()), struct)
+    n_points = len(xyz)
+    cols.xyz = None  # hand the only reference over: each column is copied out, then the block is freed
+    children = []
+    for k in range(3):
+        children.append(pa.array(np.ascontiguousarray(xyz[:, k])))
+    del xyz
+    struct = pa.StructArray.from_arrays(children, fields=list(_POINT_ARROW))
+    polys = pa.ListArray.from_arrays(pa.array(cols.poly_offsets, pa.int32() if n_points < 2**31 else pa.int64()), struct)
     return pa.ListArray.from_arrays(pa.array(cols.ann_offsets, pa.int32()), polys)
 
 
@@ -335,7 +405,9 @@ def read_file(path: str | os.PathLike, kind: str = "pred", *, system: str = "", 
     if kind == "pred" and len(data) > MAX_FILE_BYTES:
         warnings.warn(f"{path}: {len(data) / 2**20:.1f} MiB is over the challenge's 20 MiB per-file limit; "
                       "calib export will refuse to write it as a submission file", stacklevel=2)
+    digest = file_sha256(data)
     cols = parse_columns(path, data, fast=fast)
+    del data  # the raw bytes are as large as the parsed columns: free them before building the table
     keep = validate(path, cols, kind, drop_unknown_classes=drop_unknown_classes)
     n = cols.n
     clip = clip_name(path)
@@ -360,7 +432,7 @@ def read_file(path: str | os.PathLike, kind: str = "pred", *, system: str = "", 
     df = pl.from_arrow(table)
     if not keep.all():
         df = df.filter(pl.Series(keep))
-    return conform(df, "detections" if kind == "pred" else "truth", where=str(path)), file_sha256(data)
+    return conform(df, "detections" if kind == "pred" else "truth", where=str(path)), digest
 
 
 def prediction_files(paths: Sequence[str | os.PathLike]) -> list[Path]:

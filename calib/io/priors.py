@@ -33,11 +33,11 @@ def read_priors(path: str | os.PathLike) -> tuple[pl.DataFrame, dict]:
     probs = df.select(PROB_COLUMNS).to_numpy()
     bad = np.flatnonzero(~(np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all(axis=1))
     if bad.size:
-        raise InputError(path, "probabilities must be finite and in [0, 1]", record=int(bad[0]))
+        raise InputError(path, "probabilities must be finite and in [0, 1]", record=int(bad[0]), what="row")
     s, e = df.get_column("start_frame").to_numpy(), df.get_column("end_frame").to_numpy()
     bad = np.flatnonzero((s < 0) | (e <= s))
     if bad.size:
-        raise InputError(path, f"window [{s[bad[0]]}, {e[bad[0]]}) is empty or negative", record=int(bad[0]))
+        raise InputError(path, f"window [{s[bad[0]]}, {e[bad[0]]}) is empty or negative", record=int(bad[0]), what="row")
     return df, {str(path): hashlib.sha256(path.read_bytes()).hexdigest()}
 
 

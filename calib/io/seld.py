@@ -58,7 +58,7 @@ def _read_numeric(path: Path) -> np.ndarray:
         for i, r in enumerate(rows):
             if len(r.split(",")) != len(rows[0].split(",")):
                 raise InputError(path, f"row has {len(r.split(','))} columns, the first has {len(rows[0].split(','))}",
-                                 record=i)
+                                 record=i, what="row")
     try:
         return np.array([[float(v) for v in r.split(",")] for r in rows], dtype=np.float64)
     except ValueError:
@@ -66,7 +66,7 @@ def _read_numeric(path: Path) -> np.ndarray:
             try:
                 [float(v) for v in r.split(",")]
             except ValueError:
-                raise InputError(path, f"non-numeric value in row {r!r}", record=i) from None
+                raise InputError(path, f"non-numeric value in row {r!r}", record=i, what="row") from None
         raise
 
 
@@ -102,14 +102,14 @@ def read_teacher_file(path: str | os.PathLike, fmt: str = "auto") -> pl.DataFram
         raise InputError(path, f"format {fmt} has {FORMATS[fmt]} columns, the file has {arr.shape[1]}")
     bad = np.flatnonzero(~np.isfinite(arr).all(axis=1))
     if bad.size:
-        raise InputError(path, "non-finite value", record=int(bad[0]))
+        raise InputError(path, "non-finite value", record=int(bad[0]), what="row")
     frame, cls = arr[:, 0], arr[:, 1]
     bad = np.flatnonzero((frame < 0) | (frame != np.round(frame)))
     if bad.size:
-        raise InputError(path, f"frame {frame[bad[0]]} is not a non-negative integer", record=int(bad[0]))
+        raise InputError(path, f"frame {frame[bad[0]]} is not a non-negative integer", record=int(bad[0]), what="row")
     bad = np.flatnonzero((cls < 0) | (cls >= N_CLASSES) | (cls != np.round(cls)))
     if bad.size:
-        raise InputError(path, f"class {cls[bad[0]]} outside 0..{N_CLASSES - 1}", record=int(bad[0]))
+        raise InputError(path, f"class {cls[bad[0]]} outside 0..{N_CLASSES - 1}", record=int(bad[0]), what="row")
     n = len(arr)
     track = arr[:, 2] if fmt != "polar4" else np.full(n, np.nan)
     dist = np.full(n, np.nan)
@@ -123,7 +123,7 @@ def read_teacher_file(path: str | os.PathLike, fmt: str = "auto") -> pl.DataFram
             dist = arr[:, 6]
     bad = np.flatnonzero((el < -90) | (el > 90))
     if bad.size:
-        raise InputError(path, f"elevation {el[bad[0]]} outside [-90, 90]", record=int(bad[0]))
+        raise InputError(path, f"elevation {el[bad[0]]} outside [-90, 90]", record=int(bad[0]), what="row")
     x, y = to_canvas(az, el)
     df = pl.DataFrame({
         "clip": [path.stem] * n,
