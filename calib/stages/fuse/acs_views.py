@@ -38,7 +38,8 @@ class AcsViews(Stage):
     great-circle proximity (``threshold_deg``, ``linkage``), clusters seen in fewer than
     ``min_support`` views are dropped and each cluster becomes one detection at the mean direction
     with score = sum over views of their best member's score / 8 (``emit``: "point" = one point,
-    render it with a ``gaussian`` emitter; "mask" = the best member's mapped-back mask).
+    render it with a later ``gaussian`` emitter; "gaussian" = a spherical-Gaussian blob of width
+    ``sigma_deg`` from that emitter; "mask" = the best member's mapped-back mask).
     ``fuse = "none"`` only maps back (rows, ``view`` and scores kept) for another fusion stage.
     """
 
@@ -47,16 +48,18 @@ class AcsViews(Stage):
     adds_columns = ("score_raw", "fuse_support")
 
     def __init__(self, *, fuse: str = "cluster", threshold_deg: float = 20.0, min_support: int = 1,
-                 linkage: str = "average", emit: str = "point", system_name: str = "acs_views"):
+                 linkage: str = "average", emit: str = "point", sigma_deg: float = 8.0,
+                 system_name: str = "acs_views"):
         self.fuse = fuse
         self.threshold_deg = threshold_deg
         self.min_support = min_support
         self.linkage = linkage
         self.emit = emit
+        self.sigma_deg = sigma_deg
         self.system_name = system_name
 
     def apply(self, tables: Tables) -> Tables:
-        check_cluster_params(self.threshold_deg, self.min_support, self.linkage, self.emit, "acs_views")
+        check_cluster_params(self.threshold_deg, self.min_support, self.linkage, self.emit, self.sigma_deg, "acs_views")
         if self.fuse not in FUSES:
             raise ValueError(f"acs_views: fuse={self.fuse!r}, expected one of {FUSES}")
         det = tables["detections"]
@@ -68,5 +71,5 @@ class AcsViews(Stage):
         else:
             out = cluster_sources(back, "view", threshold_deg=self.threshold_deg, min_support=self.min_support,
                                   n_sources=len(ACS_TRANSFORMS), method=self.linkage,
-                                  system_name=self.system_name, emit=self.emit)
+                                  system_name=self.system_name, emit=self.emit, sigma_deg=self.sigma_deg)
         return tables.replace(detections=out)

@@ -7,11 +7,13 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
 from calib.geometry import pairwise_great_circle, to_canvas, unit_vectors, vector_directions
+from calib.render import polygons_series
 from calib.stages.base import Stage, Tables, register
+from calib.stages.emit.gaussian import gaussian_points
 from calib.stages.fuse._common import empty_detections, peak_directions, point_polygons, renumber, with_score_raw
 
 LINKAGES = ("single", "complete", "average")
-EMITS = ("point", "mask")
+EMITS = ("point", "mask", "gaussian")
 GROUP = ["clip", "frame", "class_id"]
 OUT_EXTRA = {"score_raw": pl.Float64, "fuse_support": pl.Int64}
 
@@ -40,12 +42,15 @@ def cluster_labels(az: np.ndarray, el: np.ndarray, group_starts: np.ndarray, thr
 
 
 def cluster_sources(det: pl.DataFrame, source: str, *, threshold_deg: float, min_support: int,
-                    n_sources: int, method: str, system_name: str, emit: str = "point") -> pl.DataFrame:
+                    n_sources: int, method: str, system_name: str, emit: str = "point",
+                    sigma_deg: float = 8.0) -> pl.DataFrame:
     """Directions of one class and frame from several sources (checkpoints, views) grouped into
     clusters; each cluster with at least ``min_support`` distinct sources becomes one detection at
     the mean direction, its score the sum over its sources of their best member score divided by
     ``n_sources`` (the mean score weighted by support). ``emit``: "point" gives one point
-    (intensity 1) at the mean direction, "mask" the mask of the cluster's best-scoring member."""
+    (intensity 1) at the mean direction, "gaussian" a spherical-Gaussian blob there
+    (calib.stages.emit.gaussian.gaussian_points, width ``sigma_deg``), "mask" the mask of the
+    cluster's best-scoring member."""
     if det.height == 0:
         return empty_detections(OUT_EXTRA)
     det = peak_directions(with_score_raw(det)).drop_nulls("peak_az").sort(GROUP + [source, "det_id"])
@@ -75,13 +80,21 @@ def cluster_sources(det: pl.DataFrame, source: str, *, threshold_deg: float, min
     x, y = to_canvas(m_az, m_el)
     out = clusters.with_columns(
         (pl.col("score") / float(n_sources)).alias("score"),
-        point_polygons(x, y) if emit == "point" else pl.col("_mask").alias("points"),
+        _emitted(emit, m_az, m_el, x, y, sigma_deg),
         pl.lit(None, pl.Int64).alias("instance_id"),
         pl.lit(None, pl.String).alias("extra"),
     )
     out = renumber(out.with_columns(pl.lit(0, pl.Int64).alias("det_id")), system_name,
                    ["clip", "frame", "class_id", "_cluster"])
     return out.select(list(empty_detections(OUT_EXTRA).columns))
+
+
+def _emitted(emit: str, az, el, x, y, sigma_deg: float):
+    if emit == "point":
+        return point_polygons(x, y)
+    if emit == "mask":
+        return pl.col("_mask").alias("points")
+    return polygons_series([gaussian_points(a, e, sigma_deg) for a, e in zip(az.tolist(), el.tolist())])
 
 
 def resolve_sources(det: pl.DataFrame, source_column: str, n_sources: int) -> tuple[str, int]:
@@ -106,9 +119,10 @@ class CheckpointCluster(Stage):
     same-class events each survive when well supported. A kept cluster is one detection at the
     mean direction on the sphere, score = sum over its checkpoints of their best member's score /
     ``n_sources`` (0: the number of checkpoints seen in the input), ``fuse_support`` = its
-    checkpoint count. With ``emit = "point"`` the output is one point per direction (intensity
-    1): put a ``gaussian`` emitter stage after it to give it a mask; ``emit = "mask"`` keeps the
-    mask of the cluster's best-scoring member instead.
+    checkpoint count. ``emit``: "point" gives one point per direction (intensity 1; a later
+    ``gaussian`` emitter stage can render it), "gaussian" renders it here with the spherical-
+    Gaussian emitter (``sigma_deg``, the emitter's other defaults), "mask" keeps the mask of the
+    cluster's best-scoring member.
 
     ``source_column``: the column naming the checkpoint ("auto": ``checkpoint`` when present,
     else ``system``).
@@ -120,25 +134,28 @@ class CheckpointCluster(Stage):
 
     def __init__(self, *, threshold_deg: float = 20.0, min_support: int = 4, n_sources: int = 0,
                  source_column: str = "auto", linkage: str = "average", emit: str = "point",
-                 system_name: str = "checkpoint_cluster"):
+                 sigma_deg: float = 8.0, system_name: str = "checkpoint_cluster"):
         self.threshold_deg = threshold_deg
         self.min_support = min_support
         self.n_sources = n_sources
         self.source_column = source_column
         self.linkage = linkage
         self.emit = emit
+        self.sigma_deg = sigma_deg
         self.system_name = system_name
 
     def apply(self, tables: Tables) -> Tables:
-        check_cluster_params(self.threshold_deg, self.min_support, self.linkage, self.emit, "checkpoint_cluster")
+        check_cluster_params(self.threshold_deg, self.min_support, self.linkage, self.emit, self.sigma_deg,
+                             "checkpoint_cluster")
         det = tables["detections"]
         source, n = resolve_sources(det, self.source_column, self.n_sources)
         out = cluster_sources(det, source, threshold_deg=self.threshold_deg, min_support=self.min_support,
-                              n_sources=n, method=self.linkage, system_name=self.system_name, emit=self.emit)
+                              n_sources=n, method=self.linkage, system_name=self.system_name, emit=self.emit,
+                              sigma_deg=self.sigma_deg)
         return tables.replace(detections=out)
 
 
-def check_cluster_params(threshold_deg, min_support, method, emit, who: str) -> None:
+def check_cluster_params(threshold_deg, min_support, method, emit, sigma_deg, who: str) -> None:
     if not 0.0 <= float(threshold_deg) <= 180.0:
         raise ValueError(f"{who}: threshold_deg {threshold_deg} outside [0, 180]")
     if int(min_support) != min_support or min_support < 1:
@@ -147,3 +164,5 @@ def check_cluster_params(threshold_deg, min_support, method, emit, who: str) -> 
         raise ValueError(f"{who}: linkage={method!r}, expected one of {LINKAGES}")
     if emit not in EMITS:
         raise ValueError(f"{who}: emit={emit!r}, expected one of {EMITS}")
+    if not float(sigma_deg) > 0:
+        raise ValueError(f"{who}: sigma_deg must be > 0, got {sigma_deg!r}")

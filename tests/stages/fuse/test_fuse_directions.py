@@ -3,7 +3,7 @@ import polars as pl
 import pytest
 from fusedata import blob, det
 
-from calib.geometry import acs_canvas_coefficients, acs_forward, great_circle, transform_points
+from calib.geometry import acs_canvas_coefficients, acs_forward, great_circle, peak_points, transform_points
 from calib.io.seld import from_canvas
 from calib.stages.base import Tables
 from calib.stages.fuse.acs_views import AcsViews
@@ -65,6 +65,14 @@ def test_views_that_disagree_form_separate_clusters_and_min_support_filters():
     az, el = single_point_direction(out.get_column("points")[1].to_list())
     assert great_circle(az, el, -100.0, -10.0) < 1e-6
     assert AcsViews(min_support=3).apply(Tables(detections=d))["detections"].height == 1
+
+
+def test_gaussian_emission_centres_a_blob_on_the_fused_direction():
+    out = AcsViews(emit="gaussian", sigma_deg=5.0).apply(Tables(detections=eight_views(40.0, 25.0, [0.5] * 8)))
+    pts = out["detections"].get_column("points")
+    (peak,) = peak_points(pts).rows()
+    assert great_circle(*from_canvas(peak[0], peak[1]), 40.0, 25.0) < 1e-3
+    assert peak[2] == 1.0 and len(pts[0].to_list()[0]) > 50  # a blob, not a point
 
 
 def test_bad_views_are_named():
