@@ -9,7 +9,6 @@ import polars as pl
 from calib.geometry import peak_points
 from calib.io.seld import from_canvas
 from calib.tables import DETECTIONS, N_CLASSES, POLYGONS
-from calib.stages.fuse._render import render_annotation
 
 CORE = list(DETECTIONS)
 
@@ -62,15 +61,6 @@ def peak_directions(df: pl.DataFrame) -> pl.DataFrame:
     az, el = from_canvas(peaks.get_column("x").fill_null(np.nan).to_numpy(),
                          peaks.get_column("y").fill_null(np.nan).to_numpy())
     return df.with_columns(pl.Series("peak_az", az).fill_nan(None), pl.Series("peak_el", el).fill_nan(None))
-
-
-def polygons_arrays(points: list) -> list[np.ndarray]:
-    """A detection's polygons (as polars gives them: lists of {x, y, e} dicts) as (N, 3) arrays."""
-    return [np.array([(p["x"], p["y"], p["e"]) for p in poly], dtype=np.float64).reshape(-1, 3) for poly in points]
-
-
-def render_points(points: list) -> np.ndarray:
-    return render_annotation(polygons_arrays(points))
 
 
 def point_polygons(x, y, e=None) -> pl.Series:

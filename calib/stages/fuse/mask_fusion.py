@@ -5,15 +5,19 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
+from calib.render import box_iou, detection_boxes, flatten, polygons_series
 from calib.stages.base import Stage, Tables, register
-from calib.stages.fuse._common import empty_detections, render_points, renumber, stack_systems
-from calib.stages.fuse._render import H, W
-from calib.tables import POLYGONS
+from calib.stages.fuse._common import empty_detections, renumber, stack_systems
+from calib.stages.fuse._render import H, W, render_annotation
 
 GROUP = ["clip", "frame", "class_id"]
 OUT_EXTRA = {"score_raw": pl.Float64, "fuse_support": pl.Int64, "fuse_source": pl.String}
 PIXEL_DEG = 360.0 / W  # one map pixel is 3.6 degrees both ways (100 x 50 over 360 x 180)
+# A map is non-zero only on pixels within its points' bounding box rounded to the 3.6-degree grid,
+# so boxes grown by more than a pixel that do not meet cannot give a soft IoU above 0.
+BOX_MARGIN_DEG = 4.0
 _EIGHT = np.ones((3, 3), dtype=bool)
 
 
@@ -61,11 +65,12 @@ def greedy_clusters(maps: np.ndarray, weights: np.ndarray, sources: np.ndarray,
     return labels, fused
 
 
-def map_polygons(amap: np.ndarray) -> list[list[dict]]:
+def map_polygons(amap: np.ndarray) -> list[np.ndarray]:
     """Re-emit a (H, W) energy map as points: one polygon per 8-connected blob of non-zero pixels,
     holding the blob's pixels and the ring of pixels around it (with the map's values there, zero
     off the support) so the official linear interpolation gives the map back without bleeding
-    between blobs. Pixel (r, c) is the point (3.6 c, 3.6 r); columns wrap at the seam."""
+    between blobs. Pixel (r, c) is the point (3.6 c, 3.6 r); columns wrap at the seam. Returns
+    one (k, 3) array of x, y, e per polygon."""
     amap = np.asarray(amap, dtype=np.float64).reshape(H, W)
     blobs, n = ndimage.label(amap > 0, structure=_EIGHT)
     polygons = []
@@ -76,8 +81,7 @@ def map_polygons(amap: np.ndarray) -> list[list[dict]]:
         ring[:, W - 1] |= grown[:, 0]
         ring[:, 0] |= grown[:, -1]
         rows, cols = np.nonzero(ring)
-        polygons.append([{"x": float(c * PIXEL_DEG), "y": float(r * PIXEL_DEG), "e": float(amap[r, c])}
-                         for r, c in zip(rows, cols)])
+        polygons.append(np.column_stack([cols * PIXEL_DEG, rows * PIXEL_DEG, amap[rows, cols]]))
     return polygons
 
 
@@ -130,7 +134,9 @@ class MaskFusion(Stage):
         single = det.filter(pl.col("_n_src") == 1)
         multi = det.filter(pl.col("_n_src") > 1).sort(GROUP + ["score", "_order"],
                                                     descending=[False, False, False, True, False])
-        fused, kept = self._cluster(multi, n_systems)
+        # Qhull and the interpolation call BLAS on tiny arrays: more threads only contend
+        with threadpool_limits(1, user_api="blas"):
+            fused, kept = self._cluster(multi, n_systems)
         factor = 1.0 / n_systems if self.count_weighting else 1.0
         singles = (pl.concat([single, multi.filter(pl.col("_order").is_in(kept))])
                    .with_columns((pl.col("score") * factor).alias("score"), pl.lit(1, pl.Int64).alias("fuse_support")))
@@ -144,10 +150,12 @@ class MaskFusion(Stage):
         """(fused detections of clusters with several members, ``_order`` of single-member
         clusters' rows) for the buckets several systems fill."""
         rows: list[dict] = []
+        polygons: list[list[np.ndarray]] = []
         kept: list[int] = []
         if multi.height:
             order = multi.get_column("_order").to_numpy()
-            points = multi.get_column("points").to_list()
+            flat = flatten(multi.get_column("points"))
+            boxes = detection_boxes(flat) + np.array([-1.0, 1.0, -1.0, 1.0]) * BOX_MARGIN_DEG
             score = multi.get_column("score").to_numpy()
             raw = multi.get_column("score_raw").to_numpy()
             dist = multi.get_column("distance").to_numpy()
@@ -157,7 +165,15 @@ class MaskFusion(Stage):
                       .agg(pl.col("_i").min().alias("_a"), pl.len().alias("_n")))
             for clip, frame, cls, a, n in groups.iter_rows():
                 idx = np.arange(a, a + n)
-                maps = np.stack([render_points(points[i]).ravel() for i in idx])
+                if self.iou_threshold > 0:
+                    # members whose box meets no other system's box stay alone: no need to render them
+                    near = (box_iou(boxes[idx], boxes[idx]) > 0) & (src[idx][:, None] != src[idx][None, :])
+                    alone = ~near.any(axis=1)
+                    kept.extend(int(order[i]) for i in idx[alone])
+                    idx = idx[~alone]
+                    if idx.size == 0:
+                        continue
+                maps = np.stack([render_annotation(flat.polygons(i)).ravel() for i in idx])
                 labels, fused = greedy_clusters(maps, w[idx] * score[idx], src[idx], float(self.iou_threshold))
                 for c in range(len(fused)):
                     m = idx[labels == c]
@@ -172,13 +188,14 @@ class MaskFusion(Stage):
                     rows.append({"clip": clip, "frame": frame, "class_id": cls,
                                  "score": mean_score * (support / n_systems if self.count_weighting else 1.0),
                                  "score_raw": float(np.mean(raw[m])), "distance": float(d.mean()) if d.size else None,
-                                 "points": map_polygons(fused[c]), "fuse_support": support,
-                                 "fuse_source": "+".join(sorted(set(src[m]))), "_order": int(order[m].min())})
+                                 "fuse_support": support, "fuse_source": "+".join(sorted(set(src[m]))),
+                                 "_order": int(order[m].min())})
+                    polygons.append(map_polygons(fused[c]))
         schema = {"clip": pl.String, "frame": pl.Int64, "class_id": pl.Int64, "score": pl.Float64,
-                  "score_raw": pl.Float64, "distance": pl.Float64, "points": POLYGONS,
-                  "fuse_support": pl.Int64, "fuse_source": pl.String, "_order": pl.Int64}
+                  "score_raw": pl.Float64, "distance": pl.Float64, "fuse_support": pl.Int64,
+                  "fuse_source": pl.String, "_order": pl.Int64}
         fused_df = pl.DataFrame(rows, schema=schema).with_columns(
-            pl.lit("", pl.String).alias("system"), pl.lit(0, pl.Int64).alias("det_id"),
+            polygons_series(polygons), pl.lit("", pl.String).alias("system"), pl.lit(0, pl.Int64).alias("det_id"),
             pl.lit(None, pl.Int64).alias("instance_id"), pl.lit(None, pl.String).alias("extra"))
         # single-member clusters in shared buckets keep their mask; the singleton factor comes later
         return fused_df, kept

@@ -4,7 +4,7 @@ import pytest
 from fusedata import blob, det
 
 from calib.stages.base import Tables
-from calib.stages.fuse._common import render_points
+from calib.stages.fuse import mask_fusion
 from calib.stages.fuse._render import render_annotation
 from calib.stages.fuse.mask_fusion import MaskFusion, greedy_clusters, map_polygons, soft_iou
 
@@ -18,7 +18,8 @@ def fuse(systems, **params):
 
 
 def as_map(points):
-    return render_points(points)
+    """The official 100 x 50 map of one detection's points (as polars lists them)."""
+    return render_annotation([np.array([(p["x"], p["y"], p["e"]) for p in poly]).reshape(-1, 3) for poly in points])
 
 
 def test_soft_iou_by_hand():
@@ -103,6 +104,19 @@ def test_map_polygons_reemits_the_map(centres):
     amap = (sum(w * m for w, m in zip((0.7, 0.3), maps))).astype(np.float32)
     polys = map_polygons(amap)
     assert len(polys) == len(centres)
-    back = render_annotation([np.array([[p["x"], p["y"], p["e"]] for p in poly]) for poly in polys])
+    back = render_annotation(polys)
     assert np.abs(back - amap / amap.max()).max() < 1e-4
-    assert all(0 <= p["x"] <= 360 and 0 <= p["y"] <= 180 for poly in polys for p in poly)
+    xy = np.concatenate(polys)
+    assert np.all((xy[:, 0] >= 0) & (xy[:, 0] <= 360) & (xy[:, 1] >= 0) & (xy[:, 1] <= 180))
+
+
+def test_box_prefilter_changes_nothing(monkeypatch):
+    rows = [{"frame": f, "class_id": k, "score": 0.5 + 0.1 * k, "points": blob(40.0 * k + 7.2 * f, 90.0 - 9 * f)}
+            for f in range(4) for k in range(3)]
+    systems = {"a": system("a", rows),
+               "b": system("b", [dict(r, points=blob(40.0 * r["class_id"] + 3.6, 90.0)) for r in rows])}
+    fast = fuse(systems, iou_threshold=0.2)
+    monkeypatch.setattr(mask_fusion, "BOX_MARGIN_DEG", 720.0)  # every box meets every other: all rendered
+    slow = fuse(systems, iou_threshold=0.2)
+    assert fast.equals(slow)
+    assert sorted(set(fast.get_column("fuse_support"))) == [1, 2]
