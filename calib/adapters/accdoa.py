@@ -25,9 +25,9 @@ import polars as pl
 import torch
 
 from calib.adapters import acs
-from calib.adapters.audio import audio_info, n_label_frames
+from calib.adapters.audio import (AUDIO_SUFFIXES, FRONT_END_DEFAULTS, FRONT_END_HELP, audio_info, clip_audio,
+                                  front_end, n_label_frames)
 from calib.adapters.base import AdapterError
-from calib.adapters.energy_instance import AUDIO_SUFFIXES, FRONT_END_DEFAULTS, FRONT_END_HELP, clip_audio, front_end
 from calib.adapters.torch_adapter import Block, TorchAdapter, batches, progress_bar, to_numpy
 from calib.io.seld import cartesian_to_polar, to_canvas
 from calib.tables import N_CLASSES, conform

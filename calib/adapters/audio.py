@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from calib.adapters.base import AdapterError
 from calib.io.errors import InputError
 
 LABEL_FPS = 10
@@ -197,3 +198,36 @@ def _fit(x: torch.Tensor, length: int, dim: int) -> torch.Tensor:
     pad_shape = list(x.shape)
     pad_shape[dim] = length - size
     return torch.cat([x, x.new_zeros(pad_shape)], dim=dim)
+
+
+# ---------------------------------------------------------------------------------------------------
+# shared by the adapters that feed audio features to a model
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+
+
+def front_end(adapter) -> FrontEnd:
+    fe = FrontEnd(kind=adapter.features, sample_rate=int(adapter.sample_rate), hop_s=float(adapter.hop_s),
+                  win_s=float(adapter.win_s), n_mels=int(adapter.n_mels))
+    try:
+        fe.check()
+    except ValueError as e:
+        raise AdapterError(f"adapter {adapter.name!r}: {e}") from None
+    return fe
+
+
+def clip_audio(path: Path, fe: FrontEnd, device: torch.device, channels: int = 4) -> tuple[torch.Tensor, int]:
+    """[channels, samples] float32 tensor at the front end's rate, and the clip's label-frame count."""
+    audio, sr = read_audio(path, channels=channels)
+    n_frames = n_label_frames(audio.shape[1], sr)
+    audio = resample(audio, sr, fe.sample_rate)
+    return torch.from_numpy(audio).to(device), n_frames
+
+
+FRONT_END_DEFAULTS = {"features": "logmel_iv", "sample_rate": 24000, "hop_s": 0.02, "win_s": 0.04, "n_mels": 64}
+FRONT_END_HELP = {
+    "features": "model input from audio: raw (waveform), logmel (per channel), logmel_iv (FOA: 4 log-mel + 3 intensity vectors)",
+    "sample_rate": "audio is resampled to this rate (Hz) before features",
+    "hop_s": "feature hop in seconds (must divide the 0.1 s label frame)",
+    "win_s": "STFT window in seconds",
+    "n_mels": "mel bands",
+}

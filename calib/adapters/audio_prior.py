@@ -23,9 +23,8 @@ import polars as pl
 import torch
 from scipy.special import expit
 
-from calib.adapters.audio import audio_info, kaldi_fbank, n_label_frames, read_audio, resample
+from calib.adapters.audio import AUDIO_SUFFIXES, audio_info, kaldi_fbank, n_label_frames, read_audio, resample
 from calib.adapters.base import AdapterError
-from calib.adapters.energy_instance import AUDIO_SUFFIXES
 from calib.adapters.torch_adapter import Block, TorchAdapter, batches, progress_bar, to_numpy
 from calib.adapters.vit import AudioPriorNet
 from calib.tables import N_CLASSES, conform

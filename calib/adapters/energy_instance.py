@@ -8,14 +8,17 @@ B dicts, one per frame:
 - ``labels`` [N] int, 1-based (1 = class 0, ..., 13 = class 12; 0 is torchvision's background),
 - ``scores`` [N] float,
 - ``energy`` (or ``masks``) [N, H, W] or [N, 1, H, W]: box-relative energy maps (e.g. 28 x 28
-  sigmoid outputs of a mask head); negative values count as 0,
+  sigmoid outputs of a mask head; with ``map_frame=canvas``, maps covering the whole model canvas,
+  as torchvision's pasted masks do); negative values count as 0,
 - optionally ``distances`` [N]: multiplied by ``distance_scale`` into the table's cm.
 
 Per-frame inputs come from ``--input`` files: audio (``.wav``/``.flac``/``.ogg``, 4 channels) gives,
 for label frame t, the features of a window of ``window_frames`` label frames centred on t
 (zero beyond the clip; see :mod:`calib.adapters.audio` for ``features``); a ``.npy`` array
 [frames, ...] gives row t as frame t's input as it is (e.g. acoustic images you computed).
-Points come from the maps by :func:`calib.adapters.points.map_points` (``points`` = dense | grid).
+Points come from the maps by :func:`calib.adapters.points.map_points` (``points`` = dense | grid);
+``emit`` then optionally re-emits them through calib's emitter stages (``grid``, ``dense``, ``hull``,
+``gaussian``, ``compress`` ... as in a recipe), batch by batch.
 """
 from __future__ import annotations
 
@@ -27,42 +30,26 @@ import polars as pl
 import pyarrow as pa
 import torch
 
-from calib.adapters.audio import FrontEnd, audio_info, n_label_frames, read_audio, resample
+from calib.adapters.audio import (AUDIO_SUFFIXES, FRONT_END_DEFAULTS, FRONT_END_HELP, audio_info, clip_audio,
+                                  front_end, n_label_frames)
 from calib.adapters.base import AdapterError
 from calib.adapters.points import CANVAS_H, CANVAS_W, map_points
 from calib.adapters.torch_adapter import Block, TorchAdapter, batches, progress_bar, to_numpy
 from calib.io.errors import InputError
+from calib.stages.base import Tables
 from calib.tables import N_CLASSES, conform
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+def emit_stages(spec) -> list:
+    """Emitter stages from a recipe-style entry ``{"type": name, **params}`` or a list of them."""
+    if not spec:
+        return []
+    from calib.stages.base import UnknownStageError, make_stage
 
-
-def front_end(adapter) -> FrontEnd:
-    fe = FrontEnd(kind=adapter.features, sample_rate=int(adapter.sample_rate), hop_s=float(adapter.hop_s),
-                  win_s=float(adapter.win_s), n_mels=int(adapter.n_mels))
+    entries = [spec] if isinstance(spec, dict) else list(spec)
     try:
-        fe.check()
-    except ValueError as e:
-        raise AdapterError(f"adapter {adapter.name!r}: {e}") from None
-    return fe
-
-
-def clip_audio(path: Path, fe: FrontEnd, device: torch.device, channels: int = 4) -> tuple[torch.Tensor, int]:
-    """[channels, samples] float32 tensor at the front end's rate, and the clip's label-frame count."""
-    audio, sr = read_audio(path, channels=channels)
-    n_frames = n_label_frames(audio.shape[1], sr)
-    audio = resample(audio, sr, fe.sample_rate)
-    return torch.from_numpy(audio).to(device), n_frames
-
-
-FRONT_END_DEFAULTS = {"features": "logmel_iv", "sample_rate": 24000, "hop_s": 0.02, "win_s": 0.04, "n_mels": 64}
-FRONT_END_HELP = {
-    "features": "model input from audio: raw (waveform), logmel (per channel), logmel_iv (FOA: 4 log-mel + 3 intensity vectors)",
-    "sample_rate": "audio is resampled to this rate (Hz) before features",
-    "hop_s": "feature hop in seconds (must divide the 0.1 s label frame)",
-    "win_s": "STFT window in seconds",
-    "n_mels": "mel bands",
-}
+        return [make_stage(e) for e in entries]
+    except (UnknownStageError, ValueError, TypeError) as e:
+        raise AdapterError(f"emit {spec!r}: {e}") from None
 
 
 class EnergyInstanceAdapter(TorchAdapter):
@@ -73,26 +60,35 @@ class EnergyInstanceAdapter(TorchAdapter):
     input_help = "4-channel audio files (.wav/.flac/.ogg) or .npy arrays [frames, ...] of per-frame model inputs"
     input_suffixes = AUDIO_SUFFIXES + (".npy",)
     defaults = FRONT_END_DEFAULTS | {
-        "window_frames": 1, "canvas_size": [360, 180], "points": "dense", "grid": 3, "min_rel_energy": 0.1,
-        "min_score": 0.0, "distance_scale": 1.0, "system": "",
+        "window_frames": 1, "canvas_size": [360, 180], "map_frame": "box", "points": "dense", "grid": 3,
+        "min_rel_energy": 0.1,
+        "min_score": 0.0, "distance_scale": 1.0, "system": "", "emit": None,
     }
     param_help = FRONT_END_HELP | {
         "window_frames": "label frames of audio each per-frame input sees, centred on the frame",
         "canvas_size": "[W, H] of the model's box coordinates; scaled to the 360 x 180 canvas",
+        "map_frame": "box (maps span their box, e.g. a 28x28 mask head) or canvas (maps span the whole model "
+                     "canvas, e.g. torchvision's pasted masks; points=dense only)",
         "points": "dense (a point per map cell >= min_rel_energy x peak) or grid (grid x grid block means)",
         "grid": "grid size k for points=grid",
         "min_rel_energy": "points=dense: keep cells with energy >= this fraction of the map's peak",
         "min_score": "drop detections scoring below this",
         "distance_scale": "factor from the model's distances to cm",
         "system": "system name in the table (default: the checkpoint's file stem)",
+        "emit": "emitter stage(s) re-emitting the mapped points, recipe style: {'type': 'grid', 'n': 3} or a list",
     }
 
     def load(self, checkpoint_path, device=None):
         if self.points not in ("dense", "grid"):
             raise AdapterError(f"points {self.points!r}: use dense or grid")
+        if self.map_frame not in ("box", "canvas"):
+            raise AdapterError(f"map_frame {self.map_frame!r}: use box or canvas")
+        if self.map_frame == "canvas" and self.points == "grid":
+            raise AdapterError("points=grid pools a box-relative map; with map_frame=canvas use points=dense")
         if int(self.window_frames) < 1 or int(self.grid) < 1:
             raise AdapterError("window_frames and grid must be at least 1")
         self.system_ = self.system or Path(checkpoint_path).stem
+        self.emitters_ = emit_stages(self.emit)
         self.front_end_ = front_end(self)
         return super().load(checkpoint_path, device)
 
@@ -173,7 +169,8 @@ class EnergyInstanceAdapter(TorchAdapter):
             det_id[sel] = start + np.arange(len(sel))
             det_counter[clip] = start + len(sel)
         w, h = (float(v) for v in self.canvas_size)
-        points = map_points(boxes, np.maximum(maps, 0.0), mode=self.points, grid=int(self.grid),
+        map_boxes = boxes if self.map_frame == "box" else np.tile([0.0, 0.0, w, h], (n, 1))
+        points = map_points(map_boxes, np.maximum(maps, 0.0), mode=self.points, grid=int(self.grid),
                             min_rel_energy=float(self.min_rel_energy), box_scale=(CANVAS_W / w, CANVAS_H / h))
         table = pa.table({
             "system": pa.array([self.system_] * n, pa.string()),
@@ -187,7 +184,10 @@ class EnergyInstanceAdapter(TorchAdapter):
             "points": points,
             "extra": pa.nulls(n, pa.string()),
         })
-        return conform(pl.from_arrow(table), "detections", where=f"adapter {self.name}")
+        df = conform(pl.from_arrow(table), "detections", where=f"adapter {self.name}")
+        for stage in self.emitters_:
+            df = stage.apply(Tables(detections=df))["detections"]
+        return df
 
     def _frame_arrays(self, out, clip: str, frame: int) -> dict[str, np.ndarray]:
         where = f"clip {clip}, frame {frame}"

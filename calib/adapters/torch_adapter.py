@@ -244,7 +244,7 @@ class TorchAdapter(Adapter):
     defaults = {"model_config": None, "trust_checkpoint": False, "precision": "auto"}
     param_help = {
         "model_config": "architecture of a state_dict checkpoint: {'architecture': NAME or 'pkg.mod:factory', 'params': {...}}",
-        "trust_checkpoint": "also accept TorchScript / pickled-module checkpoints (they can run code)",
+        "trust_checkpoint": "also accept TorchScript / torch.export / pickled-module checkpoints (they can run code)",
         "precision": "auto (bf16/fp16 autocast on GPU, fp32 on CPU), fp32, bf16 or fp16",
     }
 

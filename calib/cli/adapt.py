@@ -13,7 +13,8 @@ how a checkpoint becomes a model:
                   --model-config gives the architecture: {"architecture": NAME, "params": {...}} where NAME is
                   an architecture the adapter ships (see --list) or an import path 'package.module:factory'
                   of your own code, called as factory(**params).
-  --trust-checkpoint  also accept a TorchScript archive or a pickled nn.Module (both can run code from the file).
+  --trust-checkpoint  also accept a TorchScript archive, a torch.export program (.pt2) or a pickled nn.Module
+                  (these can run code from the file).
 
 examples:
   calib adapt --list
@@ -47,7 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--model-config", metavar="JSON", help="architecture of a state_dict checkpoint: a JSON file or "
                    'inline JSON {"architecture": ..., "params": {...}}')
     p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow TorchScript / pickled-module checkpoints (they can run code: only for files you trust)")
+                   help="allow TorchScript / torch.export / pickled-module checkpoints (they can run code: only for "
+                   "files you trust)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 (or fp16) autocast on GPU, fp32 on CPU (default)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",

@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="ADDRESS=VALUE",
                    help="override a recipe value before running, e.g. stages.cap.k=3, emit.enabled=false, "
                    "splits.fit=[\"dev-train-sony\"] (values read as TOML; repeatable)")
+    p.add_argument("--no-score", action="store_true", help="skip scoring (faster iterations; no metrics.json)")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     p.set_defaults(func=run)
 
@@ -58,7 +59,8 @@ def run(args) -> int:
     base = Path(args.data) if args.data else (Path.cwd() if shipped else path.parent)
     out = Path(args.out) if args.out else Path("runs") / recipe.name
     log = (lambda s: None) if args.quiet else print
-    res = run_recipe(recipe, out, base_dir=base, cache_dir=args.cache, source=str(path), log=log)
+    res = run_recipe(recipe, out, base_dir=base, cache_dir=args.cache, source=str(path), log=log,
+                     score=not args.no_score)
     cached = [r.address for r in res.chain.records if r.cached]
     if args.quiet:
         print(f"wrote {out} ({len(cached)}/{len(res.chain.records)} stages cached)")

@@ -24,14 +24,17 @@ what it writes (OUT_DIR must not exist or be empty, unless --overwrite):
   priors.csv                          class priors per clip and 2-s window (end_frame exclusive)
   manifest.json                       seed, options, splits, systems, statistics
 
-simulated systems (--systems, comma-separated; default all):
+simulated systems (--systems, comma-separated; default all but pixel):
   lowthr   low threshold: misses, 5-20 deg errors, confusions, floods of low-score false
-           positives, duplicates, coarse 3-deg masks; its scores say little
-  sparse   6-20 sub-pixel peak points per mask, few false positives
+           positives, duplicates, masks on a 3-deg lattice; its scores say little
+  sparse   6-20 sub-pixel peak points per mask, few false positives (scores ~0 under the
+           dcase2026 soft IoU, like real sparse submissions)
   grid     3x3 grids, scores with 2 decimals (many ties)
-  dense    dense pixel blobs like the GT, some two-lobe and 1-2 point masks
+  dense    blobs shaped like the GT on a 2-deg lattice, some two-lobe and 1-2 point masks
   audio    strong on classes 0-4, 11, 12 (speech, clapping, phone, laughter, bell, knock)
   av       strong on classes 5-10 (domestic, footsteps, door, music, instrument, tap)
+  pixel    every integer pixel of GT-like blobs: big files (over the scorer's 20 MiB limit
+           for long clips), for scorer tests and benchmarks
 True detections have more peaked masks, same-class neighbours in nearby frames and longer
 tracks than false ones: the signal a learned reranker should find.
 
@@ -40,7 +43,7 @@ size and time: a GT annotation holds a few hundred to a few thousand points (~15
 makes blobs half as wide (about 4x smaller files). Prediction files stay under the scorer's
 20 MiB limit at the default density; the command warns when one does not. Measured: 78 clips
 x 1500 frames with lowthr,dense,sparse and --jobs 2 write 4.8 GB in ~3 min (1.4 GB in
-~1.5 min at --blob-scale 0.5) on 2 shared cores.
+~1 min at --blob-scale 0.5) on 2 busy cores.
 
 examples:
   calib synth demo/                                   8 clips x 100 frames, all systems

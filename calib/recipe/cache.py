@@ -39,9 +39,10 @@ def _source_hash(cls: type) -> str:
         return ""
 
 
-def stage_key(prev_key: str, stage: Stage, fit_key: str | None) -> str:
+def stage_key(prev_key: str, stage: Stage, fit_key: str | None, on_system: str | None = None) -> str:
     """Cache key of a stage's output. ``fit_key`` (the fit clips' hash) only for stages that learn."""
     return digest({
+        "on": on_system,
         "prev": prev_key,
         "type": stage.name,
         "params": stage.get_params(),

@@ -42,6 +42,7 @@ class StageRecord:
     fit_clips: int | None = None
     seconds: float = 0.0
     rows: int = 0
+    on_system: str | None = None
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -82,13 +83,17 @@ def _rows(tables: Tables) -> int:
     return len(det) if det is not None else 0
 
 
-def _normalize(tables: Tables, where: str) -> Tables:
-    """Core columns first, in schema types: cached and fresh outputs then look the same."""
+def _normalize(tables: Tables, before: Tables, where: str) -> Tables:
+    """Core columns first, in schema types, for the tables the stage changed: cached and fresh
+    outputs then look the same. Tables the stage passed through keep their identity (the cache
+    refers to the file that already holds them instead of writing a copy)."""
     out = Tables(tables)
-    if "detections" in out:
+    if "detections" in out and out["detections"] is not before.get("detections"):
         out["detections"] = conform(out["detections"], "detections", where=f"{where} output")
     if isinstance(out.get("systems"), dict):
-        out["systems"] = {k: conform(v, "detections", where=f"{where} output systems.{k}") for k, v in out["systems"].items()}
+        old = before.get("systems") or {}
+        out["systems"] = {k: v if v is old.get(k) else conform(v, "detections", where=f"{where} output systems.{k}")
+                          for k, v in out["systems"].items()}
     return out
 
 
@@ -101,11 +106,11 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
     stages = [spec.build() for _, spec in chain]
     keys: list[str] = []
     prev = input_key
-    for st in stages:
-        prev = stage_key(prev, st, fit_key)
+    for st, (_, spec) in zip(stages, chain):
+        prev = stage_key(prev, st, fit_key, spec.on_system)
         keys.append(prev)
-    records = [StageRecord(path, "emit" if path == "emit" else spec.address, spec.type, st.get_params(), k, st.learns)
-               for (path, spec), st, k in zip(chain, stages, keys)]
+    records = [StageRecord(path, "emit" if path == "emit" else spec.address, spec.type, st.get_params(), k, st.learns,
+                           on_system=spec.on_system) for (path, spec), st, k in zip(chain, stages, keys)]
     n = len(stages)
     start = 0
     state_files: dict[str, Path] = {}
@@ -131,34 +136,42 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
             records[start - 1].rows = _rows(tables)
     truth = tables.get("truth")
     for i in range(start, n):
-        st, rec = stages[i], records[i]
+        st, rec, on = stages[i], records[i], chain[i][1].on_system
         t0 = time.perf_counter()
         try:
+            # A stage on a named system sees that system's table as its detections; its output
+            # replaces that system's table, the working detections stay as they were.
+            view = tables if on is None else tables.replace(detections=tables["systems"][on])
             if st.learns:
-                st.fit(subset(tables, fit_clips))
+                st.fit(subset(view, fit_clips))
                 rec.fit_clips = len(fit_clips)
                 # Applied without the ground truth: a fitted stage cannot peek at held-out labels.
-                blind = Tables({k: v for k, v in tables.items() if k != "truth"})
+                blind = Tables({k: v for k, v in view.items() if k != "truth"})
                 out = st.apply(blind)
                 if truth is not None:
                     out = out.replace(truth=truth)
             else:
-                out = st.fit(tables).apply(tables)
+                out = st.fit(view).apply(view)
             if not isinstance(out, dict):
                 raise TypeError(f"apply returned {type(out).__name__}, not Tables")
-            out = _normalize(Tables(out), f"{rec.path} ({rec.type})")
+            out = Tables(out)
+            if on is not None:
+                systems = dict(out.get("systems") or tables["systems"])
+                systems[on] = out["detections"]
+                out = out.replace(systems=systems, detections=tables["detections"])
+            out = _normalize(out, tables, f"{rec.path} ({rec.type})")
         except Exception as e:
             e.add_note(f"while running {rec.path} ({rec.type}) of recipe {recipe.name!r}")
             raise
         tables = out
         rec.seconds = time.perf_counter() - t0
-        rec.rows = _rows(tables)
+        rec.rows = len(tables["systems"][on]) if on else _rows(tables)
         if cache is not None:
             cache.save(rec.key, tables, st, meta={"path": rec.path, "type": rec.type, "params": rec.params})
             sp = cache.state_path(rec.key)
             if sp is not None:
                 state_files[rec.path] = sp
-        what = f"fit on {rec.fit_clips} clips, " if st.learns else ""
+        what = (f"on system {on}, " if on else "") + (f"fit on {rec.fit_clips} clips, " if st.learns else "")
         log(f"[{i + 1}/{n}] {rec.address} ({rec.type}): {what}{rec.seconds:.2f} s, {rec.rows} detections")
     return ChainResult(tables, records, stages, keys[-1] if keys else input_key, state_files)
 
@@ -183,7 +196,7 @@ def _default_scorer() -> Scorer:
 
 def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os.PathLike,
                cache_dir: str | os.PathLike | None = None, scorer: Scorer | None = None,
-               source: str | None = None, log: Log = print, progress: bool = False) -> RunOutput:
+               source: str | None = None, log: Log = print, progress: bool = False, score: bool = True) -> RunOutput:
     """Run a recipe and write OUT/{recipe.toml, detections.parquet, dcase/, state/, metrics.json,
     run.json, report.md}. Outputs are staged and moved into place only when everything succeeded."""
     from calib.io.dcase import MAX_FILE_BYTES
@@ -203,7 +216,7 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
 
     metrics, split_metrics = None, {}
     truth = tables.get("truth")
-    if truth is not None and eval_clips:
+    if score and truth is not None and eval_clips:
         scorer = scorer or _default_scorer()
         t0 = time.perf_counter()
         metrics = scorer(restrict(det, eval_clips), restrict(truth, eval_clips), recipe.scoring)
@@ -316,7 +329,8 @@ def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_m
               "## Stages", "", "| # | stage | type | parameters | learns | cached | seconds | detections |",
               "|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(chain.records):
-        lines.append(f"| {i + 1} | {r.address} | {r.type} | {_params_text(r.params)} | {'yes' if r.learns else ''} | "
+        on = f"on system {r.on_system}: " if r.on_system else ""
+        lines.append(f"| {i + 1} | {r.address} | {r.type} | {on}{_params_text(r.params)} | {'yes' if r.learns else ''} | "
                      f"{'yes' if r.cached else ''} | {'' if r.cached else f'{r.seconds:.2f}'} | {r.rows if r.rows or not r.cached else ''} |")
     skipped = [s.address for _, s in recipe.chain(enabled_only=False) if not s.enabled]
     if skipped:
@@ -337,6 +351,8 @@ def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_m
             lines.append(f"| {cid} {CLASS_NAMES[cid]} | {_fmt(ap)} |")
     elif not eval_clips:
         lines += ["", "No ground truth for any clip: not scored."]
+    else:
+        lines += ["", "Not scored (--no-score)."]
     total = sum(sizes.values())
     biggest = max(sizes.values(), default=0)
     lines += ["", "## Files", "", f"{len(sizes)} DCASE file(s) in `dcase/`, {total / 2**20:.2f} MiB in all, "

@@ -27,6 +27,11 @@ stage type) and the scoring protocol. In TOML::
     enabled = false                   # kept in the recipe, skipped when run
     k = 6
 
+    [[stages]]
+    type = "gaussian"
+    on_system = "audio"               # run on another input system (its table is replaced), not
+                                      # on the primary detections
+
     [emit]
     type = "grid3"
 
@@ -47,7 +52,7 @@ from calib.io.errors import InputError
 
 PROTOCOLS = ("dcase2026", "dcase2026-coco")
 #: keys of a stage entry that are not stage parameters
-STAGE_KEYS = ("type", "name", "enabled")
+STAGE_KEYS = ("type", "name", "enabled", "on_system")
 #: tables a stage may need -> the recipe input that provides it
 TABLE_INPUTS = {"truth": "inputs.gt", "teacher": "inputs.teacher", "priors": "inputs.priors"}
 
@@ -201,13 +206,15 @@ class Scoring:
 
 @dataclass
 class StageSpec:
-    """One stage entry: registered ``type``, optional ``name`` (its address), ``enabled`` flag and
-    the parameters given in the recipe (unlisted ones take the stage's defaults)."""
+    """One stage entry: registered ``type``, optional ``name`` (its address), ``enabled`` flag,
+    optional ``on_system`` (run the stage on that input system's table instead of the primary
+    detections) and the parameters given in the recipe (unlisted ones take the stage's defaults)."""
 
     type: str
     params: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     enabled: bool = True
+    on_system: str | None = None
 
     @property
     def address(self) -> str:
@@ -219,6 +226,8 @@ class StageSpec:
             d["name"] = self.name
         if not self.enabled:
             d["enabled"] = False
+        if self.on_system is not None:
+            d["on_system"] = self.on_system
         d.update(copy.deepcopy(self.params))
         return d
 
@@ -238,8 +247,9 @@ class StageSpec:
         stype = _typed(d, "type", str, where, source, required=True)
         name = _typed(d, "name", str, where, source)
         enabled = _typed(d, "enabled", bool, where, source, default=True)
+        on_system = _typed(d, "on_system", str, where, source)
         params = {k: copy.deepcopy(v) for k, v in d.items() if k not in STAGE_KEYS}
-        spec = cls(type=stype, params=params, name=name, enabled=enabled)
+        spec = cls(type=stype, params=params, name=name, enabled=enabled, on_system=on_system)
         if check:
             spec.check(where, source)
         return spec
@@ -355,7 +365,11 @@ class Recipe:
         return recipe
 
     def check_inputs(self, source: str | None = None) -> None:
-        """Every enabled stage's tables must be provided by an input."""
+        """Every enabled stage's tables must be provided by an input; ``on_system`` names a system."""
+        for path, spec in self.chain(enabled_only=False):
+            if spec.on_system is not None and spec.on_system not in self.inputs.systems:
+                raise RecipeError(f"{path}.on_system", f"{spec.on_system!r} is not one of the systems "
+                                  f"{list(self.inputs.systems)}", source)
         for path, spec in self.chain():
             for table in spec.stage_class().needs_tables:
                 key = TABLE_INPUTS.get(table)

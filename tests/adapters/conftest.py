@@ -1,17 +1,14 @@
-"""Shared fixtures of the adapter tests: audio files, the example plug-in package installed for real."""
+"""Fixtures of the adapter tests: the example plug-in package installed for real; torch kept to one thread."""
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
 if str(HERE) not in sys.path:  # tiny_adapter_models, referenced by import path in model configs
     sys.path.insert(0, str(HERE))
 
@@ -21,26 +18,6 @@ try:  # tiny models on a shared 2-core machine: intra-op threads only add conten
     torch.set_num_threads(1)
 except ImportError:
     pass
-
-
-def write_audio(path: Path, audio: np.ndarray, sr: int) -> Path:
-    """``audio`` [channels, samples] -> a float WAV file."""
-    sf = pytest.importorskip("soundfile")
-    subtype = "PCM_24" if path.suffix == ".flac" else "FLOAT"
-    sf.write(str(path), np.ascontiguousarray(audio.T, dtype=np.float32), sr, subtype=subtype)
-    return path
-
-
-def noise(channels: int, seconds: float, sr: int, seed: int) -> np.ndarray:
-    return (np.random.default_rng(seed).standard_normal((channels, int(round(seconds * sr)))) * 0.1).astype(np.float32)
-
-
-def foa_plane_wave(azimuth_deg: float, elevation_deg: float, seconds: float, sr: int, seed: int = 0) -> np.ndarray:
-    """FOA (ACN W, Y, Z, X; SN3D) of white noise from one direction: [4, samples]."""
-    s = noise(1, seconds, sr, seed)[0]
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    gains = np.array([1.0, np.sin(az) * np.cos(el), np.sin(el), np.cos(az) * np.cos(el)])
-    return (gains[:, None] * s[None, :]).astype(np.float32)
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +53,3 @@ def _metadata_install(src: Path, target: Path) -> None:
              for group, eps in project["entry-points"].items()]
     (info / "entry_points.txt").write_text("\n".join(lines))
     shutil.copytree(src / "calib_example_adapter", target / "calib_example_adapter")
-
-
-def calib_subprocess(args: list[str], extra_path: list[Path] = (), cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([*map(str, extra_path), str(ROOT), str(HERE)])
-    return subprocess.run([sys.executable, "-m", "calib", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd or ROOT, timeout=300)

@@ -13,7 +13,7 @@ from calib.adapters import adapt  # noqa: E402
 from calib.adapters.base import AdapterError  # noqa: E402
 from calib.adapters.runner import write_result  # noqa: E402
 from calib.tables import TEACHER, read_table  # noqa: E402
-from conftest import foa_plane_wave, noise, write_audio  # noqa: E402
+from adapter_test_utils import foa_plane_wave, noise, write_audio  # noqa: E402
 from tiny_adapter_models import ConstantAccdoa, TinyAccdoa  # noqa: E402
 
 CONST = "tiny_adapter_models:ConstantAccdoa"

@@ -14,7 +14,7 @@ pytest.importorskip("soundfile")
 
 from calib.adapters.vit import AudioPriorNet  # noqa: E402
 from calib.tables import read_metadata, read_table  # noqa: E402
-from conftest import calib_subprocess, noise, write_audio  # noqa: E402
+from adapter_test_utils import calib_subprocess, noise, write_audio  # noqa: E402
 from tiny_adapter_models import TinyInstance  # noqa: E402
 
 VIT = {"img_size": [208, 128], "patch_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 4, "head_hidden": [8]}

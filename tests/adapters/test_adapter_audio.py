@@ -8,7 +8,7 @@ pytest.importorskip("soundfile")
 from calib.adapters.audio import (FrontEnd, kaldi_fbank, kaldi_mel, n_label_frames, read_audio, resample,  # noqa: E402
                                   slaney_mel)
 from calib.io.errors import InputError  # noqa: E402
-from conftest import foa_plane_wave, noise, write_audio  # noqa: E402
+from adapter_test_utils import foa_plane_wave, noise, write_audio  # noqa: E402
 
 # Mean over frames of the Kaldi fbank (128 bins, 16 kHz, 25/10 ms, Hann, htk_compat, no energy, dither 0)
 # of 0.5 s of 0.5 sin(2 pi 1000 t) + 0.25 sin(2 pi 3000 t) + 0.01 cos(2 pi 77 t), as printed by

@@ -8,7 +8,7 @@ import pytest
 from calib.adapters import Adapter, AdapterError, registry
 from calib.adapters.base import check_adapter_class, input_files
 from calib.io.errors import InputError
-from conftest import ROOT, calib_subprocess
+from adapter_test_utils import ROOT, calib_subprocess
 
 
 def test_builtins_are_listed_without_importing_them():

@@ -14,7 +14,7 @@ from calib.adapters.runner import write_result  # noqa: E402
 from calib.adapters.vit import AudioPriorNet, Block, VisionTransformer  # noqa: E402
 from calib.io.priors import read_priors  # noqa: E402
 from calib.tables import PRIORS  # noqa: E402
-from conftest import noise, write_audio  # noqa: E402
+from adapter_test_utils import noise, write_audio  # noqa: E402
 
 VIT = {"img_size": [208, 128], "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 4, "head_hidden": [16]}
 CONFIG = {"architecture": "audiomae-vit-prior", "params": VIT}
@@ -120,3 +120,12 @@ def test_probabilities_must_be_probabilities(tmp_path, clip):
     ckpt = constant_head_ckpt(tmp_path / "v.pt", np.full(13, 2.0, np.float32))
     with pytest.raises(AdapterError, match=r"clip p, window at frame 0: probabilities outside \[0, 1\]"):
         adapt("audio-prior", ckpt, [clip], params={"model_config": CONFIG, "activation": "none"})
+
+
+def test_bf16_autocast_stays_close_to_fp32(tmp_path, clip):
+    torch.manual_seed(7)
+    torch.save(AudioPriorNet(**VIT).state_dict(), tmp_path / "r.pt")
+    full = adapt("audio-prior", tmp_path / "r.pt", [clip], params={"model_config": CONFIG})
+    half = adapt("audio-prior", tmp_path / "r.pt", [clip], params={"model_config": CONFIG, "precision": "bf16"})
+    assert_frame_equal(half.table, full.table, check_exact=False, abs_tol=0.02)
+    assert not half.table.equals(full.table)  # autocast really ran in bfloat16

@@ -12,7 +12,8 @@ from calib.adapters.base import AdapterError  # noqa: E402
 from calib.adapters.registry import make_adapter  # noqa: E402
 from calib.adapters.runner import write_result  # noqa: E402
 from calib.tables import DETECTIONS, conform, read_table  # noqa: E402
-from conftest import noise, write_audio  # noqa: E402
+from adapter_test_utils import noise, write_audio  # noqa: E402
+import tiny_adapter_models as tiny_models  # noqa: E402
 from tiny_adapter_models import FixedInstance, TinyInstance  # noqa: E402
 
 FIXED = {"architecture": "tiny_adapter_models:FixedInstance"}
@@ -125,3 +126,33 @@ def test_bad_parameters_are_refused(tmp_path, fixed_ckpt):
         adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED, "points": "sparse"})
     with pytest.raises(AdapterError, match="divide 0.1 s"):
         adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED, "hop_s": 0.03})
+
+
+def test_canvas_maps_place_points_on_the_whole_canvas(tmp_path):
+    torch.save(tiny_models.CanvasInstance().state_dict(), tmp_path / "c.pt")
+    np.save(tmp_path / "k.npy", np.zeros((2, 1), np.float32))
+    params = {"model_config": {"architecture": "tiny_adapter_models:CanvasInstance"}, "canvas_size": [8, 4],
+              "map_frame": "canvas"}
+    res = adapt("energy-instance", tmp_path / "c.pt", [tmp_path / "k.npy"], params=params)
+    # model pixel (row 1, col 6) centre (6.5, 1.5) x 45 canvas degrees per model pixel; no distances given
+    want = expected([("c", "k", t, t, 0, 0.5, None, pts((292.5, 67.5, 1.0))) for t in range(2)])
+    assert_frame_equal(res.table, want)
+    with pytest.raises(AdapterError, match="map_frame=canvas use points=dense"):
+        adapt("energy-instance", tmp_path / "c.pt", [tmp_path / "k.npy"], params={**params, "points": "grid"})
+
+
+def test_emit_stages_rewrite_the_mapped_points(fixed_ckpt, tmp_path):
+    from calib.stages.base import Tables, make_stage
+
+    base = adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED})
+    spec = {"type": "grid", "n": 3}
+    res = adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED, "emit": spec})
+    want = make_stage(spec).apply(Tables(detections=base.table))["detections"]
+    assert_frame_equal(res.table, want)
+    assert not res.table["points"].equals(base.table["points"])
+    with pytest.raises(AdapterError, match="unknown stage 'nope'"):
+        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED,
+                                                                                "emit": {"type": "nope"}})
+    with pytest.raises(AdapterError, match="unknown parameter"):
+        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED,
+                                                                                "emit": [{"type": "grid", "m": 2}]})

@@ -58,3 +58,11 @@ def test_recipes_check_copy_show(setup, tmp_path, capsys):
     capsys.readouterr()
     assert main(["recipes", "show", str(setup / "recipe.toml")]) == 0
     assert capsys.readouterr().out == (setup / "recipe.toml").read_text()
+
+
+def test_recipes_list_names_the_shipped_ones(capsys):
+    assert main(["recipes"]) == 0
+    names = [line.split(":")[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["av-ensemble", "decision-calibrated", "dense-16band", "enhanced-baseline", "prior-fusion"]
+    assert main(["recipes", "show", "dense-16band"]) == 0
+    assert 'type = "rowmajor"' in capsys.readouterr().out

@@ -80,6 +80,12 @@ def test_changed_late_parameter_reruns_only_later_stages(toys, data, tmp_path):
     cache = StageCache(tmp_path / "cache")
     first = chain(Recipe.from_dict(recipe_dict()), data, cache)
     assert [r.cached for r in first.records] == [False, False, False, False]
+    # each entry stores only what its stage changed (detections); truth and systems are referenced
+    for entry in (tmp_path / "cache" / "stages").iterdir():
+        assert sorted(p.name for p in entry.glob("*.parquet")) == ["detections.parquet"]
+        manifest = json.loads((entry / "manifest.json").read_text())
+        assert manifest["tables"]["truth"].startswith("inputs/truth-")
+        assert manifest["tables"]["systems"]["sysA"].startswith("inputs/system-sysA-")
     counts = {n: c.applied for n, c in toys.items()}
     log: list[str] = []
     changed = Recipe.from_dict(set_values(recipe_dict(), {"stages.t_scale.factor": 1.0}))
@@ -167,3 +173,25 @@ def test_no_ground_truth_runs_unscored(toys, data, tmp_path):
     res = run_recipe(Recipe.from_dict(d), tmp_path / "run", base_dir=data, scorer=toy_scorer, log=lambda s: None)
     assert res.metrics is None and not (tmp_path / "run" / "metrics.json").exists()
     assert "not scored" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_stage_on_another_system(toys, data):
+    import shutil
+
+    shutil.copytree(data / "systems" / "sysA", data / "systems" / "sysB")
+    d = recipe_dict(inputs={"gt": "gt", "systems": {"sysA": "systems/sysA", "sysB": "systems/sysB"}})
+    d["stages"] = [{"type": "t_add", "name": "lift_b", "on_system": "sysB", "delta": 1.0}, {"type": "t_add", "delta": 0.5}]
+    d.pop("emit")
+    recipe = Recipe.from_dict(d)
+    assert recipe.to_dict()["stages"][0]["on_system"] == "sysB"
+    res = chain(recipe, data)
+    raw = [0.5, 0.25, 0.75, 0.5, 0.125, 0.0625]
+    assert res.tables["systems"]["sysB"].get_column("score").to_list() == [s + 1.0 for s in raw]
+    assert res.tables["systems"]["sysA"].get_column("score").to_list() == raw
+    assert res.tables["detections"].get_column("score").to_list() == [s + 0.5 for s in raw]
+    assert res.records[0].on_system == "sysB"
+    # where a stage runs is part of its cache key
+    d2 = set_values(d, {"stages.lift_b.on_system": "sysA"})
+    assert chain(Recipe.from_dict(d2), data).records[0].key != res.records[0].key
+    with pytest.raises(RecipeError, match=r"stages\[0\].on_system: 'sysC' is not one of the systems \['sysA', 'sysB'\]"):
+        Recipe.from_dict(set_values(d, {"stages.lift_b.on_system": "sysC"}))
