@@ -1,0 +1,265 @@
+"""Scoring calib tables and folders: the entry points the other stages and the CLI call.
+
+``score(pred, gt)`` takes ``{clip: [Annotation]}`` mappings (from :func:`calib.score.annotations.load_dir`
+or :func:`annotations_from_table`), runs the chosen engine per clip (in parallel with joblib for
+the fast one) and aggregates exactly as the official script. The result is the official metrics
+dict itself (so ``result["macro_mAP"]`` works) with the match table and the recall ceiling as
+attributes.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from typing import Mapping, Sequence
+
+import numpy as np
+import polars as pl
+
+from calib.score.aggregate import concat_records, metrics_from_records
+from calib.score.annotations import N_CLASSES, Annotation, check_protocol
+from calib.score.matching import KIND_FN, KIND_FP, KIND_MATCHED
+
+DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
+CEILING_LEVELS = (0.1, 0.25, 0.5)
+
+
+class ScoreResult(dict):
+    """The official metrics (a dict with the script's keys) plus what calib adds:
+
+    ``matches``: one row per prediction record (polars DataFrame) or None; ``gt_matches``: one row per
+    GT annotation with its best same-class prediction IoU; ``recall_ceiling``: fraction of GT whose
+    best same-class prediction of its frame reaches each soft IoU level whatever the scores;
+    ``skipped``: prediction clips without ground truth."""
+
+    matches: pl.DataFrame | None = None
+    gt_matches: pl.DataFrame | None = None
+    recall_ceiling: dict | None = None
+    skipped: list[str]
+
+    @property
+    def metrics(self) -> dict:
+        return dict(self)
+
+
+def parse_thresholds(spec: str | Sequence[float] | None, protocol: str = "dcase2026") -> list[float] | None:
+    """``"0.25,0.5"`` or ``"0.5:0.05:0.95"`` (start:step:end, end included) or a list -> floats."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        return [float(v) for v in spec]
+    spec = spec.strip()
+    if ":" in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"IoU thresholds {spec!r}: expected start:step:end")
+        start, step, end = (float(p) for p in parts)
+        if step <= 0 or end < start:
+            raise ValueError(f"IoU thresholds {spec!r}: need step > 0 and end >= start")
+        n = int(math.floor((end - start) / step + 1e-9)) + 1
+        # rounded so 0.5:0.05:0.95 gives 0.9, not 0.8999999999999999 (as the official script prints)
+        return [round(float(v), 10) for v in np.linspace(start, start + step * (n - 1), n)]
+    vals = [float(v) for v in spec.replace(" ", "").split(",") if v]
+    if not vals or any(not (0 < v <= 1) for v in vals):
+        raise ValueError(f"IoU thresholds {spec!r}: expected numbers in (0, 1]")
+    return vals
+
+
+# ----------------------------------------------------------------------------------------------
+# tables -> annotations
+def annotations_from_table(df: pl.DataFrame, kind: str = "pred") -> dict[str, list[Annotation]]:
+    """{clip: annotations} of a detections (kind="pred") or truth (kind="gt") table, classes 0..12.
+
+    Points are flattened once with Arrow offsets; each polygon is a view into one float64 block."""
+    if df.height == 0:
+        return {}
+    id_col = "det_id" if kind == "pred" else "ann_id"
+    df = df.filter((pl.col("class_id") >= 0) & (pl.col("class_id") < N_CLASSES))
+    df = df.sort(["clip", id_col], maintain_order=True)
+    pts = df.get_column("points").to_arrow()
+    pts = pts.combine_chunks() if hasattr(pts, "combine_chunks") else pts
+    ann_off = pts.offsets.to_numpy(zero_copy_only=False)
+    polys = pts.values
+    poly_off = polys.offsets.to_numpy(zero_copy_only=False)
+    leaf = polys.values
+    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False) for c in ("x", "y", "e")]) \
+        if len(leaf) else np.zeros((0, 3))
+    clips = df.get_column("clip").to_list()
+    frames = df.get_column("frame").to_list()
+    classes = df.get_column("class_id").to_list()
+    ids = df.get_column(id_col).to_list()
+    scores = df.get_column("score").to_list() if kind == "pred" else [math.nan] * df.height
+    dist = df.get_column("distance").to_list()
+    out: dict[str, list[Annotation]] = {}
+    for i in range(df.height):
+        polygons = tuple(xyz[poly_off[j]: poly_off[j + 1]] for j in range(ann_off[i], ann_off[i + 1]))
+        out.setdefault(clips[i], []).append(Annotation(frame=int(frames[i]), class_id=int(classes[i]),
+                                                        score=float(scores[i]), polygons=polygons,
+                                                        distance=dist[i], index=int(ids[i])))
+    return out
+
+
+def annotations_digest(anns: Sequence[Annotation]) -> str:
+    """Content hash of a clip's annotations (the GT-map cache key for in-memory tables)."""
+    h = hashlib.blake2b(digest_size=20)
+    for a in anns:
+        h.update(np.array([a.frame, a.class_id, a.index, len(a.polygons)], dtype=np.int64).tobytes())
+        for p in a.polygons:
+            h.update(np.int64(len(p)).tobytes())
+            h.update(np.ascontiguousarray(p, dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# engines
+_GT_MEMO: dict[str, object] = {}
+_GT_MEMO_MAX = 4096
+
+
+def _gt_maps(clip_gt: Sequence[Annotation], cache_dir=None):
+    """GT maps of a clip, from the in-memory memo, the on-disk cache, or rendered now."""
+    from calib.score.fast import GTMaps, render_gt_maps
+
+    key = annotations_digest(clip_gt)
+    if key in _GT_MEMO:
+        return _GT_MEMO[key]
+    maps = None
+    path = None
+    if cache_dir is not None:
+        from pathlib import Path
+
+        path = Path(cache_dir) / f"gtmaps-{key}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                maps = GTMaps.from_arrays(z)
+    if maps is None:
+        maps = render_gt_maps(list(clip_gt))
+        if path is not None:
+            from calib.tables import atomic_path
+
+            final, tmp = atomic_path(path)
+            with open(tmp, "wb") as f:
+                np.savez(f, **maps.to_arrays())
+            tmp.replace(final)
+    if len(_GT_MEMO) >= _GT_MEMO_MAX:
+        _GT_MEMO.clear()
+    _GT_MEMO[key] = maps
+    return maps
+
+
+def _score_clip(clip: str, preds, gts, engine: str, cache_dir) -> dict:
+    if engine == "reference":
+        from calib.score.reference import score_clip_reference
+
+        return score_clip_reference(clip, preds, gts).arrays()
+    from calib.score.fast import score_clip_fast
+
+    return score_clip_fast(clip, preds, _gt_maps(gts, cache_dir)).arrays()
+
+
+def score(pred: Mapping[str, Sequence[Annotation]], gt: Mapping[str, Sequence[Annotation]], *,
+          protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
+          cache_dir=None, backend: str = "loky", scheduler: str | None = None, sigma: float = 6.0,
+          energy_thr: float = 0.10, with_matches: bool = True, clips: Sequence[str] | None = None,
+          system: str = "") -> ScoreResult:
+    """Score predictions against ground truth.
+
+    ``clips``: the clips to score, in scoring order (default: every clip with ground truth, sorted
+    as the official script sorts ``<clip>.json`` files; a GT clip without predictions scores as an
+    empty prediction file). Prediction clips without GT are skipped and listed in ``.skipped``."""
+    check_protocol(protocol)
+    if engine not in ("fast", "reference"):
+        raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
+    skipped = sorted(set(pred) - set(gt))
+    if clips is None:
+        clips = sorted(gt, key=lambda c: c + ".json")
+    if protocol == "dcase2026-coco":
+        from calib.score.coco import score_coco
+
+        metrics = score_coco({c: list(pred.get(c, [])) for c in clips}, {c: list(gt[c]) for c in clips},
+                             iou_thresholds=iou_thresholds, sigma=sigma, energy_thr=energy_thr)
+        res = ScoreResult(metrics)
+        res.skipped = skipped
+        return res
+    thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
+    work = [(c, list(pred.get(c, [])), list(gt[c])) for c in clips]
+    if jobs == 1 and backend != "dask":
+        recs = [_score_clip(c, p, g, engine, cache_dir) for c, p, g in work]
+    else:
+        from joblib import Parallel, delayed, parallel_config
+
+        if engine == "reference":
+            raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
+        if backend == "dask":
+            from distributed import Client
+
+            client = Client(scheduler) if scheduler else Client(processes=False, dashboard_address=None)
+            try:
+                with parallel_config(backend="dask"):
+                    recs = Parallel()(delayed(_score_clip)(c, p, g, engine, cache_dir) for c, p, g in work)
+            finally:
+                client.close()
+        else:
+            with parallel_config(backend=backend, n_jobs=jobs):
+                recs = Parallel()(delayed(_score_clip)(c, p, g, engine, cache_dir) for c, p, g in work)
+    records = concat_records(recs)
+    res = ScoreResult(metrics_from_records(records, thresholds))
+    res.skipped = skipped
+    if with_matches:
+        clip_col = np.concatenate([np.full(len(r["kind"]), c, dtype=object) for c, r in zip(clips, recs)]) \
+            if recs else np.zeros(0, dtype=object)
+        res.matches, res.gt_matches = match_tables(records, clip_col, thresholds, system)
+        res.recall_ceiling = recall_ceiling(res.gt_matches)
+    return res
+
+
+def match_tables(records: dict, clip_col: np.ndarray, thresholds: Sequence[float], system: str = ""):
+    """(prediction-side, GT-side) match tables from the official records."""
+    kind = records["kind"]
+    det = kind != KIND_FN
+    iou = records["iou"]
+    preds = pl.DataFrame({
+        "system": pl.Series([system] * int(det.sum()), dtype=pl.String),
+        "clip": pl.Series(clip_col[det].tolist(), dtype=pl.String),
+        "frame": records["frame"][det],
+        "det_id": records["det"][det],
+        "class_id": records["cls"][det],
+        "score": records["score"][det],
+        "gt_ann_id": pl.Series(np.where(kind[det] == KIND_MATCHED, records["gt"][det], -1)).replace(-1, None),
+        "iou": iou[det].astype(np.float64),
+        "best_iou": records["best"][det].astype(np.float64),
+        "pearson": pl.Series(records["pearson"][det]).fill_nan(None),
+    } | {f"tp_{t:g}": (kind[det] == KIND_MATCHED) & (iou[det] >= np.float32(t)) for t in thresholds})
+    g = (kind == KIND_MATCHED) | (kind == KIND_FN)
+    gts = pl.DataFrame({
+        "clip": pl.Series(clip_col[g].tolist(), dtype=pl.String),
+        "frame": records["frame"][g],
+        "ann_id": records["gt"][g],
+        "class_id": records["cls"][g],
+        "matched": kind[g] == KIND_MATCHED,
+        "best_iou": np.where(kind[g] == KIND_MATCHED, records["gt_best"][g], records["best"][g]).astype(np.float64),
+    })
+    return preds, gts
+
+
+def recall_ceiling(gt_matches: pl.DataFrame, levels: Sequence[float] = CEILING_LEVELS) -> dict:
+    """Fraction of GT whose best same-class prediction in its frame reaches each soft-IoU level,
+    overall and per class: how much any reranker could gain at most."""
+    n = gt_matches.height
+    best = gt_matches.get_column("best_iou").cast(pl.Float32)
+    out = {"n_gt": n, "overall": {f"{lv:g}": (float((best >= np.float32(lv)).sum()) / n if n else math.nan)
+                                  for lv in levels}}
+    per = {}
+    for (c,), part in gt_matches.group_by(["class_id"], maintain_order=False):
+        b = part.get_column("best_iou").cast(pl.Float32)
+        per[int(c)] = {f"{lv:g}": float((b >= np.float32(lv)).sum()) / part.height for lv in levels}
+    out["per_class"] = dict(sorted(per.items()))
+    return out
+
+
+def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> ScoreResult:
+    """Score a detections table (one system) against a truth table; kwargs as :func:`score`."""
+    systems = detections.get_column("system").unique().to_list() if "system" in detections.columns else []
+    if len(systems) > 1:
+        raise ValueError(f"detections hold several systems {sorted(systems)}; filter one system before scoring")
+    kwargs.setdefault("system", systems[0] if systems else "")
+    return score(annotations_from_table(detections, "pred"), annotations_from_table(truth, "gt"), **kwargs)
