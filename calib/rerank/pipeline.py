@@ -195,10 +195,14 @@ class FitResult:
         folder = self.model.save(folder)
         files.write_parquet(self.oof, folder / "oof.parquet")
         files.write_text(folder / "report.json", dumps(_finite(self.report)))
-        curves = self.report["calibration"]["out_of_fold"]
-        plot_reliability(curves, folder / "reliability.png",
-                         f"out-of-fold reliability ({self.model.reranker.model}, "
-                         f"{self.report['cross_fitting']['folds']} folds by {self.report['cross_fitting']['group']})")
+        cal, cf = self.report["calibration"], self.report["cross_fitting"]
+        if cal.get("out_of_fold"):
+            curves = cal["out_of_fold"]
+            title = f"out-of-fold reliability ({self.model.reranker.model}, {cf['folds']} folds by {cf['group']})"
+        else:
+            curves = cal["in_sample"]
+            title = f"in-sample reliability ({self.model.reranker.model}; no cross-fitting: optimistic)"
+        plot_reliability(curves, folder / "reliability.png", title)
         return folder
 
 
@@ -235,11 +239,9 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     names = [f.name for f in feats]
     zero = [f.name for f in feats if f.train_only]
     clips = labelled.get_column("clip").to_numpy().astype(str)
-    params = {k: v for k, v in params.items()}
     oof = np.full(y.size, np.nan)
     fold = np.full(y.size, -1, np.int64)
     summaries: list[dict] = []
-    groups = clips
     if folds >= 2:
         groups = fold_groups(labelled, truth, group)
         fold = assign_folds(groups, folds, params.get("seed", 0))
@@ -263,12 +265,9 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
         "feature_importance_gain": dict(sorted(zip(names, (float(v) for v in final.importances_)),
                                                key=lambda kv: -kv[1])),
         "cross_fitting": {"folds": int(np.unique(fold[fold >= 0]).size), "group": group, "per_fold": summaries},
-        "calibration": {"in_sample": per_class_reliability(insample, y, cls)},
+        "calibration": {"in_sample": per_class_reliability(insample, y, cls),
+                        "out_of_fold": per_class_reliability(oof, y, cls) if folds >= 2 else None},
     }
-    if folds >= 2:
-        report["calibration"]["out_of_fold"] = per_class_reliability(oof, y, cls)
-    else:
-        report["calibration"]["out_of_fold"] = report["calibration"]["in_sample"]
     if score_map:
         report["dev_mAP"] = scoring.compare_maps(scored, out, {"raw": "score_raw", "in_sample": "score_insample",
                                                               **({"out_of_fold": "score_oof"} if folds >= 2 else {})})

@@ -1,6 +1,8 @@
 """Tiny hand-made tables for the fusion stage tests."""
 from __future__ import annotations
 
+import math
+
 import polars as pl
 
 from calib.io.seld import to_canvas
@@ -62,3 +64,28 @@ def blob(cx: float, cy: float, half: float = 10.0, step: float = 3.6) -> list[li
             e = 1.0 - 0.5 * max(abs(i), abs(j)) / max(n, 1)
             pts.append((cx + i * step, cy + j * step, e))
     return [pts]
+
+
+def hit_rate_metrics(d: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026") -> pl.DataFrame:
+    """Stand-in scorer for tests of the selection logic: a class's 'mAP' is the share of its truth
+    (clip, frame) keys that the detections hit with the same class (NaN without truth)."""
+    keys = ["clip", "frame", "class_id"]
+    t = truth.select(keys).unique()
+    hit = t.join(d.select(keys).unique(), on=keys, how="semi")
+    n = t.group_by("class_id").len()
+    h = hit.group_by("class_id").len().rename({"len": "hits"})
+    m = n.join(h, on="class_id", how="left").with_columns((pl.col("hits").fill_null(0) / pl.col("len")).alias("mAP"))
+    return (pl.DataFrame({"class_id": list(range(13))}).join(m, on="class_id", how="left")
+            .select("class_id", pl.col("mAP").fill_null(math.nan), pl.lit(0.5).alias("pearson")))
+
+
+def truth_from(detections: pl.DataFrame, split: str = "dev-test-sony") -> pl.DataFrame:
+    """A truth table holding the given detections' annotations (ann_id = det_id)."""
+    from calib.tables import TRUTH
+
+    n = detections.height
+    return conform(pl.DataFrame({
+        "clip": detections["clip"], "split": [split] * n, "frame": detections["frame"], "ann_id": detections["det_id"],
+        "class_id": detections["class_id"], "instance_id": pl.Series([None] * n, dtype=pl.Int64),
+        "distance": pl.Series([None] * n, dtype=pl.Float64), "points": detections["points"],
+        "category_str": [False] * n, "extra": pl.Series([None] * n, dtype=pl.String)}, schema=TRUTH), "truth")
