@@ -24,11 +24,9 @@ def _max(ctx: FeatureContext) -> np.ndarray:
     return ctx.cached("energy_max", lambda: ctx.points.reduce(np.maximum, ctx.points.e, empty=0.0))
 
 
-def _descending(ctx: FeatureContext) -> np.ndarray:
-    """Point permutation: each annotation's run sorted by intensity, highest first; stable, so the
-    first point of a run is the annotation's first point with the largest intensity."""
-    p = ctx.points
-    return ctx.cached("energy_desc", lambda: np.lexsort((-p.e, p.row)))
+def peak_index(ctx: FeatureContext) -> np.ndarray:
+    """Point index of each annotation's first point with the largest intensity (-1 without points)."""
+    return ctx.cached("peak_index", lambda: ctx.points.first_argmax(ctx.points.e))
 
 
 @feature()
@@ -72,14 +70,17 @@ def energy_top10_share(ctx: FeatureContext) -> np.ndarray:
     """Concentration: share of the annotation's total (non-negative) intensity held by its top 10%
     of points (the ceil(0.1 n) most intense); 1 for a single point, 0 when the total is 0."""
     p = ctx.points
-    order = _descending(ctx)
-    e = np.clip(p.e[order], 0.0, None)
-    row = p.row  # order keeps runs in place, so row[order] == row
-    rank = np.arange(e.size) - p.start[row]
-    k = np.ceil(0.1 * p.count)
-    top = rank < k[row]
+    e = np.clip(p.e, 0.0, None)
     total = p.sum(e)
-    top_sum = np.bincount(row[top], weights=e[top], minlength=ctx.n)
+    # up to 10 points the top 10% is the single largest; only longer runs need sorting
+    top_sum = p.reduce(np.maximum, e, empty=0.0)
+    long = p.count > 10
+    if long.any():
+        sub, pos = p.select(long)
+        es = e[pos][sub.order_within(e[pos], descending=True)]
+        rank = np.arange(es.size) - sub.start[sub.row]
+        top = rank < np.ceil(0.1 * sub.count)[sub.row]
+        top_sum[long] = np.bincount(sub.row[top], weights=es[top], minlength=sub.n)
     return np.divide(top_sum, total, out=np.zeros(ctx.n), where=total > 0)
 
 
@@ -110,7 +111,7 @@ def peak_offset(ctx: FeatureContext) -> np.ndarray:
     out = np.zeros(ctx.n)
     if not nonempty.any():
         return out
-    peak = _descending(ctx)[p.start[nonempty]]
+    peak = peak_index(ctx)[nonempty]
     b = ctx.box
     dx = p.seam_x[peak] - b.cx[nonempty]
     dy = p.y[peak] - b.cy[nonempty]

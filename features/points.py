@@ -42,12 +42,42 @@ class Points:
         """Per-annotation sum (0 for an empty annotation); sequential, so deterministic."""
         return np.bincount(self.row, weights=values, minlength=self.n).astype(np.float64, copy=False)
 
+    def order_within(self, key: np.ndarray, descending: bool = False) -> np.ndarray:
+        """Permutation sorting every annotation's run by ``key`` (stable: equal keys keep their
+        order) while runs keep their place; what ``np.lexsort((key, row))`` gives, but sorted by
+        polars on all cores."""
+        df = pl.DataFrame({"r": self.row, "k": key})
+        return df.select(pl.arg_sort_by(["r", "k"], descending=[False, descending], maintain_order=True)
+                         ).to_series().to_numpy()
+
     def reduce(self, ufunc: np.ufunc, values: np.ndarray, empty: float = 0.0) -> np.ndarray:
         """Per-annotation ``ufunc.reduce`` (e.g. np.maximum) over ``values`` laid out like the points."""
         out = np.full(self.n, empty, dtype=np.float64)
         nonempty = self.count > 0
         if nonempty.any():
             out[nonempty] = ufunc.reduceat(values, self.start[nonempty])
+        return out
+
+    def select(self, rows: np.ndarray) -> tuple["Points", np.ndarray]:
+        """The points of the annotations where ``rows`` is True (in order), and the positions of
+        those points in this set."""
+        pos = np.flatnonzero(rows[self.row])
+        count = self.count[rows]
+        start = np.concatenate([[0], np.cumsum(count)[:-1]]).astype(np.int64)
+        return Points(self.x[pos], self.y[pos], self.e[pos], start, count), pos
+
+    def first_argmax(self, values: np.ndarray) -> np.ndarray:
+        """Point index of each annotation's first largest value (-1 for an annotation without points)."""
+        out = np.full(self.n, -1, dtype=np.int64)
+        nonempty = self.count > 0
+        if not nonempty.any():
+            return out
+        top = self.reduce(np.maximum, values, empty=-np.inf)
+        idx = np.arange(values.size)
+        cand = np.where(values == top[self.row], idx, values.size)
+        first = np.minimum.reduceat(cand, self.start[nonempty])
+        # all-NaN runs have no candidate: take their first point
+        out[nonempty] = np.where(first < values.size, first, self.start[nonempty])
         return out
 
     @cached_property
@@ -57,11 +87,19 @@ class Points:
 
         The rule is the scorer's: sort an annotation's x; when the widest gap between neighbours
         exceeds 180 degrees, every x at or left of that gap gets +360 (applied to all points of the
-        annotation together rather than polygon by polygon)."""
-        if self.x.size == 0:
-            return self.x.copy()
+        annotation together rather than polygon by polygon). Only annotations spanning more than
+        180 degrees can have such a gap, so only their points are sorted."""
+        out = self.x.copy()
+        span = self.reduce(np.maximum, self.x) - self.reduce(np.minimum, self.x)
+        maybe = span > SEAM_GAP
+        if maybe.any():
+            sub, pos = self.select(maybe)
+            out[pos] = sub._seam_shift()
+        return out
+
+    def _seam_shift(self) -> np.ndarray:
         row = self.row
-        order = np.lexsort((self.x, row))
+        order = self.order_within(self.x)
         xs = self.x[order]
         gaps = np.full(xs.size, -np.inf)
         same = row[1:] == row[:-1]  # rows are already in order, so row[order] == row
@@ -126,14 +164,3 @@ def bounding_box(pts: Points) -> Box:
     y0 = pts.reduce(np.minimum, pts.y, empty=0.0)
     y1 = pts.reduce(np.maximum, pts.y, empty=0.0)
     return Box(x0, y0, x1 - x0, y1 - y0)
-
-
-def circular_overlap(a0, aw, b0, bw, period: float = CANVAS_WIDTH):
-    """Whether closed intervals [a0, a0 + aw] and [b0, b0 + bw] on a circle of ``period`` meet."""
-    return (np.mod(b0 - a0, period) <= aw) | (np.mod(a0 - b0, period) <= bw)
-
-
-def circular_distance(a, b, period: float = CANVAS_WIDTH):
-    """Shortest distance between positions on a circle of ``period``."""
-    d = np.mod(a - b, period)
-    return np.minimum(d, period - d)

@@ -219,6 +219,6 @@ def compute_features(detections: pl.DataFrame, names: Sequence[str] | str | None
     return pl.DataFrame(cols, schema={c.name: pl.Float64 for c in cols}) if cols else pl.DataFrame()
 
 
-def versions(feats: Sequence[Feature]) -> dict[str, dict]:
+def versions(feats: Sequence[Feature]) -> list[dict]:
     """What a model records about its features, to refuse a mismatch when loading."""
-    return {f.name: {"version": f.version, "module": f.module, "train_only": f.train_only} for f in feats}
+    return [{"name": f.name, "version": f.version, "module": f.module, "train_only": f.train_only} for f in feats]

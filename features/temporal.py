@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from features.energy import peak_index
 from features.points import CANVAS_WIDTH
 from features.registry import FeatureContext, feature
 
@@ -39,11 +40,10 @@ def nbr_score(ctx: FeatureContext) -> np.ndarray:
 def _peak_xy(ctx: FeatureContext) -> tuple[np.ndarray, np.ndarray]:
     """(x, y) of each annotation's first most intense point (0, 0 without points)."""
     p = ctx.points
-    order = ctx.cached("energy_desc", lambda: np.lexsort((-p.e, p.row)))
     x, y = np.zeros(ctx.n), np.zeros(ctx.n)
-    ne = p.count > 0
-    peak = order[p.start[ne]]
-    x[ne], y[ne] = p.x[peak], p.y[peak]
+    peak = peak_index(ctx)
+    ne = peak >= 0
+    x[ne], y[ne] = p.x[peak[ne]], p.y[peak[ne]]
     return x, y
 
 

@@ -4,8 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from calib.render import (HEIGHT, WIDTH, box_iou, detection_boxes, energy_map, flatten, interpolate_at,
-                          is_pixel_set, polygons_series, render, seam_split, soft_iou_matrix, unwrap_x)
+from calib.render import (HEIGHT, WIDTH, Mask, box_iou, detection_boxes, energy_map, flatten, interpolate_at,
+                          is_pixel_set, mask_iou, polygons_series, render, seam_split, soft_iou_matrix, unwrap_x)
 
 
 def P(*rows):
@@ -168,3 +168,29 @@ def test_soft_iou_matrix_hand_values():
     m = soft_iou_matrix(a)
     assert m[0, 1] == pytest.approx(0.5 / 1.5) and m[1, 0] == m[0, 1] and m[0, 0] == 1
     assert soft_iou_matrix(np.zeros((2, 1, 2)))[0, 1] == 0
+
+
+def test_mask_iou_equals_the_full_canvas_soft_iou():
+    rng = np.random.default_rng(3)
+    shapes = [[square(355, 10, 12, 8, 1.0)], [square(0, 12, 6, 9, 0.5)],
+              [P([350, 5, 1], [10, 5, 2], [0, 20, 3])], [square(100, 175, 5, 6)], [P([101, 178, 2.0])]]
+    shapes[0][0][:, 2] = rng.random(len(shapes[0][0]))
+    for a in shapes:
+        for b in shapes:
+            full = soft_iou_matrix(np.stack([render(a), render(b)]))[0, 1]
+            assert mask_iou(Mask.of(a), Mask.of(b)) == pytest.approx(full, abs=1e-6)
+    assert mask_iou(Mask.of([]), Mask.of([])) == 0
+
+
+def test_dense_lattice_interpolates_like_delaunay():
+    # a 2-degree lattice of e = x + 3y (linear: any triangulation reproduces it exactly)
+    xs, ys = np.meshgrid(np.arange(100, 140, 2.0), np.arange(40, 60, 2.0))
+    keep = (xs - 120) ** 2 + (ys - 50) ** 2 <= 150  # a disc of lattice sites
+    pts = np.column_stack([xs[keep], ys[keep], xs[keep] + 3 * ys[keep]])
+    from calib.render import _lattice_triangles
+    assert _lattice_triangles(pts) is not None
+    m = energy_map([pts])
+    jj, ii = np.nonzero(m.values)
+    assert np.allclose(m.values[jj, ii], (ii + m.x0) + 3 * (jj + m.y0))
+    # every site and every pixel between full cells is covered
+    assert all(m.sample(x, y) > 0 for x, y in pts[:, :2])

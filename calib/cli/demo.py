@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 GRID = """\
-# The demo's portfolio: the decision-calibrated pipeline with its dev-fitted reranker on or off,
-# recognition-prior fusion on or off, and one or three detections kept per frame and class.
+# The demo's portfolio: the decision-calibrated pipeline (with recognition-prior fusion) with its
+# dev-fitted reranker on or off, and one or three detections kept per frame and class.
 base = "recipe.toml"
 folds = 3
 seed = 0
@@ -18,7 +18,6 @@ max_systems = 4
 
 [axes]
 "stages.rerank.enabled" = [true, false]
-"stages.prior_fusion.enabled" = [true, false]
 "stages.cap.per_class" = [1, 3]
 """
 
@@ -37,8 +36,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("out", metavar="OUT_DIR")
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (default 0)")
-    p.add_argument("--clips", type=int, default=16, help="synthetic clips (default 16, over 4 split folders)")
-    p.add_argument("--frames", type=int, default=150, help="frames per clip at 10 fps (default 150)")
+    p.add_argument("--clips", type=int, default=12, help="synthetic clips (default 12, over 4 split folders)")
+    p.add_argument("--frames", type=int, default=80, help="frames per clip at 10 fps (default 80)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR/data")
     p.set_defaults(func=run)
 
@@ -89,7 +88,7 @@ def run(args) -> int:
                             truth.filter(pl.col("clip").is_in(test_clips))).metrics
     (out / "raw_metrics.json").write_text(json.dumps(raw_all, indent=1))
 
-    print("[4/6] portfolio: rerank x prior fusion x cap, each with in-sample, out-of-fold and site-held-out mAP")
+    print("[4/6] portfolio: prior fusion, then rerank on/off x cap 1/3, each with in-sample, out-of-fold and site-held-out mAP")
     recipe = load_recipe(shipped_recipes()["decision-calibrated"])
     doc = recipe.to_dict()
     # recognition-prior fusion before the reranker, fed by the synthetic priors
@@ -108,13 +107,13 @@ def run(args) -> int:
     print("[6/6] before / after (macro mAP, dcase2026; dev-test = clips never fit on)\n")
     rows = json.loads((out / "portfolio" / "estimates.json").read_text())
     chosen = {c.name: c.role for c in pf.chosen}
-    header = f"{'system':<34} {'in-sample':>9} {'out-of-fold':>11} {'site-held-out':>13}  role"
+    header = f"{'system':<44} {'in-sample':>9} {'out-of-fold':>11} {'site-held-out':>13}  role"
     lines = [header, "-" * len(header),
-             f"{'raw lowthr (no post-processing)':<34} {_fmt(raw_all['macro_mAP']):>9} {_fmt(raw_all['macro_mAP']):>11} "
+             f"{'raw lowthr (no post-processing)':<44} {_fmt(raw_all['macro_mAP']):>9} {_fmt(raw_all['macro_mAP']):>11} "
              f"{'':>13}  baseline (dev-test only: {_fmt(raw_test['macro_mAP'])})"]
     for r in rows:
-        label = f"{r['variant']} {r['settings']}"[:34]
-        lines.append(f"{label:<34} {_fmt(r.get('in_sample_mAP')):>9} {_fmt(r.get('oof_mAP')):>11} "
+        label = f"{r['variant']} {r['settings']}"[:44]
+        lines.append(f"{label:<44} {_fmt(r.get('in_sample_mAP')):>9} {_fmt(r.get('oof_mAP')):>11} "
                      f"{_fmt(r.get('site_mAP')):>13}  {chosen.get(r['variant'], '')}")
     table = "\n".join(lines)
     print(table)

@@ -62,9 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     from calib.io.errors import InputError
     from calib.tables import TableError
 
+    user_errors: tuple = (InputError, TableError)
+    try:
+        from calib.score.annotations import ScoreInputError
+
+        user_errors += (ScoreInputError,)
+    except ImportError:  # pragma: no cover
+        pass
     try:
         return int(args.func(args) or 0)
-    except (InputError, TableError) as e:
+    except user_errors as e:
         print(f"calib {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

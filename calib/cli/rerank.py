@@ -64,6 +64,7 @@ def add_parser(sub) -> None:
                    help="post-calibration on the clip-grouped validation split; isotonic creates ties, which "
                    "change AP")
     f.add_argument("--system", metavar="NAME", help="use only this system of DETS")
+    f.add_argument("--jobs", type=int, default=1, help="processes for scoring DETS against GT (the labels)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=2, help="threads for the model (fixed, for determinism)")
     g = f.add_argument_group("model parameters (defaults from the report)")
@@ -140,7 +141,7 @@ def _fit(args) -> int:
     try:
         result = fit_reranker(
             dets, truth, features=args.features, feature_modules=args.feature_module, iou_threshold=args.iou,
-            folds=args.folds, group=args.group, model=args.model, n_estimators=args.n_estimators,
+            folds=args.folds, group=args.group, jobs=args.jobs, model=args.model, n_estimators=args.n_estimators,
             max_depth=args.max_depth, num_leaves=args.num_leaves, learning_rate=args.learning_rate, l2=args.l2,
             min_samples_leaf=args.min_samples_leaf, early_stopping=not args.no_early_stopping,
             validation_fraction=args.validation_fraction, patience=args.patience, calibration=args.calibration,

@@ -273,16 +273,9 @@ class Reranker:
 
     def save(self, folder: Path) -> dict:
         """Write the model file into ``folder`` (atomically); return :meth:`state`."""
-        from calib.tables import atomic_path
-        import os
+        from calib.rerank.files import write_text
 
-        final, tmp = atomic_path(Path(folder) / MODEL_FILES[self.model])
-        try:
-            tmp.write_text(self.model_text(), encoding="utf-8")
-            os.replace(tmp, final)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_text(Path(folder) / MODEL_FILES[self.model], self.model_text())
         return self.state()
 
     @classmethod

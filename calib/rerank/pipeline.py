@@ -17,8 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -27,11 +25,10 @@ import numpy as np
 import polars as pl
 
 import features as F
-from calib.rerank import scoring
+from calib.rerank import files, scoring
 from calib.rerank.crossfit import assign_folds, cross_fit, fold_groups
 from calib.rerank.model import BACKENDS, Reranker
 from calib.rerank.report import per_class_reliability, plot_reliability
-from calib.tables import atomic_path
 
 FORMAT = "calib-reranker"
 FORMAT_VERSION = 1
@@ -55,53 +52,9 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    final, tmp = atomic_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _atomic_write_parquet(df: pl.DataFrame, path: Path) -> None:
-    final, tmp = atomic_path(path)
-    try:
-        df.write_parquet(tmp, compression="zstd", statistics=True)
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def publish_folder(out: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Build a folder with ``write(tmp_folder)`` next to ``out`` and move it into place only when
-    complete, so a failure leaves nothing half-written. An existing model folder is replaced; any
-    other non-empty folder is left alone (an error)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / META_FILE).exists():
-        raise ValueError(f"{out}: a non-empty folder that is not a reranker model; refusing to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    try:
-        write(tmp)
-        if out.exists():
-            old = tmp.with_name(tmp.name + ".old")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    """Write a model folder all at once (see :func:`calib.rerank.files.publish_folder`)."""
+    return files.publish_folder(out, write, marker=META_FILE)
 
 
 def dumps(obj) -> str:
@@ -154,8 +107,7 @@ class RerankModel:
         return {
             "format": FORMAT, "format_version": FORMAT_VERSION,
             "backend": self.reranker.model,
-            "features": [{"name": f.name, "version": f.version, "module": f.module, "train_only": f.train_only}
-                         for f in self.features],
+            "features": F.versions(self.features),
             "feature_modules": list(self.feature_modules),
             "label": {"matchable": "best soft IoU with a same-class GT in the frame >= iou_threshold",
                       "iou_threshold": self.iou_threshold},
@@ -174,7 +126,7 @@ class RerankModel:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         self.reranker.save(folder)
-        _atomic_write_text(folder / META_FILE, dumps(_finite(self.meta())))
+        files.write_text(folder / META_FILE, dumps(_finite(self.meta())))
         return folder
 
     @classmethod
@@ -241,30 +193,41 @@ class FitResult:
 
     def save(self, folder: str | os.PathLike) -> Path:
         folder = self.model.save(folder)
-        _atomic_write_parquet(self.oof, folder / "oof.parquet")
-        _atomic_write_text(folder / "report.json", dumps(_finite(self.report)))
-        curves = self.report["calibration"]["out_of_fold"]
-        plot_reliability(curves, folder / "reliability.png",
-                         f"out-of-fold reliability ({self.model.reranker.model}, "
-                         f"{self.report['cross_fitting']['folds']} folds by {self.report['cross_fitting']['group']})")
+        files.write_parquet(self.oof, folder / "oof.parquet")
+        files.write_text(folder / "report.json", dumps(_finite(self.report)))
+        cal, cf = self.report["calibration"], self.report["cross_fitting"]
+        if cal.get("out_of_fold"):
+            curves = cal["out_of_fold"]
+            title = f"out-of-fold reliability ({self.model.reranker.model}, {cf['folds']} folds by {cf['group']})"
+        else:
+            curves = cal["in_sample"]
+            title = f"in-sample reliability ({self.model.reranker.model}; no cross-fitting: optimistic)"
+        plot_reliability(curves, folder / "reliability.png", title)
         return folder
 
 
 def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Sequence[str] | str | None = None,
                  feature_modules: Sequence[str] = (), iou_threshold: float = 0.25, folds: int = 5,
-                 group: str = "clip", match: pl.DataFrame | None = None, score_map: bool = True,
-                 **params) -> FitResult:
+                 group: str = "clip", match: "pl.DataFrame | scoring.Scored | None" = None,
+                 score_map: bool = True, jobs: int = 1, **params) -> FitResult:
     """Label, cross-fit and fit; ``params`` are :class:`Reranker` parameters.
 
-    ``match`` (the scorer's match table for these detections) is computed when not given.
+    ``match``: the scorer's results for these detections (:class:`calib.rerank.scoring.Scored`),
+    computed when not given (``jobs`` processes), or just a prediction-side match table (system,
+    clip, det_id, best_iou), enough for labels but not for ``score_map`` (the dev mAPs).
     ``folds`` < 2 skips cross-fitting (no honest estimate then)."""
     model_name = params.get("model", "lightgbm")
     if model_name not in BACKENDS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {BACKENDS}")
     F.load_feature_modules(feature_modules)
     feats = F.resolve(features)
+    scored = None
     if match is None:
-        match = scoring.match_table(detections, truth)
+        match = scored = scoring.score_detections(detections, truth, jobs=jobs)
+    if isinstance(match, scoring.Scored):
+        scored, match = match, match.matches
+    if score_map and scored is None:
+        raise ValueError("the dev mAPs need the scorer's results (match=None or a Scored), not a bare match table")
     labelled = scoring.label_detections(detections, match, iou_threshold)
     dropped = detections.height - labelled.height
     if labelled.height == 0:
@@ -276,11 +239,9 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     names = [f.name for f in feats]
     zero = [f.name for f in feats if f.train_only]
     clips = labelled.get_column("clip").to_numpy().astype(str)
-    params = {k: v for k, v in params.items()}
     oof = np.full(y.size, np.nan)
     fold = np.full(y.size, -1, np.int64)
     summaries: list[dict] = []
-    groups = clips
     if folds >= 2:
         groups = fold_groups(labelled, truth, group)
         fold = assign_folds(groups, folds, params.get("seed", 0))
@@ -304,15 +265,12 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
         "feature_importance_gain": dict(sorted(zip(names, (float(v) for v in final.importances_)),
                                                key=lambda kv: -kv[1])),
         "cross_fitting": {"folds": int(np.unique(fold[fold >= 0]).size), "group": group, "per_fold": summaries},
-        "calibration": {"in_sample": per_class_reliability(insample, y, cls)},
+        "calibration": {"in_sample": per_class_reliability(insample, y, cls),
+                        "out_of_fold": per_class_reliability(oof, y, cls) if folds >= 2 else None},
     }
-    if folds >= 2:
-        report["calibration"]["out_of_fold"] = per_class_reliability(oof, y, cls)
-    else:
-        report["calibration"]["out_of_fold"] = report["calibration"]["in_sample"]
     if score_map:
-        report["dev_mAP"] = scoring.compare_maps(match, out, {"raw": "score_raw", "in_sample": "score_insample",
-                                                             **({"out_of_fold": "score_oof"} if folds >= 2 else {})})
+        report["dev_mAP"] = scoring.compare_maps(scored, out, {"raw": "score_raw", "in_sample": "score_insample",
+                                                              **({"out_of_fold": "score_oof"} if folds >= 2 else {})})
     model = RerankModel(final, feats, list(feature_modules), iou_threshold,
                         training={"n_labelled": int(y.size), "positive_rate": float(y.mean()),
                                   "systems": sorted(labelled.get_column("system").unique().to_list()),

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from calib.tables import CLASS_NAMES, atomic_path
+from calib.rerank.files import write_atomic
+from calib.tables import CLASS_NAMES
 
 N_BINS = 10
 
@@ -62,20 +63,14 @@ def plot_reliability(curves: dict[str, dict], path: str | os.PathLike, title: st
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title, fontsize=10)
     keys = [k for k in curves if k != "all"]
-    names = [CLASS_NAMES[int(k)] if 0 <= int(k) < len(CLASS_NAMES) else k for k in keys]
+    names = [f"{CLASS_NAMES[int(k)] if 0 <= int(k) < len(CLASS_NAMES) else k} (n={curves[k]['n']})" for k in keys]
     bx.barh(range(len(keys)), [curves[k]["ece"] for k in keys], color="C0")
     bx.set_yticks(range(len(keys)), names, fontsize=8)
     bx.invert_yaxis()
     bx.set_xlabel("expected calibration error (10 bins)")
     bx.set_title("per-class ECE", fontsize=10)
     fig.tight_layout()
-    final, tmp = atomic_path(path)
     try:
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+        return write_atomic(path, lambda p: fig.savefig(p, format="png", metadata={"Software": None}))
     finally:
         plt.close(fig)
-    return final

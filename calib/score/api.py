@@ -181,6 +181,15 @@ def score(pred: Mapping[str, Sequence[Annotation]], gt: Mapping[str, Sequence[An
         res.skipped = skipped
         return res
     thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
+        return _score_dcase2026(pred, gt, clips, thresholds, skipped, engine=engine, jobs=jobs, cache_dir=cache_dir,
+                                backend=backend, scheduler=scheduler, with_matches=with_matches, system=system)
+
+
+def _score_dcase2026(pred, gt, clips, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
+                     with_matches, system) -> ScoreResult:
     work = [(c, list(pred.get(c, [])), list(gt[c])) for c in clips]
     if jobs == 1 and backend != "dask":
         recs = [_score_clip(c, p, g, engine, cache_dir) for c, p, g in work]

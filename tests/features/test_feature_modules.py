@@ -1,7 +1,6 @@
 """User feature modules: registered by import path, used like the built-ins."""
 from __future__ import annotations
 
-import sys
 import textwrap
 
 import numpy as np

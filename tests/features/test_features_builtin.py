@@ -167,6 +167,17 @@ def test_empty_table():
     assert all(dt == pl.Float64 for dt in out.dtypes)
 
 
+HAND_TESTED = {"score", "score_rank", "box_area", "box_elevation", "box_aspect", "n_points", "energy_max",
+               "energy_mean", "energy_std", "energy_prominence", "energy_peak_ratio", "energy_top10_share",
+               "energy_entropy", "peak_offset", "n_frame", "n_frame_class", "nms_dominance", "nbr_score",
+               "nbr_score_near", "track_len", "closure", "diffuseness"}
+
+
+def test_every_builtin_feature_is_hand_tested():
+    builtin = {n for n, f in registry().items() if f.module.startswith("features.")}
+    assert builtin == HAND_TESTED, "add a hand-computed test for every new built-in feature"
+
+
 def test_registry_contents():
     reg = registry()
     required = ["score", "box_area", "box_elevation", "box_aspect", "n_frame", "n_frame_class", "energy_max",

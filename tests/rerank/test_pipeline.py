@@ -142,3 +142,17 @@ def test_publish_folder_is_all_or_nothing(tmp_path, result):
     (other / "cat.jpg").write_text("meow")
     with pytest.raises(ValueError, match="not a reranker model"):
         publish_folder(other, result.save)
+
+
+def test_without_cross_fitting(data, tmp_path):
+    res = fit(data, folds=0)
+    assert res.report["calibration"]["out_of_fold"] is None and res.report["cross_fitting"]["folds"] == 0
+    assert res.oof.get_column("score_oof").is_nan().all() and (res.oof.get_column("fold") == -1).all()
+    folder = res.save(tmp_path / "m")
+    assert (folder / "reliability.png").stat().st_size > 0
+
+
+def test_site_folds(data):
+    res = fit(data, folds=5, group="site")
+    per_fold = res.report["cross_fitting"]["per_fold"]
+    assert sorted(g for f in per_fold for g in f["groups_test"]) == ["sony", "tau"]  # one fold per site

@@ -1,7 +1,6 @@
 """The rerank stage: recipe round trip, fit on dev tables, apply elsewhere, saved model reuse."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from calib.stages.base import Tables, get_stage, make_stage

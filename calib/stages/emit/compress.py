@@ -7,15 +7,21 @@ from scipy.spatial import ConvexHull, QhullError
 from calib.render import seam_split
 from calib.stages.base import Stage, Tables, register
 from calib.stages.emit.common import check_fraction, check_positive, rewrite_points
-from calib.stages.emit.dense import dense_set
+from calib.stages.emit.dense import dense_sets
 
 
 def outline_points(pts: np.ndarray) -> np.ndarray:
     """Indices of the points spanning the set's convex hull (its vertices; for a flat set, the
-    extreme points along x and y)."""
-    if len(pts) >= 3:
+    extreme points along x and y). Only each row's two ends can be vertices, so only they are
+    handed to Qhull."""
+    order = np.lexsort((pts[:, 0], pts[:, 1]))
+    y = pts[order, 1]
+    first = np.r_[True, y[1:] != y[:-1]]
+    last = np.r_[y[1:] != y[:-1], True]
+    cand = np.unique(np.concatenate([order[first], order[last]]))
+    if len(cand) >= 3:
         try:
-            return np.sort(ConvexHull(pts[:, :2]).vertices)
+            return np.sort(cand[ConvexHull(pts[cand, :2]).vertices])
         except (QhullError, ValueError):
             pass
     ext = [np.argmin(pts[:, 0]), np.argmax(pts[:, 0]), np.argmin(pts[:, 1]), np.argmax(pts[:, 1])]
@@ -33,22 +39,23 @@ def thin_to_cells(pts: np.ndarray, cell: int) -> np.ndarray:
     return order[first]
 
 
-def compress_points(polygons: list[np.ndarray], score: float = 0.0, *, frac: float = 0.1, cell: int = 4,
-                    cell_high: int = 3, high_score: float = 0.5, spread: float = 0.0) -> list[np.ndarray]:
-    """Compressed dense emission: the energy map's pixels at or above ``frac`` of the peak, thinned to
-    the strongest pixel of each G x G cell (G = ``cell_high`` when ``score >= high_score``, else
-    ``cell``), plus the set's outline (convex-hull vertices) so the interpolated mask covers the same
-    region and does not shrink. A set crossing the seam gets support points on the seam every G
-    degrees so both halves reach it."""
-    d = dense_set(polygons, frac=frac, spread=spread)
-    if len(d) == 0:
-        return []
+def compress_points(polygons: list[np.ndarray], score: float = 0.0, *, frac: float = 0.1, cell: int = 5,
+                    cell_high: int = 4, high_score: float = 0.5, spread: float = 0.0) -> list[np.ndarray]:
+    """Compressed dense emission, region by region (each a polygon, as the input drew it): the
+    energy map's pixels at or above ``frac`` of the peak, thinned to the strongest pixel of each
+    G x G cell (G = ``cell_high`` when ``score >= high_score``, else ``cell``), plus the set's
+    outline (convex-hull vertices) so the interpolated mask covers the same region and does not
+    shrink. A set crossing the seam gets support points on the seam every G degrees so both
+    halves reach it."""
     g = int(cell_high if score >= high_score else cell)
-    if g > 1:
-        idx = np.union1d(thin_to_cells(d, g), outline_points(d))
-        d = d[idx]
-        d = d[np.lexsort((d[:, 0], d[:, 1]))]
-    return seam_split(d[:, 0], d[:, 1], d[:, 2], support_step=float(max(g, 1)))
+    out = []
+    for d in dense_sets(polygons, frac=frac, spread=spread):
+        if g > 1:
+            idx = np.union1d(thin_to_cells(d, g), outline_points(d))
+            d = d[idx]
+            d = d[np.lexsort((d[:, 0], d[:, 1]))]
+        out += seam_split(d[:, 0], d[:, 1], d[:, 2], support_step=float(max(g, 1)))
+    return out
 
 
 @register("compress")
@@ -61,7 +68,7 @@ class Compress(Stage):
 
     needs_columns = ("points", "score")
 
-    def __init__(self, *, frac: float = 0.1, cell: int = 4, cell_high: int = 3, high_score: float = 0.5,
+    def __init__(self, *, frac: float = 0.1, cell: int = 5, cell_high: int = 4, high_score: float = 0.5,
                  spread: float = 0.0):
         self.frac = frac
         self.cell = cell

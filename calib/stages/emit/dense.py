@@ -4,40 +4,44 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.render import energy_map, seam_split
+from calib.render import energy_maps, seam_split
 from calib.stages.base import Stage, Tables, register
 from calib.stages.emit.common import check_fraction, check_positive, rewrite_points
 
 
-def dense_set(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float = 0.0) -> np.ndarray:
-    """(k, 3) x (unwrapped), y, e: the pixels of the detection's 1 px/degree energy map at or above
-    ``frac`` of its peak, row-major (y, then x)."""
-    emap = energy_map(polygons, spread=spread)
-    if emap.empty:
-        return np.zeros((0, 3))
-    return emap.pixels(frac * emap.peak)
+def dense_sets(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float = 0.0) -> list[np.ndarray]:
+    """Per region of the detection (:func:`calib.render.polygon_groups`), a (k, 3) array x
+    (unwrapped), y, e of the pixels of its 1 px/degree energy map at or above ``frac`` of the
+    detection's peak, row-major (y, then x). Regions left without pixels are omitted."""
+    maps = [m for m in energy_maps(polygons, spread=spread) if not m.empty]
+    if not maps:
+        return []
+    peak = max(m.peak for m in maps)
+    sets = [m.pixels(frac * peak) for m in maps]
+    return [d for d in sets if len(d)]
 
 
 def dense_points(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float = 0.0) -> list[np.ndarray]:
-    """Every pixel of the energy map at or above ``frac`` of its peak (a set crossing the seam is
-    split into two polygons, the seam column going to both)."""
-    d = dense_set(polygons, frac=frac, spread=spread)
-    if len(d) == 0:
-        return []
-    return seam_split(d[:, 0], d[:, 1], d[:, 2], support_step=1.0)
+    """Every pixel of the energy map at or above ``frac`` of its peak, one polygon per region (a
+    region crossing the seam is split into two polygons, the seam column going to both)."""
+    out = []
+    for d in dense_sets(polygons, frac=frac, spread=spread):
+        out += seam_split(d[:, 0], d[:, 1], d[:, 2], support_step=1.0)
+    return out
 
 
 def rowmajor_points(polygons: list[np.ndarray], *, step: int = 2, frac: float = 0.1,
                     spread: float = 0.0) -> list[np.ndarray]:
-    """Every ``step``-th point of the dense set ordered by decreasing intensity (ties in row-major
-    order), starting with the peak: the subsample keeps every intensity level and so the region."""
-    d = dense_set(polygons, frac=frac, spread=spread)
-    if len(d) == 0:
-        return []
-    order = np.lexsort((d[:, 0], d[:, 1], -d[:, 2]))
-    keep = d[order[::step]]
-    keep = keep[np.lexsort((keep[:, 0], keep[:, 1]))]
-    return seam_split(keep[:, 0], keep[:, 1], keep[:, 2], support_step=float(step))
+    """Every ``step``-th point of each region's dense set ordered by decreasing intensity (ties in
+    row-major order), starting with its peak: the subsample keeps every intensity level and so the
+    region."""
+    out = []
+    for d in dense_sets(polygons, frac=frac, spread=spread):
+        order = np.lexsort((d[:, 0], d[:, 1], -d[:, 2]))
+        keep = d[order[::step]]
+        keep = keep[np.lexsort((keep[:, 0], keep[:, 1]))]
+        out += seam_split(keep[:, 0], keep[:, 1], keep[:, 2], support_step=float(step))
+    return out
 
 
 @register("dense")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from calib.render import FlatPoints, box_iou, energy_map, soft_iou_cross, soft_iou_matrix
+from calib.render import FlatPoints, Mask, box_iou, mask_iou
 from calib.tables import N_CLASSES
 
 FRAME_KEYS = ("system", "clip", "frame")
@@ -44,56 +44,56 @@ def detection_energy(fp: FlatPoints) -> np.ndarray:
     return np.bincount(fp.detection_of_point(), weights=fp.xye[:, 2], minlength=len(fp))
 
 
-def mask_canvases(fp: FlatPoints, rows: np.ndarray) -> np.ndarray:
-    """Peak-normalised 1 px/degree maps (n, 181, 360) of the given detections."""
-    return np.stack([energy_map(fp.polygons(int(i))).canvas() for i in rows]) if len(rows) else np.zeros((0, 181, 360), np.float32)
+def _pairwise(biou: np.ndarray, masks_a: list, masks_b: list) -> np.ndarray:
+    """Mask IoU for the pairs whose boxes meet (the others are 0: a mask lies inside its box)."""
+    out = np.zeros_like(biou)
+    for i, j in zip(*np.nonzero(biou > 0)):
+        out[i, j] = mask_iou(masks_a[i], masks_b[j])
+    return out
 
 
 def overlap_matrix(fp: FlatPoints, boxes: np.ndarray, rows: np.ndarray, mode: str) -> np.ndarray:
     """IoU between every pair of the given detections: box IoU, or soft IoU of their 1 px/degree
-    maps (rendered only for detections whose boxes meet another one's: disjoint boxes give 0)."""
+    maps (:class:`calib.render.Mask`; only pairs whose boxes meet are rendered and compared)."""
     if mode not in IOU_MODES:
         raise ValueError(f"iou must be one of {IOU_MODES}, got {mode!r}")
     b = boxes[rows]
     biou = box_iou(b, b)
     if mode == "box":
         return biou
-    out = np.zeros_like(biou)
-    touching = (biou > 0).sum(axis=1) > 1
-    idx = np.flatnonzero(touching)
-    if idx.size:
-        out[np.ix_(idx, idx)] = soft_iou_matrix(mask_canvases(fp, rows[idx]))
+    masks = [Mask.of(fp.polygons(int(r))) if (biou[k] > 0).sum() > 1 else None for k, r in enumerate(rows)]
+    np.fill_diagonal(biou, 0.0)
+    out = _pairwise(biou, masks, masks)
     np.fill_diagonal(out, 1.0)
     return out
 
 
 def cross_overlap(fp_a: FlatPoints, rows_a, boxes_a, fp_b: FlatPoints, rows_b, boxes_b, mode: str,
                   cache_a: dict | None = None, cache_b: dict | None = None) -> np.ndarray:
-    """IoU between detections ``rows_a`` of one table and ``rows_b`` of another (box or mask)."""
+    """IoU between detections ``rows_a`` of one table and ``rows_b`` of another (box or mask); masks
+    are kept in the caches (row -> Mask) when given."""
     if mode not in IOU_MODES:
         raise ValueError(f"iou must be one of {IOU_MODES}, got {mode!r}")
     biou = box_iou(boxes_a[rows_a], boxes_b[rows_b])
-    if mode == "box" or not (biou > 0).any():
-        return biou if mode == "box" else np.zeros_like(biou)
+    if mode == "box":
+        return biou
 
-    def maps(fp, rows, cache):
+    def masks(fp, rows, cache, needed):
         out = []
-        for r in rows:
+        for r, need in zip(rows, needed):
             r = int(r)
-            if cache is None or r not in cache:
-                m = energy_map(fp.polygons(r)).canvas()
-                if cache is None:
-                    out.append(m)
-                    continue
-                cache[r] = m
-            out.append(cache[r])
-        return np.stack(out)
+            if not need:
+                out.append(None)
+            elif cache is not None:
+                if r not in cache:
+                    cache[r] = Mask.of(fp.polygons(r))
+                out.append(cache[r])
+            else:
+                out.append(Mask.of(fp.polygons(r)))
+        return out
 
-    out = np.zeros_like(biou)
-    ia = np.flatnonzero((biou > 0).any(axis=1))
-    ib = np.flatnonzero((biou > 0).any(axis=0))
-    out[np.ix_(ia, ib)] = soft_iou_cross(maps(fp_a, np.asarray(rows_a)[ia], cache_a), maps(fp_b, np.asarray(rows_b)[ib], cache_b))
-    return out
+    return _pairwise(biou, masks(fp_a, rows_a, cache_a, (biou > 0).any(axis=1)),
+                     masks(fp_b, rows_b, cache_b, (biou > 0).any(axis=0)))
 
 
 def class_map(values, what: str) -> dict[int, float]:

@@ -36,7 +36,7 @@ def test_stages_json_and_details(capsys):
     args = parser(stages).parse_args(["stages", "--json"])
     assert args.func(args) == 0
     info = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
-    assert info["compress"]["params"] == {"frac": 0.1, "cell": 4, "cell_high": 3, "high_score": 0.5, "spread": 0.0}
+    assert info["compress"]["params"] == {"frac": 0.1, "cell": 5, "cell_high": 4, "high_score": 0.5, "spread": 0.0}
     assert info["tracker"]["adds_columns"] == ["track_id", "track_age"]
     assert info["class_filter"]["learns"] is True
     args = parser(stages).parse_args(["stages", "nms"])

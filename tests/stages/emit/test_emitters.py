@@ -171,17 +171,19 @@ def test_hull_at_the_seam_and_the_pole():
 def test_gaussian_equator_row_is_the_hand_computed_profile():
     s = 8.0 * 1.3
     radius = s * math.sqrt(2 * math.log(4))  # 17.3
-    (g,) = gaussian_points(0.0, 0.0, 8.0, 0.25, 1.3)
+    (g,) = gaussian_points(0.0, 0.0, 8.0, 0.25, 1.3, step=1.0)
     row = g[g[:, 1] == 90]
     assert row[:, 0].tolist() == list(range(180 - 17, 180 + 18))
     expected = np.round(np.exp(-((row[:, 0] - 180) ** 2) / (2 * s * s)), 6)
     assert np.array_equal(row[:, 2], expected)
     assert g[:, 1].min() == 90 - 17 and g[:, 1].max() == 90 + 17 and radius < 18
+    (g,) = gaussian_points(0.0, 0.0)  # default lattice: every 2 degrees
+    assert g[g[:, 1] == 90][:, 0].tolist() == list(range(180 - 16, 180 + 17, 2))
     assert great_circle_deg(0, 0, 90, 0) == pytest.approx(90)
 
 
 def test_gaussian_over_a_pole_covers_every_x():
-    (g,) = gaussian_points(0.0, 90.0)  # north pole: x = 180, y = 0
+    (g,) = gaussian_points(0.0, 90.0, step=1.0)  # north pole: x = 180, y = 0
     row = g[g[:, 1] == 10]
     assert row[:, 0].tolist() == list(range(0, 361))
     assert np.allclose(row[:, 2], round(math.exp(-100 / (2 * 10.4 ** 2)), 6))
@@ -249,3 +251,16 @@ def test_bad_parameters_are_clear_errors(dets, spec):
     df = dets([{"polys": [square(100, 50, 3, 3)]}])
     with pytest.raises(ValueError, match=spec["type"]):
         make_stage(spec).apply(Tables(detections=df))
+
+
+@pytest.mark.parametrize("fn", [dense_points, rowmajor_points, compress_points])
+def test_separate_lobes_stay_separate_polygons(fn):
+    # Two lobes 60 degrees apart as two polygons: one polygon over both would be interpolated
+    # across the gap by the official renderer.
+    lobes = [square(100, 50, 12, 12), square(160, 50, 12, 12, 0.5)]
+    out = fn(lobes)
+    assert len(out) == 2
+    assert out[0][:, 0].max() < 112 and out[1][:, 0].min() >= 160
+    # a blob cut at the seam into two polygons is one region (two polygons again, meeting at 360)
+    a, b = fn([square(350, 50, 10, 5), square(0, 50, 10, 5)])
+    assert a[:, 0].max() == 360 and b[:, 0].min() == 0

@@ -64,6 +64,16 @@ def test_nms_sees_overlap_across_the_seam(dets, iou):
     assert kept(run({"type": "nms", "iou": iou, "iou_threshold": 0.34}, df)) == [0, 1]
 
 
+@pytest.mark.parametrize("iou", ["box", "mask"])
+def test_nms_masks_touching_a_pole(dets, iou):
+    # rows 0..9 (the north pole is row 0) and 0..4: IoU 50/100; rows 171..180 and 176..180 likewise
+    df = dets([{"score": 0.9, "polys": [square(40, 0, 10, 10)]}, {"score": 0.8, "polys": [square(40, 0, 10, 5)]},
+               {"score": 0.7, "frame": 1, "polys": [square(40, 171, 10, 10)]},
+               {"score": 0.6, "frame": 1, "polys": [square(40, 176, 10, 5)]}])
+    assert kept(run({"type": "nms", "iou": iou, "iou_threshold": 0.49}, df)) == [0, 2]
+    assert kept(run({"type": "nms", "iou": iou, "iou_threshold": 0.5}, df)) == [0, 1, 2, 3]
+
+
 def test_nms_mask_iou_differs_from_box_iou(dets):
     # Same box; the triangle (0,0), (9,0), (0,9) covers the 55 pixels with x + y <= 9 at energy 1:
     # soft IoU 55/100 against the full square, box IoU 1.

@@ -1,0 +1,142 @@
+"""calib score: the official DCASE 2026 Task 3 metrics, exactly, fast."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score a prediction folder against GT exactly as the official evaluator (both protocols)",
+        description="Score a folder of <seq>.json predictions against a GT folder (<seq>_std.json, here or one "
+        "folder below) with the official algorithm of the chosen protocol, and print a per-class table. "
+        "dcase2026 (revision 2026-06-30, the final leaderboard metric): soft-IoU matching per frame and class, "
+        "101-point AP at the IoU thresholds, Pearson of matched pairs. dcase2026-coco (revision 2026-04-02): "
+        "pycocotools mask mAP over spherical-Gaussian renders. The fast engine caches GT maps and runs clips in "
+        "parallel; the reference engine is the official algorithm step by step (the oracle).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  calib score runs/modelA data/gt --out metrics.json\n"
+        "  calib score runs/modelA data/gt --iou-thresholds 0.5:0.05:0.95 --jobs 2 --cache .calib-cache\n"
+        "  calib score runs/modelA data/gt --matches matches.parquet --report report/\n"
+        "  calib score runs/modelA data/gt --protocol dcase2026-coco --sigma 6 --energy-thr 0.1\n"
+        "  calib score runs/modelA data/gt --backend dask --scheduler tcp://10.0.0.5:8786",
+    )
+    p.add_argument("pred", metavar="PRED_DIR", help="folder of prediction files (or a detections .parquet table)")
+    p.add_argument("gt", metavar="GT_DIR", help="ground-truth folder (or a truth .parquet table)")
+    p.add_argument("--protocol", choices=["dcase2026", "dcase2026-coco"], default="dcase2026")
+    p.add_argument("--out", metavar="metrics.json", help="write the metrics (official keys; NaN as null)")
+    p.add_argument("--iou-thresholds", metavar="SPEC",
+                   help="'0.25,0.5,0.75' or start:step:end like 0.5:0.05:0.95 (default per protocol)")
+    p.add_argument("--sigma", type=float, default=6.0, help="coco protocol: Gaussian sigma in degrees (default 6)")
+    p.add_argument("--energy-thr", type=float, default=0.10, help="coco protocol: mask threshold x peak (default 0.10)")
+    p.add_argument("--engine", choices=["fast", "reference"], default="fast")
+    p.add_argument("--jobs", type=int, default=1, help="clips in parallel (fast engine)")
+    p.add_argument("--backend", choices=["loky", "threading", "dask"], default="loky",
+                   help="joblib backend for --jobs; dask runs the clips on a Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (with --backend dask; default a local cluster)")
+    p.add_argument("--cache", metavar="DIR", help="folder for rendered GT maps (keyed by content hash)")
+    p.add_argument("--matches", metavar="matches.parquet", help="write the per-prediction match table (dcase2026)")
+    p.add_argument("--report", metavar="DIR", help="write diagnostics: per-class table, PR curves, IoU histogram, recall ceiling")
+    p.add_argument("--system", help="with a detections table holding several systems: the one to score")
+    p.set_defaults(func=run)
+
+
+def _load(args):
+    from pathlib import Path
+
+    import polars as pl
+
+    from calib.score import annotations_from_table, load_dir
+    from calib.tables import read_table
+
+    if str(args.pred).endswith(".parquet"):
+        dets = read_table(args.pred, "detections")
+        systems = sorted(dets.get_column("system").unique().to_list())
+        if args.system:
+            dets = dets.filter(pl.col("system") == args.system)
+        elif len(systems) > 1:
+            raise SystemExit(f"calib score: {args.pred} holds systems {systems}; choose one with --system")
+        pred = annotations_from_table(dets, "pred")
+        system = args.system or (systems[0] if systems else "")
+    else:
+        pred = load_dir(args.pred, "pred", args.protocol)
+        system = Path(args.pred).name
+    if str(args.gt).endswith(".parquet"):
+        gt = annotations_from_table(read_table(args.gt, "truth"), "gt")
+    else:
+        gt = load_dir(args.gt, "gt", args.protocol)
+    # a prediction folder is scored on the clips it has files for (as the official script does)
+    clips = sorted((c for c in pred if c in gt), key=lambda c: c + ".json")
+    return pred, gt, clips, system
+
+
+def per_class_table(metrics: dict, protocol: str) -> str:
+    from calib.tables import CLASS_NAMES
+
+    def f(v):
+        return "   -  " if v is None or v != v else f"{v:.4f}"
+
+    if protocol == "dcase2026":
+        lines = [f"{'class':<20} {'n_gt':>6} {'n_det':>7} {'AP50':>7} {'AP75':>7} {'mAP':>7} {'pearson':>8}"]
+        for name in CLASS_NAMES:
+            c = metrics["per_class"][name]
+            lines.append(f"{name:<20} {c['n_gt']:>6} {c['n_det']:>7} {f(c['AP50']):>7} {f(c['AP75']):>7} "
+                         f"{f(c['mAP']):>7} {f(c['pearson_r']):>8}")
+        lines.append(f"{'macro':<20} {'':>6} {'':>7} {f(metrics['macro_AP50']):>7} {f(metrics['macro_AP75']):>7} "
+                     f"{f(metrics['macro_mAP']):>7} {f(metrics['macro_pearson_r']):>8}")
+        lines.append(f"{'micro':<20} {'':>6} {'':>7} {f(metrics['micro_AP50']):>7} {f(metrics['micro_AP75']):>7} "
+                     f"{f(metrics['micro_mAP']):>7} {f(metrics['micro_pearson_r']):>8}")
+        return "\n".join(lines)
+    lines = [f"{'class':<20} {'AP':>7}"]
+    for k, name in enumerate(CLASS_NAMES):
+        lines.append(f"{name:<20} {f(metrics['per_class_mAP'].get(str(k), metrics['per_class_mAP'].get(k))):>7}")
+    lines.append(f"mask_mAP {f(metrics['mask_mAP'])}  mask_AP50 {f(metrics['mask_AP50'])}  "
+                 f"pearson_r {f(metrics['pearson_r'])}  distance_mape {f(metrics['distance_mape'])}")
+    return "\n".join(lines)
+
+
+def run(args) -> int:
+    import json
+
+    from calib.score import parse_thresholds, score
+    from calib.score.report import json_safe, write_report
+    from calib.tables import atomic_path
+
+    pred, gt, clips, system = _load(args)
+    skipped = sorted(set(pred) - set(gt))
+    res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
+                engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
+                scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
+                with_matches=args.protocol == "dcase2026", clips=clips, system=system)
+    print(per_class_table(res, args.protocol))
+    if skipped:
+        print(f"skipped {len(skipped)} prediction file(s) without GT: {', '.join(skipped[:10])}"
+              + (" ..." if len(skipped) > 10 else ""))
+    if res.recall_ceiling:
+        rc = res.recall_ceiling["overall"]
+        print("recall ceiling (GT reachable by some same-class prediction): "
+              + ", ".join(f"IoU>={k}: {v:.3f}" for k, v in rc.items()))
+    if args.out:
+        final, tmp = atomic_path(args.out)
+        tmp.write_text(json.dumps(json_safe(dict(res)), indent=1))
+        tmp.replace(final)
+        print(f"wrote {args.out}")
+    if args.matches:
+        if res.matches is None:
+            raise SystemExit("calib score: --matches needs the dcase2026 protocol")
+        write_table_free(res.matches, args.matches)
+        print(f"wrote {args.matches} ({res.matches.height} predictions)")
+    if args.report:
+        files = write_report(res, args.report, args.protocol)
+        print(f"wrote report to {args.report} ({len(files)} files)")
+    return 0
+
+
+def write_table_free(df, path) -> None:
+    """A match table is not one of calib's input kinds: plain Parquet, written atomically."""
+    from calib.tables import atomic_path
+
+    final, tmp = atomic_path(path)
+    df.write_parquet(tmp)
+    tmp.replace(final)

@@ -1,0 +1,123 @@
+"""Diagnostics of a scoring run: per-class table, PR curves, IoU histogram, recall ceiling."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from calib.tables import CLASS_NAMES
+
+RECALL_POINTS = np.linspace(0, 1, 101)
+
+
+def json_safe(v):
+    """NaN -> None, numpy scalars -> Python, recursively (the official metrics.json writes null)."""
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if isinstance(v, (np.floating, float)):
+        return None if math.isnan(v) else float(v)
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def pr_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) in decreasing-score order (stable among ties)."""
+    order = np.argsort(-scores, kind="stable")
+    t = tp[order].astype(np.float64)
+    tc, fc = np.cumsum(t), np.cumsum(1 - t)
+    return tc / max(n_gt, 1), tc / np.maximum(tc + fc, 1e-9)
+
+
+def interpolated(recall: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Max precision at recall >= each of the 101 recall points (0 where none)."""
+    out = np.zeros(RECALL_POINTS.size)
+    if recall.size:
+        # running max from the end gives max precision among recall >= r
+        env = np.maximum.accumulate(precision[::-1])[::-1]
+        idx = np.searchsorted(recall, RECALL_POINTS, side="left")
+        ok = idx < recall.size
+        out[ok] = env[idx[ok]]
+    return out
+
+
+def write_report(res, out_dir, protocol: str = "dcase2026") -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    metrics = json_safe(dict(res))
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    files.append(out / "metrics.json")
+    if protocol != "dcase2026" or res.matches is None:
+        from calib.cli.score import per_class_table
+
+        (out / "per_class.md").write_text("```\n" + per_class_table(res, protocol) + "\n```\n")
+        return files + [out / "per_class.md"]
+
+    rows = [{"class_id": k, "class": n, **{c: metrics["per_class"][n][c] for c in
+                                             ("n_gt", "n_det", "AP50", "AP75", "mAP", "pearson_r", "pearson_n")}}
+            for k, n in enumerate(CLASS_NAMES)]
+    pl.DataFrame(rows).write_csv(out / "per_class.csv")
+    md = ["| class | n_gt | n_det | AP50 | AP75 | mAP | Pearson |", "|---|---:|---:|---:|---:|---:|---:|"]
+    fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for r in rows:
+        md.append(f"| {r['class']} | {r['n_gt']} | {r['n_det']} | {fmt(r['AP50'])} | {fmt(r['AP75'])} | "
+                  f"{fmt(r['mAP'])} | {fmt(r['pearson_r'])} |")
+    md.append(f"| **macro** | | | {fmt(metrics['macro_AP50'])} | {fmt(metrics['macro_AP75'])} | "
+              f"**{fmt(metrics['macro_mAP'])}** | {fmt(metrics['macro_pearson_r'])} |")
+    rc = res.recall_ceiling or {}
+    md += ["", "Recall ceiling: fraction of GT whose best same-class prediction in its frame reaches the soft IoU, "
+           "whatever the scores (the most any reranker could recover).", "",
+           "| IoU | " + " | ".join(rc.get("overall", {})) + " |", "|---|" + "---:|" * len(rc.get("overall", {})),
+           "| all | " + " | ".join(f"{v:.3f}" for v in rc.get("overall", {}).values()) + " |"]
+    for c, lv in (rc.get("per_class") or {}).items():
+        md.append(f"| {CLASS_NAMES[int(c)]} | " + " | ".join(f"{v:.3f}" for v in lv.values()) + " |")
+    (out / "report.md").write_text("\n".join(md) + "\n")
+    (out / "recall_ceiling.json").write_text(json.dumps(json_safe(rc), indent=1))
+    files += [out / "per_class.csv", out / "report.md", out / "recall_ceiling.json"]
+
+    m = res.matches
+    thr = metrics["iou_thresholds"][0]
+    tp_col = f"tp_{thr:g}"
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5))
+    curves = []
+    for k, name in enumerate(CLASS_NAMES):
+        n_gt = metrics["per_class"][name]["n_gt"]
+        if not n_gt:
+            continue
+        part = m.filter(pl.col("class_id") == k)
+        r, p = pr_curve(part.get_column("score").to_numpy(), part.get_column(tp_col).to_numpy(), n_gt)
+        curves.append(interpolated(r, p))
+        axes[0].plot(r, p, lw=1, label=f"{name} (AP {metrics['per_class'][name]['AP_per_thr'][0]:.3f})")
+    if curves:
+        axes[1].plot(RECALL_POINTS, np.mean(curves, axis=0), color="k", lw=2)
+    axes[0].set(xlabel="recall", ylabel="precision", title=f"PR per class at IoU {thr:g}", xlim=(0, 1), ylim=(0, 1.02))
+    axes[0].legend(fontsize=7, loc="upper right")
+    axes[1].set(xlabel="recall", ylabel="interpolated precision", xlim=(0, 1), ylim=(0, 1.02),
+                title=f"macro PR at IoU {thr:g} (mean over active classes)")
+    fig.tight_layout()
+    fig.savefig(out / "pr_curves.png", dpi=110)
+    plt.close(fig)
+    files.append(out / "pr_curves.png")
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    matched = m.filter(pl.col("gt_ann_id").is_not_null()).get_column("iou").to_numpy()
+    ax.hist(matched, bins=np.linspace(0, 1, 41), color="tab:blue")
+    for t in metrics["iou_thresholds"]:
+        ax.axvline(t, color="k", ls=":", lw=1)
+    ax.set(xlabel="soft IoU of matched pairs", ylabel="pairs", title=f"{matched.size} matched pairs")
+    fig.tight_layout()
+    fig.savefig(out / "iou_histogram.png", dpi=110)
+    plt.close(fig)
+    files.append(out / "iou_histogram.png")
+    return files
