@@ -1,123 +1,142 @@
-"""``calib score``: exact official scoring of a folder of DCASE 2026 Task 3 predictions."""
+"""calib score: the official DCASE 2026 Task 3 metrics, exactly, fast."""
 from __future__ import annotations
 
 import argparse
-import sys
-
-DESCRIPTION = """\
-Score a folder of per-clip prediction files against ground truth with one of the official
-DCASE 2026 Task 3 protocols, giving the same numbers as the official scripts.
-
-  dcase2026       (default; official revision of 2026-06-30, the final leaderboard metric)
-                  soft-IoU AP at the IoU thresholds (default 0.25,0.5,0.75), macro and micro,
-                  and Pearson r of matched maps. PRED_DIR holds <clip>.json; GT_DIR holds
-                  <clip>_std.json, directly or one folder below.
-  dcase2026-coco  (revision of 2026-04-02) COCO mask mAP of Gaussian energy maps thresholded at
-                  --energy-thr of their peak (sigma --sigma degrees), plus Pearson r and distance
-                  MAPE of peak-matched pairs. Predictions may be named <clip>_inference.json.
-
-A prediction file without GT is skipped and listed; a malformed file stops the run with the
-file, annotation and triplet named, and nothing is written.
-
-The fast engine (default) caches rendered GT (in memory, and on disk with --cache DIR) and
-scores clips in parallel (--jobs N; --backend dask --scheduler tcp://HOST:PORT for a Dask
-cluster). --engine reference runs the official algorithm step by step (slow; for checking).
-
-examples:
-  calib score subm/ gt/ --out metrics.json
-  calib score subm/ gt/ --iou-thresholds 0.5:0.05:0.95 --jobs 2 --cache .calib-cache
-  calib score subm/ gt/ --matches matches.parquet --report report/
-  calib score subm/ gt/ --protocol dcase2026-coco --out coco.json
-"""
 
 
-def add_parser(subparsers) -> None:
-    p = subparsers.add_parser(
-        "score", help="score predictions with an official DCASE 2026 protocol (exact, fast)",
-        description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("pred_dir", help="folder of prediction files <clip>.json")
-    p.add_argument("gt_dir", help="folder of ground-truth files <clip>_std.json (or one level below)")
-    p.add_argument("--protocol", choices=("dcase2026", "dcase2026-coco"), default="dcase2026",
-                   help="official protocol (default: dcase2026)")
-    p.add_argument("--out", metavar="FILE", help="write the metrics JSON here (NaN written as null)")
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "score",
+        help="score a prediction folder against GT exactly as the official evaluator (both protocols)",
+        description="Score a folder of <seq>.json predictions against a GT folder (<seq>_std.json, here or one "
+        "folder below) with the official algorithm of the chosen protocol, and print a per-class table. "
+        "dcase2026 (revision 2026-06-30, the final leaderboard metric): soft-IoU matching per frame and class, "
+        "101-point AP at the IoU thresholds, Pearson of matched pairs. dcase2026-coco (revision 2026-04-02): "
+        "pycocotools mask mAP over spherical-Gaussian renders. The fast engine caches GT maps and runs clips in "
+        "parallel; the reference engine is the official algorithm step by step (the oracle).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  calib score runs/modelA data/gt --out metrics.json\n"
+        "  calib score runs/modelA data/gt --iou-thresholds 0.5:0.05:0.95 --jobs 2 --cache .calib-cache\n"
+        "  calib score runs/modelA data/gt --matches matches.parquet --report report/\n"
+        "  calib score runs/modelA data/gt --protocol dcase2026-coco --sigma 6 --energy-thr 0.1\n"
+        "  calib score runs/modelA data/gt --backend dask --scheduler tcp://10.0.0.5:8786",
+    )
+    p.add_argument("pred", metavar="PRED_DIR", help="folder of prediction files (or a detections .parquet table)")
+    p.add_argument("gt", metavar="GT_DIR", help="ground-truth folder (or a truth .parquet table)")
+    p.add_argument("--protocol", choices=["dcase2026", "dcase2026-coco"], default="dcase2026")
+    p.add_argument("--out", metavar="metrics.json", help="write the metrics (official keys; NaN as null)")
     p.add_argument("--iou-thresholds", metavar="SPEC",
-                   help="dcase2026 only: list '0.25,0.5' or range 'start:step:end' like 0.5:0.05:0.95 "
-                        "(default 0.25,0.5,0.75)")
-    p.add_argument("--sigma", type=float, default=6.0, help="coco protocol: blob sigma in degrees (default 6)")
-    p.add_argument("--energy-thr", type=float, default=0.10,
-                   help="coco protocol: mask threshold as a fraction of the map peak (default 0.10)")
-    p.add_argument("--jobs", type=int, default=1, help="clips scored in parallel (default 1; -1: all cores)")
-    p.add_argument("--engine", choices=("fast", "reference"), default="fast",
-                   help="fast (default) or the literal, slow reference implementation")
-    p.add_argument("--cache", metavar="DIR", help="keep rendered GT maps on disk here (reused across runs)")
-    p.add_argument("--matches", metavar="FILE",
-                   help="dcase2026: write one row per prediction (match, IoU, best IoU, Pearson, tp per "
-                        "threshold) to this Parquet file")
-    p.add_argument("--report", metavar="DIR",
-                   help="write diagnostics: per-class tables, PR curves, IoU histogram, recall ceiling")
-    p.add_argument("--backend", choices=("loky", "threading", "dask"), default="loky",
-                   help="joblib backend for --jobs (dask needs --scheduler)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="dask.distributed scheduler address for --backend dask")
-    p.add_argument("--quiet", action="store_true", help="do not print the per-class table")
+                   help="'0.25,0.5,0.75' or start:step:end like 0.5:0.05:0.95 (default per protocol)")
+    p.add_argument("--sigma", type=float, default=6.0, help="coco protocol: Gaussian sigma in degrees (default 6)")
+    p.add_argument("--energy-thr", type=float, default=0.10, help="coco protocol: mask threshold x peak (default 0.10)")
+    p.add_argument("--engine", choices=["fast", "reference"], default="fast")
+    p.add_argument("--jobs", type=int, default=1, help="clips in parallel (fast engine)")
+    p.add_argument("--backend", choices=["loky", "threading", "dask"], default="loky",
+                   help="joblib backend for --jobs; dask runs the clips on a Dask cluster")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (with --backend dask; default a local cluster)")
+    p.add_argument("--cache", metavar="DIR", help="folder for rendered GT maps (keyed by content hash)")
+    p.add_argument("--matches", metavar="matches.parquet", help="write the per-prediction match table (dcase2026)")
+    p.add_argument("--report", metavar="DIR", help="write diagnostics: per-class table, PR curves, IoU histogram, recall ceiling")
+    p.add_argument("--system", help="with a detections table holding several systems: the one to score")
     p.set_defaults(func=run)
 
 
-def _write_json_atomic(obj, path) -> None:
-    import os
+def _load(args):
+    from pathlib import Path
 
-    import orjson
+    import polars as pl
 
-    from calib.tables import atomic_path
+    from calib.score import annotations_from_table, load_dir
+    from calib.tables import read_table
 
-    final, tmp = atomic_path(path)
-    try:
-        tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if str(args.pred).endswith(".parquet"):
+        dets = read_table(args.pred, "detections")
+        systems = sorted(dets.get_column("system").unique().to_list())
+        if args.system:
+            dets = dets.filter(pl.col("system") == args.system)
+        elif len(systems) > 1:
+            raise SystemExit(f"calib score: {args.pred} holds systems {systems}; choose one with --system")
+        pred = annotations_from_table(dets, "pred")
+        system = args.system or (systems[0] if systems else "")
+    else:
+        pred = load_dir(args.pred, "pred", args.protocol)
+        system = Path(args.pred).name
+    if str(args.gt).endswith(".parquet"):
+        gt = annotations_from_table(read_table(args.gt, "truth"), "gt")
+    else:
+        gt = load_dir(args.gt, "gt", args.protocol)
+    # a prediction folder is scored on the clips it has files for (as the official script does)
+    clips = sorted((c for c in pred if c in gt), key=lambda c: c + ".json")
+    return pred, gt, clips, system
 
 
-def _write_parquet_atomic(df, path) -> None:
-    import os
+def per_class_table(metrics: dict, protocol: str) -> str:
+    from calib.tables import CLASS_NAMES
 
-    from calib.tables import atomic_path
+    def f(v):
+        return "   -  " if v is None or v != v else f"{v:.4f}"
 
-    final, tmp = atomic_path(path)
-    try:
-        df.write_parquet(tmp, compression="zstd")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    if protocol == "dcase2026":
+        lines = [f"{'class':<20} {'n_gt':>6} {'n_det':>7} {'AP50':>7} {'AP75':>7} {'mAP':>7} {'pearson':>8}"]
+        for name in CLASS_NAMES:
+            c = metrics["per_class"][name]
+            lines.append(f"{name:<20} {c['n_gt']:>6} {c['n_det']:>7} {f(c['AP50']):>7} {f(c['AP75']):>7} "
+                         f"{f(c['mAP']):>7} {f(c['pearson_r']):>8}")
+        lines.append(f"{'macro':<20} {'':>6} {'':>7} {f(metrics['macro_AP50']):>7} {f(metrics['macro_AP75']):>7} "
+                     f"{f(metrics['macro_mAP']):>7} {f(metrics['macro_pearson_r']):>8}")
+        lines.append(f"{'micro':<20} {'':>6} {'':>7} {f(metrics['micro_AP50']):>7} {f(metrics['micro_AP75']):>7} "
+                     f"{f(metrics['micro_mAP']):>7} {f(metrics['micro_pearson_r']):>8}")
+        return "\n".join(lines)
+    lines = [f"{'class':<20} {'AP':>7}"]
+    for k, name in enumerate(CLASS_NAMES):
+        lines.append(f"{name:<20} {f(metrics['per_class_mAP'].get(str(k), metrics['per_class_mAP'].get(k))):>7}")
+    lines.append(f"mask_mAP {f(metrics['mask_mAP'])}  mask_AP50 {f(metrics['mask_AP50'])}  "
+                 f"pearson_r {f(metrics['pearson_r'])}  distance_mape {f(metrics['distance_mape'])}")
+    return "\n".join(lines)
 
 
 def run(args) -> int:
-    from calib.score import ScoreInputError, score
-    from calib.score.report import console_table, write_report
+    import json
 
-    if args.matches and args.protocol != "dcase2026":
-        print("calib score: error: --matches is available for the dcase2026 protocol only", file=sys.stderr)
-        return 2
-    try:
-        result = score(args.pred_dir, args.gt_dir, protocol=args.protocol, iou_thresholds=args.iou_thresholds,
-                       engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
-                       scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
-                       with_matches=bool(args.matches))
-    except (ScoreInputError, ValueError, OSError) as e:
-        print(f"calib score: error: {e}", file=sys.stderr)
-        return 2
-    for name in result.skipped:
-        print(f"calib score: skipped {name} (no ground truth)", file=sys.stderr)
-    if not result.details.get("clips"):
-        print("calib score: error: no prediction file has ground truth; nothing scored", file=sys.stderr)
-        return 2
+    from calib.score import parse_thresholds, score
+    from calib.score.report import json_safe, write_report
+    from calib.tables import atomic_path
+
+    pred, gt, clips, system = _load(args)
+    skipped = sorted(set(pred) - set(gt))
+    res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
+                engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
+                scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
+                with_matches=args.protocol == "dcase2026", clips=clips, system=system)
+    print(per_class_table(res, args.protocol))
+    if skipped:
+        print(f"skipped {len(skipped)} prediction file(s) without GT: {', '.join(skipped[:10])}"
+              + (" ..." if len(skipped) > 10 else ""))
+    if res.recall_ceiling:
+        rc = res.recall_ceiling["overall"]
+        print("recall ceiling (GT reachable by some same-class prediction): "
+              + ", ".join(f"IoU>={k}: {v:.3f}" for k, v in rc.items()))
     if args.out:
-        _write_json_atomic(result.metrics_json(), args.out)
+        final, tmp = atomic_path(args.out)
+        tmp.write_text(json.dumps(json_safe(dict(res)), indent=1))
+        tmp.replace(final)
+        print(f"wrote {args.out}")
     if args.matches:
-        _write_parquet_atomic(result.matches, args.matches)
+        if res.matches is None:
+            raise SystemExit("calib score: --matches needs the dcase2026 protocol")
+        write_table_free(res.matches, args.matches)
+        print(f"wrote {args.matches} ({res.matches.height} predictions)")
     if args.report:
-        write_report(result, args.report)
-    if not args.quiet:
-        print(console_table(result))
+        files = write_report(res, args.report, args.protocol)
+        print(f"wrote report to {args.report} ({len(files)} files)")
     return 0
+
+
+def write_table_free(df, path) -> None:
+    """A match table is not one of calib's input kinds: plain Parquet, written atomically."""
+    from calib.tables import atomic_path
+
+    final, tmp = atomic_path(path)
+    df.write_parquet(tmp)
+    tmp.replace(final)

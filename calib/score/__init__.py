@@ -1,23 +1,11 @@
-"""Exact, fast scoring with the official DCASE 2026 Task 3 protocols.
+"""Exact official scoring (both DCASE 2026 Task 3 protocols), fast.
 
->>> from calib.score import load_dir, score
->>> result = score("subm/", "gt/", protocol="dcase2026", jobs=2, with_matches=True)
->>> result.metrics["macro_mAP"], result.matches.head()
-
-See :func:`score`, :func:`score_tables`, :func:`load_dir` and :class:`ScoreResult`.
+``score`` / ``score_tables`` return the official metrics dict with the match table attached; see
+:mod:`calib.score.api`. Engines: ``reference`` (the official algorithm step by step, the oracle) and
+``fast`` (cached GT maps, bounding-box interpolation, vectorized IoU, clips in parallel).
 """
-from calib.score.annotations import PROTOCOLS, Annotation, ScoreInputError, load_dir, load_file
-from calib.score.api import ScoreResult, score, score_tables
-from calib.score.thresholds import parse_thresholds
+from calib.score.annotations import Annotation, ScoreInputError, load_dir, load_file, pair_files
+from calib.score.api import ScoreResult, annotations_from_table, parse_thresholds, score, score_tables
 
-__all__ = [
-    "PROTOCOLS",
-    "Annotation",
-    "ScoreInputError",
-    "ScoreResult",
-    "load_dir",
-    "load_file",
-    "parse_thresholds",
-    "score",
-    "score_tables",
-]
+__all__ = ["Annotation", "ScoreInputError", "ScoreResult", "annotations_from_table", "load_dir", "load_file",
+           "pair_files", "parse_thresholds", "score", "score_tables"]

@@ -1,383 +1,274 @@
-"""``calib.score.score`` and friends: the scorer other stages call.
+"""Scoring calib tables and folders: the entry points the other stages and the CLI call.
 
-Inputs are either folders (the official file rules apply, GT files are hashed and their
-renderings reused without parsing them again) or ``{clip: [Annotation]}`` dicts. Clips are
-scored in sorted file-name order, as the official scripts walk them; a prediction clip without
-GT is skipped and listed, a GT clip without predictions is not scored (also as officially).
+``score(pred, gt)`` takes ``{clip: [Annotation]}`` mappings (from :func:`calib.score.annotations.load_dir`
+or :func:`annotations_from_table`), runs the chosen engine per clip (in parallel with joblib for
+the fast one) and aggregates exactly as the official script. The result is the official metrics
+dict itself (so ``result["macro_mAP"]`` works) with the match table and the recall ceiling as
+attributes.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
-from calib.score import cache as _cache
 from calib.score.aggregate import concat_records, metrics_from_records
-from calib.score.annotations import (
-    PROTOCOLS,
-    Annotation,
-    ScoreInputError,
-    check_protocol,
-    file_digest,
-    keep_scored_classes,
-    pair_files,
-    parse_annotations,
-    read_bytes,
-)
-from calib.score.matching import KIND_FN, KIND_MATCHED
-from calib.score.thresholds import parse_thresholds, threshold_label
-from calib.tables import CLASS_NAMES, N_CLASSES
+from calib.score.annotations import N_CLASSES, Annotation, check_protocol
+from calib.score.matching import KIND_FN, KIND_FP, KIND_MATCHED
 
-ENGINES = ("fast", "reference")
-BACKENDS = ("loky", "threading", "dask")
-CEILING_IOUS = (0.1, 0.25, 0.5)
+DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
+CEILING_LEVELS = (0.1, 0.25, 0.5)
 
 
-@dataclass
-class ScoreResult:
-    """What one scoring run gives.
+class ScoreResult(dict):
+    """The official metrics (a dict with the script's keys) plus what calib adds:
 
-    metrics: the official metrics (the protocol's keys; NaN where undefined);
-    matches: one row per scored prediction (dcase2026, when asked for), gt_matches: one row per
-    GT annotation with its best same-class prediction IoU; recall_ceiling: fraction of GT whose
-    best prediction reaches each IoU whatever the scores; skipped: prediction clips without GT;
-    details: extra numbers (n_pearson_pairs for the coco protocol, clips scored, GT clips left
-    unscored)."""
+    ``matches``: one row per prediction record (polars DataFrame) or None; ``gt_matches``: one row per
+    GT annotation with its best same-class prediction IoU; ``recall_ceiling``: fraction of GT whose
+    best same-class prediction of its frame reaches each soft IoU level whatever the scores;
+    ``skipped``: prediction clips without ground truth."""
 
-    protocol: str
-    metrics: dict
     matches: pl.DataFrame | None = None
     gt_matches: pl.DataFrame | None = None
-    recall_ceiling: dict = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-    details: dict = field(default_factory=dict)
-    records: dict | None = field(default=None, repr=False)
+    recall_ceiling: dict | None = None
+    skipped: list[str]
 
-    def metrics_json(self) -> dict:
-        """metrics with NaN written as None (JSON null)."""
-        return _json_ready(self.metrics)
+    @property
+    def metrics(self) -> dict:
+        return dict(self)
 
 
-def _json_ready(obj):
-    if isinstance(obj, dict):
-        return {k: _json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_ready(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
+def parse_thresholds(spec: str | Sequence[float] | None, protocol: str = "dcase2026") -> list[float] | None:
+    """``"0.25,0.5"`` or ``"0.5:0.05:0.95"`` (start:step:end, end included) or a list -> floats."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str):
+        return [float(v) for v in spec]
+    spec = spec.strip()
+    if ":" in spec:
+        parts = spec.split(":")
+        if len(parts) != 3:
+            raise ValueError(f"IoU thresholds {spec!r}: expected start:step:end")
+        start, step, end = (float(p) for p in parts)
+        if step <= 0 or end < start:
+            raise ValueError(f"IoU thresholds {spec!r}: need step > 0 and end >= start")
+        n = int(math.floor((end - start) / step + 1e-9)) + 1
+        # rounded so 0.5:0.05:0.95 gives 0.9, not 0.8999999999999999 (as the official script prints)
+        return [round(float(v), 10) for v in np.linspace(start, start + step * (n - 1), n)]
+    vals = [float(v) for v in spec.replace(" ", "").split(",") if v]
+    if not vals or any(not (0 < v <= 1) for v in vals):
+        raise ValueError(f"IoU thresholds {spec!r}: expected numbers in (0, 1]")
+    return vals
 
 
-# ---------------------------------------------------------------------------------------------
-# clip jobs: where each clip's annotations come from
+# ----------------------------------------------------------------------------------------------
+# tables -> annotations
+def annotations_from_table(df: pl.DataFrame, kind: str = "pred") -> dict[str, list[Annotation]]:
+    """{clip: annotations} of a detections (kind="pred") or truth (kind="gt") table, classes 0..12.
+
+    Points are flattened once with Arrow offsets; each polygon is a view into one float64 block."""
+    if df.height == 0:
+        return {}
+    id_col = "det_id" if kind == "pred" else "ann_id"
+    df = df.filter((pl.col("class_id") >= 0) & (pl.col("class_id") < N_CLASSES))
+    df = df.sort(["clip", id_col], maintain_order=True)
+    pts = df.get_column("points").to_arrow()
+    pts = pts.combine_chunks() if hasattr(pts, "combine_chunks") else pts
+    ann_off = pts.offsets.to_numpy(zero_copy_only=False)
+    polys = pts.values
+    poly_off = polys.offsets.to_numpy(zero_copy_only=False)
+    leaf = polys.values
+    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False) for c in ("x", "y", "e")]) \
+        if len(leaf) else np.zeros((0, 3))
+    clips = df.get_column("clip").to_list()
+    frames = df.get_column("frame").to_list()
+    classes = df.get_column("class_id").to_list()
+    ids = df.get_column(id_col).to_list()
+    scores = df.get_column("score").to_list() if kind == "pred" else [math.nan] * df.height
+    dist = df.get_column("distance").to_list()
+    out: dict[str, list[Annotation]] = {}
+    for i in range(df.height):
+        polygons = tuple(xyz[poly_off[j]: poly_off[j + 1]] for j in range(ann_off[i], ann_off[i + 1]))
+        out.setdefault(clips[i], []).append(Annotation(frame=int(frames[i]), class_id=int(classes[i]),
+                                                        score=float(scores[i]), polygons=polygons,
+                                                        distance=dist[i], index=int(ids[i])))
+    return out
 
 
-@dataclass
-class _Source:
-    """One side of one clip: annotations in hand, or a file read lazily (in the worker)."""
-
-    anns: list | None = None
-    path: Path | None = None
-    kind: str = "pred"
-    protocol: str = "dcase2026"
-    digest: str | None = None
-
-    def load(self) -> list[Annotation]:
-        if self.anns is not None:
-            return self.anns
-        data = read_bytes(self.path, self.kind, self.protocol)
-        return keep_scored_classes(parse_annotations(data, str(self.path), self.kind))
-
-    def content_digest(self) -> str:
-        if self.digest is None:
-            if self.anns is not None:
-                self.digest = _cache.annotations_digest(self.anns)
-            else:
-                self.digest = file_digest(read_bytes(self.path, self.kind, self.protocol))
-        return self.digest
+def annotations_digest(anns: Sequence[Annotation]) -> str:
+    """Content hash of a clip's annotations (the GT-map cache key for in-memory tables)."""
+    h = hashlib.blake2b(digest_size=20)
+    for a in anns:
+        h.update(np.array([a.frame, a.class_id, a.index, len(a.polygons)], dtype=np.int64).tobytes())
+        for p in a.polygons:
+            h.update(np.int64(len(p)).tobytes())
+            h.update(np.ascontiguousarray(p, dtype=np.float64).tobytes())
+    return h.hexdigest()
 
 
-def _clip_order(clips) -> list[str]:
-    return sorted(clips, key=lambda c: c + ".json")
+# ----------------------------------------------------------------------------------------------
+# engines
+_GT_MEMO: dict[str, object] = {}
+_GT_MEMO_MAX = 4096
 
 
-def _plan(pred, gt, protocol) -> tuple[list[tuple[str, _Source, _Source]], list[str], list[str]]:
-    """[(clip, pred source, gt source)] in scoring order, skipped pred clips, unscored GT clips."""
-    if isinstance(pred, (str, os.PathLike)) and isinstance(gt, (str, os.PathLike)):
-        files = pair_files(pred, gt, protocol)
-        jobs = [(clip, _Source(path=pf, kind="pred", protocol=protocol), _Source(path=gf, kind="gt", protocol=protocol))
-                for clip, pf, gf in files.pairs]
-        return jobs, files.skipped, files.gt_only
-    if isinstance(pred, (str, os.PathLike)) or isinstance(gt, (str, os.PathLike)):
-        from calib.score.annotations import load_dir
+def _gt_maps(clip_gt: Sequence[Annotation], cache_dir=None):
+    """GT maps of a clip, from the in-memory memo, the on-disk cache, or rendered now."""
+    from calib.score.fast import GTMaps, render_gt_maps
 
-        pred = load_dir(pred, "pred", protocol) if isinstance(pred, (str, os.PathLike)) else pred
-        gt = load_dir(gt, "gt", protocol) if isinstance(gt, (str, os.PathLike)) else gt
-    if not isinstance(pred, Mapping) or not isinstance(gt, Mapping):
-        raise TypeError("pred and gt must both be folders or {clip: [Annotation]} mappings")
-    jobs = []
-    for clip in _clip_order(set(pred) & set(gt)):
-        jobs.append((clip, _Source(anns=keep_scored_classes(pred[clip])), _Source(anns=keep_scored_classes(gt[clip]), kind="gt")))
-    skipped = _clip_order(set(pred) - set(gt))
-    return jobs, skipped, _clip_order(set(gt) - set(pred))
+    key = annotations_digest(clip_gt)
+    if key in _GT_MEMO:
+        return _GT_MEMO[key]
+    maps = None
+    path = None
+    if cache_dir is not None:
+        from pathlib import Path
 
+        path = Path(cache_dir) / f"gtmaps-{key}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                maps = GTMaps.from_arrays(z)
+    if maps is None:
+        maps = render_gt_maps(list(clip_gt))
+        if path is not None:
+            from calib.tables import atomic_path
 
-# ---------------------------------------------------------------------------------------------
-# parallel map
-
-
-def _limited(fn, *args):
-    """Run fn with BLAS on one thread: scipy's tiny per-simplex LAPACK calls crawl otherwise."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(1):
-        return fn(*args)
-
-
-def _parallel_map(fn, items, jobs: int, backend: str, scheduler: str | None) -> list:
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
-    items = list(items)
-    if not items:
-        return []
-    if backend != "dask" and (jobs == 1 or len(items) == 1):
-        return [_limited(fn, *it) for it in items]
-    from joblib import Parallel, delayed, parallel_config
-
-    if backend == "dask":
-        if not scheduler:
-            raise ValueError("backend 'dask' needs a scheduler address (--scheduler tcp://HOST:PORT)")
-        from dask.distributed import Client
-
-        with Client(scheduler, set_as_default=False) as client:
-            with parallel_config(backend="dask", client=client):
-                return Parallel(n_jobs=-1)(delayed(_limited)(fn, *it) for it in items)
-    n_jobs = jobs if jobs > 0 else -1
-    return Parallel(n_jobs=n_jobs, backend=backend)(delayed(_limited)(fn, *it) for it in items)
-
-
-# ---------------------------------------------------------------------------------------------
-# dcase2026
-
-
-def _gt_maps_job(src: _Source):
-    from calib.score.fast import render_gt_maps
-
-    return render_gt_maps(src.load())
-
-
-def _fast_clip_job(clip, psrc: _Source, gt_maps):
-    from calib.score.fast import score_clip_fast
-
-    return score_clip_fast(clip, psrc.load(), gt_maps).arrays()
-
-
-def _reference_clip_job(clip, psrc: _Source, gsrc: _Source):
-    from calib.score.reference import score_clip_reference
-
-    return score_clip_reference(clip, psrc.load(), gsrc.load()).arrays()
-
-
-def _dcase_gt_maps(plan, jobs, cache_dir, backend, scheduler):
-    from calib.score.fast import GTMaps
-
-    keys = [_cache.entry_key("dcase2026", gsrc.content_digest()) for _, _, gsrc in plan]
-    maps = [_cache.GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
-    missing = [i for i, m in enumerate(maps) if m is None]
-    rendered = _parallel_map(_gt_maps_job, [(plan[i][2],) for i in missing], jobs, backend, scheduler)
-    for i, m in zip(missing, rendered):
-        _cache.GT_CACHE.put(keys[i], m, cache_dir)
-        maps[i] = m
+            final, tmp = atomic_path(path)
+            with open(tmp, "wb") as f:
+                np.savez(f, **maps.to_arrays())
+            tmp.replace(final)
+    if len(_GT_MEMO) >= _GT_MEMO_MAX:
+        _GT_MEMO.clear()
+    _GT_MEMO[key] = maps
     return maps
 
 
-def _score_dcase(plan, thresholds, engine, jobs, cache_dir, backend, scheduler):
+def _score_clip(clip: str, preds, gts, engine: str, cache_dir) -> dict:
     if engine == "reference":
-        recs = [_limited(_reference_clip_job, clip, p, g) for clip, p, g in plan]
+        from calib.score.reference import score_clip_reference
+
+        return score_clip_reference(clip, preds, gts).arrays()
+    from calib.score.fast import score_clip_fast
+
+    return score_clip_fast(clip, preds, _gt_maps(gts, cache_dir)).arrays()
+
+
+def score(pred: Mapping[str, Sequence[Annotation]], gt: Mapping[str, Sequence[Annotation]], *,
+          protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
+          cache_dir=None, backend: str = "loky", scheduler: str | None = None, sigma: float = 6.0,
+          energy_thr: float = 0.10, with_matches: bool = True, clips: Sequence[str] | None = None,
+          system: str = "") -> ScoreResult:
+    """Score predictions against ground truth.
+
+    ``clips``: the clips to score, in scoring order (default: every clip with ground truth, sorted
+    as the official script sorts ``<clip>.json`` files; a GT clip without predictions scores as an
+    empty prediction file). Prediction clips without GT are skipped and listed in ``.skipped``."""
+    check_protocol(protocol)
+    if engine not in ("fast", "reference"):
+        raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
+    skipped = sorted(set(pred) - set(gt))
+    if clips is None:
+        clips = sorted(gt, key=lambda c: c + ".json")
+    if protocol == "dcase2026-coco":
+        from calib.score.coco import score_coco
+
+        metrics = score_coco({c: list(pred.get(c, [])) for c in clips}, {c: list(gt[c]) for c in clips},
+                             iou_thresholds=iou_thresholds, sigma=sigma, energy_thr=energy_thr)
+        res = ScoreResult(metrics)
+        res.skipped = skipped
+        return res
+    thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
+        return _score_dcase2026(pred, gt, clips, thresholds, skipped, engine=engine, jobs=jobs, cache_dir=cache_dir,
+                                backend=backend, scheduler=scheduler, with_matches=with_matches, system=system)
+
+
+def _score_dcase2026(pred, gt, clips, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
+                     with_matches, system) -> ScoreResult:
+    work = [(c, list(pred.get(c, [])), list(gt[c])) for c in clips]
+    if jobs == 1 and backend != "dask":
+        recs = [_score_clip(c, p, g, engine, cache_dir) for c, p, g in work]
     else:
-        maps = _dcase_gt_maps(plan, jobs, cache_dir, backend, scheduler)
-        recs = _parallel_map(_fast_clip_job, [(clip, p, m) for (clip, p, _), m in zip(plan, maps)],
-                             jobs, backend, scheduler)
-    clip_col = np.concatenate([np.full(len(r["kind"]), i, dtype=np.int32) for i, r in enumerate(recs)]) \
-        if recs else np.zeros(0, np.int32)
+        from joblib import Parallel, delayed, parallel_config
+
+        if engine == "reference":
+            raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
+        if backend == "dask":
+            from distributed import Client
+
+            client = Client(scheduler) if scheduler else Client(processes=False, dashboard_address=None)
+            try:
+                with parallel_config(backend="dask"):
+                    recs = Parallel()(delayed(_score_clip)(c, p, g, engine, cache_dir) for c, p, g in work)
+            finally:
+                client.close()
+        else:
+            with parallel_config(backend=backend, n_jobs=jobs):
+                recs = Parallel()(delayed(_score_clip)(c, p, g, engine, cache_dir) for c, p, g in work)
     records = concat_records(recs)
-    records["clip_idx"] = clip_col
-    return records
+    res = ScoreResult(metrics_from_records(records, thresholds))
+    res.skipped = skipped
+    if with_matches:
+        clip_col = np.concatenate([np.full(len(r["kind"]), c, dtype=object) for c, r in zip(clips, recs)]) \
+            if recs else np.zeros(0, dtype=object)
+        res.matches, res.gt_matches = match_tables(records, clip_col, thresholds, system)
+        res.recall_ceiling = recall_ceiling(res.gt_matches)
+    return res
 
 
-def _match_tables(records, clips, thresholds) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(one row per prediction, one row per GT annotation), each sorted by clip then index."""
+def match_tables(records: dict, clip_col: np.ndarray, thresholds: Sequence[float], system: str = ""):
+    """(prediction-side, GT-side) match tables from the official records."""
     kind = records["kind"]
-    matched = kind == KIND_MATCHED
-    base = pl.DataFrame({
-        "clip_idx": records["clip_idx"],
-        "matched": matched,
-        "frame": records["frame"],
-        "det": records["det"],
-        "gt": records["gt"],
-        "class_id": records["cls"],
-        "score": records["score"],
-        "iou32": records["iou"],
-        "best": records["best"].astype(np.float64),
-        "gt_best": records["gt_best"].astype(np.float64),
-        "pearson": records["pearson"],
-        "kind": kind,
+    det = kind != KIND_FN
+    iou = records["iou"]
+    preds = pl.DataFrame({
+        "system": pl.Series([system] * int(det.sum()), dtype=pl.String),
+        "clip": pl.Series(clip_col[det].tolist(), dtype=pl.String),
+        "frame": records["frame"][det],
+        "det_id": records["det"][det],
+        "class_id": records["cls"][det],
+        "score": records["score"][det],
+        "gt_ann_id": pl.Series(np.where(kind[det] == KIND_MATCHED, records["gt"][det], -1)).replace(-1, None),
+        "iou": iou[det].astype(np.float64),
+        "best_iou": records["best"][det].astype(np.float64),
+        "pearson": pl.Series(records["pearson"][det]).fill_nan(None),
+    } | {f"tp_{t:g}": (kind[det] == KIND_MATCHED) & (iou[det] >= np.float32(t)) for t in thresholds})
+    g = (kind == KIND_MATCHED) | (kind == KIND_FN)
+    gts = pl.DataFrame({
+        "clip": pl.Series(clip_col[g].tolist(), dtype=pl.String),
+        "frame": records["frame"][g],
+        "ann_id": records["gt"][g],
+        "class_id": records["cls"][g],
+        "matched": kind[g] == KIND_MATCHED,
+        "best_iou": np.where(kind[g] == KIND_MATCHED, records["gt_best"][g], records["best"][g]).astype(np.float64),
     })
-    clip = pl.col("clip_idx").replace_strict(dict(enumerate(clips)), return_dtype=pl.String).alias("clip")
-    tp = [(pl.col("matched") & (pl.col("iou32") >= np.float32(t))).alias(f"tp_{threshold_label(t)}")
-          for t in thresholds]
-    preds = base.filter(pl.col("kind") != KIND_FN).sort("clip_idx", "det").select(
-        clip, "frame", pl.col("det").alias("det_id"), "class_id", "score",
-        pl.when("matched").then(pl.col("gt")).alias("gt_ann"),
-        pl.col("iou32").cast(pl.Float64).alias("iou"), pl.col("best").alias("best_iou"),
-        pl.when(pl.col("pearson").is_nan()).then(None).otherwise(pl.col("pearson")).alias("pearson"),
-        *tp)
-    gts = base.filter(pl.col("kind") != 1).sort("clip_idx", "gt").select(
-        clip, "frame", pl.col("gt").alias("ann_id"), "class_id", pl.col("gt_best").alias("best_iou"),
-        pl.when("matched").then(pl.col("det")).alias("det_id"), pl.col("iou32").cast(pl.Float64).alias("iou"))
     return preds, gts
 
 
-def recall_ceiling(records, ious=CEILING_IOUS) -> dict:
-    """Fraction of GT whose best same-class prediction in its frame reaches each soft IoU."""
-    kind = records["kind"]
-    is_gt = kind != 1
-    best = records["gt_best"][is_gt]
-    cls = records["cls"][is_gt]
-    labels = [threshold_label(t) for t in ious]
-
-    def frac(sel):
-        n = int(np.count_nonzero(sel))
-        return {lab: (float(np.count_nonzero(best[sel] >= np.float32(t)) / n) if n else math.nan)
-                for lab, t in zip(labels, ious)}
-
-    return {
-        "ious": list(ious),
-        "n_gt": int(best.size),
-        "overall": frac(np.ones(best.size, dtype=bool)),
-        "per_class": {CLASS_NAMES[c]: {"n_gt": int(np.count_nonzero(cls == c)), **frac(cls == c)}
-                      for c in range(N_CLASSES)},
-    }
+def recall_ceiling(gt_matches: pl.DataFrame, levels: Sequence[float] = CEILING_LEVELS) -> dict:
+    """Fraction of GT whose best same-class prediction in its frame reaches each soft-IoU level,
+    overall and per class: how much any reranker could gain at most."""
+    n = gt_matches.height
+    best = gt_matches.get_column("best_iou").cast(pl.Float32)
+    out = {"n_gt": n, "overall": {f"{lv:g}": (float((best >= np.float32(lv)).sum()) / n if n else math.nan)
+                                  for lv in levels}}
+    per = {}
+    for (c,), part in gt_matches.group_by(["class_id"], maintain_order=False):
+        b = part.get_column("best_iou").cast(pl.Float32)
+        per[int(c)] = {f"{lv:g}": float((b >= np.float32(lv)).sum()) / part.height for lv in levels}
+    out["per_class"] = dict(sorted(per.items()))
+    return out
 
 
-# ---------------------------------------------------------------------------------------------
-# public entry points
-
-
-def score(pred, gt, protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
-          cache_dir: str | os.PathLike | None = None, backend: str = "loky", scheduler: str | None = None,
-          sigma: float = 6.0, energy_thr: float = 0.10, with_matches: bool = False) -> ScoreResult:
-    """Score predictions against ground truth with an official protocol.
-
-    pred, gt: folders (official file rules) or {clip: [Annotation]}. iou_thresholds: a list or a
-    spec string ("0.25,0.5", "0.5:0.05:0.95"); None gives the protocol default (dcase2026 only;
-    the coco protocol has pycocotools' fixed 0.50:0.05:0.95). engine "reference" follows the
-    official algorithm literally (slow); "fast" gives the same numbers. jobs > 1 scores clips in
-    parallel with joblib (backend loky / threading, or dask with a scheduler address).
-    """
-    check_protocol(protocol)
-    if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}; known: {', '.join(ENGINES)}")
-    plan, skipped, gt_only = _plan(pred, gt, protocol)
-    clips = [c for c, _, _ in plan]
-    details = {"clips": clips, "gt_without_predictions": gt_only}
-    if protocol == "dcase2026":
-        if iou_thresholds is None or isinstance(iou_thresholds, str):
-            thresholds = parse_thresholds(iou_thresholds, protocol)
-        else:
-            thresholds = [float(t) for t in iou_thresholds]
-            parse_thresholds(",".join(repr(t) for t in thresholds), protocol)  # validates
-        records = _score_dcase(plan, thresholds, engine, jobs, cache_dir, backend, scheduler)
-        metrics = metrics_from_records(records, thresholds)
-        matches = gt_matches = None
-        if with_matches:
-            matches, gt_matches = _match_tables(records, clips, thresholds)
-        return ScoreResult(protocol, metrics, matches, gt_matches, recall_ceiling(records), skipped, details,
-                           records)
-    if iou_thresholds not in (None, ""):
-        raise ValueError("the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95; "
-                         "drop --iou-thresholds")
-    from calib.score.coco import score_coco_plan
-
-    metrics, extra = score_coco_plan(plan, sigma=sigma, energy_thr=energy_thr, engine=engine, jobs=jobs,
-                                     cache_dir=cache_dir, parallel=lambda fn, items: _parallel_map(
-                                         fn, items, jobs, backend, scheduler))
-    details.update(extra)
-    return ScoreResult(protocol, metrics, None, None, {}, skipped, details)
-
-
-def table_annotations(df: pl.DataFrame, kind: str, where: str) -> dict[str, list[Annotation]]:
-    """calib detections / truth rows -> {clip: [Annotation]} (polygons sliced from one flat
-    array through the list offsets; no per-point Python work)."""
-    id_col = "det_id" if kind == "pred" else "ann_id"
-    need = ["clip", "frame", id_col, "class_id", "points"] + (["score"] if kind == "pred" else [])
-    missing = [c for c in need if c not in df.columns]
-    if missing:
-        raise ScoreInputError(f"{where}: missing column(s) {missing}")
-    df = df.select(need + [c for c in ("distance",) if c in df.columns])
-    n = df.height
-    pts = df.get_column("points").rechunk().to_arrow()
-    if hasattr(pts, "combine_chunks"):
-        pts = pts.combine_chunks()
-    poly_off = np.asarray(pts.offsets, dtype=np.int64)  # per row: polygon range
-    inner = pts.values
-    point_off = np.asarray(inner.offsets, dtype=np.int64)  # per polygon: point range
-    structs = inner.values
-    xyz = np.column_stack([np.asarray(structs.field(f).to_numpy(zero_copy_only=False), dtype=np.float64)
-                           for f in ("x", "y", "e")]) if len(structs) else np.zeros((0, 3))
-    # offsets may not start at 0 for sliced arrays: index through them as they are
-    frames = df.get_column("frame").to_numpy()
-    classes = df.get_column("class_id").to_numpy()
-    ids = df.get_column(id_col).to_numpy()
-    clips = df.get_column("clip").to_list()
-    scores = df.get_column("score").to_numpy().astype(np.float64) if kind == "pred" else np.full(n, np.nan)
-    dist = df.get_column("distance").to_numpy().astype(np.float64) if "distance" in df.columns else np.full(n, np.nan)
-    if kind == "pred":
-        bad = np.flatnonzero(~np.isfinite(scores))
-        if bad.size:
-            i = bad[0]
-            raise ScoreInputError(f"{where}: clip {clips[i]} {id_col} {ids[i]}: score must be a finite number, got {scores[i]!r}")
-    x, y, e = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    bad_pt = ~((x >= 0) & (x <= 360) & (y >= 0) & (y <= 180) & np.isfinite(e))
-    if bad_pt.any():
-        p = int(np.flatnonzero(bad_pt)[0])
-        poly = int(np.searchsorted(point_off, p, side="right") - 1)
-        row = int(np.searchsorted(poly_off, poly, side="right") - 1)
-        raise ScoreInputError(f"{where}: clip {clips[row]} {id_col} {ids[row]}: polygon {poly - poly_off[row]}: "
-                              f"point {p - point_off[poly]} ({x[p]}, {y[p]}, {e[p]}) outside x in [0, 360], "
-                              "y in [0, 180] or not finite")
-    valid = pts.is_valid().to_numpy(zero_copy_only=False) if pts.null_count else np.ones(n, dtype=bool)
-    out: dict[str, list[Annotation]] = {}
-    for i in range(n):
-        polys = []
-        if valid[i]:
-            for k in range(poly_off[i], poly_off[i + 1]):
-                a, b = point_off[k], point_off[k + 1]
-                if b > a:
-                    polys.append(xyz[a:b])
-        d = dist[i]
-        out.setdefault(clips[i], []).append(Annotation(
-            frame=int(frames[i]), class_id=int(classes[i]), score=float(scores[i]), polygons=tuple(polys),
-            distance=None if np.isnan(d) else float(d), index=int(ids[i])))
-    # file order: annotations sorted by their index within each clip
-    return {c: sorted(v, key=lambda a: a.index) for c, v in out.items()}
-
-
-def score_tables(dets: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> ScoreResult:
-    """Score calib tables (DETECTIONS / TRUTH schemas) as if they were the JSON files they
-    describe: det_id / ann_id give the file order. ``dets`` must hold one system."""
-    if "system" in dets.columns:
-        systems = dets.get_column("system").unique().to_list()
-        if len(systems) > 1:
-            raise ScoreInputError(f"detections hold {len(systems)} systems ({', '.join(map(str, sorted(systems, key=str))[:5])}"
-                                  f"{', ...' if len(systems) > 5 else ''}); filter one system first, e.g. "
-                                  "dets.filter(pl.col('system') == NAME)")
-    return score(table_annotations(dets, "pred", "detections"), table_annotations(truth, "gt", "truth"), **kwargs)
+def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> ScoreResult:
+    """Score a detections table (one system) against a truth table; kwargs as :func:`score`."""
+    systems = detections.get_column("system").unique().to_list() if "system" in detections.columns else []
+    if len(systems) > 1:
+        raise ValueError(f"detections hold several systems {sorted(systems)}; filter one system before scoring")
+    kwargs.setdefault("system", systems[0] if systems else "")
+    return score(annotations_from_table(detections, "pred"), annotations_from_table(truth, "gt"), **kwargs)

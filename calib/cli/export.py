@@ -1,0 +1,49 @@
+"""calib export: a detections (or truth) table -> one DCASE JSON file per clip."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a table back to DCASE JSON, one <seq>.json per clip",
+        description="Write a detections table as one <seq>.json per clip (a truth table as <split>/<seq>_std.json). "
+        "The 'score' column is what gets written (after 'calib rerank apply' it is the reranked score). "
+        "Files are staged and moved into place only when every clip is within the 20 MiB limit, so a failure "
+        "leaves nothing behind.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="example:\n  calib export reranked.parquet --out submission/ --system modelA",
+    )
+    p.add_argument("table", metavar="TABLE.parquet")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--system", metavar="NAME", help="export only this system (required when the table holds several)")
+    p.add_argument("--no-size-limit", action="store_true",
+                   help="allow files over 20 MiB (not valid for a submission)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import polars as pl
+
+    from calib.io.dcase import MAX_FILE_BYTES, export_table
+    from calib.io.errors import InputError
+    from calib.tables import read_table, table_kind
+
+    kind = table_kind(args.table)
+    df = read_table(args.table)
+    if kind not in ("detections", "truth"):
+        raise InputError(args.table, f"a {kind or 'non-calib'} table cannot be exported as DCASE JSON")
+    if args.system:
+        if kind != "detections":
+            raise InputError(args.table, "--system applies to detections tables")
+        systems = df.get_column("system").unique().to_list()
+        if args.system not in systems:
+            raise InputError(args.table, f"no system {args.system!r}; the table has {sorted(systems)}")
+        df = df.filter(pl.col("system") == args.system)
+    files = export_table(df, args.out, "pred" if kind == "detections" else "gt",
+                         max_bytes=None if args.no_size_limit else MAX_FILE_BYTES,
+                         progress=False if args.quiet else None)
+    print(f"wrote {len(files)} file(s) to {args.out}")
+    return 0

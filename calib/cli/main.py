@@ -1,0 +1,83 @@
+"""The ``calib`` command: one sub-command per module under calib/cli/.
+
+Each command module exposes ``add_parser(subparsers)`` and ``run(args) -> int`` and imports its
+heavy dependencies inside ``run``, so ``calib --help`` stays fast.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Order shown in --help: the pipeline's order.
+COMMANDS = ("demo", "synth", "ingest", "export", "score", "rerank", "stages", "recipes", "run",
+            "emit_ablation", "portfolio", "package", "adapt")
+
+EPILOG = """\
+typical flow:
+  calib synth data/ --seed 0 --clips 12 --frames 200       # synthetic STAIRS26-like data
+  calib ingest data/systems/lowthr --out dets.parquet       # DCASE JSON -> typed Parquet
+  calib ingest data/gt --truth --out truth.parquet
+  calib score data/systems/lowthr data/gt --out metrics.json  # official metrics, fast
+  calib export dets.parquet --out submission/               # Parquet -> one <seq>.json per clip
+run 'calib COMMAND --help' for each command's options."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="calib",
+        description="calib: post-hoc engine for DCASE 2026 Task 3 (STAIRS26) detections: typed tables, "
+        "exact official scoring, rerankers, fusion, emission, submission portfolios.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"calib.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"calib.cli.{name}":
+                continue  # command not part of this build
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"calib {version('calib')}"
+    except PackageNotFoundError:  # running from a source tree
+        return "calib (source tree)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    from calib.io.errors import InputError
+    from calib.tables import TableError
+
+    user_errors: tuple = (InputError, TableError)
+    try:
+        from calib.score.annotations import ScoreInputError
+
+        user_errors += (ScoreInputError,)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        return int(args.func(args) or 0)
+    except user_errors as e:
+        print(f"calib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

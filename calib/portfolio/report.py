@@ -1,0 +1,149 @@
+"""The portfolio report: Markdown plus three PNG plots (estimates per variant, per-class AP of the
+chosen systems, file sizes)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from calib.portfolio.choose import Choice, Fragility
+from calib.recipe.scoring import headline
+from calib.tables import CLASS_NAMES
+
+LIMIT_MIB = 20.0
+
+
+def _f(v, digits=4) -> str:
+    return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
+
+
+def _save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: byte-stable files
+
+
+def plot_estimates(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [r["variant"] + ("*" if r["rank"] else "") for r in rows]
+    x = np.arange(len(rows))
+    w = 0.27
+    fig, axes = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(rows) + 2), 6), sharex=True)
+    for ax, metric, title in ((axes[0], "mAP", "mAP"), (axes[1], "pearson", "Pearson r")):
+        for j, (col, label) in enumerate((("in_sample", "in-sample"), ("oof", "out-of-fold"), ("site", "site-held-out"))):
+            vals = [r[f"{col}_{metric}"] for r in rows]
+            ax.bar(x + (j - 1) * w, [0 if math.isnan(v) else v for v in vals], w, label=label)
+        ax.set_ylabel(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=8, ncol=3)
+    axes[0].set_title("Estimates per variant (* = chosen)")
+    axes[1].set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_per_class(chosen: list[Choice], results_by_name: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    x = np.arange(len(CLASS_NAMES))
+    w = 0.8 / max(len(chosen), 1)
+    for j, c in enumerate(chosen):
+        ap = headline(results_by_name[c.name].oof)["per_class_ap"]
+        vals = [ap.get(k, math.nan) for k in range(len(CLASS_NAMES))]
+        ax.bar(x - 0.4 + w * (j + 0.5), [0 if math.isnan(v) else v for v in vals], w, label=f"{j + 1}: {c.name}")
+    ax.set_xticks(x, [n.split("/")[0] for n in CLASS_NAMES], rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel("out-of-fold AP")
+    ax.set_title("Per-class AP of the chosen systems (out-of-fold)")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def plot_sizes(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x = np.arange(len(rows))
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(8, 0.8 * len(rows) + 3), 3.5))
+    a1.bar(x, [r["max_file_bytes"] / 2**20 for r in rows], color="tab:orange")
+    a1.axhline(LIMIT_MIB, color="red", lw=1, ls="--", label="20 MiB limit")
+    a1.set_ylabel("largest file (MiB)")
+    a1.legend(fontsize=8)
+    a2.bar(x, [r["total_bytes"] / 2**20 for r in rows])
+    a2.set_ylabel("all files (MiB)")
+    for ax in (a1, a2):
+        ax.set_xticks(x, [r["variant"] for r in rows], rotation=45, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("DCASE file sizes per variant")
+    _save(fig, path)
+    plt.close(fig)
+
+
+def portfolio_report(out: Path, grid, results, rows: list[dict], chosen: list[Choice], frag: list[Fragility]) -> str:
+    by_name = {r.variant.name: r for r in results}
+    plot_estimates(rows, out / "estimates.png")
+    plot_sizes(rows, out / "file_sizes.png")
+    if chosen:
+        plot_per_class(chosen, by_name, out / "per_class_ap.png")
+    base = results[0].variant.recipe if results else None
+    lines = ["# Portfolio", ""]
+    if base is not None:
+        lines += [f"Base recipe `{base.name}`; {len(results)} variant(s) over "
+                  f"{', '.join(f'`{a}`' for a in grid.axes) or 'no axes'}; protocol `{base.scoring.protocol}`.", ""]
+    if results:
+        r0 = results[0]
+        lines += [f"Dev clips: {len(r0.dev_clips)}. Out-of-fold: {r0.folds} clip folds (seed {grid.seed}), stages fit on "
+                  "the other folds, held-out detections pooled and scored once. Site-held-out: "
+                  f"{r0.site_note}.", ""]
+    lines += ["## Chosen systems", ""]
+    if not chosen:
+        lines.append("None: no variant has a finite out-of-fold estimate and files within 20 MiB.")
+    for i, c in enumerate(chosen, start=1):
+        r = by_name[c.name]
+        lines.append(f"{i}. **{c.name}** ({r.variant.label}) — {c.role}: {c.reason}.")
+    flagged = [f for f in frag if f.fragile]
+    if frag:
+        lines += ["", "## Dev-fitted components", "",
+                  f"Gap = in-sample minus out-of-fold mAP; a component is fragile when the variants using it show a "
+                  f"gap larger than those without it by more than {grid.fragile_gap:g}.", "",
+                  "| component | variants with | mean gap with | variants without | mean gap without | fragile |",
+                  "|---|---|---|---|---|---|"]
+        for f in frag:
+            lines.append(f"| {f.component} | {f.n_with} | {_f(f.gap_with)} | {f.n_without} | {_f(f.gap_without)} | "
+                         f"{'**yes**' if f.fragile else 'no'} |")
+        if not flagged:
+            lines += ["", "No component is flagged: the hedges are chosen by site-held-out and by having nothing fit on dev."]
+    lines += ["", "## Variants", "",
+              "| variant | settings | learns | mAP in-sample | mAP out-of-fold | mAP site-held-out | gap | "
+              "Pearson in-sample | Pearson out-of-fold | Pearson site | largest file MiB | chosen |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(f"| {row['variant']} | {row['settings']} | {row['learned'] or '–'} | {_f(row['in_sample_mAP'])} | "
+                     f"{_f(row['oof_mAP'])} | {_f(row['site_mAP'])} | {_f(row['gap'])} | {_f(row['in_sample_pearson'])} | "
+                     f"{_f(row['oof_pearson'])} | {_f(row['site_pearson'])} | {row['max_file_bytes'] / 2**20:.2f} | "
+                     f"{('#' + str(row['rank']) + ' ' + row['role']) if row['rank'] else ''} |")
+    lines += ["", "![estimates](estimates.png)", ""]
+    if chosen:
+        lines += ["## Per-class AP of the chosen systems (out-of-fold)", "",
+                  "| class | " + " | ".join(c.name for c in chosen) + " |", "|---|" + "---|" * len(chosen)]
+        aps = [headline(by_name[c.name].oof)["per_class_ap"] for c in chosen]
+        for k, name in enumerate(CLASS_NAMES):
+            lines.append(f"| {k} {name} | " + " | ".join(_f(ap.get(k, math.nan)) for ap in aps) + " |")
+        lines += ["", "![per-class AP](per_class_ap.png)", ""]
+    lines += ["## File sizes", "", "![file sizes](file_sizes.png)", ""]
+    over = [r["variant"] for r in rows if r["max_file_bytes"] > LIMIT_MIB * 2**20]
+    if over:
+        lines.append(f"Over the 20 MiB per-file limit (never chosen): {', '.join(over)}.")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,291 @@
+"""Running a portfolio: every variant of a grid, three estimates each, the choice, the outputs.
+
+For a variant, the dev clips D are the labeled clips of its recipe's ``fit`` and ``evaluate``
+splits. Estimates (all scored with the recipe's protocol):
+
+- in-sample: stages fit on D, scored on D;
+- out-of-fold: D split into K clip folds; for each fold, stages fit on the other K-1 folds and
+  applied; the held-out fold's detections pooled over folds and scored once on D;
+- site-held-out: stages fit on the D clips of one site (split names containing ``site.fit``) and
+  scored on the other site's (``site.score``).
+
+A variant with no stage that learns gives the same detections whatever it is fit on, so its
+out-of-fold estimate equals its in-sample one exactly and the extra runs are skipped. The system
+submitted for a variant is the one fit on all of D and applied to every clip.
+
+Output folder: ``portfolio.json`` (the choice), ``estimates.json`` / ``estimates.csv`` (every
+variant), ``variants/<name>/`` (recipe.toml, detections.parquet of the submitted system,
+metrics.json with the three estimates), ``report.md`` and PNG plots, ``.cache/`` (stage cache).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import polars as pl
+
+from calib.portfolio.choose import Choice, Estimate, Fragility, choose
+from calib.portfolio.grid import Grid, Variant, expand
+from calib.recipe.cache import StageCache
+from calib.recipe.inputs import LoadedInputs, digest, load_inputs
+from calib.recipe.runner import _write_json, clip_sets, run_chain
+from calib.recipe.scoring import Scorer, headline, restrict
+from calib.stages.base import Tables
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class VariantResult:
+    variant: Variant
+    learned: list[str]
+    dev_clips: list[str]
+    folds: int
+    in_sample: dict
+    oof: dict
+    site: dict | None
+    site_note: str
+    detections: pl.DataFrame | None  # the submitted system's table; None when it sits in the cache
+    sizes: dict[str, int]  # clip -> bytes of its DCASE file
+    all_clips: list[str] = field(default_factory=list)  # every clip of the inputs
+    labeled_clips: list[str] = field(default_factory=list)  # clips with ground truth
+    seconds: float = 0.0
+    final_key: str = ""  # stage-cache key of the submitted system's tables
+
+    def load_detections(self, cache: StageCache | None) -> pl.DataFrame:
+        if self.detections is not None:
+            return self.detections
+        return cache.load(self.final_key)[0]["detections"]
+
+    @property
+    def max_bytes(self) -> int:
+        return max(self.sizes.values(), default=0)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(self.sizes.values())
+
+    def estimate(self) -> Estimate:
+        from calib.io.dcase import MAX_FILE_BYTES
+
+        return Estimate(self.variant.name, list(self.learned), headline(self.in_sample)["mAP"],
+                        headline(self.oof)["mAP"], headline(self.site)["mAP"] if self.site else math.nan,
+                        self.max_bytes <= MAX_FILE_BYTES)
+
+
+@dataclass
+class PortfolioResult:
+    out_dir: Path
+    results: list[VariantResult]
+    chosen: list[Choice]
+    fragility: list[Fragility] = field(default_factory=list)
+
+
+def fold_assignment(clips: list[str], k: int, seed: int) -> dict[str, int]:
+    """Clip -> fold in 0..k-1: a seeded permutation of the sorted clips dealt round-robin."""
+    clips = sorted(clips)
+    perm = np.random.default_rng(seed).permutation(len(clips))
+    return {clips[j]: i % k for i, j in enumerate(perm)}
+
+
+def file_sizes(det: pl.DataFrame) -> dict[str, int]:
+    """Bytes of each clip's DCASE file as export would write it."""
+    from calib.io.dcase import dumps_clip
+
+    if not len(det):
+        return {}
+    parts = det.sort(["clip", "det_id"], maintain_order=True).partition_by("clip", as_dict=True, maintain_order=True)
+    return {key[0]: len(dumps_clip(part, "pred")) for key, part in sorted(parts.items())}
+
+
+def _site_clips(truth: pl.DataFrame, clips: list[str], needle: str) -> list[str]:
+    splits = truth.select("clip", "split").unique()
+    hit = splits.filter(pl.col("split").str.to_lowercase().str.contains(needle.lower(), literal=True)
+                        & pl.col("clip").is_in(clips))
+    return sorted(hit.get_column("clip").unique().to_list())
+
+
+def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cache: StageCache | None,
+                     scorer: Scorer, log: Log = print) -> VariantResult:
+    t0 = time.perf_counter()
+    recipe = variant.recipe
+    tables: Tables = loaded.tables
+    truth = tables.get("truth")
+    if truth is None:
+        raise ValueError(f"variant {variant.name}: a portfolio needs ground truth (inputs.gt) to estimate anything")
+    fit, evaluate = clip_sets(recipe, tables)
+    dev = sorted(set(fit) | set(evaluate))
+    learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.stage_class().learns]
+    quiet = lambda s: None  # noqa: E731 - per-stage lines would drown the portfolio log
+
+    final_key = ""
+
+    def chain_on(fit_clips, keep_key=False):
+        nonlocal final_key
+        res = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=quiet)
+        if keep_key:
+            final_key = res.key
+        return res.tables["detections"]
+
+    def score(det, clips):
+        return scorer(restrict(det, clips), restrict(truth, clips), recipe.scoring)
+
+    full = chain_on(dev, keep_key=True)
+    in_sample = score(full, dev)
+    k = min(grid.folds, len(dev))
+    if not learned:
+        oof = in_sample  # nothing is fit: the same detections whatever the folds
+    elif k < 2:
+        oof = {}
+    else:
+        folds = fold_assignment(dev, k, grid.seed)
+        held = []
+        for f in range(k):
+            out_clips = [c for c in dev if folds[c] == f]
+            det = chain_on([c for c in dev if folds[c] != f])
+            held.append(restrict(det, out_clips))
+        oof = score(pl.concat(held, how="diagonal_relaxed"), dev)
+    site_fit = _site_clips(truth, dev, grid.site_fit)
+    site_score = _site_clips(truth, dev, grid.site_score)
+    site, note = None, ""
+    if not site_fit or not site_score:
+        note = (f"no dev clips from a split named like {grid.site_fit!r} and one like {grid.site_score!r}: "
+                "no site-held-out estimate")
+    else:
+        det = full if not learned else chain_on(site_fit)
+        site = score(det, site_score)
+        note = f"fit on {len(site_fit)} {grid.site_fit} clip(s), scored on {len(site_score)} {grid.site_score} clip(s)"
+    # Keep the submitted system's table in memory only when the cache does not hold it.
+    in_cache = cache is not None and cache.has(final_key)
+    res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, None if in_cache else full,
+                        file_sizes(full), list(loaded.clips), sorted(truth.get_column("clip").unique().to_list()),
+                        final_key=final_key)
+    res.seconds = time.perf_counter() - t0
+    h_in, h_oof = headline(in_sample)["mAP"], headline(oof)["mAP"]
+    h_site = headline(site)["mAP"] if site else math.nan
+    log(f"{variant.name} [{variant.label}]: in-sample {h_in:.4f}, out-of-fold {h_oof:.4f}, "
+        f"site-held-out {h_site:.4f} ({res.seconds:.1f} s)")
+    return res
+
+
+def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.PathLike, *,
+                  base_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                  scorer: Scorer | None = None, grid_source: str | None = None, log: Log = print,
+                  progress: bool = False) -> PortfolioResult:
+    from calib.recipe.io import read_document
+
+    if scorer is None:
+        from calib.recipe.scoring import official_scorer as scorer
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cache = StageCache(cache_dir if cache_dir is not None else out / ".cache")
+    variants = expand(grid, read_document(base_path), source=grid_source)
+    log(f"portfolio: {len(variants)} variant(s) of {Path(base_path).name}, {grid.folds} folds")
+    loaded_by_inputs: dict[str, LoadedInputs] = {}
+    results = []
+    for v in variants:
+        key = digest(v.recipe.inputs.to_dict())
+        if key not in loaded_by_inputs:
+            loaded_by_inputs[key] = load_inputs(v.recipe, base_dir, cache_dir=cache.root, progress=progress, log=log)
+            cache.remember(loaded_by_inputs[key].files)
+        results.append(evaluate_variant(v, loaded_by_inputs[key], grid, cache=cache, scorer=scorer, log=log))
+    chosen, frag = choose([r.estimate() for r in results], max_systems=grid.max_systems, fragile_gap=grid.fragile_gap)
+    for i, c in enumerate(chosen, start=1):
+        log(f"system {i}: {c.name} ({c.role}): {c.reason}")
+    write_portfolio(out, grid, results, chosen, frag, cache)
+    return PortfolioResult(out, results, chosen, frag)
+
+
+# ----------------------------------------------------------------------------------------------
+def _h(m):
+    return headline(m) if m else headline(None)
+
+
+def estimate_rows(results: list[VariantResult], chosen: list[Choice]) -> list[dict]:
+    role = {c.name: (i, c.role) for i, c in enumerate(chosen, start=1)}
+    rows = []
+    for r in results:
+        hi, ho, hs = _h(r.in_sample), _h(r.oof), _h(r.site)
+        rows.append({
+            "variant": r.variant.name, "settings": r.variant.label, "learned": ", ".join(r.learned),
+            "in_sample_mAP": hi["mAP"], "oof_mAP": ho["mAP"], "site_mAP": hs["mAP"],
+            "gap": hi["mAP"] - ho["mAP"],
+            "in_sample_pearson": hi["pearson"], "oof_pearson": ho["pearson"], "site_pearson": hs["pearson"],
+            "max_file_bytes": r.max_bytes, "total_bytes": r.total_bytes,
+            "rank": role.get(r.variant.name, (None, ""))[0], "role": role.get(r.variant.name, (None, ""))[1],
+        })
+    return rows
+
+
+def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen: list[Choice],
+                    frag: list[Fragility], cache: StageCache | None = None) -> None:
+    from calib.portfolio.report import portfolio_report
+    from calib.recipe.io import dump_recipe, dumps_recipe
+    from calib.tables import write_table
+
+    by_name = {r.variant.name: r for r in results}
+    rows = estimate_rows(results, chosen)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
+    try:
+        (staging / "grid.toml").write_text(dumps_recipe(grid.to_dict()))
+        for r in results:
+            d = staging / "variants" / r.variant.name
+            d.mkdir(parents=True)
+            dump_recipe(r.variant.recipe, d / "recipe.toml")
+            write_table(r.load_detections(cache), d / "detections.parquet", "detections",
+                        recipe_hash=digest(r.variant.recipe.to_dict()))
+            _write_json(d / "metrics.json", {"in_sample": r.in_sample, "out_of_fold": r.oof,
+                                             "site_held_out": r.site, "site_note": r.site_note,
+                                             "dev_clips": r.dev_clips, "folds": r.folds,
+                                             "all_clips": r.all_clips, "labeled_clips": r.labeled_clips})
+        _write_json(staging / "estimates.json", rows)
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["variant"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        (staging / "estimates.csv").write_text(buf.getvalue())
+        portfolio = {
+            "grid": grid.to_dict(),
+            "fragility": [{"component": f.component, "gap_with": f.gap_with, "gap_without": f.gap_without,
+                           "n_with": f.n_with, "n_without": f.n_without, "fragile": f.fragile} for f in frag],
+            "chosen": [],
+        }
+        for i, c in enumerate(chosen, start=1):
+            r = by_name[c.name]
+            portfolio["chosen"].append({
+                "rank": i, "variant": c.name, "role": c.role, "reason": c.reason, "settings": r.variant.settings,
+                "label": r.variant.label, "recipe": r.variant.recipe.name, "learned": r.learned,
+                "dev_clips": len(r.dev_clips), "folds": r.folds, "site_note": r.site_note,
+                "in_sample": _h(r.in_sample) | {"per_class_ap": None}, "out_of_fold": _h(r.oof),
+                "site_held_out": _h(r.site) | {"per_class_ap": None},
+                "protocol": r.variant.recipe.scoring.protocol,
+            })
+        _write_json(staging / "portfolio.json", portfolio)
+        (staging / "report.md").write_text(portfolio_report(staging, grid, results, rows, chosen, frag))
+        for item in sorted(staging.iterdir()):
+            dest = out / item.name
+            if dest.is_dir():
+                shutil.rmtree(dest)
+            os.replace(item, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_portfolio(path: str | os.PathLike) -> dict:
+    path = Path(path)
+    f = path / "portfolio.json"
+    if not f.exists():
+        from calib.io.errors import InputError
+
+        raise InputError(path, "not a portfolio folder (no portfolio.json); make one with 'calib portfolio'")
+    return json.loads(f.read_text())

@@ -1,0 +1,49 @@
+"""Scoring a run's detections against the truth with the recipe's protocol, and the few numbers
+the reports compare (headline mAP, Pearson, per-class AP) whichever protocol produced them."""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Iterable
+
+import polars as pl
+
+from calib.recipe.schema import Scoring
+from calib.tables import CLASS_NAMES
+
+#: (detections, truth, scoring) -> metrics dict in the official script's keys
+Scorer = Callable[[pl.DataFrame, pl.DataFrame, Scoring], dict]
+
+
+def official_scorer(detections: pl.DataFrame, truth: pl.DataFrame, scoring: Scoring) -> dict:
+    """calib's exact implementation of the official scripts (calib.score)."""
+    from calib.score import score_tables
+
+    kwargs: dict[str, Any] = dict(scoring.options)
+    if scoring.iou_thresholds is not None:
+        kwargs["iou_thresholds"] = scoring.iou_thresholds
+    return score_tables(detections, truth, protocol=scoring.protocol, **kwargs)
+
+
+def restrict(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:
+    return df.filter(pl.col("clip").is_in(sorted(clips)))
+
+
+def _num(v) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def headline(metrics: dict | None) -> dict[str, Any]:
+    """{"mAP", "pearson", "per_class_ap": {class_id: AP}} of a dcase2026 or dcase2026-coco result."""
+    if not metrics:
+        return {"mAP": math.nan, "pearson": math.nan, "per_class_ap": {}}
+    if "macro_mAP" in metrics:
+        per = metrics.get("per_class") or {}
+        per_class = {}
+        for k, v in per.items():
+            cid = CLASS_NAMES.index(k) if k in CLASS_NAMES else int(k)
+            per_class[cid] = _num((v or {}).get("mAP"))
+        return {"mAP": _num(metrics["macro_mAP"]), "pearson": _num(metrics.get("macro_pearson_r")),
+                "per_class_ap": per_class}
+    per = metrics.get("per_class_mAP") or {}
+    return {"mAP": _num(metrics.get("mask_mAP")), "pearson": _num(metrics.get("pearson_r")),
+            "per_class_ap": {int(k): _num(v) for k, v in per.items()}}

@@ -1,0 +1,27 @@
+"""``size_guard``: the stage form of :func:`calib.emit_guard.guard_sizes`."""
+from __future__ import annotations
+
+from calib.emit_guard import STEPS, guard_sizes
+from calib.stages.base import Stage, Tables, register
+
+
+@register("size_guard")
+class SizeGuard(Stage):
+    """Keep every exported clip file within ``max_mib`` MiB by coarsening its biggest detections.
+
+    The challenge allows 20 MiB per file. A clip that would be larger is coarsened step by step, biggest detections first, in the order of ``steps`` (round,
+    drop_low, compress4, compress8, grid3, drop; see calib.emit_guard). The last run's report (clips,
+    steps, detections and points coarsened) is kept in ``report_``."""
+
+    needs_columns = ("points", "score")
+
+    def __init__(self, *, max_mib: float = 20.0, steps: list = list(STEPS)):
+        self.max_mib = max_mib
+        self.steps = steps
+
+    def apply(self, tables: Tables) -> Tables:
+        if not self.max_mib > 0:
+            raise ValueError(f"size_guard: max_mib must be > 0, got {self.max_mib!r}")
+        res = guard_sizes(tables["detections"], int(self.max_mib * 2**20), tuple(self.steps))
+        self.report_ = res.report
+        return tables.replace(detections=res.table)

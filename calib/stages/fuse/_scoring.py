@@ -1,0 +1,56 @@
+"""The two facts the learning fusion stages take from the official scorer (calib.score): per-class
+metrics of a detections table, and each detection's best soft IoU (the match table)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+from threadpoolctl import threadpool_limits
+
+from calib.tables import CLASS_NAMES, N_CLASSES
+
+
+def class_metrics(det: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026") -> pl.DataFrame:
+    """``class_id, mAP, pearson`` of ``det`` (one system) scored against ``truth`` on the truth's
+    clips (a clip without detections scores as an empty file); mAP NaN for a class without
+    ground truth. The dcase2026-coco protocol reports no per-class Pearson (NaN)."""
+    from calib.score import score_tables
+
+    if truth.height == 0:
+        return pl.DataFrame({"class_id": list(range(N_CLASSES)), "mAP": [math.nan] * N_CLASSES,
+                             "pearson": [math.nan] * N_CLASSES})
+    det = det.filter(pl.col("clip").is_in(truth.get_column("clip").unique().implode()))
+    with threadpool_limits(1, user_api="blas"):  # the renderer's tiny BLAS calls only contend
+        res = score_tables(det.with_columns(pl.lit("", pl.String).alias("system")), truth, protocol=protocol,
+                           with_matches=False)
+    if protocol == "dcase2026-coco":
+        per = {int(k): v for k, v in res["per_class_mAP"].items()}
+        maps = [math.nan if per.get(c) is None else float(per[c]) for c in range(N_CLASSES)]
+        pearson = [math.nan] * N_CLASSES
+    else:
+        maps = [float(res["per_class"][n]["mAP"]) for n in CLASS_NAMES]
+        pearson = [math.nan if res["per_class"][n]["pearson_r"] is None else float(res["per_class"][n]["pearson_r"])
+                   for n in CLASS_NAMES]
+    return pl.DataFrame({"class_id": list(range(N_CLASSES)), "mAP": maps, "pearson": pearson},
+                        schema={"class_id": pl.Int64, "mAP": pl.Float64, "pearson": pl.Float64})
+
+
+def best_iou(det: pl.DataFrame, truth: pl.DataFrame) -> np.ndarray:
+    """Best soft IoU (dcase2026 protocol) of each detection, in row order, with a same-class ground
+    truth of its clip and frame: 0 where its frame holds none, NaN where its clip has no ground
+    truth or its class is outside 0..12 (nothing is known about it)."""
+    from calib.score import score_tables
+
+    out = np.full(det.height, np.nan)
+    if det.height == 0 or truth.height == 0:
+        return out
+    # a det_id unique over the table lets the match table's rows come back to their detections
+    keyed = det.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"),
+                             pl.lit("", pl.String).alias("system"))
+    scored = keyed.filter(pl.col("clip").is_in(truth.get_column("clip").unique().implode()))
+    with threadpool_limits(1, user_api="blas"):
+        matches = score_tables(scored, truth).matches
+    rows = matches.get_column("det_id").to_numpy()
+    out[rows] = matches.get_column("best_iou").to_numpy()
+    return out

@@ -1,0 +1,50 @@
+"""Teacher count prior: no more detections of a class in a frame than the teacher finds there."""
+from __future__ import annotations
+
+import polars as pl
+
+from calib.stages.base import Stage, Tables, register
+
+UNKNOWN_CLIPS = ("keep", "drop")
+
+
+@register("teacher_count")
+class TeacherCount(Stage):
+    """Per clip, frame and class keep the ``n_teacher + extra`` highest-scoring detections.
+
+    ``n_teacher`` counts the teacher's outputs (SELD CSV rows) of that clip, frame and class, so a
+    class the teacher does not hear in a frame loses its detections there (unless ``extra`` > 0).
+    Ties in score keep the lower det_id. A clip absent from the teacher table altogether is
+    left as it is (``unknown_clips = "keep"``) or emptied (``"drop"``). Rows keep their order.
+    """
+
+    needs_tables = ("detections", "teacher")
+    needs_columns = ("clip", "frame", "class_id", "score", "det_id")
+    adds_columns = ()
+
+    def __init__(self, *, extra: int = 0, unknown_clips: str = "keep"):
+        self.extra = extra
+        self.unknown_clips = unknown_clips
+
+    def apply(self, tables: Tables) -> Tables:
+        if int(self.extra) != self.extra or self.extra < 0:
+            raise ValueError(f"teacher_count: extra must be a non-negative integer, got {self.extra!r}")
+        if self.unknown_clips not in UNKNOWN_CLIPS:
+            raise ValueError(f"teacher_count: unknown_clips={self.unknown_clips!r}, expected one of {UNKNOWN_CLIPS}")
+        det, teacher = tables["detections"], tables["teacher"]
+        keys = ["clip", "frame", "class_id"]
+        counts = teacher.group_by(keys).agg(pl.len().cast(pl.Int64).alias("_n_teacher"))
+        known = teacher.select(pl.col("clip").unique(), pl.lit(True).alias("_known"))
+        rank = (pl.int_range(pl.len(), dtype=pl.Int64)
+                .sort_by([pl.col("score"), pl.col("det_id")], descending=[True, False])
+                .arg_sort().over(keys))
+        allowed = pl.col("_n_teacher").fill_null(0) + int(self.extra)
+        keep = pl.col("_rank") < allowed
+        if self.unknown_clips == "keep":
+            keep = keep | pl.col("_known").is_null()
+        out = (det.join(counts, on=keys, how="left", maintain_order="left")
+               .join(known, on="clip", how="left", maintain_order="left")
+               .with_columns(rank.alias("_rank"))
+               .filter(keep)
+               .drop("_n_teacher", "_known", "_rank"))
+        return tables.replace(detections=out)

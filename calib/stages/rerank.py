@@ -1,0 +1,80 @@
+"""The ``rerank`` stage: a gradient-boosted matchability model as a recipe step.
+
+Fit on dev tables that carry ground truth (``detections`` + ``truth``; a ``match`` table from the
+scorer is used when present, else computed), apply anywhere (only ``detections`` needed): ``score`` becomes the model's probability that the detection is matchable
+and the upstream score stays in ``score_raw``. With ``model_dir`` set the stage loads a model made by
+``calib rerank fit`` instead of fitting one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from calib.stages.base import Stage, Tables, register
+
+
+@register("rerank")
+class Rerank(Stage):
+    """Rescore detections by a gradient-boosted matchability model (fit on dev with truth)."""
+
+    needs_tables = ("detections", "truth")  # truth only to fit
+    needs_columns = ("score", "points")
+    adds_columns = ("score_raw",)
+    learns = True
+
+    def __init__(self, *, model: str = "lightgbm", features: str | list = "default", feature_modules: str | list = "",
+                 iou_threshold: float = 0.25, folds: int = 0, group: str = "clip", calibration: str = "none",
+                 n_estimators: int = 120, max_depth: int = 6, num_leaves: int = 31, learning_rate: float = 0.1,
+                 l2: float = 1.0, min_samples_leaf: int = 100, seed: int = 0, num_threads: int = 2,
+                 model_dir: str = ""):
+        self.model = model
+        self.features = features
+        self.feature_modules = feature_modules
+        self.iou_threshold = iou_threshold
+        self.folds = folds
+        self.group = group
+        self.calibration = calibration
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.num_leaves = num_leaves
+        self.learning_rate = learning_rate
+        self.l2 = l2
+        self.min_samples_leaf = min_samples_leaf
+        self.seed = seed
+        self.num_threads = num_threads
+        self.model_dir = model_dir
+
+    def _modules(self) -> list[str]:
+        m = self.feature_modules
+        return [x.strip() for x in m.split(",") if x.strip()] if isinstance(m, str) else list(m)
+
+    def fit(self, tables: Tables) -> "Rerank":
+        from calib.rerank.pipeline import RerankModel, fit_reranker
+
+        if self.model_dir:
+            self.model_ = RerankModel.load(self.model_dir, self._modules())
+            self.report_ = {}
+            return self
+        result = fit_reranker(
+            tables["detections"], tables["truth"], match=tables.get("match"), features=self.features,
+            feature_modules=self._modules(), iou_threshold=self.iou_threshold, folds=self.folds,
+            group=self.group, score_map=False, model=self.model, n_estimators=self.n_estimators,
+            max_depth=self.max_depth, num_leaves=self.num_leaves, learning_rate=self.learning_rate, l2=self.l2,
+            min_samples_leaf=self.min_samples_leaf, calibration=self.calibration, seed=self.seed,
+            num_threads=self.num_threads)
+        self.model_ = result.model
+        self.report_ = result.report
+        return self
+
+    def apply(self, tables: Tables) -> Tables:
+        if not hasattr(self, "model_"):
+            if not self.model_dir:
+                raise RuntimeError("the rerank stage must be fitted (on tables with truth) or given model_dir")
+            self.fit(Tables())
+        dets: pl.DataFrame = tables["detections"]
+        return tables.replace(detections=self.model_.apply(dets))
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the fitted model as a model folder (what ``model_dir`` and ``calib rerank apply`` read)."""
+        return self.model_.save(folder)

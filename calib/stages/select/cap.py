@@ -1,0 +1,57 @@
+"""``cap``: at most k detections per (frame, class) and N per frame, best first."""
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from calib.render import flatten
+from calib.stages.base import Stage, Tables, register
+from calib.stages.select.common import CLASS_KEYS, FRAME_KEYS, detection_energy, keep_rows, ranking_order
+
+
+def _positions(df: pl.DataFrame, order: np.ndarray, keys) -> np.ndarray:
+    """Each row's 0-based position within its group when rows are visited in ``order``."""
+    ranked = df.select(list(keys))[order].with_columns(pl.int_range(pl.len()).over(list(keys)).alias("_pos"))
+    pos = np.empty(len(df), np.int64)
+    pos[order] = ranked.get_column("_pos").to_numpy()
+    return pos
+
+
+@register("cap")
+class Cap(Stage):
+    """Cap the detections: top-k per (frame, class), then at most N per frame, by any score column.
+
+    Keeps the best ``per_class`` detections of each (frame, class) and then the best ``per_frame`` of
+    each frame (0: no cap), ranked by ``column`` (score, score_raw, a reranked or fused score,
+    score_objectness for a class-agnostic order). Ties: ``tie_break="energy"`` prefers the detection
+    with more total energy; always then the lower det_id."""
+
+    needs_columns = ("score",)
+
+    def __init__(self, *, per_class: int = 0, per_frame: int = 0, column: str = "score",
+                 tie_break: str = "det_id"):
+        self.per_class = per_class
+        self.per_frame = per_frame
+        self.column = column
+        self.tie_break = tie_break
+
+    def apply(self, tables: Tables) -> Tables:
+        df = tables["detections"]
+        for name in ("per_class", "per_frame"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or int(v) != v or v < 0:
+                raise ValueError(f"cap: {name} must be a non-negative integer (0: no cap), got {v!r}")
+        energy = detection_energy(flatten(df.get_column("points"))) if self.tie_break == "energy" else None
+        order = ranking_order(df, self.column, self.tie_break, energy)
+        if len(df) == 0:
+            return tables
+        keep = np.ones(len(df), bool)
+        if self.per_class:
+            keep &= _positions(df, order, CLASS_KEYS) < self.per_class
+        if self.per_frame:
+            order = order[keep[order]]
+            pos = np.full(len(df), np.iinfo(np.int64).max)
+            sub = df[order]
+            pos[order] = _positions(sub, np.arange(len(sub)), FRAME_KEYS)
+            keep &= pos < self.per_frame
+        return tables.replace(detections=keep_rows(df, keep))

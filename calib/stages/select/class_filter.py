@@ -1,0 +1,69 @@
+"""``class_filter``: keep only the classes a system is reliable on."""
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from calib.stages.base import Stage, Tables, register
+from calib.tables import CLASS_NAMES, N_CLASSES
+
+
+def per_class_ap(detections: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026") -> dict[int, float]:
+    """Per-class mAP of ``detections`` against ``truth`` under the official ``protocol`` (NaN for a
+    class without truth)."""
+    from calib.score import score_tables
+
+    metrics = score_tables(detections, truth, protocol=protocol)
+    out = {}
+    for k, name in enumerate(CLASS_NAMES):
+        if protocol == "dcase2026":
+            v = (metrics.get("per_class", {}).get(name) or {}).get("mAP")
+        else:
+            v = (metrics.get("per_class_mAP") or {}).get(str(k), metrics.get("per_class_mAP", {}).get(k))
+        out[k] = math.nan if v is None else float(v)
+    return out
+
+
+def top_classes(ap: dict[int, float], k: int) -> list[int]:
+    """The ``k`` classes with the highest AP (NaN last; ties to the lower class id), sorted."""
+    ranked = sorted(ap, key=lambda c: (math.isnan(ap[c]), -ap[c] if not math.isnan(ap[c]) else 0.0, c))
+    return sorted(c for c in ranked[:k] if not math.isnan(ap[c]))
+
+
+@register("class_filter")
+class ClassFilter(Stage):
+    """Keep only the K classes most reliable on dev (per-class AP learned in fit), or given classes.
+
+    With ``classes`` empty, fit scores the detections against the ``truth`` table (``protocol``) and
+    keeps the ``k`` classes with the highest per-class AP (classes without truth never qualify);
+    with ``classes`` given, those are kept and fit needs no truth. apply drops every other class."""
+
+    needs_tables = ("detections", "truth")
+    needs_columns = ("class_id",)
+    learns = True
+
+    def __init__(self, *, k: int = 5, classes: list = [], protocol: str = "dcase2026"):
+        self.k = k
+        self.classes = classes
+        self.protocol = protocol
+
+    def fit(self, tables: Tables) -> "ClassFilter":
+        if self.classes:
+            bad = [c for c in self.classes if isinstance(c, bool) or int(c) != c or not 0 <= int(c) < N_CLASSES]
+            if bad:
+                raise ValueError(f"class_filter: classes {bad} are not class ids 0..{N_CLASSES - 1}")
+            self.ap_ = {}
+            self.classes_ = sorted({int(c) for c in self.classes})
+            return self
+        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
+            raise ValueError(f"class_filter: k must be a positive integer, got {self.k!r}")
+        self.ap_ = per_class_ap(tables["detections"], tables["truth"], self.protocol)
+        self.classes_ = top_classes(self.ap_, int(self.k))
+        return self
+
+    def apply(self, tables: Tables) -> Tables:
+        if not hasattr(self, "classes_"):
+            raise RuntimeError("class_filter: call fit before apply (it learns which classes to keep)")
+        df = tables["detections"]
+        return tables.replace(detections=df.filter(pl.col("class_id").is_in(self.classes_)))

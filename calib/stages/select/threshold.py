@@ -1,0 +1,30 @@
+"""``threshold``: keep detections whose score reaches a global or per-class threshold."""
+from __future__ import annotations
+
+import polars as pl
+
+from calib.stages.base import Stage, Tables, register
+from calib.stages.select.common import class_map
+
+
+@register("threshold")
+class Threshold(Stage):
+    """Keep detections whose score reaches a global or per-class threshold.
+
+    Keeps rows whose ``column`` (score, or any score_* column) is >= the threshold of their class: ``per_class`` {class_id: threshold} where given, else ``threshold``. Null scores are dropped."""
+
+    needs_columns = ("score",)
+
+    def __init__(self, *, threshold: float = 0.0, per_class: dict = {}, column: str = "score"):
+        self.threshold = threshold
+        self.per_class = per_class
+        self.column = column
+
+    def apply(self, tables: Tables) -> Tables:
+        df = tables["detections"]
+        if self.column not in df.columns:
+            raise ValueError(f"threshold: no column {self.column!r} in the detections (have {df.columns})")
+        per = {c: float(v) for c, v in class_map(self.per_class, "threshold: per_class").items()}
+        thr = pl.col("class_id").replace_strict(per, default=float(self.threshold), return_dtype=pl.Float64) \
+            if per else pl.lit(float(self.threshold))
+        return tables.replace(detections=df.filter(pl.col(self.column).cast(pl.Float64).fill_nan(None) >= thr))

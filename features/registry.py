@@ -1,0 +1,224 @@
+"""The registry of matchability features and the function that computes them for a table.
+
+A feature is a plain function ``f(ctx: FeatureContext) -> array of n floats`` registered under a
+name with :func:`feature`; its docstring says what it measures (the registry refuses a feature
+without one). The result lands in the column ``feat_<name>``. ``ctx`` hands every feature the same
+cached, vectorized intermediates (flattened points, seam-aware boxes, raw scores), so features share
+work and none loops over rows in Python.
+
+Train-only features (``train_only=True``) may look at ground truth; they are computed only when
+:func:`compute_features` is called with ``train=True`` and are set to 0 otherwise, so a model
+applied at inference never sees anything derived from ground truth.
+
+Users add their own features by putting ``@feature``-decorated functions in a module and passing
+its import path (``--feature-module mypkg.feats``; :func:`load_feature_modules`). A feature's
+``version`` is stored with every model trained on it: bump it when its definition changes, and
+models trained on the old definition will refuse to load.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import polars as pl
+
+from features.points import Box, Points, bounding_box, flatten_points
+
+PREFIX = "feat_"
+#: built-in feature modules, imported in this order (which is the default features' order)
+BUILTIN_MODULES = ("features.score", "features.geometry", "features.energy", "features.context",
+                   "features.temporal", "features.gates")
+
+
+class FeatureError(ValueError):
+    """An unknown feature, a bad feature module, or a feature that cannot be computed."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    func: Callable[["FeatureContext"], np.ndarray]
+    version: int
+    train_only: bool
+    default: bool
+    module: str
+    doc: str
+
+    @property
+    def column(self) -> str:
+        return PREFIX + self.name
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
+
+
+_REGISTRY: dict[str, Feature] = {}
+
+
+def feature(name: str | None = None, *, version: int = 1, train_only: bool = False, default: bool = True):
+    """Decorator: register ``func`` as the feature ``name`` (default: the function's name).
+
+    ``default`` puts it in the default feature set; ``train_only`` marks features that use ground
+    truth (0 at inference)."""
+
+    def deco(func):
+        fname = name or func.__name__
+        doc = inspect.getdoc(func) or ""
+        if not doc.strip():
+            raise FeatureError(f"feature {fname!r} ({func.__module__}) has no docstring saying what it measures")
+        if not fname.isidentifier():
+            raise FeatureError(f"feature name {fname!r} must be an identifier")
+        old = _REGISTRY.get(fname)
+        if old is not None and (old.module, old.func.__qualname__) != (func.__module__, func.__qualname__):
+            raise FeatureError(f"feature {fname!r} is already registered by {old.module}")
+        _REGISTRY[fname] = Feature(fname, func, int(version), bool(train_only), bool(default), func.__module__, doc)
+        return func
+
+    return deco
+
+
+def unregister(name: str) -> None:
+    """Remove a feature (e.g. one a test registered); unknown names are ignored."""
+    _REGISTRY.pop(name, None)
+
+
+def _load_builtins() -> None:
+    for mod in BUILTIN_MODULES:
+        importlib.import_module(mod)
+
+
+def load_feature_modules(modules: Iterable[str]) -> list[str]:
+    """Import user feature modules by import path (their ``@feature`` functions register)."""
+    loaded = []
+    for mod in modules:
+        try:
+            importlib.import_module(mod)
+        except ImportError as e:
+            raise FeatureError(f"cannot import feature module {mod!r}: {e}") from e
+        loaded.append(mod)
+    return loaded
+
+
+def registry() -> dict[str, Feature]:
+    """All registered features by name, built-ins first in their modules' order."""
+    _load_builtins()
+    return dict(_REGISTRY)
+
+
+def get_feature(name: str) -> Feature:
+    reg = registry()
+    if name not in reg:
+        raise FeatureError(f"unknown feature {name!r}; known features: {', '.join(reg)} "
+                           "(add your own with --feature-module)")
+    return reg[name]
+
+
+def default_features() -> list[str]:
+    return [f.name for f in registry().values() if f.default]
+
+
+def resolve(names: Sequence[str] | str | None) -> list[Feature]:
+    """Features for a list of names; ``None`` or the name ``default`` expand to the default set,
+    ``all`` to every registered feature. Duplicates are dropped, order kept."""
+    if names is None:
+        names = ["default"]
+    elif isinstance(names, str):
+        names = [n.strip() for n in names.split(",") if n.strip()]
+    out: dict[str, Feature] = {}
+    for n in names:
+        n = n.removeprefix(PREFIX)
+        expanded = default_features() if n == "default" else list(registry()) if n == "all" else [n]
+        for m in expanded:
+            out.setdefault(m, get_feature(m))
+    if not out:
+        raise FeatureError("no features selected")
+    return list(out.values())
+
+
+class FeatureContext:
+    """What a feature function gets: the detections plus shared, lazily computed intermediates.
+
+    ``truth`` (a truth table) and ``labels`` (0/1 matchable per detection, aligned with rows) are
+    present only when computing train-only features."""
+
+    FRAME_KEYS = ("system", "clip", "frame")
+    CLASS_KEYS = ("system", "clip", "frame", "class_id")
+
+    def __init__(self, detections: pl.DataFrame, *, truth: pl.DataFrame | None = None,
+                 labels: np.ndarray | None = None):
+        self.detections = detections
+        self.truth = truth
+        self.labels = labels
+        self._cache: dict = {}
+
+    def cached(self, key: str, compute: Callable[[], object]):
+        """Share an intermediate between features (computed on first use)."""
+        if key not in self._cache:
+            self._cache[key] = compute()
+        return self._cache[key]
+
+    @property
+    def n(self) -> int:
+        return self.detections.height
+
+    @cached_property
+    def points(self) -> Points:
+        return flatten_points(self.detections.get_column("points"))
+
+    @cached_property
+    def box(self) -> Box:
+        return bounding_box(self.points)
+
+    @cached_property
+    def score(self) -> np.ndarray:
+        """The upstream raw score: ``score_raw`` when a stage has already rewritten ``score``."""
+        df = self.detections
+        s = pl.col("score").cast(pl.Float64)
+        expr = pl.coalesce(pl.col("score_raw").cast(pl.Float64), s) if "score_raw" in df.columns else s
+        return df.select(expr).to_series().to_numpy().astype(np.float64, copy=False)
+
+    def keyed(self, **columns: np.ndarray) -> pl.DataFrame:
+        """The key columns (system, clip, frame, class_id) with a row index ``_row`` and extra arrays."""
+        df = self.detections.select(list(self.CLASS_KEYS)).with_row_index("_row")
+        return df.with_columns([pl.Series(k, v) for k, v in columns.items()]) if columns else df
+
+    def require(self, what: str, feature_name: str):
+        value = getattr(self, what)
+        if value is None:
+            raise FeatureError(f"feature {feature_name!r} is train-only and needs {what}; "
+                               "compute it with train=True and the truth table / labels")
+        return value
+
+
+def compute_features(detections: pl.DataFrame, names: Sequence[str] | str | None = None, *,
+                     train: bool = False, truth: pl.DataFrame | None = None,
+                     labels: np.ndarray | None = None) -> pl.DataFrame:
+    """A frame of ``feat_<name>`` float64 columns, one row per detection, in the table's order.
+
+    With ``train=False`` (inference) train-only features are 0 and never computed."""
+    feats = resolve(names)
+    ctx = FeatureContext(detections, truth=truth, labels=labels)
+    cols = []
+    for f in feats:
+        if f.train_only and not train:
+            values = np.zeros(ctx.n)
+        else:
+            values = f.func(ctx)
+            if isinstance(values, pl.Series):
+                values = values.to_numpy()
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != (ctx.n,):
+                raise FeatureError(f"feature {f.name!r} ({f.module}) returned shape {values.shape}, "
+                                   f"expected ({ctx.n},)")
+        cols.append(pl.Series(f.column, values, dtype=pl.Float64))
+    return pl.DataFrame(cols, schema={c.name: pl.Float64 for c in cols}) if cols else pl.DataFrame()
+
+
+def versions(feats: Sequence[Feature]) -> list[dict]:
+    """What a model records about its features, to refuse a mismatch when loading."""
+    return [{"name": f.name, "version": f.version, "module": f.module, "train_only": f.train_only} for f in feats]

@@ -1,0 +1,197 @@
+"""Running recipes: hand-computed stage outputs, fit on the fit clips only, the stage cache
+(a changed late parameter re-runs only the later stages), outputs and failure behaviour."""
+from __future__ import annotations
+
+import json
+
+import joblib
+import polars as pl
+import pytest
+
+from calib.io.dcase import load_annotations
+from calib.recipe import Recipe, RecipeError, clip_sets, run_chain, run_recipe
+from calib.recipe.address import set_values
+from calib.recipe.cache import StageCache
+from calib.recipe.inputs import load_inputs
+from tests.recipe.toys import recipe_dict, toy_scorer, toy_stages, write_data
+
+# add 0.25 -> + class share on the sony clips (class 0: 3/4, class 3: 1/4) -> x 0.5 -> round 3
+EXPECTED = {("s1", 0): 0.75, ("s1", 1): 0.375, ("s2", 0): 0.875, ("t1", 0): 0.5, ("t2", 0): 0.188, ("t2", 1): 0.531}
+
+
+@pytest.fixture()
+def toys():
+    with toy_stages() as t:
+        yield t
+
+
+@pytest.fixture()
+def data(tmp_path):
+    return write_data(tmp_path / "data")
+
+
+def scores(det: pl.DataFrame) -> dict:
+    return {(c, f): s for c, f, s in det.select("clip", "frame", "score").iter_rows()}
+
+
+def chain(recipe: Recipe, data, cache=None, log=None):
+    loaded = load_inputs(recipe, data, cache_dir=cache.root if cache else None)
+    if cache:
+        cache.remember(loaded.files)
+    fit, _ = clip_sets(recipe, loaded.tables)
+    return run_chain(recipe, loaded.tables, loaded.key, fit_clips=fit, cache=cache, log=log or (lambda s: None))
+
+
+def test_stages_run_in_order_and_learning_stage_sees_only_fit_clips(toys, data):
+    recipe = Recipe.from_dict(recipe_dict())
+    res = chain(recipe, data)
+    det = res.tables["detections"]
+    assert scores(det) == pytest.approx(EXPECTED, abs=1e-12)
+    assert det.get_column("score_raw").to_list() == [0.5, 0.25, 0.75, 0.5, 0.125, 0.0625]
+    assert toys["t_bias"].fitted_on == ["s1", "s2"]
+    assert toys["t_bias"].saw_truth_in_apply is False  # applied blind
+    assert res.tables["truth"].height == 7  # truth travels on for later stages
+    assert res.stages[1].share_ == {0: 0.75, 3: 0.25}
+    assert [r.fit_clips for r in res.records] == [None, 2, None, None]
+
+
+def test_fit_on_every_labeled_clip_when_no_split_named(toys, data):
+    recipe = Recipe.from_dict(recipe_dict(splits={}))
+    res = chain(recipe, data)
+    # all 7 GT: class 0: 3, class 3: 3, class 5: 1
+    assert res.stages[1].share_ == pytest.approx({0: 3 / 7, 3: 3 / 7, 5: 1 / 7})
+    assert toys["t_bias"].fitted_on == ["s1", "s2", "t1", "t2"]
+
+
+def test_unknown_split_is_named(toys, data):
+    recipe = Recipe.from_dict(recipe_dict(splits={"fit": ["dev-train-tau"]}))
+    loaded = load_inputs(recipe, data)
+    with pytest.raises(RecipeError, match=r"splits.fit\[0\]: no GT split 'dev-train-tau'; the GT has dev-test-tau, dev-train-sony"):
+        clip_sets(recipe, loaded.tables)
+
+
+def test_missing_input_path_is_named(toys, tmp_path):
+    recipe = Recipe.from_dict(recipe_dict())
+    with pytest.raises(RecipeError, match="inputs.systems.sysA: input 'systems/sysA' not found"):
+        load_inputs(recipe, tmp_path)
+
+
+def test_changed_late_parameter_reruns_only_later_stages(toys, data, tmp_path):
+    cache = StageCache(tmp_path / "cache")
+    first = chain(Recipe.from_dict(recipe_dict()), data, cache)
+    assert [r.cached for r in first.records] == [False, False, False, False]
+    # each entry stores only what its stage changed (detections); truth and systems are referenced
+    for entry in (tmp_path / "cache" / "stages").iterdir():
+        assert sorted(p.name for p in entry.glob("*.parquet")) == ["detections.parquet"]
+        manifest = json.loads((entry / "manifest.json").read_text())
+        assert manifest["tables"]["truth"].startswith("inputs/truth-")
+        assert manifest["tables"]["systems"]["sysA"].startswith("inputs/system-sysA-")
+    counts = {n: c.applied for n, c in toys.items()}
+    log: list[str] = []
+    changed = Recipe.from_dict(set_values(recipe_dict(), {"stages.t_scale.factor": 1.0}))
+    second = chain(changed, data, StageCache(tmp_path / "cache"), log.append)  # a new process's view
+    assert [r.cached for r in second.records] == [True, True, False, False]
+    assert toys["t_add"].applied == counts["t_add"] and toys["t_bias"].applied == counts["t_bias"]
+    assert toys["t_scale"].applied == counts["t_scale"] + 1 and toys["t_round"].applied == counts["t_round"] + 1
+    assert log[0] == "[1/4] t_add (t_add): cached" and log[1] == "[2/4] t_bias (t_bias): cached"
+    assert log[2].startswith("[3/4] t_scale (t_scale): ")
+    assert second.stages[1].share_ == {0: 0.75, 3: 0.25}  # learned state restored from the cache
+    got = scores(second.tables["detections"])
+    assert got == pytest.approx({k: round(2 * v, 3) for k, v in
+                                 {("s1", 0): .75, ("s1", 1): .375, ("s2", 0): .875, ("t1", 0): .5,
+                                  ("t2", 0): .1875, ("t2", 1): .53125}.items()}, abs=1e-12)
+    # the result equals an uncached run of the changed recipe, column for column
+    fresh = chain(changed, data)
+    assert second.tables["detections"].equals(fresh.tables["detections"])
+
+
+def test_cache_keys_follow_what_each_stage_depends_on(toys, data, tmp_path):
+    cache = StageCache(tmp_path / "cache")
+    chain(Recipe.from_dict(recipe_dict()), data, cache)
+    same = chain(Recipe.from_dict(recipe_dict()), data, cache)
+    assert all(r.cached for r in same.records)
+    early = chain(Recipe.from_dict(set_values(recipe_dict(), {"stages.t_add.delta": 0.5})), data, cache)
+    assert not any(r.cached for r in early.records)
+    # another fit split: the stage before the learning one is reused, the rest re-run
+    refit = chain(Recipe.from_dict(set_values(recipe_dict(), {"splits.fit": ["dev-test-tau"]})), data, cache)
+    assert [r.cached for r in refit.records] == [True, False, False, False]
+    # disabling a stage changes the chain from there on
+    off = chain(Recipe.from_dict(set_values(recipe_dict(), {"stages.t_scale.enabled": False})), data, cache)
+    assert [r.address for r in off.records] == ["t_add", "t_bias", "emit"]
+    assert [r.cached for r in off.records] == [True, True, False]
+    # an input file's bytes change: nothing is reused
+    f = data / "systems" / "sysA" / "t1.json"
+    f.write_text(f.read_text().replace("0.5", "0.625"))
+    changed_input = chain(Recipe.from_dict(recipe_dict()), data, cache)
+    assert not any(r.cached for r in changed_input.records)
+    assert scores(changed_input.tables["detections"])[("t1", 0)] == 0.562  # 0.5625, rounded half to even
+
+
+def test_run_recipe_writes_outputs_and_reruns_from_cache(toys, data, tmp_path, capsys):
+    recipe = Recipe.from_dict(recipe_dict())
+    out = tmp_path / "run"
+    res = run_recipe(recipe, out, base_dir=data, scorer=toy_scorer)
+    # DCASE files: one per clip, scores as computed, geometry untouched
+    assert sorted(p.name for p in (out / "dcase").iterdir()) == ["s1.json", "s2.json", "t1.json", "t2.json"]
+    t2 = load_annotations(out / "dcase" / "t2.json")
+    assert [a["score"] for a in t2] == [0.188, 0.531]
+    assert t2[0]["segmentation"] == load_annotations(data / "systems" / "sysA" / "t2.json")[0]["segmentation"]
+    # metrics on the evaluate clips (t1, t2): hits (t1,0,3)=0.5 and (t2,0,5)=0.188
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["macro_mAP"] == pytest.approx((0.5 + 0.188) / 2)
+    assert metrics["macro_pearson_r"] == pytest.approx(2 / 3)
+    assert res.eval_clips == ["t1", "t2"] and res.fit_clips == ["s1", "s2"]
+    assert joblib.load(out / "state" / "01-t_bias.joblib") == {"share_": {0: 0.75, 3: 0.25}}
+    assert Recipe.from_dict(__import__("tomllib").loads((out / "recipe.toml").read_text())) == recipe
+    report = (out / "report.md").read_text()
+    assert "# Run of recipe `toy`" in report and "| 2 | t_bias | t_bias | weight=1.0 | yes |" in report
+    first_bytes = {p.name: p.read_bytes() for p in [out / "detections.parquet", *sorted((out / "dcase").iterdir())]}
+    capsys.readouterr()
+    again = run_recipe(recipe, out, base_dir=data, scorer=toy_scorer)
+    printed = capsys.readouterr().out
+    assert all(r.cached for r in again.chain.records)
+    assert "[4/4] emit (t_round): cached" in printed and "input system sysA: cached" in printed
+    assert {p.name: p.read_bytes() for p in [out / "detections.parquet", *sorted((out / "dcase").iterdir())]} == first_bytes
+    assert joblib.load(out / "state" / "01-t_bias.joblib") == {"share_": {0: 0.75, 3: 0.25}}
+    assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
+
+
+def test_failed_stage_leaves_no_output_and_names_the_stage(toys, data, tmp_path):
+    d = recipe_dict()
+    d["stages"].append({"type": "t_explode", "message": "kaput"})
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="kaput") as e:
+        run_recipe(Recipe.from_dict(d), out, base_dir=data, scorer=toy_scorer, log=lambda s: None)
+    assert any("stages[3] (t_explode)" in n for n in e.value.__notes__)
+    assert sorted(p.name for p in out.iterdir()) == [".cache"]
+
+
+def test_no_ground_truth_runs_unscored(toys, data, tmp_path):
+    d = recipe_dict(splits={})
+    d["inputs"].pop("gt")
+    d["stages"] = [s for s in d["stages"] if s["type"] != "t_bias"]
+    res = run_recipe(Recipe.from_dict(d), tmp_path / "run", base_dir=data, scorer=toy_scorer, log=lambda s: None)
+    assert res.metrics is None and not (tmp_path / "run" / "metrics.json").exists()
+    assert "not scored" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_stage_on_another_system(toys, data):
+    import shutil
+
+    shutil.copytree(data / "systems" / "sysA", data / "systems" / "sysB")
+    d = recipe_dict(inputs={"gt": "gt", "systems": {"sysA": "systems/sysA", "sysB": "systems/sysB"}})
+    d["stages"] = [{"type": "t_add", "name": "lift_b", "on_system": "sysB", "delta": 1.0}, {"type": "t_add", "delta": 0.5}]
+    d.pop("emit")
+    recipe = Recipe.from_dict(d)
+    assert recipe.to_dict()["stages"][0]["on_system"] == "sysB"
+    res = chain(recipe, data)
+    raw = [0.5, 0.25, 0.75, 0.5, 0.125, 0.0625]
+    assert res.tables["systems"]["sysB"].get_column("score").to_list() == [s + 1.0 for s in raw]
+    assert res.tables["systems"]["sysA"].get_column("score").to_list() == raw
+    assert res.tables["detections"].get_column("score").to_list() == [s + 0.5 for s in raw]
+    assert res.records[0].on_system == "sysB"
+    # where a stage runs is part of its cache key
+    d2 = set_values(d, {"stages.lift_b.on_system": "sysA"})
+    assert chain(Recipe.from_dict(d2), data).records[0].key != res.records[0].key
+    with pytest.raises(RecipeError, match=r"stages\[0\].on_system: 'sysC' is not one of the systems \['sysA', 'sysB'\]"):
+        Recipe.from_dict(set_values(d, {"stages.lift_b.on_system": "sysC"}))
