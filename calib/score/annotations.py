@@ -98,7 +98,13 @@ def parse_annotations(data: bytes, where: str, kind: str) -> list[Annotation]:
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raise _fail(where, None, f"not valid JSON ({e})") from None
+        # Python's json also reads NaN / Infinity tokens: then the annotation holding them is named
+        import json
+
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError):
+            raise _fail(where, None, f"not valid JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("annotations"), list):
         raise _fail(where, None, 'expected an object {"annotations": [...]}')
     out = []

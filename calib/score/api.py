@@ -8,7 +8,6 @@ attributes.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Mapping, Sequence
 
@@ -35,6 +34,7 @@ class ScoreResult(dict):
     gt_matches: pl.DataFrame | None = None
     recall_ceiling: dict | None = None
     skipped: list[str]
+    details: dict | None = None  # coco protocol: n_pearson_pairs, n_distance_pairs
 
     @property
     def metrics(self) -> dict:
@@ -89,6 +89,7 @@ def annotations_from_table(df: pl.DataFrame, kind: str = "pred") -> dict[str, li
     ids = df.get_column(id_col).to_list()
     scores = df.get_column("score").to_list() if kind == "pred" else [math.nan] * df.height
     dist = df.get_column("distance").to_list()
+    _check_table(xyz, ann_off, poly_off, scores if kind == "pred" else None, clips, ids, id_col)
     out: dict[str, list[Annotation]] = {}
     for i in range(df.height):
         polygons = tuple(xyz[poly_off[j]: poly_off[j + 1]] for j in range(ann_off[i], ann_off[i + 1]))
@@ -98,51 +99,50 @@ def annotations_from_table(df: pl.DataFrame, kind: str = "pred") -> dict[str, li
     return out
 
 
+def _check_table(xyz, ann_off, poly_off, scores, clips, ids, id_col) -> None:
+    """The JSON files' rules on table rows: finite scores, x in [0, 360], y in [0, 180], finite
+    intensities; the error names the clip, the row's id and the point."""
+    from calib.score.annotations import ScoreInputError
+
+    if scores is not None:
+        sc = np.asarray(scores, dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(sc))
+        if bad.size:
+            i = int(bad[0])
+            raise ScoreInputError(f"clip {clips[i]}: {id_col} {ids[i]}: score must be a finite number, got {sc[i]!r}")
+    x, y, e = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    bad = np.flatnonzero(~((x >= 0) & (x <= 360) & (y >= 0) & (y <= 180) & np.isfinite(e)))
+    if bad.size and len(ann_off):  # only points the rows refer to (Arrow children may hold more)
+        lo, hi = poly_off[ann_off[0]], poly_off[ann_off[-1]]
+        bad = bad[(bad >= lo) & (bad < hi)]
+    if bad.size:
+        p = int(bad[0])
+        poly = int(np.searchsorted(poly_off, p, side="right") - 1)
+        row = int(np.searchsorted(ann_off, poly, side="right") - 1)
+        raise ScoreInputError(f"clip {clips[row]}: {id_col} {ids[row]}: polygon {poly - ann_off[row]}: triplet "
+                              f"{p - poly_off[poly]} = ({x[p]}, {y[p]}, {e[p]}) has x outside [0, 360], y outside "
+                              "[0, 180] or a non-finite intensity")
+
+
 def annotations_digest(anns: Sequence[Annotation]) -> str:
-    """Content hash of a clip's annotations (the GT-map cache key for in-memory tables)."""
-    h = hashlib.blake2b(digest_size=20)
-    for a in anns:
-        h.update(np.array([a.frame, a.class_id, a.index, len(a.polygons)], dtype=np.int64).tobytes())
-        for p in a.polygons:
-            h.update(np.int64(len(p)).tobytes())
-            h.update(np.ascontiguousarray(p, dtype=np.float64).tobytes())
-    return h.hexdigest()
+    """Content hash of a clip's annotations (the GT cache key for in-memory annotations)."""
+    from calib.score.cache import annotations_digest as digest
+
+    return digest(anns)
 
 
 # ----------------------------------------------------------------------------------------------
 # engines
-_GT_MEMO: dict[str, object] = {}
-_GT_MEMO_MAX = 4096
-
-
 def _gt_maps(clip_gt: Sequence[Annotation], cache_dir=None):
-    """GT maps of a clip, from the in-memory memo, the on-disk cache, or rendered now."""
+    """GT maps of a clip: from the in-memory cache, the on-disk cache, or rendered now (and kept)."""
+    from calib.score.cache import GT_CACHE, annotations_digest, entry_key
     from calib.score.fast import GTMaps, render_gt_maps
 
-    key = annotations_digest(clip_gt)
-    if key in _GT_MEMO:
-        return _GT_MEMO[key]
-    maps = None
-    path = None
-    if cache_dir is not None:
-        from pathlib import Path
-
-        path = Path(cache_dir) / f"gtmaps-{key}.npz"
-        if path.exists():
-            with np.load(path) as z:
-                maps = GTMaps.from_arrays(z)
+    key = entry_key("dcase2026", annotations_digest(clip_gt))
+    maps = GT_CACHE.get(key, cache_dir, GTMaps)
     if maps is None:
         maps = render_gt_maps(list(clip_gt))
-        if path is not None:
-            from calib.tables import atomic_path
-
-            final, tmp = atomic_path(path)
-            with open(tmp, "wb") as f:
-                np.savez(f, **maps.to_arrays())
-            tmp.replace(final)
-    if len(_GT_MEMO) >= _GT_MEMO_MAX:
-        _GT_MEMO.clear()
-    _GT_MEMO[key] = maps
+        GT_CACHE.put(key, maps, cache_dir)
     return maps
 
 
@@ -154,6 +154,39 @@ def _score_clip(clip: str, preds, gts, engine: str, cache_dir) -> dict:
     from calib.score.fast import score_clip_fast
 
     return score_clip_fast(clip, preds, _gt_maps(gts, cache_dir)).arrays()
+
+
+def _one_blas_thread(fn, *args):
+    """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return fn(*args)
+
+
+def parallel_map(fn, items, *, jobs: int = 1, backend: str = "loky", scheduler: str | None = None) -> list:
+    """[fn(*item) for item in items], in order, over joblib workers when jobs != 1 (loky processes,
+    threads) or on a Dask cluster (backend "dask": the scheduler at ``scheduler``, or a local
+    in-process cluster when None)."""
+    items = list(items)
+    if backend not in ("loky", "threading", "dask"):
+        raise ValueError(f"backend must be loky, threading or dask, got {backend!r}")
+    if (jobs == 1 and backend != "dask") or not items:
+        return [_one_blas_thread(fn, *it) for it in items]
+    from joblib import Parallel, delayed, parallel_config
+
+    calls = (delayed(_one_blas_thread)(fn, *it) for it in items)
+    if backend == "dask":
+        from distributed import Client
+
+        client = Client(scheduler) if scheduler else Client(processes=False, dashboard_address=None)
+        try:
+            with parallel_config(backend="dask"):
+                return Parallel()(calls)
+        finally:
+            client.close()
+    with parallel_config(backend=backend, n_jobs=jobs):
+        return Parallel()(calls)
 
 
 def score(pred: Mapping[str, Sequence[Annotation]], gt: Mapping[str, Sequence[Annotation]], *,
@@ -175,10 +208,14 @@ def score(pred: Mapping[str, Sequence[Annotation]], gt: Mapping[str, Sequence[An
     if protocol == "dcase2026-coco":
         from calib.score.coco import score_coco
 
-        metrics = score_coco({c: list(pred.get(c, [])) for c in clips}, {c: list(gt[c]) for c in clips},
-                             iou_thresholds=iou_thresholds, sigma=sigma, energy_thr=energy_thr)
+        if iou_thresholds is not None:
+            raise ValueError("the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95")
+        metrics, details = score_coco([(c, list(pred.get(c, [])), list(gt[c])) for c in clips], sigma=sigma,
+                                      energy_thr=energy_thr, engine=engine, jobs=jobs, cache_dir=cache_dir,
+                                      backend=backend, scheduler=scheduler)
         res = ScoreResult(metrics)
         res.skipped = skipped
+        res.details = details
         return res
     thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
     from threadpoolctl import threadpool_limits
@@ -190,26 +227,10 @@ def score(pred: Mapping[str, Sequence[Annotation]], gt: Mapping[str, Sequence[An
 
 def _score_dcase2026(pred, gt, clips, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
                      with_matches, system) -> ScoreResult:
-    work = [(c, list(pred.get(c, [])), list(gt[c])) for c in clips]
-    if jobs == 1 and backend != "dask":
-        recs = [_score_clip(c, p, g, engine, cache_dir) for c, p, g in work]
-    else:
-        from joblib import Parallel, delayed, parallel_config
-
-        if engine == "reference":
-            raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
-        if backend == "dask":
-            from distributed import Client
-
-            client = Client(scheduler) if scheduler else Client(processes=False, dashboard_address=None)
-            try:
-                with parallel_config(backend="dask"):
-                    recs = Parallel()(delayed(_score_clip)(c, p, g, engine, cache_dir) for c, p, g in work)
-            finally:
-                client.close()
-        else:
-            with parallel_config(backend=backend, n_jobs=jobs):
-                recs = Parallel()(delayed(_score_clip)(c, p, g, engine, cache_dir) for c, p, g in work)
+    work = [(c, list(pred.get(c, [])), list(gt[c]), engine, cache_dir) for c in clips]
+    if engine == "reference" and (jobs != 1 or backend == "dask"):
+        raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
+    recs = parallel_map(_score_clip, work, jobs=jobs, backend=backend, scheduler=scheduler)
     records = concat_records(recs)
     res = ScoreResult(metrics_from_records(records, thresholds))
     res.skipped = skipped

@@ -327,25 +327,38 @@ def evaluate(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> t
     return metrics, {"n_pearson_pairs": len(rs), "n_distance_pairs": len(errs)}
 
 
-def _prepare_job(src, sigma, engine):
-    return prepare_clip(src.load(), sigma, render_energy if engine == "fast" else render_energy_reference)
+def _prepare(anns, sigma: float, engine: str) -> CocoClip:
+    return prepare_clip(anns, sigma, render_energy if engine == "fast" else render_energy_reference)
 
 
-def score_coco_plan(plan, sigma: float, energy_thr: float, engine: str, jobs: int, cache_dir, parallel):
-    """Score [(clip, pred source, gt source)]; GT preparations cached with the fast engine."""
-    from calib.score import cache as _cache
+def _gt_prepared(anns, sigma: float, cache_dir) -> CocoClip:
+    from calib.score.cache import GT_CACHE, annotations_digest, entry_key
 
+    key = entry_key("coco", annotations_digest(anns), sigma=float(sigma))
+    clip = GT_CACHE.get(key, cache_dir, CocoClip)
+    if clip is None:
+        clip = _prepare(anns, sigma, "fast")
+        GT_CACHE.put(key, clip, cache_dir)
+    return clip
+
+
+def _clip_job(preds, gts, sigma, engine, cache_dir):
     if engine == "reference":
-        preds = [prepare_clip(p.load(), sigma, render_energy_reference) for _, p, _ in plan]
-        gts = [prepare_clip(g.load(), sigma, render_energy_reference) for _, _, g in plan]
-        return evaluate(preds, gts, energy_thr)
-    keys = [_cache.entry_key("coco", g.content_digest(), sigma=float(sigma)) for _, _, g in plan]
-    gts = [_cache.GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
-    missing = [i for i, g in enumerate(gts) if g is None]
-    jobs_list = [(plan[i][2], sigma, engine) for i in missing] + [(p, sigma, engine) for _, p, _ in plan]
-    done = parallel(_prepare_job, jobs_list)
-    for i, g in zip(missing, done[: len(missing)]):
-        _cache.GT_CACHE.put(keys[i], g, cache_dir)
-        gts[i] = g
-    preds = done[len(missing):]
-    return evaluate(preds, gts, energy_thr)
+        return _prepare(preds, sigma, engine), _prepare(gts, sigma, engine)
+    return _prepare(preds, sigma, engine), _gt_prepared(gts, sigma, cache_dir)
+
+
+def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: str = "fast", jobs: int = 1,
+               cache_dir=None, backend: str = "loky", scheduler: str | None = None) -> tuple[dict, dict]:
+    """Score [(clip, predictions, ground truth)] (scoring order) -> (official metrics, details).
+
+    The fast engine renders with :func:`render_energy` and keeps prepared GT (sparse energies) in
+    the GT cache; the reference engine renders triplet by triplet with nothing cached. Rendering
+    runs per clip in parallel; the COCO evaluation and the matching run here."""
+    from calib.score.api import parallel_map
+
+    if engine == "reference" and (jobs != 1 or backend == "dask"):
+        raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
+    done = parallel_map(_clip_job, [(p, g, sigma, engine, cache_dir) for _, p, g in clips],
+                        jobs=jobs, backend=backend, scheduler=scheduler)
+    return evaluate([p for p, _ in done], [g for _, g in done], energy_thr)
