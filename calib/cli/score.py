@@ -60,8 +60,12 @@ def _load(args):
         pred = annotations_from_table(dets, "pred")
         system = args.system or (systems[0] if systems else "")
     else:
-        pred = load_dir(args.pred, "pred", args.protocol)
         system = Path(args.pred).name
+        if not str(args.gt).endswith(".parquet"):
+            # two folders: score() pairs the files itself (the official rules: the prediction
+            # files that have GT), hashing GT files so cached ones are not parsed again
+            return args.pred, args.gt, None, system
+        pred = load_dir(args.pred, "pred", args.protocol)
     if str(args.gt).endswith(".parquet"):
         gt = annotations_from_table(read_table(args.gt, "truth"), "gt")
     else:
@@ -103,13 +107,15 @@ def run(args) -> int:
     from calib.score.report import json_safe, write_report
     from calib.tables import atomic_path
 
+    if args.matches and args.protocol != "dcase2026":
+        raise SystemExit("calib score: --matches needs the dcase2026 protocol")
     pred, gt, clips, system = _load(args)
-    skipped = sorted(set(pred) - set(gt))
     res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
                 engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
                 scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
                 with_matches=args.protocol == "dcase2026", clips=clips, system=system)
     print(per_class_table(res, args.protocol))
+    skipped = res.skipped
     if skipped:
         print(f"skipped {len(skipped)} prediction file(s) without GT: {', '.join(skipped[:10])}"
               + (" ..." if len(skipped) > 10 else ""))
@@ -123,8 +129,6 @@ def run(args) -> int:
         tmp.replace(final)
         print(f"wrote {args.out}")
     if args.matches:
-        if res.matches is None:
-            raise SystemExit("calib score: --matches needs the dcase2026 protocol")
         write_table_free(res.matches, args.matches)
         print(f"wrote {args.matches} ({res.matches.height} predictions)")
     if args.report:

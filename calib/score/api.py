@@ -133,29 +133,6 @@ def annotations_digest(anns: Sequence[Annotation]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # engines
-def _gt_maps(clip_gt: Sequence[Annotation], cache_dir=None):
-    """GT maps of a clip: from the in-memory cache, the on-disk cache, or rendered now (and kept)."""
-    from calib.score.cache import GT_CACHE, annotations_digest, entry_key
-    from calib.score.fast import GTMaps, render_gt_maps
-
-    key = entry_key("dcase2026", annotations_digest(clip_gt))
-    maps = GT_CACHE.get(key, cache_dir, GTMaps)
-    if maps is None:
-        maps = render_gt_maps(list(clip_gt))
-        GT_CACHE.put(key, maps, cache_dir)
-    return maps
-
-
-def _score_clip(clip: str, preds, gts, engine: str, cache_dir) -> dict:
-    if engine == "reference":
-        from calib.score.reference import score_clip_reference
-
-        return score_clip_reference(clip, preds, gts).arrays()
-    from calib.score.fast import score_clip_fast
-
-    return score_clip_fast(clip, preds, _gt_maps(gts, cache_dir)).arrays()
-
-
 def _one_blas_thread(fn, *args):
     """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
     from threadpoolctl import threadpool_limits
@@ -189,48 +166,146 @@ def parallel_map(fn, items, *, jobs: int = 1, backend: str = "loky", scheduler: 
         return Parallel()(calls)
 
 
-def score(pred: Mapping[str, Sequence[Annotation]], gt: Mapping[str, Sequence[Annotation]], *,
-          protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
+class _Source:
+    """One side of one clip: annotations in hand, or a file read when needed (in a worker for
+    predictions, only on a cache miss for GT). ``digest`` is the content hash: of the file's
+    bytes, or of the annotations."""
+
+    __slots__ = ("anns", "path", "kind", "protocol", "_digest")
+
+    def __init__(self, anns=None, path=None, kind="pred", protocol="dcase2026"):
+        self.anns, self.path, self.kind, self.protocol, self._digest = anns, path, kind, protocol, None
+
+    def load(self) -> list[Annotation]:
+        if self.anns is None:
+            from calib.score.annotations import load_file
+
+            return load_file(self.path, self.kind, self.protocol)
+        return self.anns
+
+    def digest(self) -> str:
+        if self._digest is None:
+            if self.anns is None:
+                from calib.score.annotations import file_digest, read_bytes
+
+                self._digest = "file-" + file_digest(read_bytes(self.path, self.kind, self.protocol))
+            else:
+                self._digest = annotations_digest(self.anns)
+        return self._digest
+
+
+def _plan(pred, gt, protocol, clips):
+    """(clips, pred sources, gt sources, skipped) for mappings or folders."""
+    import os
+
+    if isinstance(pred, (str, os.PathLike)) and isinstance(gt, (str, os.PathLike)):
+        from calib.score.annotations import pair_files
+
+        files = pair_files(pred, gt, protocol)
+        found = {c: (pf, gf) for c, pf, gf in files.pairs}
+        order = [c for c, _, _ in files.pairs] if clips is None else [c for c in clips if c in found]
+        return (order, [_Source(path=found[c][0], kind="pred", protocol=protocol) for c in order],
+                [_Source(path=found[c][1], kind="gt", protocol=protocol) for c in order], files.skipped)
+    if isinstance(pred, (str, os.PathLike)) or isinstance(gt, (str, os.PathLike)):
+        from calib.score.annotations import load_dir
+
+        pred = load_dir(pred, "pred", protocol) if isinstance(pred, (str, os.PathLike)) else pred
+        gt = load_dir(gt, "gt", protocol) if isinstance(gt, (str, os.PathLike)) else gt
+    skipped = sorted(set(pred) - set(gt))
+    if clips is None:
+        clips = sorted(gt, key=lambda c: c + ".json")
+    return (list(clips), [_Source(anns=list(pred.get(c, []))) for c in clips],
+            [_Source(anns=list(gt[c]), kind="gt") for c in clips], skipped)
+
+
+def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
           cache_dir=None, backend: str = "loky", scheduler: str | None = None, sigma: float = 6.0,
           energy_thr: float = 0.10, with_matches: bool = True, clips: Sequence[str] | None = None,
           system: str = "") -> ScoreResult:
     """Score predictions against ground truth.
 
-    ``clips``: the clips to score, in scoring order (default: every clip with ground truth, sorted
-    as the official script sorts ``<clip>.json`` files; a GT clip without predictions scores as an
-    empty prediction file). Prediction clips without GT are skipped and listed in ``.skipped``."""
+    ``pred`` / ``gt``: ``{clip: [Annotation]}`` mappings, or folders read with the protocol's file
+    rules (then GT maps are cached under the hash of each GT file's bytes and a cached GT file is
+    not parsed again; prediction files are parsed in the workers).
+    ``clips``: the clips to score, in scoring order (default for mappings: every clip with ground
+    truth, sorted as the official script sorts ``<clip>.json`` files, a GT clip without predictions
+    scoring as an empty prediction file; for folders: the prediction files that have GT, as the
+    official script does). Prediction clips without GT are skipped and listed in ``.skipped``.
+    ``iou_thresholds``: a list, or a spec string ("0.25,0.5", "0.5:0.05:0.95"); default per protocol.
+    ``engine``: "fast" (cached GT maps, bounding-box interpolation, vectorized IoU, clips in
+    parallel over ``jobs`` joblib workers or a Dask cluster) or "reference" (the official algorithm
+    step by step, one process, nothing cached)."""
     check_protocol(protocol)
     if engine not in ("fast", "reference"):
         raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
-    skipped = sorted(set(pred) - set(gt))
-    if clips is None:
-        clips = sorted(gt, key=lambda c: c + ".json")
-    if protocol == "dcase2026-coco":
-        from calib.score.coco import score_coco
-
-        if iou_thresholds is not None:
-            raise ValueError("the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95")
-        metrics, details = score_coco([(c, list(pred.get(c, [])), list(gt[c])) for c in clips], sigma=sigma,
-                                      energy_thr=energy_thr, engine=engine, jobs=jobs, cache_dir=cache_dir,
-                                      backend=backend, scheduler=scheduler)
-        res = ScoreResult(metrics)
-        res.skipped = skipped
-        res.details = details
-        return res
-    thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
+    if engine == "reference" and (jobs != 1 or backend == "dask"):
+        raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
+    if isinstance(iou_thresholds, str):
+        iou_thresholds = parse_thresholds(iou_thresholds)
+    clips, psrc, gsrc, skipped = _plan(pred, gt, protocol, clips)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
-        return _score_dcase2026(pred, gt, clips, thresholds, skipped, engine=engine, jobs=jobs, cache_dir=cache_dir,
-                                backend=backend, scheduler=scheduler, with_matches=with_matches, system=system)
+        if protocol == "dcase2026-coco":
+            from calib.score.coco import score_coco
+
+            if iou_thresholds is not None:
+                raise ValueError("the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95")
+            metrics, details = score_coco(list(zip(clips, psrc, gsrc)), sigma=sigma, energy_thr=energy_thr,
+                                          engine=engine, jobs=jobs, cache_dir=cache_dir, backend=backend,
+                                          scheduler=scheduler)
+            res = ScoreResult(metrics)
+            res.skipped = skipped
+            res.details = details
+            return res
+        thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
+        return _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, engine=engine, jobs=jobs,
+                                cache_dir=cache_dir, backend=backend, scheduler=scheduler,
+                                with_matches=with_matches, system=system)
 
 
-def _score_dcase2026(pred, gt, clips, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
+def _reference_job(clip, psrc, gsrc):
+    from calib.score.reference import score_clip_reference
+
+    return score_clip_reference(clip, psrc.load(), gsrc.load()).arrays()
+
+
+def _fast_job(clip, psrc, maps):
+    from calib.score.fast import score_clip_fast
+
+    return score_clip_fast(clip, psrc.load(), maps).arrays()
+
+
+def _render_gt_job(gsrc):
+    from calib.score.fast import render_gt_maps
+
+    return render_gt_maps(gsrc.load())
+
+
+def gt_maps(gsrc: Sequence, cache_dir=None, **parallel) -> list:
+    """The GT maps of each clip (sources or annotation lists): cached ones (memory, then
+    ``cache_dir``) as they are, the others rendered (in parallel) and cached."""
+    from calib.score.cache import GT_CACHE, entry_key
+    from calib.score.fast import GTMaps
+
+    gsrc = [g if isinstance(g, _Source) else _Source(anns=list(g), kind="gt") for g in gsrc]
+    keys = [entry_key("dcase2026", g.digest()) for g in gsrc]
+    maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
+    todo = [i for i, m in enumerate(maps) if m is None]
+    for i, m in zip(todo, parallel_map(_render_gt_job, [(gsrc[i],) for i in todo], **parallel)):
+        GT_CACHE.put(keys[i], m, cache_dir)
+        maps[i] = m
+    return maps
+
+
+def _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
                      with_matches, system) -> ScoreResult:
-    work = [(c, list(pred.get(c, [])), list(gt[c]), engine, cache_dir) for c in clips]
-    if engine == "reference" and (jobs != 1 or backend == "dask"):
-        raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
-    recs = parallel_map(_score_clip, work, jobs=jobs, backend=backend, scheduler=scheduler)
+    par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
+    if engine == "reference":
+        recs = [_reference_job(c, p, g) for c, p, g in zip(clips, psrc, gsrc)]
+    else:
+        maps = gt_maps(gsrc, cache_dir, **par)
+        recs = parallel_map(_fast_job, list(zip(clips, psrc, maps)), **par)
     records = concat_records(recs)
     res = ScoreResult(metrics_from_records(records, thresholds))
     res.skipped = skipped

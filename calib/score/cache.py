@@ -51,7 +51,10 @@ class MapCache:
     def get(self, key: str, cache_dir, factory):
         if key in self._mem:
             self._mem.move_to_end(key)
-            return self._mem[key][0]
+            value = self._mem[key][0]
+            if cache_dir is not None and not (Path(cache_dir) / f"{key}.npz").exists():
+                self._write(key, value, cache_dir)  # in memory from another run: keep it on disk too
+            return value
         if cache_dir is not None:
             path = Path(cache_dir) / f"{key}.npz"
             if path.exists():
@@ -75,16 +78,20 @@ class MapCache:
             _, (_, s) = self._mem.popitem(last=False)
             self._bytes -= s
         if cache_dir is not None:
-            folder = Path(cache_dir)
-            folder.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=folder)
-            os.close(fd)
-            try:
-                np.savez(tmp, **value.to_arrays())
-                os.replace(tmp, folder / f"{key}.npz")
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            self._write(key, value, cache_dir)
+
+    @staticmethod
+    def _write(key: str, value, cache_dir) -> None:
+        folder = Path(cache_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npz", dir=folder)
+        os.close(fd)
+        try:
+            np.savez(tmp, **value.to_arrays())
+            os.replace(tmp, folder / f"{key}.npz")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
     def clear(self) -> None:
         self._mem.clear()

@@ -331,34 +331,33 @@ def _prepare(anns, sigma: float, engine: str) -> CocoClip:
     return prepare_clip(anns, sigma, render_energy if engine == "fast" else render_energy_reference)
 
 
-def _gt_prepared(anns, sigma: float, cache_dir) -> CocoClip:
-    from calib.score.cache import GT_CACHE, annotations_digest, entry_key
-
-    key = entry_key("coco", annotations_digest(anns), sigma=float(sigma))
-    clip = GT_CACHE.get(key, cache_dir, CocoClip)
-    if clip is None:
-        clip = _prepare(anns, sigma, "fast")
-        GT_CACHE.put(key, clip, cache_dir)
-    return clip
-
-
-def _clip_job(preds, gts, sigma, engine, cache_dir):
-    if engine == "reference":
-        return _prepare(preds, sigma, engine), _prepare(gts, sigma, engine)
-    return _prepare(preds, sigma, engine), _gt_prepared(gts, sigma, cache_dir)
+def _prepare_job(src, sigma: float, engine: str) -> CocoClip:
+    return _prepare(src.load(), sigma, engine)
 
 
 def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: str = "fast", jobs: int = 1,
                cache_dir=None, backend: str = "loky", scheduler: str | None = None) -> tuple[dict, dict]:
-    """Score [(clip, predictions, ground truth)] (scoring order) -> (official metrics, details).
+    """Score [(clip, prediction source, GT source)] (scoring order; sources as in
+    :mod:`calib.score.api`) -> (official metrics, details).
 
     The fast engine renders with :func:`render_energy` and keeps prepared GT (sparse energies) in
-    the GT cache; the reference engine renders triplet by triplet with nothing cached. Rendering
-    runs per clip in parallel; the COCO evaluation and the matching run here."""
+    the GT cache under the GT's content hash and sigma; the reference engine renders triplet by
+    triplet, nothing cached. Rendering runs per clip in parallel; the COCO evaluation and the
+    peak matching run here."""
     from calib.score.api import parallel_map
+    from calib.score.cache import GT_CACHE, entry_key
 
-    if engine == "reference" and (jobs != 1 or backend == "dask"):
-        raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
-    done = parallel_map(_clip_job, [(p, g, sigma, engine, cache_dir) for _, p, g in clips],
-                        jobs=jobs, backend=backend, scheduler=scheduler)
-    return evaluate([p for p, _ in done], [g for _, g in done], energy_thr)
+    par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
+    if engine == "reference":
+        preds = [_prepare_job(p, sigma, engine) for _, p, _ in clips]
+        gts = [_prepare_job(g, sigma, engine) for _, _, g in clips]
+        return evaluate(preds, gts, energy_thr)
+    keys = [entry_key("coco", g.digest(), sigma=float(sigma)) for _, _, g in clips]
+    gts = [GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
+    todo = [i for i, g in enumerate(gts) if g is None]
+    done = parallel_map(_prepare_job, [(clips[i][2], sigma, engine) for i in todo]
+                        + [(p, sigma, engine) for _, p, _ in clips], **par)
+    for i, g in zip(todo, done):
+        GT_CACHE.put(keys[i], g, cache_dir)
+        gts[i] = g
+    return evaluate(done[len(todo):], gts, energy_thr)

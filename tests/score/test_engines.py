@@ -1,0 +1,147 @@
+"""The fast engine's machinery gives the reference's numbers: caches, folders, parallel backends."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import polars as pl
+import pytest
+
+from calib.score import load_dir, score
+from calib.score.cache import GT_CACHE
+
+KEYS = ("macro_mAP", "micro_mAP", "macro_AP_per_thr", "micro_AP_per_thr", "macro_pearson_r", "micro_pearson_r",
+        "micro_pearson_n")
+
+
+def first_frames(anns: dict, n: int) -> dict:
+    """The annotations of the first n frames, renumbered as the file holding only them would be."""
+    from dataclasses import replace
+
+    return {c: [replace(a, index=i) for i, a in enumerate(x for x in v if x.frame < n)] for c, v in anns.items()}
+
+
+@pytest.fixture(scope="module")
+def small(golden):
+    """Golden grid predictions and GT cut to their first 12 frames (fast to score both ways)."""
+    return first_frames(load_dir(golden / "grid", "pred"), 12), first_frames(load_dir(golden / "gt", "gt"), 12)
+
+
+def write_folder(anns: dict, folder, suffix: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for clip, v in anns.items():
+        doc = {"annotations": [{"metadata_frame_index": a.frame, "category_id": a.class_id,
+                                "segmentation": [p.tolist() for p in a.polygons]}
+                               | ({} if np.isnan(a.score) else {"score": a.score}) for a in v]}
+        (folder / f"{clip}{suffix}").write_text(json.dumps(doc))
+
+
+@pytest.fixture(scope="module")
+def small_dirs(small, tmp_path_factory):
+    root = tmp_path_factory.mktemp("small")
+    write_folder(small[0], root / "pred", ".json")
+    write_folder(small[1], root / "gt", "_std.json")
+    return root / "pred", root / "gt"
+
+
+def same_metrics(a, b) -> None:
+    for k in KEYS:
+        assert json.dumps(a[k]) == json.dumps(b[k]), k  # NaN-safe exact equality
+
+
+def test_fast_equals_reference_on_every_record(small):
+    pred, gt = small
+    fast = score(pred, gt, iou_thresholds=[0.1, 0.3, 0.5])
+    ref = score(pred, gt, iou_thresholds=[0.1, 0.3, 0.5], engine="reference")
+    same_metrics(fast, ref)
+    assert fast.matches.equals(ref.matches)
+    assert fast.gt_matches.equals(ref.gt_matches)
+
+
+def test_folders_and_mappings_agree(small, small_dirs):
+    by_folder = score(*small_dirs)
+    by_map = score(*small)
+    same_metrics(by_folder, by_map)
+    assert by_folder.matches.equals(by_map.matches)
+
+
+def test_gt_maps_come_from_the_disk_cache_and_a_changed_file_is_rendered_again(small_dirs, tmp_path, monkeypatch):
+    import calib.score.fast as fast
+
+    pred_dir, gt_dir = small_dirs[0], tmp_path / "gt"
+    shutil.copytree(small_dirs[1], gt_dir)
+    cache = tmp_path / "cache"
+    first = score(pred_dir, gt_dir, cache_dir=cache)
+    entries = sorted(p.name for p in cache.glob("*.npz"))
+    assert len(entries) == 3  # one per GT file
+    GT_CACHE.clear()
+
+    def no_rendering(*_):
+        raise AssertionError("GT rendered although cached")
+
+    monkeypatch.setattr(fast, "render_gt_maps", no_rendering)
+    same_metrics(score(pred_dir, gt_dir, cache_dir=cache), first)  # memory empty: read from disk
+    # change one GT file: its key changes, so it must be rendered (and the patched renderer refuses)
+    f = gt_dir / "fold5_room8_mix002_std.json"
+    doc = json.loads(f.read_text())
+    doc["annotations"] = doc["annotations"][:-1]
+    f.write_text(json.dumps(doc))
+    with pytest.raises(AssertionError, match="GT rendered although cached"):
+        score(pred_dir, gt_dir, cache_dir=cache)
+
+
+def test_memory_cache_serves_repeated_mapping_scores(small, monkeypatch):
+    import calib.score.fast as fast
+
+    pred, gt = small
+    first = score(pred, gt)
+    monkeypatch.setattr(fast, "render_gt_maps", lambda *_: (_ for _ in ()).throw(AssertionError("re-rendered")))
+    same_metrics(score(pred, gt), first)
+
+
+@pytest.mark.parametrize("backend", ["loky", "threading"])
+def test_parallel_backends_give_identical_results(small, backend):
+    pred, gt = small
+    GT_CACHE.clear()
+    one = score(pred, gt)
+    GT_CACHE.clear()
+    two = score(pred, gt, jobs=2, backend=backend)
+    same_metrics(one, two)
+    assert one.matches.equals(two.matches)
+
+
+def test_dask_cluster_gives_identical_results(small):
+    distributed = pytest.importorskip("distributed")
+    pred, gt = small
+    one = score(pred, gt)
+    GT_CACHE.clear()
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        got = score(pred, gt, backend="dask", scheduler=cluster.scheduler_address)
+    same_metrics(one, got)
+    assert one.matches.equals(got.matches)
+
+
+def test_match_table_columns_and_labels(small):
+    pred, gt = small
+    res = score(pred, gt, iou_thresholds="0.25,0.5")
+    m = res.matches
+    assert m.columns[:10] == ["system", "clip", "frame", "det_id", "class_id", "score", "gt_ann_id", "iou",
+                              "best_iou", "pearson"]
+    assert {"tp_0.25", "tp_0.5"} <= set(m.columns)
+    assert m.height == sum(len(v) for v in pred.values())
+    iou32 = m.get_column("iou").cast(pl.Float32)
+    assert (m.get_column("tp_0.25") == (m.get_column("gt_ann_id").is_not_null() & (iou32 >= 0.25))).all()
+    assert m.filter(pl.col("gt_ann_id").is_null()).get_column("iou").max() in (None, 0.0)
+    assert (m.get_column("iou") <= m.get_column("best_iou")).all()
+    assert res.gt_matches.height == sum(len(v) for v in gt.values())
+    # the per-class true positives the AP used are the table's
+    tp = m.group_by("class_id").agg(pl.col("tp_0.5").sum()).sort("class_id")
+    assert int(tp.get_column("tp_0.5").sum()) == int(np.count_nonzero(m.get_column("tp_0.5").to_numpy()))
+
+
+def test_reference_engine_refuses_parallel_runs(small):
+    pred, gt = small
+    with pytest.raises(ValueError, match="reference engine"):
+        score(pred, gt, engine="reference", jobs=2)
