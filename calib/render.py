@@ -316,30 +316,6 @@ class EnergyMap:
         return out
 
 
-def _polygon_components(polys_u: list[np.ndarray], gap: float = 1.0) -> list[list[int]]:
-    """Groups of polygons whose bounding boxes (grown by ``gap``) touch: a blob cut at the seam
-    into two polygons is one group again, separate blobs stay separate."""
-    n = len(polys_u)
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    boxes = [(p[:, 0].min(), p[:, 0].max(), p[:, 1].min(), p[:, 1].max()) for p in polys_u]
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = boxes[i], boxes[j]
-            if a[0] - gap <= b[1] and b[0] - gap <= a[1] and a[2] - gap <= b[3] and b[2] - gap <= a[3]:
-                parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return list(groups.values())
-
-
 def is_pixel_set(pts: np.ndarray, min_touching: float = 0.9) -> bool:
     """True for a dense pixel set: integer points, most of which have a 4-neighbour in the set."""
     if len(pts) < 3:
@@ -576,10 +552,7 @@ def energy_map(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 
     if is_pixel_set(allp):
         _draw_pixels(allp, values, xlo, ylo)
     else:
-        split = np.cumsum(sizes)[:-1]
-        polys_u = np.split(allp, split)
-        for comp in _polygon_components(polys_u):
-            pts = np.concatenate([polys_u[i] for i in comp])
+        for pts in np.split(allp, np.cumsum(sizes)[:-1]):  # each polygon on its own, as the scorer draws
             if not _interpolate_component(pts, values, xlo, ylo):
                 _draw_pixels(pts, values, xlo, ylo)
     if spread > 0 and values.max() > 0:
@@ -592,22 +565,11 @@ def energy_map(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 
     return EnergyMap(xlo, ylo, values, allp)
 
 
-def polygon_groups(polygons: list[np.ndarray]) -> list[list[np.ndarray]]:
-    """A detection's polygons grouped into the regions they draw: polygons whose boxes touch (in the
-    detection's unwrapped x, so the two halves of a blob cut at the seam are one group) belong
-    together; separate lobes stay apart, as the official renderer draws each polygon on its own."""
-    polys = [np.asarray(p, np.float64).reshape(-1, 3) for p in polygons if len(p)]
-    if len(polys) < 2:
-        return [polys] if polys else []
-    allp = np.concatenate(polys)
-    xu = unwrap_x(allp[:, 0])
-    polys_u = np.split(np.column_stack([xu, allp[:, 1:]]), np.cumsum([len(p) for p in polys])[:-1])
-    return [[polys[i] for i in comp] for comp in _polygon_components(polys_u)]
-
-
-def energy_maps(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 0.0) -> list[EnergyMap]:
-    """One :func:`energy_map` per region of the detection (:func:`polygon_groups`)."""
-    return [energy_map(g, spread=spread, pad=pad) for g in polygon_groups(polygons)]
+def polygon_maps(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 0.0) -> list[EnergyMap]:
+    """One :func:`energy_map` per polygon: emitters rewrite each polygon on its own, keeping the
+    input's polygons (separate lobes, the halves of a blob cut at the seam or over a pole) as the
+    scorer draws them, each triangulated alone."""
+    return [energy_map([p], spread=spread, pad=pad) for p in polygons if len(p)]
 
 
 def render(polygons: list[np.ndarray], *, normalize: bool = True) -> np.ndarray:
