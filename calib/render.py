@@ -471,10 +471,11 @@ def _raster_lattice(lat: _Lattice, e: np.ndarray, values: np.ndarray, x0: int, y
 
 
 def _interpolate_component(pts: np.ndarray, values: np.ndarray, x0: int, y0: int) -> bool:
-    """Linear interpolation of ``pts`` over their Delaunay triangulation at the lattice pixels
-    inside it, max-combined into ``values``. Rasterized triangle by triangle (each triangle only
-    visits the pixels of its own bounding box). False when the points do not triangulate or no
-    pixel falls inside."""
+    """Linear interpolation of ``pts`` over their Delaunay triangulation (a dense regular lattice's
+    cell-by-cell one) at the pixels inside it, max-combined into ``values``. Rasterized triangle by
+    triangle, each visiting only the pixels of its own bounding box (a whole-degree lattice by one
+    pixel pattern per triangle shape). False when the points do not triangulate or no pixel falls
+    inside."""
     if len(pts) < 3:
         return False
     lat = _lattice(pts)
