@@ -107,13 +107,13 @@ def run(args) -> int:
     print("[6/6] before / after (macro mAP, dcase2026; dev-test = clips never fit on)\n")
     rows = json.loads((out / "portfolio" / "estimates.json").read_text())
     chosen = {c.name: c.role for c in pf.chosen}
-    header = f"{'system':<34} {'in-sample':>9} {'out-of-fold':>11} {'site-held-out':>13}  role"
+    header = f"{'system':<44} {'in-sample':>9} {'out-of-fold':>11} {'site-held-out':>13}  role"
     lines = [header, "-" * len(header),
-             f"{'raw lowthr (no post-processing)':<34} {_fmt(raw_all['macro_mAP']):>9} {_fmt(raw_all['macro_mAP']):>11} "
+             f"{'raw lowthr (no post-processing)':<44} {_fmt(raw_all['macro_mAP']):>9} {_fmt(raw_all['macro_mAP']):>11} "
              f"{'':>13}  baseline (dev-test only: {_fmt(raw_test['macro_mAP'])})"]
     for r in rows:
-        label = f"{r['variant']} {r['settings']}"[:34]
-        lines.append(f"{label:<34} {_fmt(r.get('in_sample_mAP')):>9} {_fmt(r.get('oof_mAP')):>11} "
+        label = f"{r['variant']} {r['settings']}"[:44]
+        lines.append(f"{label:<44} {_fmt(r.get('in_sample_mAP')):>9} {_fmt(r.get('oof_mAP')):>11} "
                      f"{_fmt(r.get('site_mAP')):>13}  {chosen.get(r['variant'], '')}")
     table = "\n".join(lines)
     print(table)

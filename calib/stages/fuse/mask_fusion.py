@@ -8,9 +8,10 @@ from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
 from calib.render import box_iou, detection_boxes, flatten, polygons_series
+from calib.score.render import H, W
+from calib.score.render import render_annotation as official_render
 from calib.stages.base import Stage, Tables, register
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
-from calib.stages.fuse._render import H, W, render_annotation
 
 GROUP = ["clip", "frame", "class_id"]
 OUT_EXTRA = {"score_raw": pl.Float64, "fuse_support": pl.Int64, "fuse_source": pl.String}
@@ -19,6 +20,11 @@ PIXEL_DEG = 360.0 / W  # one map pixel is 3.6 degrees both ways (100 x 50 over 3
 # so boxes grown by more than a pixel that do not meet cannot give a soft IoU above 0.
 BOX_MARGIN_DEG = 4.0
 _EIGHT = np.ones((3, 3), dtype=bool)
+
+
+def render_map(polygons) -> np.ndarray:
+    """A detection's official dcase2026 100 x 50 energy map (calib.score.render), flattened, float32."""
+    return official_render(polygons)[0].astype(np.float32).ravel()
 
 
 def soft_iou(maps: np.ndarray, one: np.ndarray) -> np.ndarray:
@@ -173,7 +179,7 @@ class MaskFusion(Stage):
                     idx = idx[~alone]
                     if idx.size == 0:
                         continue
-                maps = np.stack([render_annotation(flat.polygons(i)).ravel() for i in idx])
+                maps = np.stack([render_map(flat.polygons(i)) for i in idx])
                 labels, fused = greedy_clusters(maps, w[idx] * score[idx], src[idx], float(self.iou_threshold))
                 for c in range(len(fused)):
                     m = idx[labels == c]

@@ -1,11 +1,10 @@
 import numpy as np
-import polars as pl
 import pytest
 from fusedata import blob, det
 
 from calib.stages.base import Tables
 from calib.stages.fuse import mask_fusion
-from calib.stages.fuse._render import render_annotation
+from calib.score.render import render_annotation as official_render
 from calib.stages.fuse.mask_fusion import MaskFusion, greedy_clusters, map_polygons, soft_iou
 
 
@@ -20,6 +19,10 @@ def fuse(systems, **params):
 def as_map(points):
     """The official 100 x 50 map of one detection's points (as polars lists them)."""
     return render_annotation([np.array([(p["x"], p["y"], p["e"]) for p in poly]).reshape(-1, 3) for poly in points])
+
+
+def render_annotation(polygons):
+    return official_render(polygons)[0]
 
 
 def test_soft_iou_by_hand():
