@@ -17,6 +17,7 @@ times a Gaussian fall-off of the distance), which turns sparse peaks into a regi
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -315,30 +316,6 @@ class EnergyMap:
         return out
 
 
-def _polygon_components(polys_u: list[np.ndarray], gap: float = 1.0) -> list[list[int]]:
-    """Groups of polygons whose bounding boxes (grown by ``gap``) touch: a blob cut at the seam
-    into two polygons is one group again, separate blobs stay separate."""
-    n = len(polys_u)
-    parent = list(range(n))
-
-    def find(i):
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    boxes = [(p[:, 0].min(), p[:, 0].max(), p[:, 1].min(), p[:, 1].max()) for p in polys_u]
-    for i in range(n):
-        for j in range(i + 1, n):
-            a, b = boxes[i], boxes[j]
-            if a[0] - gap <= b[1] and b[0] - gap <= a[1] and a[2] - gap <= b[3] and b[2] - gap <= a[3]:
-                parent[find(i)] = find(j)
-    groups: dict[int, list[int]] = {}
-    for i in range(n):
-        groups.setdefault(find(i), []).append(i)
-    return list(groups.values())
-
-
 def is_pixel_set(pts: np.ndarray, min_touching: float = 0.9) -> bool:
     """True for a dense pixel set: integer points, most of which have a 4-neighbour in the set."""
     if len(pts) < 3:
@@ -405,11 +382,27 @@ def interpolate_at(pts: np.ndarray, qx, qy) -> np.ndarray:
     return out
 
 
-def _lattice_triangles(pts: np.ndarray, min_points: int = 50, min_fill: float = 0.5) -> np.ndarray | None:
-    """Triangles (m, 3) of a dense regular lattice (equal spacing in x and y, most lattice sites
-    present), made cell by cell as Delaunay would (two per full cell, one per cell with three
-    corners) without Qhull, which is slow on the many co-circular points of a lattice. None when
-    the points are not such a lattice."""
+# The triangles of a lattice cell, as corner offsets in cells: the two halves of a full cell (split
+# along its (0,0)-(1,1) diagonal) and the two other shapes a cell with three corners can have.
+_CELL_SHAPES = (((0, 0), (1, 0), (1, 1)), ((0, 0), (1, 1), (0, 1)), ((1, 0), (1, 1), (0, 1)), ((0, 0), (1, 0), (0, 1)))
+
+
+@dataclass(frozen=True)
+class _Lattice:
+    step: float
+    x0: float
+    y0: float
+    triangles: list  # per shape of _CELL_SHAPES: (corners (k, 3) point indices, cell i (k,), cell j (k,))
+
+    def simplices(self) -> np.ndarray:
+        return np.concatenate([t[0] for t in self.triangles])
+
+
+def _lattice(pts: np.ndarray, min_points: int = 10, min_fill: float = 0.5) -> _Lattice | None:
+    """The cell-by-cell triangulation of a dense regular lattice (equal spacing in x and y, most
+    sites present): two triangles per full cell, one per cell with three corners, as Delaunay
+    makes inside a lattice, without Qhull (slow on the many co-circular points of a lattice).
+    None when the points are not such a lattice."""
     if len(pts) < min_points:
         return None
     ux, uy = np.unique(pts[:, 0]), np.unique(pts[:, 1])
@@ -430,27 +423,68 @@ def _lattice_triangles(pts: np.ndarray, min_points: int = 50, min_fill: float = 
     grid[j, i] = np.arange(len(pts))
     if (grid >= 0).sum() != len(pts):  # repeated sites: leave them to Qhull
         return None
-    c00, c10, c01, c11 = grid[:-1, :-1].ravel(), grid[:-1, 1:].ravel(), grid[1:, :-1].ravel(), grid[1:, 1:].ravel()
-    has = np.column_stack([c00, c10, c01, c11]) >= 0
-    full = has.all(axis=1)
-    tris = [np.column_stack([c00[full], c10[full], c11[full]]), np.column_stack([c00[full], c11[full], c01[full]])]
-    three = has.sum(axis=1) == 3
-    for missing, corners in ((0, (c10, c11, c01)), (1, (c00, c11, c01)), (3, (c00, c10, c01)), (2, (c00, c10, c11))):
-        sel = three & ~has[:, missing]
-        tris.append(np.column_stack([c[sel] for c in corners]))
-    out = np.concatenate(tris)
-    return out if len(out) else None
+    corner = {(0, 0): grid[:-1, :-1], (1, 0): grid[:-1, 1:], (0, 1): grid[1:, :-1], (1, 1): grid[1:, 1:]}
+    corner = {k: v.ravel() for k, v in corner.items()}
+    has = {k: v >= 0 for k, v in corner.items()}
+    n_has = sum(v.astype(np.int64) for v in has.values())
+    cj, ci = np.divmod(np.arange(corner[(0, 0)].size), w - 1)
+    full = n_has == 4
+    three = n_has == 3
+    sel = [full | (three & ~has[(0, 1)]), full | (three & ~has[(1, 0)]), three & ~has[(0, 0)], three & ~has[(1, 1)]]
+    triangles = [(np.column_stack([corner[c][m] for c in shape]), ci[m], cj[m]) for shape, m in zip(_CELL_SHAPES, sel)]
+    if not sum(len(t[0]) for t in triangles):
+        return None
+    return _Lattice(step, float(ux[0]), float(uy[0]), triangles)
+
+
+@functools.lru_cache(maxsize=64)
+def _shape_pattern(shape: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Barycentric weights (k, 3) and offsets (dx, dy) of the pixels inside one triangle shape of a
+    cell ``s`` pixels wide."""
+    dy, dx = np.mgrid[0: s + 1, 0: s + 1]
+    dx, dy = dx.ravel(), dy.ravel()
+    tri = np.array(_CELL_SHAPES[shape], np.float64)[None] * s
+    w = _barycentric(np.repeat(tri, dx.size, axis=0), np.column_stack([dx, dy]).astype(np.float64))
+    inside = np.all(w >= -1e-9, axis=1)
+    return w[inside], dx[inside], dy[inside]
+
+
+def _raster_lattice(lat: _Lattice, e: np.ndarray, values: np.ndarray, x0: int, y0: int) -> bool:
+    """Rasterize a lattice whose step and origin are whole degrees: every triangle of a shape holds
+    the same pixel pattern, so each shape's barycentric weights are computed once."""
+    s = int(round(lat.step))
+    ox, oy = int(round(lat.x0)), int(round(lat.y0))
+    drew = False
+    for shape, (corners, ci, cj) in enumerate(lat.triangles):
+        if len(corners) == 0:
+            continue
+        w, pdx, pdy = _shape_pattern(shape, s)
+        v = e[corners] @ w.T  # (triangles, pixels)
+        r = (oy + cj[:, None] * s + pdy[None, :] - y0).ravel()
+        c = (ox + ci[:, None] * s + pdx[None, :] - x0).ravel()
+        v = v.ravel()
+        ok = (v > 0) & (r >= 0) & (r < values.shape[0]) & (c >= 0) & (c < values.shape[1])
+        if ok.any():
+            np.maximum.at(values, (r[ok], c[ok]), v[ok])
+            drew = True
+    return drew
 
 
 def _interpolate_component(pts: np.ndarray, values: np.ndarray, x0: int, y0: int) -> bool:
-    """Linear interpolation of ``pts`` over their Delaunay triangulation at the lattice pixels
-    inside it, max-combined into ``values``. Rasterized triangle by triangle (each triangle only
-    visits the pixels of its own bounding box). False when the points do not triangulate or no
-    pixel falls inside."""
+    """Linear interpolation of ``pts`` over their Delaunay triangulation (a dense regular lattice's
+    cell-by-cell one) at the pixels inside it, max-combined into ``values``. Rasterized triangle by
+    triangle, each visiting only the pixels of its own bounding box (a whole-degree lattice by one
+    pixel pattern per triangle shape). False when the points do not triangulate or no pixel falls
+    inside."""
     if len(pts) < 3:
         return False
-    sim = _lattice_triangles(pts)
-    if sim is None:
+    lat = _lattice(pts)
+    if lat is not None:
+        whole = lambda v: abs(v - round(v)) < 1e-9  # noqa: E731
+        if whole(lat.step) and whole(lat.x0) and whole(lat.y0):
+            return _raster_lattice(lat, pts[:, 2], values, x0, y0)
+        sim = lat.simplices()
+    else:
         tri = _triangulate(pts[:, :2])
         if tri is None:
             return False
@@ -519,10 +553,7 @@ def energy_map(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 
     if is_pixel_set(allp):
         _draw_pixels(allp, values, xlo, ylo)
     else:
-        split = np.cumsum(sizes)[:-1]
-        polys_u = np.split(allp, split)
-        for comp in _polygon_components(polys_u):
-            pts = np.concatenate([polys_u[i] for i in comp])
+        for pts in np.split(allp, np.cumsum(sizes)[:-1]):  # each polygon on its own, as the scorer draws
             if not _interpolate_component(pts, values, xlo, ylo):
                 _draw_pixels(pts, values, xlo, ylo)
     if spread > 0 and values.max() > 0:
@@ -535,22 +566,11 @@ def energy_map(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 
     return EnergyMap(xlo, ylo, values, allp)
 
 
-def polygon_groups(polygons: list[np.ndarray]) -> list[list[np.ndarray]]:
-    """A detection's polygons grouped into the regions they draw: polygons whose boxes touch (in the
-    detection's unwrapped x, so the two halves of a blob cut at the seam are one group) belong
-    together; separate lobes stay apart, as the official renderer draws each polygon on its own."""
-    polys = [np.asarray(p, np.float64).reshape(-1, 3) for p in polygons if len(p)]
-    if len(polys) < 2:
-        return [polys] if polys else []
-    allp = np.concatenate(polys)
-    xu = unwrap_x(allp[:, 0])
-    polys_u = np.split(np.column_stack([xu, allp[:, 1:]]), np.cumsum([len(p) for p in polys])[:-1])
-    return [[polys[i] for i in comp] for comp in _polygon_components(polys_u)]
-
-
-def energy_maps(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 0.0) -> list[EnergyMap]:
-    """One :func:`energy_map` per region of the detection (:func:`polygon_groups`)."""
-    return [energy_map(g, spread=spread, pad=pad) for g in polygon_groups(polygons)]
+def polygon_maps(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 0.0) -> list[EnergyMap]:
+    """One :func:`energy_map` per polygon: emitters rewrite each polygon on its own, keeping the
+    input's polygons (separate lobes, the halves of a blob cut at the seam or over a pole) as the
+    scorer draws them, each triangulated alone."""
+    return [energy_map([p], spread=spread, pad=pad) for p in polygons if len(p)]
 
 
 def render(polygons: list[np.ndarray], *, normalize: bool = True) -> np.ndarray:

@@ -160,6 +160,7 @@ def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; published outputs get ordinary permissions
     return final, Path(tmp)
 
 

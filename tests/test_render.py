@@ -187,10 +187,36 @@ def test_dense_lattice_interpolates_like_delaunay():
     xs, ys = np.meshgrid(np.arange(100, 140, 2.0), np.arange(40, 60, 2.0))
     keep = (xs - 120) ** 2 + (ys - 50) ** 2 <= 150  # a disc of lattice sites
     pts = np.column_stack([xs[keep], ys[keep], xs[keep] + 3 * ys[keep]])
-    from calib.render import _lattice_triangles
-    assert _lattice_triangles(pts) is not None
+    from calib.render import _lattice
+
+    assert _lattice(pts) is not None
     m = energy_map([pts])
     jj, ii = np.nonzero(m.values)
     assert np.allclose(m.values[jj, ii], (ii + m.x0) + 3 * (jj + m.y0))
-    # every site and every pixel between full cells is covered
+    # the same pixels as the general rasterization of the same triangles (non-integer origin path)
+    shifted = energy_map([pts + [0.5, 0, 0]])
+    assert np.count_nonzero(shifted.values) > 0.8 * np.count_nonzero(m.values)
+    # every site is covered; nothing outside the sites' hull
     assert all(m.sample(x, y) > 0 for x, y in pts[:, :2])
+    assert np.count_nonzero(m.values) <= (40 * 20)
+
+
+def test_integer_lattice_pattern_equals_triangle_rasterization():
+    from calib.render import _barycentric, _lattice, _raster_lattice
+
+    rng = np.random.default_rng(4)
+    xs, ys = np.meshgrid(np.arange(10, 70, 3.0), np.arange(20, 62, 3.0))
+    keep = rng.random(xs.shape) < 0.85  # holes: cells with three corners, and missing cells
+    pts = np.column_stack([xs[keep], ys[keep], rng.random(keep.sum())])
+    lat = _lattice(pts)
+    fast = np.zeros((70, 80))
+    assert _raster_lattice(lat, pts[:, 2], fast, 0, 0)
+    slow = np.zeros((70, 80))
+    for tri in lat.simplices():  # triangle by triangle, pixel by pixel
+        t = pts[tri]
+        for y in range(int(t[:, 1].min()), int(t[:, 1].max()) + 1):
+            for x in range(int(t[:, 0].min()), int(t[:, 0].max()) + 1):
+                w = _barycentric(t[None, :, :2], np.array([[x, y]], float))[0]
+                if np.all(w >= -1e-9):
+                    slow[y, x] = max(slow[y, x], float(w @ t[:, 2]))
+    assert np.allclose(fast, slow)

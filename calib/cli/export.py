@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
     p.add_argument("--system", metavar="NAME", help="export only this system (required when the table holds several)")
     p.add_argument("--no-size-limit", action="store_true",
                    help="allow files over 20 MiB (not valid for a submission)")
+    p.add_argument("--size-guard", action="store_true",
+                   help="coarsen the masks of any clip that would exceed 20 MiB (documented order in calib/emit_guard.py) "
+                   "instead of failing, and report what was coarsened")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -42,6 +45,15 @@ def run(args) -> int:
         if args.system not in systems:
             raise InputError(args.table, f"no system {args.system!r}; the table has {sorted(systems)}")
         df = df.filter(pl.col("system") == args.system)
+    if args.size_guard:
+        if kind != "detections" or args.no_size_limit:
+            raise InputError(args.table, "--size-guard applies to detections exported under the 20 MiB limit")
+        from calib.emit_guard import export_guarded
+
+        files, guard = export_guarded(df, args.out, progress=False if args.quiet else None)
+        print(guard.summary())
+        print(f"wrote {len(files)} file(s) to {args.out}")
+        return 0
     files = export_table(df, args.out, "pred" if kind == "detections" else "gt",
                          max_bytes=None if args.no_size_limit else MAX_FILE_BYTES,
                          progress=False if args.quiet else None)

@@ -1,8 +1,10 @@
 """Emitter ablation on synthetic data: prints the tables behind the emission acceptance criteria.
 
-1. dense predictions: ``compress`` must shrink the largest clip file at least 5x while losing at
-   most 1 % relative macro mAP (dcase2026 protocol);
-2. a sparse-peak system: ``grid`` or ``dense`` emission must raise macro mAP over the sparse points.
+1. dense predictions (``pixel``: every integer pixel; ``dense``: a 2-degree lattice): ``compress``
+   must shrink the largest clip file at least 5x while losing at most 1 % relative macro mAP
+   (dcase2026 protocol) -- checked on ``pixel``, the dense case, and reported for both;
+2. a sparse-peak system (``sparse``: top 6-20 pixels): ``grid`` or ``dense`` emission must raise
+   macro mAP over the sparse points.
 
 Run from the repository root:
     PYTHONPATH=$PWD python tests/benchmarks/bench_emit.py [--clips 8 --frames 300 --seed 0 --data DIR]
@@ -15,9 +17,12 @@ import tempfile
 import time
 from pathlib import Path
 
-DENSE_EMITTERS = ["compress", "compress:cell=3:cell_high=2", "rowmajor", "grid", "dense"]
-SPARSE_EMITTERS = ["grid", "dense", "hull", "grid:spread=5", "dense:spread=5", "hull:pad=8",
-                   "grid:scale=4", "gaussian"]
+# system -> emitters compared with its points as given ('none')
+ABLATIONS = {
+    "pixel": ["compress", "compress:cell=4:cell_high=3", "compress:cell=8:cell_high=8", "rowmajor", "grid"],
+    "dense": ["compress", "compress:cell=8:cell_high=8", "rowmajor", "grid"],
+    "sparse": ["grid", "dense", "hull", "grid:spread=6", "dense:spread=6", "hull:pad=8", "gaussian"],
+}
 
 
 def main(argv=None) -> int:
@@ -37,12 +42,12 @@ def main(argv=None) -> int:
             from fixtures.synth import generate
 
             t = time.perf_counter()
-            generate(root, seed=args.seed, clips=args.clips, frames=args.frames, systems=["dense", "sparse"])
+            generate(root, seed=args.seed, clips=args.clips, frames=args.frames, systems=list(ABLATIONS))
             print(f"synthetic data: {args.clips} clips x {args.frames} frames, seed {args.seed} "
                   f"({time.perf_counter() - t:.1f} s)")
         truth, _ = ingest_truth(root / "gt", progress=False)
         ok = True
-        for system, emitters in (("dense", DENSE_EMITTERS), ("sparse", SPARSE_EMITTERS)):
+        for system, emitters in ABLATIONS.items():
             dets, _ = ingest_predictions([root / "systems" / system], system, progress=False)
             t = time.perf_counter()
             table = ablate(dets, truth, emitters)
@@ -50,19 +55,21 @@ def main(argv=None) -> int:
             print(format_table(table))
             base = table.row(0, named=True)
             rows = {r["emitter"]: r for r in table.iter_rows(named=True)}
-            if system == "dense":
+            if system in ("pixel", "dense"):
                 c = rows["compress"]
                 shrink = base["largest_MiB"] / c["largest_MiB"]
                 print(f"compress: largest file {shrink:.1f}x smaller, macro mAP {c['rel_mAP']:+.2%} relative "
-                      f"(criterion: >= 5x and >= -1%)")
-                ok &= shrink >= 5 and c["rel_mAP"] >= -0.01
+                      f"(criterion, on pixel: >= 5x and >= -1%)")
+                if system == "pixel":
+                    ok &= shrink >= 5 and c["rel_mAP"] >= -0.01
             else:
                 best = max((r for r in rows.values() if r["emitter"].startswith(("grid", "dense"))),
                            key=lambda r: r["macro_mAP"])
-                gain = best["macro_mAP"] / base["macro_mAP"] if base["macro_mAP"] else float("inf")
-                print(f"sparse: best grid/dense emission '{best['emitter']}' gives {gain:.1f}x the macro mAP of the "
-                      f"sparse points (criterion: > 1x)")
-                ok &= gain > 1
+                gain = (f"{best['macro_mAP'] / base['macro_mAP']:.1f}x" if base["macro_mAP"]
+                        else f"{base['macro_mAP']:.4f} -> {best['macro_mAP']:.4f}")
+                print(f"sparse: best grid/dense emission '{best['emitter']}': macro mAP {gain} over the sparse points "
+                      f"(criterion: higher)")
+                ok &= best["macro_mAP"] > base["macro_mAP"]
     print("\nall criteria met" if ok else "\nSOME CRITERIA NOT MET")
     return 0 if ok else 1
 

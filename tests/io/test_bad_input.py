@@ -106,3 +106,17 @@ def test_reading_a_non_calib_parquet_is_an_error(tmp_path, capsys):
     pl.DataFrame({"a": [1]}).write_parquet(tmp_path / "x.parquet")
     rc = main(["export", str(tmp_path / "x.parquet"), "--out", str(tmp_path / "o")])
     assert rc != 0 and "no calib metadata" in capsys.readouterr().err
+
+
+def test_size_guard_flag_exports_an_oversized_clip_within_the_limit(tmp_path, capsys):
+    big = {"metadata_frame_index": 0, "category_id": 1, "score": 0.5,
+           "segmentation": [[[float(x % 360) + 0.123456, float(y) + 0.654321, 0.987654] for x in range(360) for y in range(10)]]}
+    d, _ = _write(tmp_path, [dict(big, metadata_frame_index=i) for i in range(240)])
+    table = tmp_path / "t.parquet"
+    with pytest.warns(UserWarning):
+        assert main(["ingest", str(d), "--out", str(table), "--quiet"]) == 0
+    out = tmp_path / "sub"
+    assert main(["export", str(table), "--out", str(out), "--quiet", "--size-guard"]) == 0
+    files = list(out.glob("*.json"))
+    assert len(files) == 1 and files[0].stat().st_size <= 20 * 2**20
+    assert "size guard" in capsys.readouterr().out

@@ -82,7 +82,8 @@ def format_table(df: pl.DataFrame) -> str:
     lines = [head, "-" * len(head)]
 
     def f(v, fmt):
-        return format(v, fmt) if v is not None and v == v else "-"
+        width = int(fmt.lstrip("+").split(".")[0])
+        return format(v, fmt) if v is not None and v == v else "-".rjust(width)
 
     for r in df.iter_rows(named=True):
         lines.append(f"{r['emitter']:<34} {f(r['macro_mAP'], '9.4f')} {f(r['rel_mAP'], '+8.1%')} "

@@ -41,7 +41,7 @@ def thin_to_cells(pts: np.ndarray, cell: int) -> np.ndarray:
 
 def compress_points(polygons: list[np.ndarray], score: float = 0.0, *, frac: float = 0.1, cell: int = 5,
                     cell_high: int = 4, high_score: float = 0.5, spread: float = 0.0) -> list[np.ndarray]:
-    """Compressed dense emission, region by region (each a polygon, as the input drew it): the
+    """Compressed dense emission, polygon by polygon (as the scorer draws them): the
     energy map's pixels at or above ``frac`` of the peak, thinned to the strongest pixel of each
     G x G cell (G = ``cell_high`` when ``score >= high_score``, else ``cell``), plus the set's
     outline (convex-hull vertices) so the interpolated mask covers the same region and does not

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.render import energy_maps, seam_split
+from calib.render import polygon_maps, seam_split
 from calib.stages.base import Stage, Tables, register
 from calib.stages.emit.common import check_fraction, check_positive, rewrite_points
 
 
 def dense_sets(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float = 0.0) -> list[np.ndarray]:
-    """Per region of the detection (:func:`calib.render.polygon_groups`), a (k, 3) array x
-    (unwrapped), y, e of the pixels of its 1 px/degree energy map at or above ``frac`` of the
-    detection's peak, row-major (y, then x). Regions left without pixels are omitted."""
-    maps = [m for m in energy_maps(polygons, spread=spread) if not m.empty]
+    """Per polygon of the detection, a (k, 3) array x (unwrapped), y, e of the pixels of its
+    1 px/degree energy map at or above ``frac`` of the detection's peak, row-major (y, then x).
+    Polygons left without pixels are omitted."""
+    maps = [m for m in polygon_maps(polygons, spread=spread) if not m.empty]
     if not maps:
         return []
     peak = max(m.peak for m in maps)
@@ -22,8 +22,8 @@ def dense_sets(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float =
 
 
 def dense_points(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float = 0.0) -> list[np.ndarray]:
-    """Every pixel of the energy map at or above ``frac`` of its peak, one polygon per region (a
-    region crossing the seam is split into two polygons, the seam column going to both)."""
+    """Every pixel of the energy map at or above ``frac`` of its peak, polygon by polygon (a polygon
+    crossing the seam is split into two, the seam column going to both)."""
     out = []
     for d in dense_sets(polygons, frac=frac, spread=spread):
         out += seam_split(d[:, 0], d[:, 1], d[:, 2], support_step=1.0)
@@ -32,7 +32,7 @@ def dense_points(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float
 
 def rowmajor_points(polygons: list[np.ndarray], *, step: int = 2, frac: float = 0.1,
                     spread: float = 0.0) -> list[np.ndarray]:
-    """Every ``step``-th point of each region's dense set ordered by decreasing intensity (ties in
+    """Every ``step``-th point of each polygon's dense set ordered by decreasing intensity (ties in
     row-major order), starting with its peak: the subsample keeps every intensity level and so the
     region."""
     out = []

@@ -74,3 +74,38 @@ def test_emit_ablation_help_is_complete():
         p.parse_args(["emit-ablation"])  # DETS and --truth are required
     args = p.parse_args(["emit-ablation", "d.parquet", "--truth", "gt"])
     assert args.emitters == "grid,dense,rowmajor,compress,hull" and args.protocol == "dcase2026"
+
+
+def square(x0, y0, w, h, e=1.0):
+    xs, ys = np.meshgrid(np.arange(x0, x0 + w), np.arange(y0, y0 + h))
+    return np.column_stack([xs.ravel(), ys.ravel(), np.full(xs.size, e)]).astype(float)
+
+
+def test_emit_ablation_end_to_end(dets, tmp_path, capsys):
+    from calib.tables import conform, write_table
+
+    det = dets([{"class_id": 0, "score": 0.9, "polys": [square(100, 60, 20, 16)]},
+                {"class_id": 1, "score": 0.4, "frame": 2, "polys": [square(200, 60, 20, 16)]}])
+    truth = conform(det.select("clip", pl.lit("").alias("split"), "frame", pl.col("det_id").alias("ann_id"),
+                               "class_id", pl.lit(1, pl.Int64).alias("instance_id"), "distance", "points",
+                               pl.lit(False).alias("category_str"), "extra"), "truth")
+    write_table(det, tmp_path / "d.parquet", "detections")
+    write_table(truth, tmp_path / "t.parquet", "truth")
+    args = parser(emit_ablation).parse_args(["emit-ablation", str(tmp_path / "d.parquet"), "--truth",
+                                             str(tmp_path / "t.parquet"), "--emitters", "compress,grid:n=5",
+                                             "--json", str(tmp_path / "a.json")])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    rows = {r["emitter"]: r for r in json.loads((tmp_path / "a.json").read_text())}
+    assert list(rows) == ["none", "compress", "grid:n=5"] and "compress" in out
+    assert rows["none"]["macro_mAP"] == pytest.approx(1.0) and rows["none"]["rel_mAP"] == 0
+    assert rows["compress"]["macro_mAP"] == pytest.approx(1.0)  # same region, far fewer points
+    assert rows["compress"]["points"] < rows["none"]["points"] / 5
+    assert rows["grid:n=5"]["points"] == 2 * 25
+    assert rows["none"]["largest_MiB"] * 2**20 == pytest.approx(clip_file_sizes(det).max())
+    bad = parser(emit_ablation).parse_args(["emit-ablation", str(tmp_path / "d.parquet"), "--truth",
+                                            str(tmp_path / "t.parquet"), "--emitters", "nosuch"])
+    from calib.io.errors import InputError
+
+    with pytest.raises(InputError, match="unknown stage 'nosuch'"):
+        bad.func(bad)

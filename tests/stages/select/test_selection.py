@@ -162,3 +162,34 @@ def test_selection_stage_contract(dets, name):
     empty = df.clear()
     res = make_stage(spec).fit(Tables(detections=empty)).apply(Tables(detections=empty))["detections"]
     assert len(res) == 0 and set(df.columns) <= set(res.columns)
+
+
+def truth_like(df):
+    """A truth table holding the same annotations as a detections table."""
+    from calib.tables import conform
+
+    t = df.select("clip", pl.lit("").alias("split"), "frame", pl.col("det_id").alias("ann_id"), "class_id",
+                  pl.lit(1, pl.Int64).alias("instance_id"), "distance", "points",
+                  pl.lit(False).alias("category_str"), "extra")
+    return conform(t, "truth")
+
+
+def test_class_filter_learns_the_most_reliable_classes(dets):
+    # class 0: its one GT found (AP 1); class 1: one of two GT found (AP 51/101); class 2: missed (AP 0);
+    # class 3: detections but no truth (no AP, never kept)
+    gt = truth_like(dets([
+        {"class_id": 0, "polys": [square(10, 10, 6, 6)]},
+        {"class_id": 1, "polys": [square(50, 10, 6, 6)]}, {"class_id": 1, "frame": 1, "polys": [square(50, 10, 6, 6)]},
+        {"class_id": 2, "polys": [square(90, 10, 6, 6)]}]))
+    det = dets([{"class_id": 0, "score": 0.9, "polys": [square(10, 10, 6, 6)]},
+                {"class_id": 1, "score": 0.8, "polys": [square(50, 10, 6, 6)]},
+                {"class_id": 3, "score": 0.7, "polys": [square(130, 10, 6, 6)]}])
+    tables = Tables(detections=det, truth=gt)
+    stage = make_stage({"type": "class_filter", "k": 2}).fit(tables)
+    assert stage.ap_[0] == pytest.approx(1.0) and stage.ap_[1] == pytest.approx(51 / 101, abs=1e-6)
+    assert stage.ap_[2] == 0 and np.isnan(stage.ap_[3])
+    assert stage.classes_ == [0, 1]
+    assert stage.apply(tables)["detections"].get_column("class_id").to_list() == [0, 1]
+    assert make_stage({"type": "class_filter", "k": 10}).fit(tables).classes_ == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="fit"):
+        make_stage({"type": "class_filter"}).apply(tables)
