@@ -34,7 +34,7 @@ class ScoreResult(dict):
     gt_matches: pl.DataFrame | None = None
     recall_ceiling: dict | None = None
     skipped: list[str]
-    details: dict | None = None  # coco protocol: n_pearson_pairs, n_distance_pairs
+    details: dict | None = None  # coco protocol: n_distance_pairs
 
     @property
     def metrics(self) -> dict:

@@ -116,7 +116,7 @@ def test_dask_cluster_gives_identical_results(small):
     pred, gt = small
     one = score(pred, gt)
     GT_CACHE.clear()
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, host="127.0.0.1",
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         got = score(pred, gt, backend="dask", scheduler=cluster.scheduler_address)
     same_metrics(one, got)
