@@ -1,0 +1,96 @@
+"""The official numbers of the dcase2026-coco protocol (../shared/golden/expected.json),
+|delta| <= 1e-9, by both engines, through folders, calib tables and the CLI.
+
+Known gaps (issue #3, strict xfail so a fix is noticed): pearson_r differs by 1e-4..2e-4 on every
+folder, and grid's class-7 AP (2-decimal scores, tie order) differs; everything else is exact."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from calib.score import load_dir, score, score_tables
+
+FOLDERS = ["sparse", "grid", "dense"]
+SCALARS = ("mask_mAP", "mask_AP50", "pearson_r", "distance_mape")
+
+
+def _same(a, b) -> bool:
+    if b is None or (isinstance(b, float) and math.isnan(b)):
+        return a is None or (isinstance(a, float) and math.isnan(a))
+    return a is not None and abs(a - b) <= 1e-9
+
+
+KNOWN_GAPS = {"pearson_r"}
+GAP_CLASSES = {"grid": {"7"}}
+
+
+def assert_matches(got: dict, exp: dict, skip=(), skip_classes=()) -> None:
+    for k in SCALARS:
+        if k in skip:
+            continue
+        assert _same(got[k], exp[k]), (k, got[k], exp[k])
+    assert got["n_pearson_pairs"] == exp["n_pearson_pairs"]
+    assert set(got["per_class_mAP"]) == set(exp["per_class_mAP"])
+    for c, v in exp["per_class_mAP"].items():
+        if c in skip_classes:
+            continue
+        assert _same(got["per_class_mAP"][c], v), (c, got["per_class_mAP"][c], v)
+
+
+@pytest.fixture(scope="module")
+def expected(golden):
+    return json.loads((golden / "expected.json").read_text().replace("NaN", "null"))
+
+
+def _exact_part(got, exp, folder):
+    gap_classes = GAP_CLASSES.get(folder, set())
+    skip = KNOWN_GAPS | ({"mask_mAP"} if gap_classes else set())
+    assert_matches(got, exp, skip=skip, skip_classes=gap_classes)
+
+
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_fast_engine_reproduces_official_coco_numbers(golden, expected, folder):
+    got = score(golden / folder, golden / "gt", protocol="dcase2026-coco")
+    _exact_part(got, expected[f"{folder}:dcase2026-coco"], folder)
+
+
+@pytest.mark.xfail(strict=True, reason="issue #3: pearson_r off by ~1e-4, grid class 7 AP off (tie order)")
+@pytest.mark.parametrize("folder", FOLDERS)
+def test_fast_engine_reproduces_every_official_coco_number(golden, expected, folder):
+    got = score(golden / folder, golden / "gt", protocol="dcase2026-coco")
+    assert_matches(got, expected[f"{folder}:dcase2026-coco"])
+
+
+def test_reference_engine_agrees_with_fast_on_coco(golden, expected):
+    ref = score(golden / "sparse", golden / "gt", protocol="dcase2026-coco", engine="reference")
+    fast = score(golden / "sparse", golden / "gt", protocol="dcase2026-coco")
+    _exact_part(ref, expected["sparse:dcase2026-coco"], "sparse")
+    for k in SCALARS:
+        assert _same(ref[k], fast[k]), k
+
+
+def test_coco_from_tables_and_cli(golden, expected, tmp_path):
+    from calib.cli.main import main
+    from calib.io.dcase import ingest_predictions, ingest_truth
+
+    truth, _ = ingest_truth(golden / "gt")
+    dets, _ = ingest_predictions([golden / "grid"])
+    _exact_part(score_tables(dets, truth, protocol="dcase2026-coco"), expected["grid:dcase2026-coco"], "grid")
+    out = tmp_path / "m.json"
+    assert main(["score", str(golden / "grid"), str(golden / "gt"), "--protocol", "dcase2026-coco",
+                 "--out", str(out)]) == 0
+    got = json.loads(out.read_text())
+    _exact_part(got, expected["grid:dcase2026-coco"], "grid")
+    assert got["per_class_mAP"]["2"] is None  # NaN written as null
+
+
+def test_coco_refuses_threshold_lists(golden):
+    with pytest.raises(ValueError, match="fixed IoU thresholds"):
+        score(golden / "grid", golden / "gt", protocol="dcase2026-coco", iou_thresholds=[0.5])
+
+
+def test_coco_sigma_changes_the_numbers(golden, expected):
+    got = score(golden / "grid", golden / "gt", protocol="dcase2026-coco", sigma=3.0)
+    assert not _same(got["mask_mAP"], expected["grid:dcase2026-coco"]["mask_mAP"])
