@@ -2,7 +2,13 @@
 |delta| <= 1e-9, by both engines, through folders, calib tables and the CLI.
 
 Known gaps (issue #3, strict xfail so a fix is noticed): pearson_r differs by 1e-4..2e-4 on every
-folder, and grid's class-7 AP (2-decimal scores, tie order) differs; everything else is exact."""
+folder, and grid's class-7 AP differs; everything else is exact. Both come from the blob window
+near the poles: only pairs with the polar GT (class 7, rows 0..29) move when the window changes.
+Leads measured on the golden files: counting the antipodal column twice for a full-ring blob
+(361 columns, added with duplicates) takes sparse pearson from +2.1e-4 to +2.5e-5; a prediction
+column window ``arange(floor(x - half), ceil(x + half) + 1) % 360`` (duplicates added) makes
+grid's class-7 AP exact (0.1081462476), with or without the GT double column; the exact rule that
+also closes pearson_r is still open."""
 from __future__ import annotations
 
 import json
@@ -56,7 +62,7 @@ def test_fast_engine_reproduces_official_coco_numbers(golden, expected, folder):
     _exact_part(got, expected[f"{folder}:dcase2026-coco"], folder)
 
 
-@pytest.mark.xfail(strict=True, reason="issue #3: pearson_r off by ~1e-4, grid class 7 AP off (tie order)")
+@pytest.mark.xfail(strict=True, reason="issue #3: pearson_r off by ~1e-4, grid class 7 AP off (polar blob window)")
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_fast_engine_reproduces_every_official_coco_number(golden, expected, folder):
     got = score(golden / folder, golden / "gt", protocol="dcase2026-coco")
