@@ -262,7 +262,9 @@ def read_bytes(path: Path, kind: str, protocol: str) -> bytes:
 
 
 def file_digest(data: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=20).hexdigest()
+    """Content hash of a file (a cache key, not a security measure): SHA-1 runs about twice as
+    fast as BLAKE2b on CPUs with SHA extensions, and every warm run hashes each GT file."""
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
 
 
 def load_file(path: str | os.PathLike, kind: str = "pred", protocol: str = "dcase2026") -> list[Annotation]:

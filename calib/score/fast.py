@@ -82,6 +82,60 @@ def render_gt_maps(gts) -> GTMaps:
     )
 
 
+def support_boxes(gt: GTMaps) -> np.ndarray:
+    """(n, 4) int64 (r0, r1, c0, c1): the rows and columns spanned by each GT map's nonzero
+    pixels; an empty map gets r0 > r1, a box that meets nothing."""
+    n = len(gt)
+    out = np.tile(np.array([1, 0, 1, 0], dtype=np.int64), (n, 1))
+    sizes = np.diff(gt.off)
+    full = np.flatnonzero(sizes > 0)
+    if full.size:
+        pix = gt.pix.astype(np.int64)
+        r, c = pix // W, pix % W
+        starts = gt.off[full]
+        out[full, 0] = np.minimum.reduceat(r, starts)
+        out[full, 1] = np.maximum.reduceat(r, starts)
+        out[full, 2] = np.minimum.reduceat(c, starts)
+        out[full, 3] = np.maximum.reduceat(c, starts)
+    return out
+
+
+BOX_MARGIN = 0.51  # canvas px: a stamped point lands within 0.5 of it, float32 scaling adds < 1e-4
+
+
+def pred_box(polygons) -> tuple[int, int, int, int] | None:
+    """(r0, r1, c0, c1) containing every pixel of the folded (50, 100) map a prediction can set,
+    or None when it cannot be bounded so simply (a polygon over 179 degrees wide may be moved
+    across the seam; one reaching canvas column 100 folds onto column 0).
+
+    Interpolated values only fall on grid points inside a polygon's bounding box and stamped
+    points on their rounded position, so the box of the points, widened by BOX_MARGIN, holds both."""
+    r0 = c0 = math.inf
+    r1 = c1 = -math.inf
+    for poly in polygons:
+        lo, hi = poly.min(axis=0), poly.max(axis=0)
+        if hi[0] - lo[0] > 179.0:
+            return None
+        c0, c1 = min(c0, lo[0] * (W / 360)), max(c1, hi[0] * (W / 360))
+        r0, r1 = min(r0, lo[1] * (H / 180)), max(r1, hi[1] * (H / 180))
+    if r0 > r1:
+        return 1, 0, 1, 0  # no points: an all-zero map
+    if math.ceil(c1 + BOX_MARGIN) >= W:
+        return None
+    return (max(0, math.floor(r0 - BOX_MARGIN)), min(H - 1, math.ceil(r1 + BOX_MARGIN)),
+            max(0, math.floor(c0 - BOX_MARGIN)), math.ceil(c1 + BOX_MARGIN))
+
+
+def misses_all(box, gboxes: np.ndarray) -> bool:
+    """Whether a prediction's box meets none of the GT support boxes: then every pixel of the
+    pair's min is 0, its soft IoU is exactly 0 (0 / union, or 0 for a tiny union) and its Pearson r
+    NaN (the prediction is 0 on the GT's pixels), so its map need not be rendered."""
+    if box is None:
+        return False
+    r0, r1, c0, c1 = box
+    return bool(np.all((gboxes[:, 1] < r0) | (gboxes[:, 0] > r1) | (gboxes[:, 3] < c0) | (gboxes[:, 2] > c1)))
+
+
 class _GTRef:
     """What bucketing needs of one GT annotation (frame, class, file index, row in GTMaps)."""
 
@@ -141,6 +195,7 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
     refs = [_GTRef(int(f), int(c), int(i), k) for k, (f, c, i) in enumerate(zip(gt.frame, gt.cls, gt.index))]
     pred_groups = group_by_key(preds)
     gt_groups = group_by_key(refs)
+    gboxes = support_boxes(gt)
     rec = ClipRecords(clip)
     for key in bucket_keys(pred_groups, gt_groups):
         frame, cls = key
@@ -154,12 +209,13 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
             for p in P:
                 rec.fp(frame, cls, p.index, p.score)
             continue
-        pm = np.empty((len(P), NPIX), dtype=np.float64)
-        p32 = np.empty(len(P), dtype=bool)
-        for i, p in enumerate(P):
-            amap, p32[i] = render_annotation(p.polygons)
-            pm[i] = amap.ravel()
         rows = [g.row for g in G]
+        pm = np.zeros((len(P), NPIX), dtype=np.float64)
+        p32 = np.zeros(len(P), dtype=bool)
+        for i, p in enumerate(P):
+            if not misses_all(pred_box(p.polygons), gboxes[rows]):
+                amap, p32[i] = render_annotation(p.polygons)
+                pm[i] = amap.ravel()
         gm = gt.dense(rows)
         iou = bucket_iou(pm, p32, gm, gt.is32[rows])
         r_idx, c_idx = linear_sum_assignment(-iou)

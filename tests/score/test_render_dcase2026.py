@@ -105,3 +105,32 @@ def test_fast_renderer_matches_the_reference_on_awkward_polygons():
         np.testing.assert_array_equal(fast, render_reference(polys))
         both = polys + [poly([180.0, 90, 0.9], [190, 95, 0.1], [185, 100, 0.5])]  # two polygons
         np.testing.assert_array_equal(render_annotation(both)[0], render_reference(both))
+
+
+def test_prediction_box_holds_every_pixel_the_renderer_sets():
+    """fast.pred_box may skip rendering a prediction whose box meets no GT pixel: it must hold
+    every nonzero pixel of the map (stamped points round outwards, lattices, the canvas edges)."""
+    from calib.score.fast import pred_box
+
+    rng = np.random.default_rng(5)
+    checked = 0
+    for _ in range(400):
+        polys = []
+        for _ in range(int(rng.integers(1, 3))):
+            n = int(rng.choice([1, 2, 3, 4, 9, 30]))
+            cx, cy = rng.uniform(0, 360), rng.uniform(0, 180)
+            x = np.clip(cx + rng.normal(0, rng.choice([0.5, 5, 40])), 0, 360) if n == 1 else \
+                np.clip(cx + rng.normal(0, rng.choice([0.5, 5, 40]), n), 0, 360)
+            y = np.clip(cy + rng.normal(0, 10, n), 0, 180)
+            if rng.random() < 0.3:
+                x, y = np.round(x), np.round(y)
+            polys.append(np.column_stack([np.broadcast_to(x, (n,)), y, rng.uniform(0.1, 1.2, n)]))
+        box = pred_box(polys)
+        if box is None:
+            continue
+        amap, _ = render_annotation(polys)
+        r, c = np.nonzero(amap)
+        r0, r1, c0, c1 = box
+        assert ((r >= r0) & (r <= r1) & (c >= c0) & (c <= c1)).all()
+        checked += 1
+    assert checked > 200
