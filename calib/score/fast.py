@@ -103,37 +103,47 @@ def support_boxes(gt: GTMaps) -> np.ndarray:
 BOX_MARGIN = 0.51  # canvas px: a stamped point lands within 0.5 of it, float32 scaling adds < 1e-4
 
 
-def pred_box(polygons) -> tuple[int, int, int, int] | None:
-    """(r0, r1, c0, c1) containing every pixel of the folded (50, 100) map a prediction can set,
-    or None when it cannot be bounded so simply (a polygon over 179 degrees wide may be moved
-    across the seam; one reaching canvas column 100 folds onto column 0).
+def pred_boxes(preds) -> np.ndarray:
+    """(n, 4) int64 (r0, r1, c0, c1) per prediction, holding every pixel of the folded (50, 100)
+    map it can set: the whole map when it cannot be bounded so simply (a polygon over 179 degrees
+    wide may be moved across the seam; one reaching canvas column 100 folds onto column 0), and
+    r0 > r1 when it has no points.
 
     Interpolated values only fall on grid points inside a polygon's bounding box and stamped
     points on their rounded position, so the box of the points, widened by BOX_MARGIN, holds both."""
-    r0 = c0 = math.inf
-    r1 = c1 = -math.inf
-    for poly in polygons:
-        lo, hi = poly.min(axis=0), poly.max(axis=0)
-        if hi[0] - lo[0] > 179.0:
-            return None
-        c0, c1 = min(c0, lo[0] * (W / 360)), max(c1, hi[0] * (W / 360))
-        r0, r1 = min(r0, lo[1] * (H / 180)), max(r1, hi[1] * (H / 180))
-    if r0 > r1:
-        return 1, 0, 1, 0  # no points: an all-zero map
-    if math.ceil(c1 + BOX_MARGIN) >= W:
-        return None
-    return (max(0, math.floor(r0 - BOX_MARGIN)), min(H - 1, math.ceil(r1 + BOX_MARGIN)),
-            max(0, math.floor(c0 - BOX_MARGIN)), math.ceil(c1 + BOX_MARGIN))
+    n = len(preds)
+    out = np.tile(np.array([1, 0, 1, 0], dtype=np.int64), (n, 1))
+    polys = [(k, q) for k, a in enumerate(preds) for q in a.polygons if len(q)]
+    if not polys:
+        return out
+    owner = np.array([k for k, _ in polys], dtype=np.intp)
+    pts = np.concatenate([q for _, q in polys])
+    starts = np.cumsum([0] + [len(q) for _, q in polys[:-1]])
+    lo_x, hi_x = np.minimum.reduceat(pts[:, 0], starts), np.maximum.reduceat(pts[:, 0], starts)
+    lo_y, hi_y = np.minimum.reduceat(pts[:, 1], starts), np.maximum.reduceat(pts[:, 1], starts)
+    box = np.array([np.inf, -np.inf, np.inf, -np.inf]) * np.ones((n, 1))
+    np.minimum.at(box[:, 0], owner, lo_y * (H / 180))
+    np.maximum.at(box[:, 1], owner, hi_y * (H / 180))
+    np.minimum.at(box[:, 2], owner, lo_x * (W / 360))
+    np.maximum.at(box[:, 3], owner, hi_x * (W / 360))
+    has = np.isfinite(box[:, 0])
+    wide = np.bincount(owner, weights=(hi_x - lo_x) > 179.0, minlength=n) > 0
+    lo = np.floor(box[has][:, [0, 2]] - BOX_MARGIN)
+    hi = np.ceil(box[has][:, [1, 3]] + BOX_MARGIN)
+    out[has] = np.column_stack([np.maximum(lo[:, 0], 0), np.minimum(hi[:, 0], H - 1),
+                                np.maximum(lo[:, 1], 0), hi[:, 1]]).astype(np.int64)
+    unbounded = has & (wide | (out[:, 3] >= W))
+    out[unbounded] = (0, H - 1, 0, W - 1)
+    return out
 
 
-def misses_all(box, gboxes: np.ndarray) -> bool:
-    """Whether a prediction's box meets none of the GT support boxes: then every pixel of the
-    pair's min is 0, its soft IoU is exactly 0 (0 / union, or 0 for a tiny union) and its Pearson r
-    NaN (the prediction is 0 on the GT's pixels), so its map need not be rendered."""
-    if box is None:
-        return False
-    r0, r1, c0, c1 = box
-    return bool(np.all((gboxes[:, 1] < r0) | (gboxes[:, 0] > r1) | (gboxes[:, 3] < c0) | (gboxes[:, 2] > c1)))
+def meets_gt(pbox: np.ndarray, gbox: np.ndarray) -> np.ndarray:
+    """(n_p,) bool: whether each prediction box meets a GT support box of its bucket. One that
+    meets none has every pixel of each pair's min 0, so soft IoUs of exactly 0 (0 / union, or 0
+    for a tiny union) and Pearson r NaN (0 on the GT's pixels): its map need not be rendered."""
+    apart = ((gbox[None, :, 1] < pbox[:, None, 0]) | (gbox[None, :, 0] > pbox[:, None, 1])
+             | (gbox[None, :, 3] < pbox[:, None, 2]) | (gbox[None, :, 2] > pbox[:, None, 3]))
+    return ~apart.all(axis=1)
 
 
 class _GTRef:
@@ -196,6 +206,8 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
     pred_groups = group_by_key(preds)
     gt_groups = group_by_key(refs)
     gboxes = support_boxes(gt)
+    pboxes = pred_boxes(preds)
+    where = {id(p): k for k, p in enumerate(preds)}
     rec = ClipRecords(clip)
     for key in bucket_keys(pred_groups, gt_groups):
         frame, cls = key
@@ -212,10 +224,10 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
         rows = [g.row for g in G]
         pm = np.zeros((len(P), NPIX), dtype=np.float64)
         p32 = np.zeros(len(P), dtype=bool)
-        for i, p in enumerate(P):
-            if not misses_all(pred_box(p.polygons), gboxes[rows]):
-                amap, p32[i] = render_annotation(p.polygons)
-                pm[i] = amap.ravel()
+        need = meets_gt(pboxes[[where[id(p)] for p in P]], gboxes[rows])
+        for i in np.flatnonzero(need):
+            amap, p32[i] = render_annotation(P[i].polygons)
+            pm[i] = amap.ravel()
         gm = gt.dense(rows)
         iou = bucket_iou(pm, p32, gm, gt.is32[rows])
         r_idx, c_idx = linear_sum_assignment(-iou)

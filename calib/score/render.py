@@ -48,13 +48,13 @@ def stamp(amap: np.ndarray, xs: np.ndarray, ys: np.ndarray, vals: np.ndarray) ->
     np.maximum.at(amap, (r, c % W), vals)
 
 
-def _grid_box(xs: np.ndarray, ys: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Integer grid rows/columns inside the points' bounding box, widened by a hair (a superset of
-    the grid points scipy does not reject outright as outside that box)."""
-    x0 = max(0, math.ceil(float(xs.min()) - BOX_HAIR))
-    x1 = min(W2 - 1, math.floor(float(xs.max()) + BOX_HAIR))
-    y0 = max(0, math.ceil(float(ys.min()) - BOX_HAIR))
-    y1 = min(H - 1, math.floor(float(ys.max()) + BOX_HAIR))
+def _grid_box(lo: np.ndarray, hi: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Integer grid rows/columns inside the points' bounding box (lo, hi: (x, y) corners), widened
+    by a hair (a superset of the grid points scipy does not reject outright as outside that box)."""
+    x0 = max(0, math.ceil(float(lo[0]) - BOX_HAIR))
+    x1 = min(W2 - 1, math.floor(float(hi[0]) + BOX_HAIR))
+    y0 = max(0, math.ceil(float(lo[1]) - BOX_HAIR))
+    y1 = min(H - 1, math.floor(float(hi[1]) + BOX_HAIR))
     if x0 > x1 or y0 > y1:
         return None
     return y0, y1, x0, x1
@@ -69,7 +69,7 @@ def interpolate_box(xs: np.ndarray, ys: np.ndarray, vals: np.ndarray):
     pts[:, 0] = xs
     pts[:, 1] = ys
     ip = LinearNDInterpolator(pts, vals, fill_value=0.0)
-    box = _grid_box(xs, ys)
+    box = _grid_box(ip.tri.min_bound, ip.tri.max_bound)  # the box scipy itself tests points against
     if box is None:
         return None
     y0, y1, x0, x1 = box

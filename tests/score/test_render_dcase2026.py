@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from calib.score.reference import render_reference
+from calib.score.annotations import Annotation
 from calib.score.render import render_annotation, scaled_polygon
 
 
@@ -107,30 +108,30 @@ def test_fast_renderer_matches_the_reference_on_awkward_polygons():
         np.testing.assert_array_equal(render_annotation(both)[0], render_reference(both))
 
 
-def test_prediction_box_holds_every_pixel_the_renderer_sets():
-    """fast.pred_box may skip rendering a prediction whose box meets no GT pixel: it must hold
-    every nonzero pixel of the map (stamped points round outwards, lattices, the canvas edges)."""
-    from calib.score.fast import pred_box
+def test_prediction_boxes_hold_every_pixel_the_renderer_sets():
+    """fast.pred_boxes lets the fast engine skip rendering a prediction whose box meets no GT
+    pixel: each box must hold every nonzero pixel of its map (stamped points round outwards,
+    lattices, canvas edges, several polygons, annotations without points)."""
+    from calib.score.fast import pred_boxes
 
     rng = np.random.default_rng(5)
-    checked = 0
+    anns = [Annotation(0, 0, 0.0, ())]
     for _ in range(400):
         polys = []
         for _ in range(int(rng.integers(1, 3))):
             n = int(rng.choice([1, 2, 3, 4, 9, 30]))
             cx, cy = rng.uniform(0, 360), rng.uniform(0, 180)
-            x = np.clip(cx + rng.normal(0, rng.choice([0.5, 5, 40])), 0, 360) if n == 1 else \
-                np.clip(cx + rng.normal(0, rng.choice([0.5, 5, 40]), n), 0, 360)
+            x = np.clip(cx + rng.normal(0, rng.choice([0.5, 5, 40]), n), 0, 360)
             y = np.clip(cy + rng.normal(0, 10, n), 0, 180)
             if rng.random() < 0.3:
                 x, y = np.round(x), np.round(y)
-            polys.append(np.column_stack([np.broadcast_to(x, (n,)), y, rng.uniform(0.1, 1.2, n)]))
-        box = pred_box(polys)
-        if box is None:
-            continue
-        amap, _ = render_annotation(polys)
-        r, c = np.nonzero(amap)
-        r0, r1, c0, c1 = box
+            polys.append(np.column_stack([x, y, rng.uniform(0.1, 1.2, n)]))
+        anns.append(Annotation(0, 0, 0.0, tuple(polys)))
+    boxes = pred_boxes(anns)
+    assert boxes[0].tolist() == [1, 0, 1, 0]  # no points: meets nothing
+    bounded = 0
+    for a, (r0, r1, c0, c1) in zip(anns, boxes):
+        r, c = np.nonzero(render_annotation(a.polygons)[0])
         assert ((r >= r0) & (r <= r1) & (c >= c0) & (c <= c1)).all()
-        checked += 1
-    assert checked > 200
+        bounded += [r0, r1, c0, c1] != [0, 49, 0, 99]
+    assert bounded > 200
