@@ -146,15 +146,6 @@ def meets_gt(pbox: np.ndarray, gbox: np.ndarray) -> np.ndarray:
     return ~apart.all(axis=1)
 
 
-class _GTRef:
-    """What bucketing needs of one GT annotation (frame, class, file index, row in GTMaps)."""
-
-    __slots__ = ("frame", "class_id", "index", "row")
-
-    def __init__(self, frame, class_id, index, row):
-        self.frame, self.class_id, self.index, self.row = frame, class_id, index, row
-
-
 def _mean_std(x: np.ndarray) -> tuple[np.float64, float]:
     """x.mean() and x.std() of a 1-D float64 array with numpy's own steps (pairwise sums, the
     same divisions), minus the Python layers around them: bit-identical, several times sooner."""
@@ -200,11 +191,32 @@ def bucket_iou(P: np.ndarray, p32: np.ndarray, G: np.ndarray, g32: np.ndarray) -
     return iou
 
 
+def pair_iou(p: np.ndarray, p32: bool, g: np.ndarray, g32: bool) -> np.float32:
+    """:func:`bucket_iou` of one prediction and one GT map (the same sums and divisions)."""
+    if p32 and g32:
+        a, b = p.astype(np.float32), g.astype(np.float32)
+        u = np.add.reduce(np.maximum(a, b))
+        return np.float32(0.0) if u < np.float32(1e-8) else np.add.reduce(np.minimum(a, b)) / u
+    union = np.add.reduce(np.maximum(p, g))
+    return np.float32(0.0) if union < 1e-8 else np.float32(np.add.reduce(np.minimum(p, g)) / union)
+
+
+def group_rows(gt: GTMaps) -> dict[tuple[int, int], list[int]]:
+    """{(frame, class): [GT rows in file order]} in first-seen order, as group_by_key builds it."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, key in enumerate(zip(gt.frame.tolist(), gt.cls.tolist())):
+        if key in groups:
+            groups[key].append(k)
+        else:
+            groups[key] = [k]
+    return groups
+
+
 def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
     """Records of one clip, identical to :func:`calib.score.reference.score_clip_reference`."""
-    refs = [_GTRef(int(f), int(c), int(i), k) for k, (f, c, i) in enumerate(zip(gt.frame, gt.cls, gt.index))]
     pred_groups = group_by_key(preds)
-    gt_groups = group_by_key(refs)
+    gt_groups = group_rows(gt)
+    gindex = gt.index.tolist()
     gboxes = support_boxes(gt)
     pboxes = pred_boxes(preds)
     where = {id(p): k for k, p in enumerate(preds)}
@@ -212,19 +224,29 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
     for key in bucket_keys(pred_groups, gt_groups):
         frame, cls = key
         P = pred_groups.get(key)
-        G = gt_groups.get(key)
+        rows = gt_groups.get(key)
         if P is None:
-            for g in G:
-                rec.fn(frame, cls, g.index)
+            for r in rows:
+                rec.fn(frame, cls, gindex[r])
             continue
-        if G is None:
+        if rows is None:
             for p in P:
                 rec.fp(frame, cls, p.index, p.score)
             continue
-        rows = [g.row for g in G]
+        need = meets_gt(pboxes[[where[id(p)] for p in P]], gboxes[rows])
+        if len(P) == 1 and len(rows) == 1:  # most buckets: the assignment is the one pair
+            p, r = P[0], rows[0]
+            iou, r_p = np.float32(0.0), float("nan")  # a map that misses the GT: see meets_gt
+            if need[0]:
+                amap, p32 = render_annotation(p.polygons)
+                pm = amap.ravel()
+                iou = pair_iou(pm, p32, gt.dense([r])[0], bool(gt.is32[r]))
+                a, b = gt.off[r], gt.off[r + 1]
+                r_p = pearson_at(gt.vals[a:b], pm[gt.pix[a:b]])
+            rec.add(KIND_MATCHED, frame, cls, p.index, gindex[r], p.score, iou, iou, iou, r_p)
+            continue
         pm = np.zeros((len(P), NPIX), dtype=np.float64)
         p32 = np.zeros(len(P), dtype=bool)
-        need = meets_gt(pboxes[[where[id(p)] for p in P]], gboxes[rows])
         for i in np.flatnonzero(need):
             amap, p32[i] = render_annotation(P[i].polygons)
             pm[i] = amap.ravel()
@@ -235,16 +257,16 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
         best_g = iou.max(axis=0)
         for i, j in zip(r_idx, c_idx):
             a, b = gt.off[rows[j]], gt.off[rows[j] + 1]  # the GT map's nonzero (so positive) pixels
-            rec.add(KIND_MATCHED, frame, cls, P[i].index, G[j].index, P[i].score, iou[i, j],
+            rec.add(KIND_MATCHED, frame, cls, P[i].index, gindex[rows[j]], P[i].score, iou[i, j],
                     best_p[i], best_g[j], pearson_at(gt.vals[a:b], pm[i][gt.pix[a:b]]))
         if len(r_idx) < len(P):
             taken = set(r_idx.tolist())
             for i, p in enumerate(P):
                 if i not in taken:
                     rec.fp(frame, cls, p.index, p.score, best=best_p[i])
-        if len(c_idx) < len(G):
+        if len(c_idx) < len(rows):
             taken = set(c_idx.tolist())
-            for j, g in enumerate(G):
+            for j, r in enumerate(rows):
                 if j not in taken:
-                    rec.fn(frame, cls, g.index, best=best_g[j])
+                    rec.fn(frame, cls, gindex[r], best=best_g[j])
     return rec
