@@ -187,9 +187,11 @@ class _Source:
     def digest(self) -> str:
         if self._digest is None:
             if self.anns is None:
-                from calib.score.annotations import file_digest, read_bytes
+                from calib.score.annotations import read_bytes
+                from calib.score.cache import GT_CACHE
 
-                self._digest = "file-" + file_digest(read_bytes(self.path, self.kind, self.protocol))
+                self._digest = "file-" + GT_CACHE.file_digest(
+                    self.path, lambda: read_bytes(self.path, self.kind, self.protocol))
             else:
                 self._digest = annotations_digest(self.anns)
         return self._digest
