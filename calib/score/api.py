@@ -9,6 +9,7 @@ attributes.
 from __future__ import annotations
 
 import math
+import os
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -186,9 +187,11 @@ class _Source:
     def digest(self) -> str:
         if self._digest is None:
             if self.anns is None:
-                from calib.score.annotations import file_digest, read_bytes
+                from calib.score.annotations import read_bytes
+                from calib.score.cache import GT_CACHE
 
-                self._digest = "file-" + file_digest(read_bytes(self.path, self.kind, self.protocol))
+                self._digest = "file-" + GT_CACHE.file_digest(
+                    self.path, lambda: read_bytes(self.path, self.kind, self.protocol))
             else:
                 self._digest = annotations_digest(self.anns)
         return self._digest
@@ -196,8 +199,6 @@ class _Source:
 
 def _plan(pred, gt, protocol, clips):
     """(clips, pred sources, gt sources, skipped) for mappings or folders."""
-    import os
-
     if isinstance(pred, (str, os.PathLike)) and isinstance(gt, (str, os.PathLike)):
         from calib.score.annotations import pair_files
 
@@ -270,10 +271,33 @@ def _reference_job(clip, psrc, gsrc):
     return score_clip_reference(clip, psrc.load(), gsrc.load()).arrays()
 
 
-def _fast_job(clip, psrc, maps):
-    from calib.score.fast import score_clip_fast
+def _fast_job(clip, psrc, maps, gsrc=None):
+    """Records of one clip, and its GT maps when they had to be rendered here (maps None: not
+    cached), for the parent to cache. One job per clip renders and scores, so the maps are not
+    sent back and forth between two rounds of jobs and no clip waits for every clip's GT."""
+    from calib.score.fast import render_gt_maps, score_clip_fast  # looked up per call: tests patch it
 
-    return score_clip_fast(clip, psrc.load(), maps).arrays()
+    rendered = None
+    if maps is None:
+        maps = rendered = render_gt_maps(gsrc.load())
+    return score_clip_fast(clip, psrc.load(), maps).arrays(), rendered
+
+
+def _work_estimate(src) -> int:
+    """Rough size of a source's work: its file's bytes, or its points (about as many bytes each
+    as a JSON triplet takes)."""
+    if src.path is not None:
+        try:
+            return os.stat(src.path).st_size
+        except OSError:
+            return 0
+    return 30 * sum(len(p) for a in src.anns for p in a.polygons)
+
+
+def largest_first(costs: Sequence[int]) -> list[int]:
+    """Job order for a pool: biggest first (stable), so a big clip does not start last and keep
+    one worker busy while the others idle."""
+    return sorted(range(len(costs)), key=lambda i: -costs[i])
 
 
 def _render_gt_job(gsrc):
@@ -298,14 +322,33 @@ def gt_maps(gsrc: Sequence, cache_dir=None, **parallel) -> list:
     return maps
 
 
+def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
+    """Records of every clip with the fast engine: cached GT maps where there are, the others
+    rendered in the clip's own job and cached here."""
+    from calib.score.cache import GT_CACHE, entry_key
+    from calib.score.fast import GTMaps
+
+    keys = [entry_key("dcase2026", g.digest()) for g in gsrc]
+    maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
+    costs = [_work_estimate(p) + (_work_estimate(g) if m is None else 0) for p, g, m in zip(psrc, gsrc, maps)]
+    order = largest_first(costs) if par["jobs"] != 1 else list(range(len(clips)))
+    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i] if maps[i] is None else None)
+                                    for i in order], **par)
+    recs: list = [None] * len(clips)
+    for i, (rec, rendered) in zip(order, done):
+        recs[i] = rec
+        if rendered is not None:
+            GT_CACHE.put(keys[i], rendered, cache_dir)
+    return recs
+
+
 def _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
                      with_matches, system) -> ScoreResult:
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
     if engine == "reference":
         recs = [_reference_job(c, p, g) for c, p, g in zip(clips, psrc, gsrc)]
     else:
-        maps = gt_maps(gsrc, cache_dir, **par)
-        recs = parallel_map(_fast_job, list(zip(clips, psrc, maps)), **par)
+        recs = _fast_records(clips, psrc, gsrc, cache_dir, par)
     records = concat_records(recs)
     res = ScoreResult(metrics_from_records(records, thresholds))
     res.skipped = skipped

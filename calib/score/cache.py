@@ -10,6 +10,7 @@ import hashlib
 import os
 import struct
 import tempfile
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -18,6 +19,10 @@ import numpy as np
 #: bump when rendering changes in a way that alters cached maps
 RENDER_VERSION = "1"
 MEMORY_BUDGET = 2 * 1024**3  # bytes of cached maps kept in memory (least recently used dropped)
+#: a file's digest is remembered only when it was last modified this long before it was hashed:
+#: a rewrite within the file system's timestamp granularity could keep size and mtime (git's
+#: "racy clean" rule)
+RACY_NS = 2_000_000_000
 
 
 def annotations_digest(anns) -> str:
@@ -47,6 +52,24 @@ class MapCache:
         self.budget = budget
         self._mem: OrderedDict[str, tuple[object, int]] = OrderedDict()
         self._bytes = 0
+        self._digests: dict[str, tuple[tuple, str]] = {}
+
+    def file_digest(self, path, read) -> str:
+        """Content hash of a file (read() gives its bytes), remembered while its size, mtime,
+        inode and device stay the same: a warm re-score does not read and hash every GT file
+        again. Part of the in-memory state, so clear() forgets it as a new process would."""
+        from calib.score.annotations import file_digest
+
+        st = os.stat(path)
+        sig = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        known = self._digests.get(str(path))
+        if known is not None and known[0] == sig:
+            return known[1]
+        hashed_at = time.time_ns()
+        digest = file_digest(read())
+        if hashed_at - st.st_mtime_ns > RACY_NS:
+            self._digests[str(path)] = (sig, digest)
+        return digest
 
     def get(self, key: str, cache_dir, factory):
         if key in self._mem:
@@ -96,6 +119,7 @@ class MapCache:
     def clear(self) -> None:
         self._mem.clear()
         self._bytes = 0
+        self._digests.clear()
 
 
 #: the process-wide cache the engines use

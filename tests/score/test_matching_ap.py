@@ -97,3 +97,23 @@ def test_recall_ceiling_counts_best_prediction_whatever_its_score():
     res = score(pred, gt, iou_thresholds=[0.5])
     assert res.recall_ceiling["overall"] == {"0.1": 0.5, "0.25": 0.5, "0.5": 0.5}
     assert res.recall_ceiling["per_class"][0] == {"0.1": 0.5, "0.25": 0.5, "0.5": 0.5}
+
+
+def test_fast_pearson_is_bit_identical_to_the_official_steps():
+    """pearson_at (numpy's mean/std steps without their Python layers, on the GT's positive pixels)
+    against matching.pearson on full maps: sizes around numpy's pairwise-sum block (8, 128),
+    float32-valued maps, flat maps (NaN) and single pixels."""
+    from calib.score.fast import pearson_at
+    from calib.score.matching import pearson
+
+    rng = np.random.default_rng(3)
+    for n in [0, 1, 2, 3, 7, 8, 9, 127, 128, 129, 257, 1000, 4999, 5000]:
+        for trial in range(6):
+            g = np.zeros(5000)
+            pix = np.sort(rng.choice(5000, n, replace=False))
+            g[pix] = rng.random(n) if trial != 4 else 0.5  # trial 4: a flat GT map -> NaN
+            p = rng.random(5000) * (rng.random(5000) < 0.7)
+            if trial == 3:
+                g, p = g.astype(np.float32).astype(np.float64), p.astype(np.float32).astype(np.float64)
+            want, got = pearson(g, p), pearson_at(g[pix], p[pix])
+            assert (np.isnan(want) and np.isnan(got)) or want == got, (n, trial, want, got)

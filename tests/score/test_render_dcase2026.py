@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from calib.score.reference import render_reference
+from calib.score.annotations import Annotation
 from calib.score.render import render_annotation, scaled_polygon
 
 
@@ -80,3 +81,57 @@ def test_fast_renderer_is_bit_identical_to_the_reference(seed):
             polys.append(np.column_stack([x, y, rng.uniform(0.1, 1.2, n)]))
         fast, _ = render_annotation(polys)
         np.testing.assert_array_equal(fast, render_reference(polys))
+
+
+def test_fast_renderer_matches_the_reference_on_awkward_polygons():
+    """Cases the box/fold shortcuts could get wrong: seam crossings (blocks on both halves of the
+    200-wide canvas), polygons wider than half the canvas, points on the box edges and at x = 360,
+    duplicates, collinear and near-collinear sets, 1-2 points, lattices (degenerate Delaunay)."""
+    rng = np.random.default_rng(11)
+    lat = np.array([(x, y) for x in range(350, 370) for y in range(40, 52)], dtype=float)
+    cases = [
+        [poly([355.0, 10, 1], [5, 12, 0.5], [358, 30, 0.7], [2, 33, 0.2])],  # seam
+        [poly([10.0, 10, 1], [200, 90, 0.5], [340, 20, 0.7], [100, 170, 0.2])],  # wide, no seam move
+        [poly([0.0, 0, 1], [360, 180, 0.5], [360, 0, 0.7], [0, 180, 0.2])],  # whole canvas, corners
+        [poly([36.0, 36, 1], [36, 36, 1], [72, 72, 0.5], [36, 72, 0.3])],  # duplicate point
+        [poly([36.0, 36, 1], [72, 72, 0.5], [108, 108.000001, 0.3])],  # near-collinear
+        [poly([359.9, 90, 1], [0.1, 91, 0.5])],  # two points over the seam
+        [poly([360.0, 180, 0.4])],  # one point on the far corner
+        [np.column_stack([np.mod(lat[:, 0], 360), lat[:, 1], rng.random(len(lat))])],  # lattice over the seam
+        [poly([18.0, 18, 1], [36, 18, 0.5], [36, 36, 0.3], [18, 36, 0.8])],  # vertices on grid points
+        [poly([10.0, 10, -1], [30, 10, -0.5], [20, 30, -0.2])],  # negative intensities
+    ]
+    for polys in cases:
+        fast, _ = render_annotation(polys)
+        np.testing.assert_array_equal(fast, render_reference(polys))
+        both = polys + [poly([180.0, 90, 0.9], [190, 95, 0.1], [185, 100, 0.5])]  # two polygons
+        np.testing.assert_array_equal(render_annotation(both)[0], render_reference(both))
+
+
+def test_prediction_boxes_hold_every_pixel_the_renderer_sets():
+    """fast.pred_boxes lets the fast engine skip rendering a prediction whose box meets no GT
+    pixel: each box must hold every nonzero pixel of its map (stamped points round outwards,
+    lattices, canvas edges, several polygons, annotations without points)."""
+    from calib.score.fast import pred_boxes
+
+    rng = np.random.default_rng(5)
+    anns = [Annotation(0, 0, 0.0, ())]
+    for _ in range(400):
+        polys = []
+        for _ in range(int(rng.integers(1, 3))):
+            n = int(rng.choice([1, 2, 3, 4, 9, 30]))
+            cx, cy = rng.uniform(0, 360), rng.uniform(0, 180)
+            x = np.clip(cx + rng.normal(0, rng.choice([0.5, 5, 40]), n), 0, 360)
+            y = np.clip(cy + rng.normal(0, 10, n), 0, 180)
+            if rng.random() < 0.3:
+                x, y = np.round(x), np.round(y)
+            polys.append(np.column_stack([x, y, rng.uniform(0.1, 1.2, n)]))
+        anns.append(Annotation(0, 0, 0.0, tuple(polys)))
+    boxes = pred_boxes(anns)
+    assert boxes[0].tolist() == [1, 0, 1, 0]  # no points: meets nothing
+    bounded = 0
+    for a, (r0, r1, c0, c1) in zip(anns, boxes):
+        r, c = np.nonzero(render_annotation(a.polygons)[0])
+        assert ((r >= r0) & (r <= r1) & (c >= c0) & (c <= c1)).all()
+        bounded += [r0, r1, c0, c1] != [0, 49, 0, 99]
+    assert bounded > 200
