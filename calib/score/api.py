@@ -271,16 +271,24 @@ def _reference_job(clip, psrc, gsrc):
     return score_clip_reference(clip, psrc.load(), gsrc.load()).arrays()
 
 
-def _fast_job(clip, psrc, maps, gsrc=None):
-    """Records of one clip, and its GT maps when they had to be rendered here (maps None: not
-    cached), for the parent to cache. One job per clip renders and scores, so the maps are not
-    sent back and forth between two rounds of jobs and no clip waits for every clip's GT."""
-    from calib.score.fast import render_gt_maps, score_clip_fast  # looked up per call: tests patch it
+def _fast_job(clip, psrc, maps, gsrc):
+    """Records of one clip, and its GT maps when rows had to be rendered here (for the parent to
+    cache; None when the cached maps held every row this clip's predictions need). One job per
+    clip renders and scores, so maps are not sent back and forth between two rounds of jobs."""
+    from calib.score.fast import render_gt_maps, rows_with_predictions, score_clip_fast  # per call: tests patch it
 
+    preds = psrc.load()
     rendered = None
     if maps is None:
-        maps = rendered = render_gt_maps(gsrc.load())
-    return score_clip_fast(clip, psrc.load(), maps).arrays(), rendered
+        gts = gsrc.load()
+        need = rows_with_predictions(np.array([g.frame for g in gts], dtype=np.int64),
+                                     np.array([g.class_id for g in gts], dtype=np.int64), preds)
+        maps = rendered = render_gt_maps(gts, need)
+    else:
+        need = rows_with_predictions(maps.frame, maps.cls, preds) & ~maps.done
+        if need.any():  # another system's predictions filled this entry: add the missing rows
+            maps = rendered = render_gt_maps(gsrc.load(), need, maps)
+    return score_clip_fast(clip, preds, maps).arrays(), rendered
 
 
 def _work_estimate(src) -> int:
@@ -300,28 +308,6 @@ def largest_first(costs: Sequence[int]) -> list[int]:
     return sorted(range(len(costs)), key=lambda i: -costs[i])
 
 
-def _render_gt_job(gsrc):
-    from calib.score.fast import render_gt_maps
-
-    return render_gt_maps(gsrc.load())
-
-
-def gt_maps(gsrc: Sequence, cache_dir=None, **parallel) -> list:
-    """The GT maps of each clip (sources or annotation lists): cached ones (memory, then
-    ``cache_dir``) as they are, the others rendered (in parallel) and cached."""
-    from calib.score.cache import GT_CACHE, entry_key
-    from calib.score.fast import GTMaps
-
-    gsrc = [g if isinstance(g, _Source) else _Source(anns=list(g), kind="gt") for g in gsrc]
-    keys = [entry_key("dcase2026", g.digest()) for g in gsrc]
-    maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
-    todo = [i for i, m in enumerate(maps) if m is None]
-    for i, m in zip(todo, parallel_map(_render_gt_job, [(gsrc[i],) for i in todo], **parallel)):
-        GT_CACHE.put(keys[i], m, cache_dir)
-        maps[i] = m
-    return maps
-
-
 def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
     """Records of every clip with the fast engine: cached GT maps where there are, the others
     rendered in the clip's own job and cached here."""
@@ -332,8 +318,7 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
     maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
     costs = [_work_estimate(p) + (_work_estimate(g) if m is None else 0) for p, g, m in zip(psrc, gsrc, maps)]
     order = largest_first(costs) if par["jobs"] != 1 else list(range(len(clips)))
-    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i] if maps[i] is None else None)
-                                    for i in order], **par)
+    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i]) for i in order], **par)
     recs: list = [None] * len(clips)
     for i, (rec, rendered) in zip(order, done):
         recs[i] = rec

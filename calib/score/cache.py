@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 #: bump when rendering changes in a way that alters cached maps
-RENDER_VERSION = "1"
+RENDER_VERSION = "2"
 MEMORY_BUDGET = 2 * 1024**3  # bytes of cached maps kept in memory (least recently used dropped)
 #: a file's digest is remembered only when it was last modified this long before it was hashed:
 #: a rewrite within the file system's timestamp granularity could keep size and mtime (git's
@@ -37,6 +37,27 @@ def annotations_digest(anns) -> str:
             h.update(struct.pack("<q", arr.shape[0]))
             h.update(arr.tobytes())
     return h.hexdigest()
+
+
+def pack_sparse(rows, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maps of one clip as (off, pix, vals): row k's values vals[off[k]:off[k+1]] sit at flat
+    pixels pix[off[k]:off[k+1]] (uint16: canvases are under 65536 pixels). A row is a flat map
+    (its nonzero pixels are kept), a (pix, vals) pair already sparse, or None (empty)."""
+    off = np.zeros(len(rows) + 1, dtype=np.int64)
+    pix, vals = [], []
+    for k, row in enumerate(rows):
+        if row is None:
+            p, v = np.zeros(0, np.uint16), np.zeros(0, dtype)
+        elif isinstance(row, tuple):
+            p, v = row
+        else:
+            p = np.flatnonzero(row)
+            v = row[p]
+        pix.append(p.astype(np.uint16))
+        vals.append(v.astype(dtype, copy=False))
+        off[k + 1] = off[k] + p.size
+    return (off, np.concatenate(pix) if pix else np.zeros(0, np.uint16),
+            np.concatenate(vals) if vals else np.zeros(0, dtype))
 
 
 def entry_key(kind: str, digest: str, **params) -> str:

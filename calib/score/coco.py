@@ -16,6 +16,8 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 from scipy.optimize import linear_sum_assignment
 
+from calib.score.cache import pack_sparse
+
 ROWS, COLS = 180, 360
 MATCH_DEG = 20.0
 NO_MATCH_COST = 1000.0
@@ -172,13 +174,7 @@ def prepare_clip(anns, sigma: float, render) -> CocoClip:
         energies.append(energy.ravel())
         peaks.append(peak)
         dirs.append(direction(pk[0], pk[1]) if pk is not None else (math.nan, math.nan))
-    off = np.zeros(len(keep) + 1, dtype=np.int64)
-    pix, vals = [], []
-    for k, flat in enumerate(energies):
-        nz = np.flatnonzero(flat)
-        pix.append(nz.astype(np.uint16))
-        vals.append(flat[nz])
-        off[k + 1] = off[k] + nz.size
+    off, pix, vals = pack_sparse(energies, np.float32)
     return CocoClip(
         frame=np.array([a.frame for a in keep], dtype=np.int64),
         cls=np.array([a.class_id for a in keep], dtype=np.int64),
@@ -189,8 +185,8 @@ def prepare_clip(anns, sigma: float, render) -> CocoClip:
         peak_el=np.array([d[1] for d in dirs], dtype=np.float64),
         peak=np.array(peaks, dtype=np.float64),
         off=off,
-        pix=np.concatenate(pix) if pix else np.zeros(0, np.uint16),
-        vals=np.concatenate(vals) if vals else np.zeros(0, np.float32),
+        pix=pix,
+        vals=vals,
     )
 
 

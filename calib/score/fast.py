@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from calib.score.cache import pack_sparse
 from calib.score.matching import KIND_MATCHED, ClipRecords, bucket_keys, group_by_key
 from calib.score.render import H, W, render_annotation
 
@@ -22,16 +23,24 @@ NPIX = H * W
 _PAIR_CHUNK = 256  # pairs per vectorized min/max block, bounds the temporary (pairs x 5000)
 
 
+_GT_FIELDS = ("frame", "cls", "index", "distance", "is32", "done", "off", "pix", "vals")
+
+
 @dataclass
 class GTMaps:
-    """All GT maps of one clip, sparse: row k holds vals[off[k]:off[k+1]] at flat pixels
-    pix[off[k]:off[k+1]]. is32 marks float32 maps (stamped points only)."""
+    """The GT maps of one clip, sparse: row k holds vals[off[k]:off[k+1]] at flat pixels
+    pix[off[k]:off[k+1]]. is32 marks float32 maps (stamped points only).
+
+    Rows are rendered on demand: ``done`` marks the rendered ones. Scoring needs only the GT of
+    buckets that have predictions (a bucket without any is all false negatives), so a cold
+    score renders what the official scorer would, and a later system adds what it needs."""
 
     frame: np.ndarray  # int64
     cls: np.ndarray  # int64
     index: np.ndarray  # int64, annotation index in the GT file
     distance: np.ndarray  # float64, NaN when absent
     is32: np.ndarray  # bool
+    done: np.ndarray  # bool, rendered
     off: np.ndarray  # int64, n + 1
     pix: np.ndarray  # uint16
     vals: np.ndarray  # float64
@@ -47,38 +56,50 @@ class GTMaps:
         return out
 
     def nbytes(self) -> int:
-        return sum(getattr(self, f).nbytes for f in ("frame", "cls", "index", "distance", "is32", "off", "pix", "vals"))
+        return sum(getattr(self, f).nbytes for f in _GT_FIELDS)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f: getattr(self, f) for f in ("frame", "cls", "index", "distance", "is32", "off", "pix", "vals")}
+        return {f: getattr(self, f) for f in _GT_FIELDS}
 
     @classmethod
     def from_arrays(cls, d) -> "GTMaps":
-        return cls(**{f: np.asarray(d[f]) for f in ("frame", "cls", "index", "distance", "is32", "off", "pix", "vals")})
+        return cls(**{f: np.asarray(d[f]) for f in _GT_FIELDS})
 
 
-def render_gt_maps(gts) -> GTMaps:
-    """Render every GT annotation of a clip once."""
+def rows_with_predictions(frame: np.ndarray, cls: np.ndarray, preds) -> np.ndarray:
+    """Bool per GT row: its (frame, class) bucket holds a prediction."""
+    if not len(preds):
+        return np.zeros(frame.size, dtype=bool)
+    pf = np.array([p.frame for p in preds], dtype=np.int64)
+    pc = np.array([p.class_id for p in preds], dtype=np.int64)
+    return np.isin(frame * 64 + cls, pf * 64 + pc)  # class ids are < 13
+
+
+def render_gt_maps(gts, rows=None, base: GTMaps | None = None) -> GTMaps:
+    """Render the GT annotations of a clip: all, or those marked in ``rows`` (a bool mask), on
+    top of what ``base`` (the same clip's maps) already holds."""
     n = len(gts)
-    is32 = np.zeros(n, dtype=bool)
-    off = np.zeros(n + 1, dtype=np.int64)
-    pix_parts, val_parts = [], []
+    want = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
+    is32 = np.zeros(n, dtype=bool) if base is None else base.is32.copy()
+    done = np.zeros(n, dtype=bool) if base is None else base.done.copy()
+    flats = []
     for k, g in enumerate(gts):
-        amap, is32[k] = render_annotation(g.polygons)
-        flat = amap.ravel()
-        nz = np.flatnonzero(flat)
-        pix_parts.append(nz.astype(np.uint16))
-        val_parts.append(flat[nz])
-        off[k + 1] = off[k] + nz.size
+        if base is not None and done[k]:
+            a, b = base.off[k], base.off[k + 1]
+            flats.append((base.pix[a:b], base.vals[a:b]))
+        elif want[k]:
+            amap, is32[k] = render_annotation(g.polygons)
+            done[k] = True
+            flats.append(amap.ravel())
+        else:
+            flats.append(None)
+    off, pix, vals = pack_sparse(flats, np.float64)
     return GTMaps(
         frame=np.array([g.frame for g in gts], dtype=np.int64),
         cls=np.array([g.class_id for g in gts], dtype=np.int64),
         index=np.array([g.index for g in gts], dtype=np.int64),
         distance=np.array([np.nan if g.distance is None else g.distance for g in gts], dtype=np.float64),
-        is32=is32,
-        off=off,
-        pix=np.concatenate(pix_parts) if pix_parts else np.zeros(0, np.uint16),
-        vals=np.concatenate(val_parts) if val_parts else np.zeros(0, np.float64),
+        is32=is32, done=done, off=off, pix=pix, vals=vals,
     )
 
 

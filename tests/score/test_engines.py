@@ -100,6 +100,31 @@ def test_memory_cache_serves_repeated_mapping_scores(small, monkeypatch):
     same_metrics(score(pred, gt), first)
 
 
+def test_gt_rows_are_rendered_on_demand_and_a_second_system_adds_the_rows_it_needs(small, tmp_path):
+    from calib.score.api import annotations_digest
+    from calib.score.cache import entry_key
+    from calib.score.fast import GTMaps
+
+    pred, gt = small
+    half = {c: [a for a in v if a.class_id in (0, 5, 7)] for c, v in pred.items()}  # fewer buckets
+    GT_CACHE.clear()
+    score(half, gt, cache_dir=tmp_path)
+    GT_CACHE.clear()  # read back from disk
+    maps = {c: GT_CACHE.get(entry_key("dcase2026", annotations_digest(v)), tmp_path, GTMaps) for c, v in gt.items()}
+    done = np.concatenate([m.done for m in maps.values()])
+    cls = np.concatenate([m.cls for m in maps.values()])
+    assert done.any() and not done.all()
+    assert set(cls[done].tolist()) <= {0, 5, 7}  # only GT of buckets holding a prediction
+    warm = score(pred, gt, cache_dir=tmp_path)  # needs more rows than the cache holds
+    GT_CACHE.clear()
+    cold = score(pred, gt, engine="reference")
+    same_metrics(warm, cold)
+    assert warm.matches.equals(cold.matches)
+    GT_CACHE.clear()
+    grown = {c: GT_CACHE.get(entry_key("dcase2026", annotations_digest(v)), tmp_path, GTMaps) for c, v in gt.items()}
+    assert sum(int(m.done.sum()) for m in grown.values()) > int(done.sum())
+
+
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_parallel_backends_give_identical_results(small, backend):
     pred, gt = small
