@@ -4,11 +4,12 @@
 Known gaps (issue #3, strict xfail so a fix is noticed): pearson_r differs by 1e-4..2e-4 on every
 folder, and grid's class-7 AP differs; everything else is exact. Both come from the blob window
 near the poles: only pairs with the polar GT (class 7, rows 0..29) move when the window changes.
-Leads measured on the golden files: counting the antipodal column twice for a full-ring blob
-(361 columns, added with duplicates) takes sparse pearson from +2.1e-4 to +2.5e-5; a prediction
-column window ``arange(floor(x - half), ceil(x + half) + 1) % 360`` (duplicates added) makes
-grid's class-7 AP exact (0.1081462476), with or without the GT double column; the exact rule that
-also closes pearson_r is still open."""
+Leads measured on the golden files (per-triplet windows, blobs added with np.add.at so a column
+listed twice counts twice): rows |el_row - el0| <= 4 sigma; columns
+arange(floor(x - half), ceil(x + half) + 1) % 360, which doubles the column(s) at the antipode of
+a full-ring blob; plus one more doubled column for triplets on the pole row (y = 0). With that,
+grid's class-7 AP is exact (0.1081462476), pearson_r is off by +8.6e-8 (grid) and -2.4e-6
+(sparse) instead of 1e-4; the exact rule is still open."""
 from __future__ import annotations
 
 import json
