@@ -278,16 +278,13 @@ def _fast_job(clip, psrc, maps, gsrc):
     from calib.score.fast import render_gt_maps, rows_with_predictions, score_clip_fast  # per call: tests patch it
 
     preds = psrc.load()
-    rendered = None
-    if maps is None:
+    gts = rendered = None
+    if maps is None:  # first sight of this GT: its rows, none rendered yet
         gts = gsrc.load()
-        need = rows_with_predictions(np.array([g.frame for g in gts], dtype=np.int64),
-                                     np.array([g.class_id for g in gts], dtype=np.int64), preds)
-        maps = rendered = render_gt_maps(gts, need)
-    else:
-        need = rows_with_predictions(maps.frame, maps.cls, preds) & ~maps.done
-        if need.any():  # another system's predictions filled this entry: add the missing rows
-            maps = rendered = render_gt_maps(gsrc.load(), need, maps)
+        maps = rendered = render_gt_maps(gts, np.zeros(len(gts), dtype=bool))
+    need = rows_with_predictions(maps.frame, maps.cls, preds) & ~maps.done
+    if need.any():
+        maps = rendered = render_gt_maps(gsrc.load() if gts is None else gts, need, maps)
     return score_clip_fast(clip, preds, maps).arrays(), rendered
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calib.score.reference import render_reference
 from calib.score.annotations import Annotation
+from calib.score.reference import render_reference
 from calib.score.render import render_annotation, scaled_polygon
 
 
