@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 #: bump when rendering changes in a way that alters cached maps
-RENDER_VERSION = "2"
+RENDER_VERSION = "3"
 MEMORY_BUDGET = 2 * 1024**3  # bytes of cached maps kept in memory (least recently used dropped)
 #: a file's digest is remembered only when it was last modified this long before it was hashed:
 #: a rewrite within the file system's timestamp granularity could keep size and mtime (git's

@@ -1,15 +1,16 @@
 """The official numbers of the dcase2026-coco protocol (../shared/golden/expected.json),
 |delta| <= 1e-9, by both engines, through folders, calib tables and the CLI.
 
-Known gaps (issue #3, strict xfail so a fix is noticed): pearson_r differs by 1e-4..2e-4 on every
-folder, and grid's class-7 AP differs; everything else is exact. Both come from the blob window
-near the poles: only pairs with the polar GT (class 7, rows 0..29) move when the window changes.
-Leads measured on the golden files (per-triplet windows, blobs added with np.add.at so a column
-listed twice counts twice): rows |el_row - el0| <= 4 sigma; columns
-arange(floor(x - half), ceil(x + half) + 1) % 360, which doubles the column(s) at the antipode of
-a full-ring blob; plus one more doubled column for triplets on the pole row (y = 0). With that,
-grid's class-7 AP is exact (0.1081462476), pearson_r is off by +8.6e-8 (grid) and -2.4e-6
-(sparse) instead of 1e-4; the exact rule is still open."""
+Known gap (issue #3, strict xfail so a fix is noticed): pearson_r is off by +3.07e-5 (sparse),
++3.34e-5 (grid) and +1.3e-6 (dense); every other key is exact, grid's class-7 AP included since
+blob windows span floor(x - half)..ceil(x + half) with repeated columns adding up
+(coco.window_columns). Only pairs with the polar GT (class 7, rows 0..29, integer x) move: its row
+0 is a sum of whole blob windows, so pearson_r reads the window rule of near-pole triplets.
+Measured on the golden files and ruled out: no repeats (+2.1e-4), floor or round half-widths for
+integer x, one more column on one side, round-centred windows (class-7 AP wrong), radian round
+trips of the window bounds (36 forms, none within 1e-6), float32 sequential accumulation (moves
+1e-8), seam-wrapping dilation, intensity clipping. Closest: one more repeated column for
+triplets on row 0 (grid +8.6e-8, sparse -2.4e-6, dense -1.6e-6), which has no reason behind it."""
 from __future__ import annotations
 
 import json
@@ -30,7 +31,6 @@ def _same(a, b) -> bool:
 
 
 KNOWN_GAPS = {"pearson_r"}
-GAP_CLASSES = {"grid": {"7"}}
 
 
 def assert_matches(got: dict, exp: dict, skip=(), skip_classes=()) -> None:
@@ -51,19 +51,17 @@ def expected(golden):
     return json.loads((golden / "expected.json").read_text().replace("NaN", "null"))
 
 
-def _exact_part(got, exp, folder):
-    gap_classes = GAP_CLASSES.get(folder, set())
-    skip = KNOWN_GAPS | ({"mask_mAP"} if gap_classes else set())
-    assert_matches(got, exp, skip=skip, skip_classes=gap_classes)
+def _exact_part(got, exp):
+    assert_matches(got, exp, skip=KNOWN_GAPS)
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_fast_engine_reproduces_official_coco_numbers(golden, expected, folder):
     got = score(golden / folder, golden / "gt", protocol="dcase2026-coco")
-    _exact_part(got, expected[f"{folder}:dcase2026-coco"], folder)
+    _exact_part(got, expected[f"{folder}:dcase2026-coco"])
 
 
-@pytest.mark.xfail(strict=True, reason="issue #3: pearson_r off by ~1e-4, grid class 7 AP off (polar blob window)")
+@pytest.mark.xfail(strict=True, reason="issue #3: pearson_r off by 1e-6..3e-5 (polar blob window)")
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_fast_engine_reproduces_every_official_coco_number(golden, expected, folder):
     got = score(golden / folder, golden / "gt", protocol="dcase2026-coco")
@@ -73,7 +71,7 @@ def test_fast_engine_reproduces_every_official_coco_number(golden, expected, fol
 def test_reference_engine_agrees_with_fast_on_coco(golden, expected):
     ref = score(golden / "sparse", golden / "gt", protocol="dcase2026-coco", engine="reference")
     fast = score(golden / "sparse", golden / "gt", protocol="dcase2026-coco")
-    _exact_part(ref, expected["sparse:dcase2026-coco"], "sparse")
+    _exact_part(ref, expected["sparse:dcase2026-coco"])
     for k in SCALARS:
         assert _same(ref[k], fast[k]), k
 
@@ -84,12 +82,12 @@ def test_coco_from_tables_and_cli(golden, expected, tmp_path):
 
     truth, _ = ingest_truth(golden / "gt")
     dets, _ = ingest_predictions([golden / "grid"])
-    _exact_part(score_tables(dets, truth, protocol="dcase2026-coco"), expected["grid:dcase2026-coco"], "grid")
+    _exact_part(score_tables(dets, truth, protocol="dcase2026-coco"), expected["grid:dcase2026-coco"])
     out = tmp_path / "m.json"
     assert main(["score", str(golden / "grid"), str(golden / "gt"), "--protocol", "dcase2026-coco",
                  "--out", str(out)]) == 0
     got = json.loads(out.read_text())
-    _exact_part(got, expected["grid:dcase2026-coco"], "grid")
+    _exact_part(got, expected["grid:dcase2026-coco"])
     assert got["per_class_mAP"]["2"] is None  # NaN written as null
 
 
