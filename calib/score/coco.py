@@ -90,7 +90,6 @@ def render_energy(polygons, sigma: float = 6.0) -> np.ndarray:
     ys, fr = pts[order, 1], frac[order]
     starts = np.flatnonzero(np.r_[True, (ys[1:] != ys[:-1]) | (fr[1:] != fr[:-1])])
     ends = np.r_[starts[1:], order.size]
-    offsets = np.arange(-180, 182)  # columns relative to floor(x) that window_columns can reach
     cols = np.arange(COLS)
     for a, b in zip(starts, ends):
         members = order[a:b]
@@ -99,8 +98,7 @@ def render_energy(polygons, sigma: float = 6.0) -> np.ndarray:
         rows, half = blob_window(el0, sigma)
         if rows.size == 0:
             continue
-        keep = (offsets >= math.floor(f - half)) & (offsets <= math.ceil(f + half))  # window_columns
-        o = offsets[keep]
+        o = window_columns(f, half)  # columns relative to floor(x): floor(x - half) = floor(x) + floor(f - half)
         d = (o - f + 180.0) % 360.0 - 180.0
         el0r = math.radians(el0)
         el = np.radians(_ROW_EL[rows])[:, None]
