@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 import polars as pl
 
 from calib.score.aggregate import concat_records, metrics_from_records
 from calib.score.annotations import N_CLASSES, Annotation, check_protocol
-from calib.score.matching import KIND_FN, KIND_FP, KIND_MATCHED
+from calib.score.matching import KIND_FN, KIND_MATCHED
 
 DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
 CEILING_LEVELS = (0.1, 0.25, 0.5)
@@ -134,11 +134,18 @@ def annotations_digest(anns: Sequence[Annotation]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # engines
+_BLAS = None  # this process's threadpoolctl controller: finding the libraries takes milliseconds
+
+
 def _one_blas_thread(fn, *args):
     """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
-    from threadpoolctl import threadpool_limits
+    global _BLAS
+    if _BLAS is None:
+        import scipy.interpolate  # noqa: F401  (load scipy's BLAS before the controller lists them)
+        from threadpoolctl import ThreadpoolController
 
-    with threadpool_limits(limits=1, user_api="blas"):
+        _BLAS = ThreadpoolController()
+    with _BLAS.limit(limits=1, user_api="blas"):
         return fn(*args)
 
 
@@ -309,7 +316,7 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
     """Records of every clip with the fast engine: cached GT maps where there are, the others
     rendered in the clip's own job and cached here."""
     from calib.score.cache import GT_CACHE, entry_key
-    from calib.score.fast import GTMaps
+    from calib.score.gt_maps import GTMaps
 
     keys = [entry_key("dcase2026", g.digest()) for g in gsrc]
     maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]

@@ -1,0 +1,57 @@
+"""The rendered GT maps of one clip, sparse (:class:`GTMaps`): what the GT cache stores.
+
+Kept apart from :mod:`calib.score.fast` (scipy's Qhull and assignment solver) so that a parent
+process can read and write the cache without importing them before its pool starts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+H, W = 50, 100  # the dcase2026 map: rows (elevation) and columns (azimuth)
+NPIX = H * W
+
+_GT_FIELDS = ("frame", "cls", "index", "distance", "is32", "done", "off", "pix", "vals")
+
+
+@dataclass
+class GTMaps:
+    """The GT maps of one clip, sparse: row k holds vals[off[k]:off[k+1]] at flat pixels
+    pix[off[k]:off[k+1]]. is32 marks float32 maps (stamped points only).
+
+    Rows are rendered on demand: ``done`` marks the rendered ones. Scoring needs only the GT of
+    buckets that have predictions (a bucket without any is all false negatives), so a cold
+    score renders what the official scorer would, and a later system adds what it needs."""
+
+    frame: np.ndarray  # int64
+    cls: np.ndarray  # int64
+    index: np.ndarray  # int64, annotation index in the GT file
+    distance: np.ndarray  # float64, NaN when absent
+    is32: np.ndarray  # bool
+    done: np.ndarray  # bool, rendered
+    off: np.ndarray  # int64, n + 1
+    pix: np.ndarray  # uint16
+    vals: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return int(self.frame.size)
+
+    def dense(self, rows) -> np.ndarray:
+        """(len(rows), NPIX) float64: the full maps of these rows."""
+        rows = np.asarray(rows, dtype=np.intp)
+        start, size = self.off[rows], self.off[rows + 1] - self.off[rows]
+        at = np.repeat(start - np.cumsum(size) + size, size) + np.arange(size.sum())  # their entries
+        out = np.zeros((rows.size, NPIX), dtype=np.float64)
+        out[np.repeat(np.arange(rows.size), size), self.pix[at]] = self.vals[at]
+        return out
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in _GT_FIELDS)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f: getattr(self, f) for f in _GT_FIELDS}
+
+    @classmethod
+    def from_arrays(cls, d) -> "GTMaps":
+        return cls(**{f: np.asarray(d[f]) for f in _GT_FIELDS})
