@@ -10,60 +10,18 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from calib.score.cache import pack_sparse
-from calib.score.matching import KIND_MATCHED, ClipRecords, bucket_keys, group_by_key
-from calib.score.render import H, W, render_annotation
+from calib.score.gt_maps import NPIX, GTMaps
+from calib.score.matching import KIND_MATCHED, ClipRecords, bucket_keys
+from calib.score.render import H, W, render_stack
 
-NPIX = H * W
 _PAIR_CHUNK = 256  # pairs per vectorized min/max block, bounds the temporary (pairs x 5000)
-
-
-_GT_FIELDS = ("frame", "cls", "index", "distance", "is32", "done", "off", "pix", "vals")
-
-
-@dataclass
-class GTMaps:
-    """The GT maps of one clip, sparse: row k holds vals[off[k]:off[k+1]] at flat pixels
-    pix[off[k]:off[k+1]]. is32 marks float32 maps (stamped points only).
-
-    Rows are rendered on demand: ``done`` marks the rendered ones. Scoring needs only the GT of
-    buckets that have predictions (a bucket without any is all false negatives), so a cold
-    score renders what the official scorer would, and a later system adds what it needs."""
-
-    frame: np.ndarray  # int64
-    cls: np.ndarray  # int64
-    index: np.ndarray  # int64, annotation index in the GT file
-    distance: np.ndarray  # float64, NaN when absent
-    is32: np.ndarray  # bool
-    done: np.ndarray  # bool, rendered
-    off: np.ndarray  # int64, n + 1
-    pix: np.ndarray  # uint16
-    vals: np.ndarray  # float64
-
-    def __len__(self) -> int:
-        return int(self.frame.size)
-
-    def dense(self, rows) -> np.ndarray:
-        out = np.zeros((len(rows), NPIX), dtype=np.float64)
-        for i, k in enumerate(rows):
-            a, b = self.off[k], self.off[k + 1]
-            out[i, self.pix[a:b]] = self.vals[a:b]
-        return out
-
-    def nbytes(self) -> int:
-        return sum(getattr(self, f).nbytes for f in _GT_FIELDS)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f: getattr(self, f) for f in _GT_FIELDS}
-
-    @classmethod
-    def from_arrays(cls, d) -> "GTMaps":
-        return cls(**{f: np.asarray(d[f]) for f in _GT_FIELDS})
+_RENDER_CHUNK = 256  # predictions rendered per batch (render_stack), bounds the maps held
+_PAIR_BLOCK = 32  # one-to-one pairs per vectorized IoU block
 
 
 def rows_with_predictions(frame: np.ndarray, cls: np.ndarray, preds) -> np.ndarray:
@@ -82,17 +40,20 @@ def render_gt_maps(gts, rows=None, base: GTMaps | None = None) -> GTMaps:
     want = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     is32 = np.zeros(n, dtype=bool) if base is None else base.is32.copy()
     done = np.zeros(n, dtype=bool) if base is None else base.done.copy()
-    flats = []
-    for k, g in enumerate(gts):
+    flats: list = [None] * n
+    todo = []
+    for k in range(n):
         if base is not None and done[k]:
             a, b = base.off[k], base.off[k + 1]
-            flats.append((base.pix[a:b], base.vals[a:b]))
+            flats[k] = (base.pix[a:b], base.vals[a:b])
         elif want[k]:
-            amap, is32[k] = render_annotation(g.polygons)
-            done[k] = True
-            flats.append(amap.ravel())
-        else:
-            flats.append(None)
+            todo.append(k)
+    for i in range(0, len(todo), _RENDER_CHUNK):
+        ks = todo[i : i + _RENDER_CHUNK]
+        maps, is32[ks] = render_stack([gts[k].polygons for k in ks])
+        for k, row in zip(ks, maps):
+            flats[k] = row
+    done[todo] = True
     off, pix, vals = pack_sparse(flats, np.float64)
     return GTMaps(
         frame=np.array([g.frame for g in gts], dtype=np.int64),
@@ -158,13 +119,20 @@ def pred_boxes(preds) -> np.ndarray:
     return out
 
 
-def meets_gt(pbox: np.ndarray, gbox: np.ndarray) -> np.ndarray:
-    """(n_p,) bool: whether each prediction box meets a GT support box of its bucket. One that
-    meets none has every pixel of each pair's min 0, so soft IoUs of exactly 0 (0 / union, or 0
-    for a tiny union) and Pearson r NaN (0 on the GT's pixels): its map need not be rendered."""
-    apart = ((gbox[None, :, 1] < pbox[:, None, 0]) | (gbox[None, :, 0] > pbox[:, None, 1])
-             | (gbox[None, :, 3] < pbox[:, None, 2]) | (gbox[None, :, 2] > pbox[:, None, 3]))
-    return ~apart.all(axis=1)
+def meets_gt(pkey: np.ndarray, pbox: np.ndarray, gkey: np.ndarray, gbox: np.ndarray) -> np.ndarray:
+    """(n_p,) bool: whether each prediction's box meets the support box of a GT of its bucket
+    (keys: frame * 64 + class). One that meets none has every pixel of each pair's min 0, so
+    soft IoUs of exactly 0 (0 / union, or 0 for a tiny union) and Pearson r NaN (0 on the GT's
+    pixels): its map need not be rendered."""
+    order = np.argsort(gkey, kind="stable")
+    lo = np.searchsorted(gkey[order], pkey, side="left")
+    hi = np.searchsorted(gkey[order], pkey, side="right")
+    counts = hi - lo
+    pi = np.repeat(np.arange(pkey.size), counts)  # every (prediction, same-bucket GT) pair
+    gi = order[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())]
+    p, g = pbox[pi], gbox[gi]
+    meet = ~((g[:, 1] < p[:, 0]) | (g[:, 0] > p[:, 1]) | (g[:, 3] < p[:, 2]) | (g[:, 2] > p[:, 3]))
+    return np.bincount(pi[meet], minlength=pkey.size) > 0
 
 
 def _mean_std(x: np.ndarray) -> tuple[np.float64, float]:
@@ -233,61 +201,109 @@ def group_rows(gt: GTMaps) -> dict[tuple[int, int], list[int]]:
     return groups
 
 
+def _chunks(buckets: list, need: np.ndarray, size: int):
+    """Consecutive runs of buckets holding about ``size`` predictions to render."""
+    start, count = 0, 0
+    for i, (_, P, rows) in enumerate(buckets):
+        if P is not None and rows is not None:
+            count += int(need[P].sum())
+        if count >= size:
+            yield buckets[start : i + 1]
+            start, count = i + 1, 0
+    if start < len(buckets):
+        yield buckets[start:]
+
+
 def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
-    """Records of one clip, identical to :func:`calib.score.reference.score_clip_reference`."""
-    pred_groups = group_by_key(preds)
+    """Records of one clip, identical to :func:`calib.score.reference.score_clip_reference`.
+
+    Buckets are taken in the official order, a chunk at a time: the chunk's predictions that need
+    a map are rendered together (render_stack), the IoUs of its one-prediction one-GT buckets (most
+    buckets) come from one vectorized pass, then its records are written in order."""
+    pred_groups: dict[tuple[int, int], list[int]] = {}
+    for k, p in enumerate(preds):  # group_by_key's grouping, as prediction positions
+        pred_groups.setdefault((int(p.frame), int(p.class_id)), []).append(k)
     gt_groups = group_rows(gt)
     gindex = gt.index.tolist()
-    gboxes = support_boxes(gt)
-    pboxes = pred_boxes(preds)
-    where = {id(p): k for k, p in enumerate(preds)}
+    pkey = np.array([int(p.frame) * 64 + int(p.class_id) for p in preds], dtype=np.int64)  # class ids < 13
+    need = meets_gt(pkey, pred_boxes(preds), gt.frame * 64 + gt.cls, support_boxes(gt))
+    buckets = [(key, pred_groups.get(key), gt_groups.get(key)) for key in bucket_keys(pred_groups, gt_groups)]
     rec = ClipRecords(clip)
-    for key in bucket_keys(pred_groups, gt_groups):
-        frame, cls = key
-        P = pred_groups.get(key)
-        rows = gt_groups.get(key)
-        if P is None:
-            for r in rows:
-                rec.fn(frame, cls, gindex[r])
-            continue
-        if rows is None:
-            for p in P:
-                rec.fp(frame, cls, p.index, p.score)
-            continue
-        need = meets_gt(pboxes[[where[id(p)] for p in P]], gboxes[rows])
-        if len(P) == 1 and len(rows) == 1:  # most buckets: the assignment is the one pair
-            p, r = P[0], rows[0]
-            iou, r_p = np.float32(0.0), float("nan")  # a map that misses the GT: see meets_gt
-            if need[0]:
-                amap, p32 = render_annotation(p.polygons)
-                pm = amap.ravel()
-                iou = pair_iou(pm, p32, gt.dense([r])[0], bool(gt.is32[r]))
-                a, b = gt.off[r], gt.off[r + 1]
-                r_p = pearson_at(gt.vals[a:b], pm[gt.pix[a:b]])
-            rec.add(KIND_MATCHED, frame, cls, p.index, gindex[r], p.score, iou, iou, iou, r_p)
-            continue
-        pm = np.zeros((len(P), NPIX), dtype=np.float64)
-        p32 = np.zeros(len(P), dtype=bool)
-        for i in np.flatnonzero(need):
-            amap, p32[i] = render_annotation(P[i].polygons)
-            pm[i] = amap.ravel()
-        gm = gt.dense(rows)
-        iou = bucket_iou(pm, p32, gm, gt.is32[rows])
-        r_idx, c_idx = linear_sum_assignment(-iou)
-        best_p = iou.max(axis=1)
-        best_g = iou.max(axis=0)
-        for i, j in zip(r_idx, c_idx):
-            a, b = gt.off[rows[j]], gt.off[rows[j] + 1]  # the GT map's nonzero (so positive) pixels
-            rec.add(KIND_MATCHED, frame, cls, P[i].index, gindex[rows[j]], P[i].score, iou[i, j],
-                    best_p[i], best_g[j], pearson_at(gt.vals[a:b], pm[i][gt.pix[a:b]]))
-        if len(r_idx) < len(P):
-            taken = set(r_idx.tolist())
-            for i, p in enumerate(P):
-                if i not in taken:
-                    rec.fp(frame, cls, p.index, p.score, best=best_p[i])
-        if len(c_idx) < len(rows):
-            taken = set(c_idx.tolist())
-            for j, r in enumerate(rows):
-                if j not in taken:
-                    rec.fn(frame, cls, gindex[r], best=best_g[j])
+    for chunk in _chunks(buckets, need, _RENDER_CHUNK):
+        drawn = [k for _, P, rows in chunk if P is not None and rows is not None for k in P if need[k]]
+        maps, map32 = render_stack([preds[k].polygons for k in drawn])
+        row_of = dict(zip(drawn, range(len(drawn))))
+        pairs = [(P[0], rows[0]) for _, P, rows in chunk
+                 if P is not None and rows is not None and len(P) == 1 and len(rows) == 1 and need[P[0]]]
+        pair_ious = dict(zip((k for k, _ in pairs),
+                             _pair_ious([row_of[k] for k, _ in pairs], maps, map32, [r for _, r in pairs], gt)))
+        for (frame, cls), P, rows in chunk:
+            if P is None:
+                for r in rows:
+                    rec.fn(frame, cls, gindex[r])
+                continue
+            if rows is None:
+                for k in P:
+                    rec.fp(frame, cls, preds[k].index, preds[k].score)
+                continue
+            if len(P) == 1 and len(rows) == 1:  # most buckets: the assignment is the one pair
+                k, r = P[0], rows[0]
+                iou, r_p = np.float32(0.0), float("nan")  # a map that misses the GT: see meets_gt
+                if need[k]:
+                    iou = pair_ious[k]
+                    a, b = gt.off[r], gt.off[r + 1]
+                    r_p = pearson_at(gt.vals[a:b], maps[row_of[k]][gt.pix[a:b]])
+                rec.add(KIND_MATCHED, frame, cls, preds[k].index, gindex[r], preds[k].score, iou, iou, iou, r_p)
+                continue
+            pm = np.zeros((len(P), NPIX), dtype=np.float64)
+            p32 = np.zeros(len(P), dtype=bool)
+            for i, k in enumerate(P):
+                if need[k]:
+                    pm[i], p32[i] = maps[row_of[k]], map32[row_of[k]]
+            _score_bucket(rec, frame, cls, [preds[k] for k in P], pm, p32, rows, gt, gindex)
     return rec
+
+
+def _pair_ious(map_rows: list[int], maps: np.ndarray, map32: np.ndarray, gt_rows: list[int],
+               gt: GTMaps) -> np.ndarray:
+    """float32 soft IoU of each (map row, GT row) pair, the float64 ones in one pass (each pair's
+    sums over its own contiguous 5000 pixels, as :func:`pair_iou` takes them)."""
+    if not map_rows:
+        return np.zeros(0, dtype=np.float32)
+    inter = np.empty(len(map_rows), dtype=np.float64)
+    union = np.empty(len(map_rows), dtype=np.float64)
+    for i in range(0, len(map_rows), _PAIR_BLOCK):  # blocks small enough to stay in cache
+        P = maps[map_rows[i : i + _PAIR_BLOCK]]
+        G = gt.dense(gt_rows[i : i + _PAIR_BLOCK])
+        inter[i : i + _PAIR_BLOCK] = np.minimum(P, G).sum(-1)
+        union[i : i + _PAIR_BLOCK] = np.maximum(P, G).sum(-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou = np.where(union < 1e-8, 0.0, inter / union).astype(np.float32)
+    both32 = map32[map_rows] & gt.is32[gt_rows]
+    for i in np.flatnonzero(both32):  # float32 sums
+        iou[i] = pair_iou(maps[map_rows[i]], True, gt.dense([gt_rows[i]])[0], True)
+    return iou
+
+
+def _score_bucket(rec: ClipRecords, frame: int, cls: int, P: list, pm: np.ndarray, p32: np.ndarray,
+                  rows: list[int], gt: GTMaps, gindex: list[int]) -> None:
+    """Records of a bucket with several predictions or GT: Hungarian assignment on soft IoU."""
+    gm = gt.dense(rows)
+    iou = bucket_iou(pm, p32, gm, gt.is32[rows])
+    r_idx, c_idx = linear_sum_assignment(-iou)
+    best_p = iou.max(axis=1)
+    best_g = iou.max(axis=0)
+    for i, j in zip(r_idx, c_idx):
+        a, b = gt.off[rows[j]], gt.off[rows[j] + 1]  # the GT map's nonzero (so positive) pixels
+        rec.add(KIND_MATCHED, frame, cls, P[i].index, gindex[rows[j]], P[i].score, iou[i, j],
+                best_p[i], best_g[j], pearson_at(gt.vals[a:b], pm[i][gt.pix[a:b]]))
+    if len(r_idx) < len(P):
+        taken = set(r_idx.tolist())
+        for i, p in enumerate(P):
+            if i not in taken:
+                rec.fp(frame, cls, p.index, p.score, best=best_p[i])
+    if len(c_idx) < len(rows):
+        taken = set(c_idx.tolist())
+        for j, r in enumerate(rows):
+            if j not in taken:
+                rec.fn(frame, cls, gindex[r], best=best_g[j])

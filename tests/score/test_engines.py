@@ -125,6 +125,51 @@ def test_gt_rows_are_rendered_on_demand_and_a_second_system_adds_the_rows_it_nee
     assert sum(int(m.done.sum()) for m in grown.values()) > int(done.sum())
 
 
+def test_small_render_chunks_and_pair_blocks_give_the_reference_records(small, monkeypatch):
+    """The fast engine renders predictions a chunk of buckets at a time and takes one-to-one IoUs
+    in blocks: boundaries anywhere leave every record as the reference's."""
+    from calib.score import fast
+
+    pred, gt = small
+    ref = score(pred, gt, engine="reference")
+    for chunk, block in ((1, 1), (3, 2), (7, 5)):
+        monkeypatch.setattr(fast, "_RENDER_CHUNK", chunk)
+        monkeypatch.setattr(fast, "_PAIR_BLOCK", block)
+        GT_CACHE.clear()
+        got = score(pred, gt)
+        same_metrics(got, ref)
+        assert got.matches.equals(ref.matches)
+        assert got.gt_matches.equals(ref.gt_matches)
+
+
+def test_meets_gt_is_the_per_bucket_box_test():
+    from calib.score.fast import meets_gt
+
+    rng = np.random.default_rng(3)
+    pkey, gkey = rng.integers(0, 6, 300), rng.integers(0, 6, 80)
+    lo = rng.integers(0, 40, (380, 2))
+    boxes = np.column_stack([lo[:, 0], lo[:, 0] + rng.integers(-1, 8, 380), lo[:, 1], lo[:, 1] + rng.integers(-1, 8, 380)])
+    pbox, gbox = boxes[:300], boxes[300:]
+    want = [any(not (g[1] < p[0] or g[0] > p[1] or g[3] < p[2] or g[2] > p[3]) for g in gbox[gkey == k])
+            for p, k in zip(pbox, pkey)]
+    assert meets_gt(pkey, pbox, gkey, gbox).tolist() == want
+    assert not meets_gt(pkey, pbox, gkey[:0], gbox[:0]).any()
+
+
+def test_gt_maps_dense_rows():
+    from calib.score.cache import pack_sparse
+    from calib.score.gt_maps import NPIX, GTMaps
+
+    rng = np.random.default_rng(4)
+    flats = [np.where(rng.random(NPIX) < p, rng.random(NPIX), 0.0) for p in (0.01, 0.0, 0.2, 0.05)]
+    off, pix, vals = pack_sparse(flats, np.float64)
+    z = np.zeros(4, dtype=np.int64)
+    maps = GTMaps(frame=z, cls=z, index=z, distance=z.astype(float), is32=z.astype(bool), done=~z.astype(bool),
+                  off=off, pix=pix, vals=vals)
+    np.testing.assert_array_equal(maps.dense([2, 0, 1, 2]), np.stack([flats[2], flats[0], flats[1], flats[2]]))
+    assert maps.dense([]).shape == (0, NPIX)
+
+
 @pytest.mark.parametrize("backend", ["loky", "threading"])
 def test_parallel_backends_give_identical_results(small, backend):
     pred, gt = small

@@ -135,3 +135,27 @@ def test_prediction_boxes_hold_every_pixel_the_renderer_sets():
         assert ((r >= r0) & (r <= r1) & (c >= c0) & (c <= c1)).all()
         bounded += [r0, r1, c0, c1] != [0, 49, 0, 99]
     assert bounded > 200
+
+
+def test_render_stack_batches_many_annotations_bit_identically():
+    """One render_stack call over many annotations (their polygons triangulated, transformed
+    and evaluated together) gives each annotation's reference map."""
+    from calib.score.render import render_stack
+
+    rng = np.random.default_rng(21)
+    anns = []
+    for _ in range(60):
+        polys = []
+        for _ in range(int(rng.integers(0, 3))):
+            n = int(rng.choice([1, 2, 3, 9, 40, 150]))
+            cx, cy = rng.uniform(0, 360), rng.uniform(0, 180)
+            x = np.mod(cx + rng.normal(0, rng.choice([1, 6, 30]), n), 360)
+            y = np.clip(cy + rng.normal(0, 8, n), 0, 180)
+            if rng.random() < 0.4:  # pixel lattices, as dense GT blobs
+                x, y = np.round(x), np.round(y)
+            polys.append(np.column_stack([x, y, rng.uniform(0.05, 1.0, n)]))
+        anns.append(polys)
+    maps, is32 = render_stack(anns)
+    for k, polys in enumerate(anns):
+        np.testing.assert_array_equal(maps[k].reshape(50, 100), render_reference(polys))
+        assert is32[k] == render_annotation(polys)[1]
