@@ -2,8 +2,10 @@
 
 * GT maps are rendered once per clip (:class:`GTMaps`, cached by content hash in
   :mod:`calib.score.cache`) and kept sparse;
-* a polygon is interpolated on the grid points of its bounding box only (:mod:`.render`);
-* predictions are rendered only in buckets that have GT (a bucket without GT needs no map);
+* a polygon is interpolated on the grid points of its bounding box only, many polygons in one
+  vectorized pass (:func:`calib.score.render.render_stack`);
+* predictions are rendered only in buckets that have GT and only when their box meets a GT's
+  support (any other map gives IoU 0 and no Pearson), a chunk of buckets at a time;
 * all IoUs of a (frame, class) bucket come from one vectorized min/max over stacked full maps,
   summed over the 5000 pixels of each pair exactly as numpy sums one 50 x 100 array.
 """

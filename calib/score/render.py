@@ -5,6 +5,7 @@ The official renderer interpolates every polygon over the whole 200 x 50 grid wi
 points' bounding box can get a value, and scipy's simplex search skips points outside that box
 without moving its walk's starting simplex, so evaluating the same interpolator on the box's grid
 points alone, in the same row-major order, gives bit-identical values at a fraction of the cost.
+:func:`render_stack` renders many annotations at once, their polygons' interpolation batched.
 """
 from __future__ import annotations
 
@@ -145,7 +146,9 @@ class _Batch:
             if np.isnan(T[:, 0, 0]).any():
                 # a degenerate triangle: scipy's walk may then use a broader tolerance than
                 # find_simplex offers; let the interpolator itself do it
-                yield (k, *interpolate_box(xs, ys, vals))
+                got = interpolate_box(xs, ys, vals)
+                if got is not None:
+                    yield (k, *got)
                 continue
             owner.append(k)
             corner.append((y0, x0))
@@ -223,12 +226,6 @@ def _normalized32(amap: np.ndarray) -> np.ndarray:
     return a32.astype(np.float64)
 
 
-def render_annotations(annotations) -> list[tuple[np.ndarray, bool]]:
-    """:func:`render_annotation` of each annotation (see :func:`render_stack`)."""
-    flat, is32 = render_stack(annotations)
-    return [(row.reshape(H, W), bool(f)) for row, f in zip(flat, is32)]
-
-
 def render_annotation(polygons) -> tuple[np.ndarray, bool]:
     """The annotation's (50, 100) map, peaking at 1 (all zero when empty), and whether it is a
     float32 map.
@@ -236,4 +233,5 @@ def render_annotation(polygons) -> tuple[np.ndarray, bool]:
     The official canvas starts as float32 and becomes float64 as soon as one polygon's griddata
     output (float64) is maxed into it; a map made only of stamped points stays float32, and is
     normalized in float32. Values are returned as float64 either way (float32 values exactly)."""
-    return render_annotations([polygons])[0]
+    flat, is32 = render_stack([polygons])
+    return flat[0].reshape(H, W), bool(is32[0])
