@@ -25,7 +25,7 @@ import math
 
 import pytest
 
-from calib.score import load_dir, score, score_tables
+from calib.score import score, score_tables
 
 FOLDERS = ["sparse", "grid", "dense"]
 SCALARS = ("mask_mAP", "mask_AP50", "pearson_r", "distance_mape")
