@@ -17,13 +17,12 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from calib.score.cache import pack_sparse
-from calib.score.gt_maps import NPIX, GTMaps
+from calib.score.gt_maps import NPIX, GTMaps, concat_ranges
 from calib.score.matching import KIND_MATCHED, ClipRecords, bucket_keys
 from calib.score.render import H, W, render_stack
 
-_PAIR_CHUNK = 256  # pairs per vectorized min/max block, bounds the temporary (pairs x 5000)
 _RENDER_CHUNK = 256  # predictions rendered per batch (render_stack), bounds the maps held
-_PAIR_BLOCK = 32  # one-to-one pairs per vectorized IoU block
+_PAIR_BLOCK = 32  # (prediction, GT) pairs per vectorized min/max block: temporaries stay in cache
 
 
 def rows_with_predictions(frame: np.ndarray, cls: np.ndarray, preds) -> np.ndarray:
@@ -131,7 +130,7 @@ def meets_gt(pkey: np.ndarray, pbox: np.ndarray, gkey: np.ndarray, gbox: np.ndar
     hi = np.searchsorted(gkey[order], pkey, side="right")
     counts = hi - lo
     pi = np.repeat(np.arange(pkey.size), counts)  # every (prediction, same-bucket GT) pair
-    gi = order[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())]
+    gi = order[concat_ranges(lo, counts)]
     p, g = pbox[pi], gbox[gi]
     meet = ~((g[:, 1] < p[:, 0]) | (g[:, 0] > p[:, 1]) | (g[:, 3] < p[:, 2]) | (g[:, 2] > p[:, 3]))
     return np.bincount(pi[meet], minlength=pkey.size) > 0
@@ -166,30 +165,28 @@ def bucket_iou(P: np.ndarray, p32: np.ndarray, G: np.ndarray, g32: np.ndarray) -
     n_p, n_g = P.shape[0], G.shape[0]
     inter = np.empty((n_p, n_g), dtype=np.float64)
     union = np.empty((n_p, n_g), dtype=np.float64)
-    step = max(1, _PAIR_CHUNK // max(n_g, 1))
+    step = max(1, _PAIR_BLOCK // max(n_g, 1))
     for i in range(0, n_p, step):
         a = P[i : i + step, None, :]
         inter[i : i + step] = np.minimum(a, G[None]).sum(-1)
         union[i : i + step] = np.maximum(a, G[None]).sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union < 1e-8, 0.0, inter / union).astype(np.float32)
-    both32 = p32[:, None] & g32[None, :]
-    if both32.any():
-        for i, j in zip(*np.nonzero(both32)):
-            a, b = P[i].astype(np.float32), G[j].astype(np.float32)
-            u = np.maximum(a, b).sum()
-            iou[i, j] = np.float32(0.0) if u < np.float32(1e-8) else np.minimum(a, b).sum() / u
+    iou = _iou_of_sums(inter, union)
+    for i, j in zip(*np.nonzero(p32[:, None] & g32[None, :])):
+        iou[i, j] = iou32(P[i], G[j])
     return iou
 
 
-def pair_iou(p: np.ndarray, p32: bool, g: np.ndarray, g32: bool) -> np.float32:
-    """:func:`bucket_iou` of one prediction and one GT map (the same sums and divisions)."""
-    if p32 and g32:
-        a, b = p.astype(np.float32), g.astype(np.float32)
-        u = np.add.reduce(np.maximum(a, b))
-        return np.float32(0.0) if u < np.float32(1e-8) else np.add.reduce(np.minimum(a, b)) / u
-    union = np.add.reduce(np.maximum(p, g))
-    return np.float32(0.0) if union < 1e-8 else np.float32(np.add.reduce(np.minimum(p, g)) / union)
+def _iou_of_sums(inter: np.ndarray, union: np.ndarray) -> np.ndarray:
+    """float32 inter / union, 0 where the union is below 1e-8 (float64 sums)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union < 1e-8, 0.0, inter / union).astype(np.float32)
+
+
+def iou32(p: np.ndarray, g: np.ndarray) -> np.float32:
+    """Soft IoU of two float32 maps (stamped points only): the official float32 sums."""
+    a, b = p.astype(np.float32), g.astype(np.float32)
+    u = np.add.reduce(np.maximum(a, b))
+    return np.float32(0.0) if u < np.float32(1e-8) else np.add.reduce(np.minimum(a, b)) / u
 
 
 def group_rows(gt: GTMaps) -> dict[tuple[int, int], list[int]]:
@@ -268,10 +265,8 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
 
 def _pair_ious(map_rows: list[int], maps: np.ndarray, map32: np.ndarray, gt_rows: list[int],
                gt: GTMaps) -> np.ndarray:
-    """float32 soft IoU of each (map row, GT row) pair, the float64 ones in one pass (each pair's
-    sums over its own contiguous 5000 pixels, as :func:`pair_iou` takes them)."""
-    if not map_rows:
-        return np.zeros(0, dtype=np.float32)
+    """float32 soft IoU of each (map row, GT row) pair, as :func:`bucket_iou` gives it, the pairs
+    taken a block at a time."""
     inter = np.empty(len(map_rows), dtype=np.float64)
     union = np.empty(len(map_rows), dtype=np.float64)
     for i in range(0, len(map_rows), _PAIR_BLOCK):  # blocks small enough to stay in cache
@@ -279,11 +274,9 @@ def _pair_ious(map_rows: list[int], maps: np.ndarray, map32: np.ndarray, gt_rows
         G = gt.dense(gt_rows[i : i + _PAIR_BLOCK])
         inter[i : i + _PAIR_BLOCK] = np.minimum(P, G).sum(-1)
         union[i : i + _PAIR_BLOCK] = np.maximum(P, G).sum(-1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        iou = np.where(union < 1e-8, 0.0, inter / union).astype(np.float32)
-    both32 = map32[map_rows] & gt.is32[gt_rows]
-    for i in np.flatnonzero(both32):  # float32 sums
-        iou[i] = pair_iou(maps[map_rows[i]], True, gt.dense([gt_rows[i]])[0], True)
+    iou = _iou_of_sums(inter, union)
+    for i in np.flatnonzero(map32[map_rows] & gt.is32[gt_rows]):
+        iou[i] = iou32(maps[map_rows[i]], gt.dense([gt_rows[i]])[0])
     return iou
 
 

@@ -12,6 +12,11 @@ import numpy as np
 H, W = 50, 100  # the dcase2026 map: rows (elevation) and columns (azimuth)
 NPIX = H * W
 
+def concat_ranges(start: np.ndarray, size: np.ndarray) -> np.ndarray:
+    """arange(start[i], start[i] + size[i]) for every i, concatenated (no Python loop)."""
+    return np.repeat(start - np.cumsum(size) + size, size) + np.arange(size.sum())
+
+
 _GT_FIELDS = ("frame", "cls", "index", "distance", "is32", "done", "off", "pix", "vals")
 
 
@@ -41,7 +46,7 @@ class GTMaps:
         """(len(rows), NPIX) float64: the full maps of these rows."""
         rows = np.asarray(rows, dtype=np.intp)
         start, size = self.off[rows], self.off[rows + 1] - self.off[rows]
-        at = np.repeat(start - np.cumsum(size) + size, size) + np.arange(size.sum())  # their entries
+        at = concat_ranges(start, size)  # their entries in pix / vals
         out = np.zeros((rows.size, NPIX), dtype=np.float64)
         out[np.repeat(np.arange(rows.size), size), self.pix[at]] = self.vals[at]
         return out
