@@ -45,7 +45,8 @@ def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def fma_neg(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Correctly rounded y - a * b (one rounding, as an FMA computes it), element-wise."""
-    p, e = _two_product(a, b)
+    with np.errstate(over="ignore", invalid="ignore"):  # overflowing splits are redone exactly below
+        p, e = _two_product(a, b)
     s = y - p
     bb = s - y
     t = (y - (s - bb)) + (-p - bb)  # y - p = s + t exactly (Knuth's two-sum)
@@ -58,6 +59,9 @@ def fma_neg(a: np.ndarray, b: np.ndarray, y: np.ndarray) -> np.ndarray:
     half = np.where(rho > 0, up, down) * 0.5
     exact = (t == 0) & (e == 0)  # y - a*b = y - p = s, representable: r = s
     unsure = ~((np.abs(rho) < half * (1.0 - _TIE_SLACK)) | exact) & np.isfinite(r)
+    # Dekker's split needs |a|, |b| well inside the exponent range and a product that does not underflow
+    big = (np.abs(a) > 1e150) | (np.abs(b) > 1e150)
+    unsure |= (big | ((p != 0) & (np.abs(p) < 1e-280))) & np.isfinite(a) & np.isfinite(b)
     for i in np.flatnonzero(unsure):  # exact rational arithmetic: float() rounds correctly
         r[i] = float(Fraction(float(y[i])) - Fraction(float(a[i])) * Fraction(float(b[i])))
     return r

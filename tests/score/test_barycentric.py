@@ -21,13 +21,13 @@ def test_fma_neg_rounds_once_like_a_fused_multiply_add():
         rng.uniform(-5, 5, 3000),
         rng.uniform(0.5, 2, 3000),  # with b below: 1 - a*b cancels
         rng.integers(1, 2**27, 3000) * 2.0 ** rng.integers(-60, -20, 3000),  # short mantissas: exact ties
-        [0.0, -0.0, 0.75, 1.5, 3.0],
+        [0.0, -0.0, 0.75, 1.5, 3.0, 1e302, 3e-160, 1e-300],  # and the exponent range's ends
     ])
     b = np.concatenate([
         rng.uniform(-5, 5, 3000),
         1 / a[3000:6000] * (1 + rng.normal(0, 1e-12, 3000)),
         rng.integers(1, 2**27, 3000) * 2.0 ** rng.integers(-40, 5, 3000),
-        [0.3, 0.3, 0.0, 2.0 / 3.0, 1.0 / 3.0],
+        [0.3, 0.3, 0.0, 2.0 / 3.0, 1.0 / 3.0, 1.000001e-302, 1.7e-160, 1e-10],
     ])
     y = rng.choice([0.0, 1.0], a.size)
     got = fma_neg(a.copy(), b.copy(), y)
