@@ -97,9 +97,7 @@ def devtest(a, data: Path, tmp: Path) -> None:
     for s in systems:
         dt, _ = timed(f"warm: {s} (--jobs {a.jobs})", lambda: score(data / "systems" / s, gt, jobs=a.jobs, cache_dir=cache))
         total += dt
-    from joblib.externals.loky import get_reusable_executor
-
-    get_reusable_executor().shutdown(wait=True)  # reaped workers count in RUSAGE_CHILDREN
+    _fresh_pool()  # reaped workers count in RUSAGE_CHILDREN
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
     print(f"\nwarm total for {len(systems)} systems: {total:.1f} s (target < 300 s); "
