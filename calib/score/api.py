@@ -191,14 +191,14 @@ class _Source:
             return load_file(self.path, self.kind, self.protocol)
         return self.anns
 
-    def digest(self) -> str:
+    def digest(self, cache_dir=None) -> str:
         if self._digest is None:
             if self.anns is None:
                 from calib.score.annotations import read_bytes
                 from calib.score.cache import GT_CACHE
 
                 self._digest = "file-" + GT_CACHE.file_digest(
-                    self.path, lambda: read_bytes(self.path, self.kind, self.protocol))
+                    self.path, lambda: read_bytes(self.path, self.kind, self.protocol), cache_dir)
             else:
                 self._digest = annotations_digest(self.anns)
         return self._digest
@@ -318,7 +318,7 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
     from calib.score.cache import GT_CACHE, entry_key
     from calib.score.gt_maps import GTMaps
 
-    keys = [entry_key("dcase2026", g.digest()) for g in gsrc]
+    keys = [entry_key("dcase2026", g.digest(cache_dir)) for g in gsrc]
     maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
     costs = [_work_estimate(p) + (_work_estimate(g) if m is None else 0) for p, g, m in zip(psrc, gsrc, maps)]
     order = largest_first(costs) if par["jobs"] != 1 else list(range(len(clips)))

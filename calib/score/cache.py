@@ -66,6 +66,36 @@ def entry_key(kind: str, digest: str, **params) -> str:
     return f"{kind}-{tag}-{digest}"
 
 
+DIGEST_INDEX = "digests.json"  # in a cache folder: {absolute path: [size, mtime_ns, ino, dev, digest]}
+
+
+def _read_index(path: Path) -> dict[str, tuple[tuple, str]]:
+    """The digest index of a cache folder; an absent or unreadable one is empty (a cache)."""
+    import json
+
+    try:
+        raw = json.loads(path.read_text())
+        return {str(k): (tuple(int(x) for x in v[:4]), str(v[4])) for k, v in raw.items()}
+    except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
+        return {}
+
+
+def _write_index(path: Path, digests: dict) -> None:
+    """Write the index atomically (a concurrent writer's entries may be lost: they are hashed
+    again next time, never misread)."""
+    import json
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".digests.", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({k: [*sig, d] for k, (sig, d) in sorted(digests.items())}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class MapCache:
     """A two-level store of per-clip GT renderings (objects with to_arrays/from_arrays)."""
 
@@ -74,22 +104,31 @@ class MapCache:
         self._mem: OrderedDict[str, tuple[object, int]] = OrderedDict()
         self._bytes = 0
         self._digests: dict[str, tuple[tuple, str]] = {}
+        self._index_dirs: set[str] = set()  # cache folders whose digest index has been read
 
-    def file_digest(self, path, read) -> str:
+    def file_digest(self, path, read, cache_dir=None) -> str:
         """Content hash of a file (read() gives its bytes), remembered while its size, mtime,
         inode and device stay the same: a warm re-score does not read and hash every GT file
-        again. Part of the in-memory state, so clear() forgets it as a new process would."""
+        again. With ``cache_dir`` the remembered digests are also kept there (``digests.json``),
+        so a new process scoring against the same cache skips the hashing too (git's index does
+        the same with its stat data). clear() forgets the in-memory part, as a new process would."""
         from calib.score.annotations import file_digest
 
+        if cache_dir is not None and str(cache_dir) not in self._index_dirs:
+            self._index_dirs.add(str(cache_dir))
+            self._digests.update(_read_index(Path(cache_dir) / DIGEST_INDEX))
         st = os.stat(path)
         sig = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
-        known = self._digests.get(str(path))
+        name = os.path.abspath(path)
+        known = self._digests.get(name)
         if known is not None and known[0] == sig:
             return known[1]
         hashed_at = time.time_ns()
         digest = file_digest(read())
         if hashed_at - st.st_mtime_ns > RACY_NS:
-            self._digests[str(path)] = (sig, digest)
+            self._digests[name] = (sig, digest)
+            if cache_dir is not None:
+                _write_index(Path(cache_dir) / DIGEST_INDEX, self._digests)
         return digest
 
     def get(self, key: str, cache_dir, factory):
@@ -141,6 +180,7 @@ class MapCache:
         self._mem.clear()
         self._bytes = 0
         self._digests.clear()
+        self._index_dirs.clear()
 
 
 #: the process-wide cache the engines use

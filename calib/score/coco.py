@@ -356,7 +356,7 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
         preds = [_prepare_job(p, sigma, engine) for _, p, _ in clips]
         gts = [_prepare_job(g, sigma, engine) for _, _, g in clips]
         return evaluate(preds, gts, energy_thr)
-    keys = [entry_key("coco", g.digest(), sigma=float(sigma)) for _, _, g in clips]
+    keys = [entry_key("coco", g.digest(cache_dir), sigma=float(sigma)) for _, _, g in clips]
     gts = [GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
     todo = [i for i, g in enumerate(gts) if g is None]
     done = parallel_map(_prepare_job, [(clips[i][2], sigma, engine) for i in todo]
