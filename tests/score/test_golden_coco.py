@@ -17,7 +17,16 @@ radius, radian round trips of the window bounds (36 forms, none within 1e-6), fl
 accumulation (moves 1e-8), seam-wrapping dilation, intensity clipping. Two one-parameter fits
 come close without a reason behind them: one more repeated column for GT triplets on row 0
 (grid +8.6e-8, sparse -2.4e-6, dense -1.6e-6), or 36% of the way from floor/ceil to inner edges
-for fractional x (sparse and grid alike)."""
+for fractional x (sparse and grid alike).
+Also measured (2026-11-26): the Pearson region is pinned (one or three dilations, a 3 x 3 square
+or no dilation move pearson_r by 2e-3..2e-2); fractional-x full-ring prediction windows are pinned
+by grid's class-7 AP (362 columns, repeats summed); integer-x full rings are not pinned by any AP
+(360 or 362 columns keep every AP and move pearson_r by -/+1.9e-4 on sparse and grid alike).
+Ruled out as well: every pair of floor/ceil/round/trunc/round-half-up for the two edges of
+fractional-x partial windows (nearest: trunc/trunc, grid -5.3e-6, sparse +3.5e-6),
+np.arange(x - half, x + half + 1) floored (grid -2.3e-6, sparse +3.5e-5), column widths per
+target row (4e-4..1e-3 off), half-widths capped at 180.5 or 181 (-3e-4), a one-row wider or
+narrower row window (< 8e-6 either way), masked or float32-normalized maps in the correlation."""
 from __future__ import annotations
 
 import json
