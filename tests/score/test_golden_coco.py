@@ -26,7 +26,10 @@ Ruled out as well: every pair of floor/ceil/round/trunc/round-half-up for the tw
 fractional-x partial windows (nearest: trunc/trunc, grid -5.3e-6, sparse +3.5e-6),
 np.arange(x - half, x + half + 1) floored (grid -2.3e-6, sparse +3.5e-5), column widths per
 target row (4e-4..1e-3 off), half-widths capped at 180.5 or 181 (-3e-4), a one-row wider or
-narrower row window (< 8e-6 either way), masked or float32-normalized maps in the correlation."""
+narrower row window (< 8e-6 either way), masked or float32-normalized maps in the correlation.
+One more repeated column for the integer-x full rings of a single row y = 0..7 moves (grid, sparse,
+dense) by about (-3.3e-5..-1.3e-5, -3.3e-5..-1.3e-5, -2.9e-6..0); no subset of those rows zeroes
+all three gaps (best: rows 5 and 7, still 1.4e-6 off), so the rule is not one of these either."""
 from __future__ import annotations
 
 import json
