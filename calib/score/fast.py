@@ -18,7 +18,7 @@ from scipy.optimize import linear_sum_assignment
 
 from calib.score.cache import pack_sparse
 from calib.score.gt_maps import NPIX, GTMaps, concat_ranges
-from calib.score.matching import KIND_MATCHED, ClipRecords, bucket_keys
+from calib.score.matching import KIND_MATCHED, ClipRecords, bucket_keys, group_positions
 from calib.score.render import H, W, render_stack
 
 _RENDER_CHUNK = 256  # predictions rendered per batch (render_stack), bounds the maps held
@@ -189,17 +189,6 @@ def iou32(p: np.ndarray, g: np.ndarray) -> np.float32:
     return np.float32(0.0) if u < np.float32(1e-8) else np.add.reduce(np.minimum(a, b)) / u
 
 
-def group_rows(gt: GTMaps) -> dict[tuple[int, int], list[int]]:
-    """{(frame, class): [GT rows in file order]} in first-seen order, as group_by_key builds it."""
-    groups: dict[tuple[int, int], list[int]] = {}
-    for k, key in enumerate(zip(gt.frame.tolist(), gt.cls.tolist())):
-        if key in groups:
-            groups[key].append(k)
-        else:
-            groups[key] = [k]
-    return groups
-
-
 def _chunks(buckets: list, need: np.ndarray, size: int):
     """Consecutive runs of buckets holding about ``size`` predictions to render."""
     start, count = 0, 0
@@ -219,10 +208,8 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
     Buckets are taken in the official order, a chunk at a time: the chunk's predictions that need
     a map are rendered together (render_stack), the IoUs of its one-prediction one-GT buckets (most
     buckets) come from one vectorized pass, then its records are written in order."""
-    pred_groups: dict[tuple[int, int], list[int]] = {}
-    for k, p in enumerate(preds):  # group_by_key's grouping, as prediction positions
-        pred_groups.setdefault((int(p.frame), int(p.class_id)), []).append(k)
-    gt_groups = group_rows(gt)
+    pred_groups = group_positions((int(p.frame), int(p.class_id)) for p in preds)
+    gt_groups = group_positions(zip(gt.frame.tolist(), gt.cls.tolist()))
     gindex = gt.index.tolist()
     pkey = np.array([int(p.frame) * 64 + int(p.class_id) for p in preds], dtype=np.int64)  # class ids < 13
     need = meets_gt(pkey, pred_boxes(preds), gt.frame * 64 + gt.cls, support_boxes(gt))

@@ -24,16 +24,20 @@ RECALL_POINTS = np.linspace(0, 1, 101)
 KIND_MATCHED, KIND_FP, KIND_FN = 0, 1, 2
 
 
-def group_by_key(anns) -> dict[tuple[int, int], list]:
-    """{(frame, class): [annotations in file order]} as a plain dict in first-seen order."""
-    groups: dict[tuple[int, int], list] = {}
-    for a in anns:
-        key = (int(a.frame), int(a.class_id))
-        if key in groups:
-            groups[key].append(a)
-        else:
-            groups[key] = [a]
+def group_positions(keys) -> dict[tuple[int, int], list[int]]:
+    """{(frame, class): [positions in input order]} as a plain dict in first-seen order: the
+    official grouping, which every engine shares (bucket order follows from it)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for k, key in enumerate(keys):
+        groups.setdefault(key, []).append(k)
     return groups
+
+
+def group_by_key(anns) -> dict[tuple[int, int], list]:
+    """{(frame, class): [annotations in file order]} in first-seen order (:func:`group_positions`)."""
+    anns = list(anns)
+    return {key: [anns[k] for k in pos]
+            for key, pos in group_positions((int(a.frame), int(a.class_id)) for a in anns).items()}
 
 
 def bucket_keys(pred_groups: dict, gt_groups: dict):
