@@ -60,6 +60,23 @@ def pack_sparse(rows, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             np.concatenate(vals) if vals else np.zeros(0, dtype))
 
 
+class PackedArrays:
+    """Mixin for the dataclasses of numpy arrays the cache stores: the fields named in FIELDS
+    round trip through to_arrays / from_arrays (one .npz entry), and nbytes sizes them."""
+
+    FIELDS: tuple[str, ...] = ()
+
+    def nbytes(self) -> int:
+        return sum(getattr(self, f).nbytes for f in self.FIELDS)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    @classmethod
+    def from_arrays(cls, d):
+        return cls(**{f: np.asarray(d[f]) for f in cls.FIELDS})
+
+
 def entry_key(kind: str, digest: str, **params) -> str:
     salt = ",".join(f"{k}={params[k]!r}" for k in sorted(params))
     tag = hashlib.blake2b(f"{kind}|{RENDER_VERSION}|{salt}".encode(), digest_size=6).hexdigest()
@@ -130,6 +147,7 @@ class MapCache:
             if cache_dir is not None:
                 _write_index(Path(cache_dir) / DIGEST_INDEX, self._digests)
         return digest
+
 
     def get(self, key: str, cache_dir, factory):
         if key in self._mem:

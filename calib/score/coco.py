@@ -16,7 +16,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 from scipy.optimize import linear_sum_assignment
 
-from calib.score.cache import pack_sparse
+from calib.score.cache import PackedArrays, pack_sparse
 
 ROWS, COLS = 180, 360
 MATCH_DEG = 20.0
@@ -131,7 +131,7 @@ def great_circle_deg(az1, el1, az2, el2) -> float:
 
 
 @dataclass
-class CocoClip:
+class CocoClip(PackedArrays):
     """The valid annotations of one clip, prepared: energies kept sparse (flat pixel, value)."""
 
     frame: np.ndarray  # int64
@@ -156,16 +156,6 @@ class CocoClip:
         a, b = self.off[k], self.off[k + 1]
         out[self.pix[a:b]] = self.vals[a:b]
         return out.reshape(ROWS, COLS)
-
-    def nbytes(self) -> int:
-        return sum(getattr(self, f).nbytes for f in self.FIELDS)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f: getattr(self, f) for f in self.FIELDS}
-
-    @classmethod
-    def from_arrays(cls, d) -> "CocoClip":
-        return cls(**{f: np.asarray(d[f]) for f in cls.FIELDS})
 
 
 def prepare_clip(anns, sigma: float, render) -> CocoClip:

@@ -9,19 +9,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calib.score.cache import PackedArrays
+
 H, W = 50, 100  # the dcase2026 map: rows (elevation) and columns (azimuth)
 NPIX = H * W
+
 
 def concat_ranges(start: np.ndarray, size: np.ndarray) -> np.ndarray:
     """arange(start[i], start[i] + size[i]) for every i, concatenated (no Python loop)."""
     return np.repeat(start - np.cumsum(size) + size, size) + np.arange(size.sum())
 
 
-_GT_FIELDS = ("frame", "cls", "index", "distance", "is32", "done", "off", "pix", "vals")
-
-
 @dataclass
-class GTMaps:
+class GTMaps(PackedArrays):
     """The GT maps of one clip, sparse: row k holds vals[off[k]:off[k+1]] at flat pixels
     pix[off[k]:off[k+1]]. is32 marks float32 maps (stamped points only).
 
@@ -39,6 +39,8 @@ class GTMaps:
     pix: np.ndarray  # uint16
     vals: np.ndarray  # float64
 
+    FIELDS = ("frame", "cls", "index", "distance", "is32", "done", "off", "pix", "vals")
+
     def __len__(self) -> int:
         return int(self.frame.size)
 
@@ -50,13 +52,3 @@ class GTMaps:
         out = np.zeros((rows.size, NPIX), dtype=np.float64)
         out[np.repeat(np.arange(rows.size), size), self.pix[at]] = self.vals[at]
         return out
-
-    def nbytes(self) -> int:
-        return sum(getattr(self, f).nbytes for f in _GT_FIELDS)
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        return {f: getattr(self, f) for f in _GT_FIELDS}
-
-    @classmethod
-    def from_arrays(cls, d) -> "GTMaps":
-        return cls(**{f: np.asarray(d[f]) for f in _GT_FIELDS})
