@@ -319,6 +319,7 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
     from calib.score.gt_maps import GTMaps
 
     keys = [entry_key("dcase2026", g.digest(cache_dir)) for g in gsrc]
+    GT_CACHE.save_digests(cache_dir)
     maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
     costs = [_work_estimate(p) + (_work_estimate(g) if m is None else 0) for p, g, m in zip(psrc, gsrc, maps)]
     order = largest_first(costs) if par["jobs"] != 1 else list(range(len(clips)))

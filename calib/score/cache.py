@@ -122,13 +122,15 @@ class MapCache:
         self._bytes = 0
         self._digests: dict[str, tuple[tuple, str]] = {}
         self._index_dirs: set[str] = set()  # cache folders whose digest index has been read
+        self._unsaved: set[str] = set()  # cache folders whose index lacks digests learned here
 
     def file_digest(self, path, read, cache_dir=None) -> str:
         """Content hash of a file (read() gives its bytes), remembered while its size, mtime,
         inode and device stay the same: a warm re-score does not read and hash every GT file
-        again. With ``cache_dir`` the remembered digests are also kept there (``digests.json``),
-        so a new process scoring against the same cache skips the hashing too (git's index does
-        the same with its stat data). clear() forgets the in-memory part, as a new process would."""
+        again. With ``cache_dir`` the digests remembered there (``digests.json``) are read, and
+        :meth:`save_digests` writes the new ones back once the caller has hashed all its files, so
+        a new process scoring against the same cache skips the hashing too (git's index does the
+        same with its stat data). clear() forgets the in-memory part, as a new process would."""
         from calib.score.annotations import file_digest
 
         if cache_dir is not None and str(cache_dir) not in self._index_dirs:
@@ -145,9 +147,15 @@ class MapCache:
         if hashed_at - st.st_mtime_ns > RACY_NS:
             self._digests[name] = (sig, digest)
             if cache_dir is not None:
-                _write_index(Path(cache_dir) / DIGEST_INDEX, self._digests)
+                self._unsaved.add(str(cache_dir))
         return digest
 
+    def save_digests(self, cache_dir) -> None:
+        """Write the remembered digests to ``cache_dir``'s index if file_digest learned new ones
+        there (one write per batch of files, not one per file)."""
+        if cache_dir is not None and str(cache_dir) in self._unsaved:
+            _write_index(Path(cache_dir) / DIGEST_INDEX, self._digests)
+            self._unsaved.discard(str(cache_dir))
 
     def get(self, key: str, cache_dir, factory):
         if key in self._mem:
@@ -199,6 +207,7 @@ class MapCache:
         self._bytes = 0
         self._digests.clear()
         self._index_dirs.clear()
+        self._unsaved.clear()
 
 
 #: the process-wide cache the engines use

@@ -347,6 +347,7 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
         gts = [_prepare_job(g, sigma, engine) for _, _, g in clips]
         return evaluate(preds, gts, energy_thr)
     keys = [entry_key("coco", g.digest(cache_dir), sigma=float(sigma)) for _, _, g in clips]
+    GT_CACHE.save_digests(cache_dir)
     gts = [GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
     todo = [i for i, g in enumerate(gts) if g is None]
     done = parallel_map(_prepare_job, [(clips[i][2], sigma, engine) for i in todo]

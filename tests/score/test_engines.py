@@ -91,6 +91,25 @@ def test_gt_maps_come_from_the_disk_cache_and_a_changed_file_is_rendered_again(s
         score(pred_dir, gt_dir, cache_dir=cache)
 
 
+@pytest.mark.parametrize("protocol", ["dcase2026", "dcase2026-coco"])
+def test_a_cached_score_leaves_every_gt_digest_in_the_folder_index(small_dirs, tmp_path, protocol):
+    """Both engines' entry points save the digests they learned (one write after hashing)."""
+    import os
+    import time
+
+    from calib.score.cache import DIGEST_INDEX
+
+    gt_dir, cache = tmp_path / "gt", tmp_path / "cache"
+    shutil.copytree(small_dirs[1], gt_dir)
+    old = time.time_ns() - 10_000_000_000  # older than the racy window: digests may be kept
+    for f in gt_dir.iterdir():
+        os.utime(f, ns=(old, old))
+    GT_CACHE.clear()
+    score(small_dirs[0], gt_dir, protocol=protocol, cache_dir=cache)
+    index = json.loads((cache / DIGEST_INDEX).read_text())
+    assert sorted(index) == sorted(os.path.abspath(f) for f in gt_dir.iterdir())
+
+
 def test_memory_cache_serves_repeated_mapping_scores(small, monkeypatch):
     import calib.score.fast as fast
 
