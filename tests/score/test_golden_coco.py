@@ -29,7 +29,10 @@ target row (4e-4..1e-3 off), half-widths capped at 180.5 or 181 (-3e-4), a one-r
 narrower row window (< 8e-6 either way), masked or float32-normalized maps in the correlation.
 One more repeated column for the integer-x full rings of a single row y = 0..7 moves (grid, sparse,
 dense) by about (-3.3e-5..-1.3e-5, -3.3e-5..-1.3e-5, -2.9e-6..0); no subset of those rows zeroes
-all three gaps (best: rows 5 and 7, still 1.4e-6 off), so the rule is not one of these either."""
+all three gaps (best: rows 5 and 7, still 1.4e-6 off), so the rule is not one of these either.
+Also measured (2026-11-26, later): window rows folding over a pole (az + 180) break class 7's AP
+(grid pearson_r -3.1e-3); fractional-x partial windows taking every column within half + t of x
+cross zero at different t for sparse (0.64) and grid (0.58), so no single overshoot rule fits."""
 from __future__ import annotations
 
 import json
