@@ -7,6 +7,7 @@ stale one is never read. Disk entries are ``.npz`` files written atomically.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import struct
 import tempfile
@@ -88,8 +89,6 @@ DIGEST_INDEX = "digests.json"  # in a cache folder: {absolute path: [size, mtime
 
 def _read_index(path: Path) -> dict[str, tuple[tuple, str]]:
     """The digest index of a cache folder; an absent or unreadable one is empty (a cache)."""
-    import json
-
     try:
         raw = json.loads(path.read_text())
         return {str(k): (tuple(int(x) for x in v[:4]), str(v[4])) for k, v in raw.items()}
@@ -100,8 +99,6 @@ def _read_index(path: Path) -> dict[str, tuple[tuple, str]]:
 def _write_index(path: Path, digests: dict) -> None:
     """Write the index atomically (a concurrent writer's entries may be lost: they are hashed
     again next time, never misread)."""
-    import json
-
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".digests.", suffix=".json", dir=path.parent)
     try:

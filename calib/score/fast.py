@@ -216,11 +216,15 @@ def score_clip_fast(clip: str, preds, gt: GTMaps) -> ClipRecords:
     buckets = [(key, pred_groups.get(key), gt_groups.get(key)) for key in bucket_keys(pred_groups, gt_groups)]
     rec = ClipRecords(clip)
     for chunk in _chunks(buckets, need, _RENDER_CHUNK):
-        drawn = [k for _, P, rows in chunk if P is not None and rows is not None for k in P if need[k]]
+        drawn, pairs = [], []  # predictions to render; (prediction, GT) of one-to-one buckets
+        for _, P, rows in chunk:
+            if P is None or rows is None:
+                continue
+            drawn += [k for k in P if need[k]]
+            if len(P) == 1 and len(rows) == 1 and need[P[0]]:
+                pairs.append((P[0], rows[0]))
         maps, map32 = render_stack([preds[k].polygons for k in drawn])
         row_of = dict(zip(drawn, range(len(drawn))))
-        pairs = [(P[0], rows[0]) for _, P, rows in chunk
-                 if P is not None and rows is not None and len(P) == 1 and len(rows) == 1 and need[P[0]]]
         pair_ious = dict(zip((k for k, _ in pairs),
                              _pair_ious([row_of[k] for k, _ in pairs], maps, map32, [r for _, r in pairs], gt)))
         for (frame, cls), P, rows in chunk:
