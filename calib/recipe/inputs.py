@@ -92,8 +92,12 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
 
     systems: dict[str, pl.DataFrame] = {}
     clips: set[str] = set()
+    from calib.io.clipnames import is_safe_clip_name
+
     for name, raw in recipe.inputs.systems.items():
         where = f"inputs.systems.{name}"
+        if not is_safe_clip_name(name):  # it names cache files; Inputs.from_dict checks it too
+            raise RecipeError("inputs.systems", f"system name {name!r} cannot name a file", source)
         p = _resolve_path(raw, base, where, source)
         if p.suffix == ".parquet":
             key = digest(["parquet", name, sha256_file(p)])

@@ -295,3 +295,13 @@ def test_names_that_become_paths_are_checked_in_the_recipe(setup, tmp_path, monk
     assert "cannot name the default output folder runs/<name>" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
     assert main(["run", str(setup / "named.toml"), "--out", str(tmp_path / "o"), "--quiet"]) == 0
+
+
+def test_a_recipe_built_in_code_with_an_unsafe_system_name_is_refused(setup, tmp_path):
+    from calib.recipe.schema import Inputs
+
+    recipe = Recipe.from_dict(recipe_dict())
+    recipe.inputs = Inputs(systems={"../../sys": "systems/sysA"}, gt="gt")  # bypassing from_dict's check
+    with pytest.raises(RecipeError, match="system name '../../sys' cannot name a file"):
+        load_inputs(recipe, setup, cache_dir=tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
