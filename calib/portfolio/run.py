@@ -194,7 +194,7 @@ def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.Pa
 
 def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, scorer: Scorer | None,
                    grid_source: str | None, log: Log, progress: bool) -> PortfolioResult:
-    from calib.recipe.cache import make_dirs
+    from calib.recipe.paths import make_dirs
     from calib.recipe.io import read_document
 
     if scorer is None:

@@ -38,44 +38,20 @@ import polars as pl
 
 from calib.io.errors import InputError
 from calib.recipe.inputs import digest, sha256_file
-from calib.recipe.state import learned_state, load_state, save_state
+from calib.recipe.paths import make_dirs, share_mode
+from calib.recipe.state import load_state, save_state
 from calib.stages.base import Stage, Tables
 from calib.tables import KINDS, read_table, write_table
 
 MANIFEST = "manifest.json"
 STATE = "state"  # folder of an entry holding the learned state
 
-__all__ = ["CacheEntryError", "StageCache", "code_fingerprint", "learned_state", "restore_state", "stage_key",
+__all__ = ["CacheEntryError", "StageCache", "code_fingerprint", "module_digest", "source_fingerprint", "stage_key",
            "tree_digest"]
 
 
 class CacheEntryError(InputError):
     """A stage-cache entry that cannot be read back (damaged, tampered or from another version)."""
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def share_mode(path: Path) -> None:
-    """Give a file or folder we created the permissions the user's umask asks for, minus write
-    permission for others (mkdtemp/mkstemp make private ones; a cache must never be world-writable)."""
-    base = 0o777 if path.is_dir() else 0o666
-    os.chmod(path, base & ~_umask() & ~0o002)
-
-
-def make_dirs(path: Path) -> None:
-    """``mkdir -p`` whose new folders follow :func:`share_mode`."""
-    missing = []
-    p = path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
-    path.mkdir(parents=True, exist_ok=True)
-    for d in missing:
-        share_mode(d)
 
 
 def tree_digest(path: str | os.PathLike, *, skip_hidden: bool = False) -> str:
@@ -157,12 +133,6 @@ def stage_key(prev_key: str, stage: Stage, fit_key: str | None, on_system: str |
         "paths": paths,
         "fit": fit_key if stage.learns else None,
     })[:32]
-
-
-def restore_state(stage: Stage, state: dict[str, Any]) -> Stage:
-    for k, v in state.items():
-        setattr(stage, k, v)
-    return stage
 
 
 def _kind(name: str) -> str | None:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import polars as pl
 
+from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe, RecipeError
 from calib.stages.base import Tables
 from calib.tables import read_table, write_table
@@ -70,6 +71,7 @@ def _cached(cache_dir: Path | None, name: str, kind: str, key: str, build: Calla
         log(f"input {label}: cached")
         return read_table(path, kind), path
     df = build()
+    make_dirs(path.parent)
     write_table(df, path, kind)
     return df, path
 

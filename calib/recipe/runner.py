@@ -18,8 +18,9 @@ from typing import Callable, Iterable
 
 import polars as pl
 
-from calib.recipe.cache import StageCache, make_dirs, stage_key
+from calib.recipe.cache import StageCache, stage_key
 from calib.recipe.inputs import LoadedInputs, digest, load_inputs, subset
+from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe, RecipeError
 from calib.recipe.state import save_state
 from calib.recipe.scoring import Scorer, headline, restrict
