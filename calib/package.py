@@ -106,18 +106,77 @@ def _clips_for(metrics: dict, which: str, pdir: Path) -> list[str]:
     return sorted(clips)
 
 
+@dataclass
+class _System:
+    """One chosen system, read and checked before anything is written."""
+
+    entry: dict
+    rank: int
+    variant: str
+    recipe: Any
+    detections: Any  # polars DataFrame of its clips
+    clips: list[str]
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except OSError as e:
+        raise InputError(path, f"cannot be read ({e.strerror or e})") from None
+    except ValueError as e:
+        raise InputError(path, f"not valid JSON ({e})") from None
+
+
+def _plan(pdir: Path, portfolio: dict, clips: str) -> list[_System]:
+    """Everything the package takes from the portfolio folder, with every value that becomes a path
+    checked: variant folders (by :func:`calib.portfolio.run.load_portfolio`) and clip names (one
+    file each). Reads only."""
+    import polars as pl
+
+    from calib.recipe.io import load_recipe
+    from calib.recipe.runner import check_clip_values
+    from calib.tables import read_table
+
+    systems = []
+    for entry in portfolio["chosen"]:
+        rank, variant = int(entry["rank"]), entry["variant"]
+        vdir = pdir / "variants" / variant
+        recipe = load_recipe(vdir / "recipe.toml")
+        metrics = _read_json(vdir / "metrics.json")
+        if not isinstance(metrics, dict):
+            raise InputError(vdir / "metrics.json", "expected a JSON object")
+        for key in ("all_clips", "dev_clips", "labeled_clips"):
+            listed = metrics.get(key) or []
+            if not isinstance(listed, list):
+                raise InputError(vdir / "metrics.json", f"{key}: expected a list of clip names")
+            check_clip_values(listed, f"{vdir / 'metrics.json'}: {key}")
+        these = _clips_for(metrics, clips, pdir)
+        det = read_table(vdir / "detections.parquet", "detections").filter(pl.col("clip").is_in(these))
+        systems.append(_System(entry, rank, variant, recipe, det, these))
+    return systems
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of ``path`` and its parents that does not exist yet (None: all exist)."""
+    missing = None
+    for p in [path, *path.parents]:
+        if p.exists():
+            break
+        missing = p
+    return missing
+
+
 def build_package(portfolio_dir: str | os.PathLike, out_dir: str | os.PathLike, *, label: str, track: str,
                   authors: Sequence[dict], clips: str = "unlabeled", names: Sequence[str] | None = None,
                   abbreviations: Sequence[str] | None = None, make_zip: bool = True,
                   log=print) -> PackageResult:
-    import polars as pl
+    """Write the package (see the module docstring). Everything read from the portfolio is checked
+    before the first byte is written; on any refusal the file system is left as it was."""
     import yaml
 
     from calib.io.dcase import MAX_FILE_BYTES
     from calib.portfolio.run import load_portfolio
-    from calib.recipe.io import load_recipe
     from calib.recipe.runner import export_clips
-    from calib.tables import read_table
 
     pdir = Path(portfolio_dir)
     if not LABEL.fullmatch(label):
@@ -135,22 +194,20 @@ def build_package(portfolio_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     for opt, given in (("--name", names), ("--abbreviation", abbreviations)):
         if given and len(given) != len(chosen):
             raise InputError(opt, f"given {len(given)} time(s); the portfolio has {len(chosen)} system(s)")
+    systems = _plan(pdir, portfolio, clips)
     out = Path(out_dir)
+    created = _first_missing(out.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
+    done = False
     try:
         system_dirs, clip_list = [], None
-        for entry in chosen:
-            rank, variant = int(entry["rank"]), entry["variant"]
-            vdir = pdir / "variants" / variant
-            recipe = load_recipe(vdir / "recipe.toml")
-            metrics = json.loads((vdir / "metrics.json").read_text())
-            these = _clips_for(metrics, clips, pdir)
-            clip_list = these if clip_list is None else clip_list
-            det = read_table(vdir / "detections.parquet", "detections").filter(pl.col("clip").is_in(these))
-            sys_label = f"{label}_task3{track}_{rank}"
+        for s in systems:
+            entry, rank, variant, recipe = s.entry, s.rank, s.variant, s.recipe
+            clip_list = s.clips if clip_list is None else clip_list
+            sys_label = f"{label}_task3{track}_{rank}"  # built from checked parts only
             sdir = staging / sys_label
-            export_clips(det, sdir, these, max_bytes=MAX_FILE_BYTES)
+            export_clips(s.detections, sdir, s.clips, max_bytes=MAX_FILE_BYTES)
             abbreviation = abbreviations[rank - 1] if abbreviations else default_abbreviation(recipe.name, rank)
             meta = {
                 "submission": {
@@ -171,7 +228,7 @@ def build_package(portfolio_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             }
             (sdir / f"{sys_label}.meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
             system_dirs.append(sdir)
-            log(f"{sys_label}: {variant} ({entry['role']}), {len(these)} clip files")
+            log(f"{sys_label}: {variant} ({entry['role']}), {len(s.clips)} clip files")
         problems = check_package(staging, expected_clips=clip_list)
         if problems:
             raise InputError(out, "the package breaks the official rules:\n  " + "\n  ".join(problems))
@@ -185,8 +242,11 @@ def build_package(portfolio_dir: str | os.PathLike, out_dir: str | os.PathLike, 
             if dest.is_dir():
                 shutil.rmtree(dest)
             os.replace(item, dest)
+        done = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+        if not done and created is not None:
+            shutil.rmtree(created, ignore_errors=True)  # folders made for the refused package only
     final_dirs = [out / d.name for d in system_dirs]
     return PackageResult(out, final_dirs, out / zip_path.name if zip_path else None, clip_list or [])
 

@@ -10,18 +10,30 @@ Train-only features (``train_only=True``) may look at ground truth; they are com
 :func:`compute_features` is called with ``train=True`` and are set to 0 otherwise, so a model
 applied at inference never sees anything derived from ground truth.
 
-Users add their own features by putting ``@feature``-decorated functions in a module and passing
-its import path (``--feature-module mypkg.feats``; :func:`load_feature_modules`). A feature's
-``version`` is stored with every model trained on it: bump it when its definition changes, and
-models trained on the old definition will refuse to load.
+Users add their own features by putting ``@feature``-decorated functions in a module and either
+installing it with a ``calib.features`` entry point (installed packages are trusted, their modules
+are imported with the built-ins)::
+
+    [project.entry-points."calib.features"]
+    my-feats = "mypkg.feats"
+
+or naming it on the command line (``--feature-module mypkg.feats``, ``--allow-import mypkg``).
+A module name read from a file -- a recipe's ``feature_modules``, a model folder's metadata -- is
+data and is imported only when allowed that way (:func:`load_feature_modules` with ``source``):
+a file someone hands over never runs code by itself. A feature's ``version`` is stored with every
+model trained on it: bump it when its definition changes, and models trained on the old definition
+will refuse to load.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import sys
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Callable, Iterable, Sequence
+from importlib.metadata import entry_points
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -32,10 +44,23 @@ PREFIX = "feat_"
 #: built-in feature modules, imported in this order (which is the default features' order)
 BUILTIN_MODULES = ("features.score", "features.geometry", "features.energy", "features.context",
                    "features.temporal", "features.gates")
+#: the entry-point group through which installed packages add feature modules
+ENTRY_POINT_GROUP = "calib.features"
 
 
 class FeatureError(ValueError):
     """An unknown feature, a bad feature module, or a feature that cannot be computed."""
+
+
+class ImportNotAllowedError(FeatureError):
+    """A file names a module to import that the user has not allowed."""
+
+    def __init__(self, module: str, source: str):
+        self.module = module
+        self.source = source
+        super().__init__(f"{source} names the feature module {module!r}; a file is data and cannot import code "
+                         f"by itself: pass --allow-import {module} if you trust that module, or install it with a "
+                         f"{ENTRY_POINT_GROUP!r} entry point")
 
 
 @dataclass(frozen=True)
@@ -87,13 +112,85 @@ def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+#: modules the user allowed in this process (command-line flags, explicit loads), besides the
+#: built-ins and the installed entry points
+_ALLOWED: set[str] = set()
+#: entry point -> the error importing it raised (reported when a feature cannot be found)
+_BROKEN_PLUGINS: dict[str, str] = {}
+#: (sys.path it was read under, entry-point name -> module): reading package metadata takes a
+#: while, and the registry is consulted often
+_PLUGINS: tuple[tuple[str, ...], dict[str, str]] | None = None
+
+
+def plugin_modules() -> dict[str, str]:
+    """Entry-point name -> module of the installed packages' ``calib.features`` entry points."""
+    global _PLUGINS
+    path = tuple(sys.path)
+    if _PLUGINS is None or _PLUGINS[0] != path:
+        found = {ep.name: ep.value.partition(":")[0].strip()
+                 for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value))}
+        _PLUGINS = (path, found)
+    return dict(_PLUGINS[1])
+
+
 def _load_builtins() -> None:
     for mod in BUILTIN_MODULES:
         importlib.import_module(mod)
+    for name, mod in plugin_modules().items():
+        if name in _BROKEN_PLUGINS or mod in sys.modules:
+            continue
+        try:
+            importlib.import_module(mod)
+        except Exception as e:  # a broken plug-in must not stop the built-ins; say so where it matters
+            _BROKEN_PLUGINS[name] = f"{ENTRY_POINT_GROUP} entry point {name!r} ({mod}) failed to import: {e}"
 
 
-def load_feature_modules(modules: Iterable[str]) -> list[str]:
-    """Import user feature modules by import path (their ``@feature`` functions register)."""
+def _covers(allowed: str, module: str) -> bool:
+    return module == allowed or module.startswith(allowed + ".")
+
+
+def is_import_allowed(module: str) -> bool:
+    """Whether ``module`` may be imported because a file names it: a built-in feature module, an
+    installed ``calib.features`` entry point, or a module (or a package above it) the user allowed."""
+    trusted = [*BUILTIN_MODULES, *plugin_modules().values(), *_ALLOWED]
+    return any(_covers(a, module) for a in trusted)
+
+
+def allow_imports(modules: Iterable[str]) -> None:
+    """Allow ``modules`` (and the modules inside them, for packages) for the rest of the process."""
+    _ALLOWED.update(m.strip() for m in modules if m and m.strip())
+
+
+@contextlib.contextmanager
+def allowed_imports(modules: Iterable[str]) -> Iterator[None]:
+    """Allow ``modules`` inside the ``with`` block only (``--allow-import`` of one command)."""
+    before = set(_ALLOWED)
+    allow_imports(modules)
+    try:
+        yield
+    finally:
+        _ALLOWED.clear()
+        _ALLOWED.update(before)
+
+
+def check_imports_allowed(modules: Iterable[str], source: str) -> None:
+    """Raise :class:`ImportNotAllowedError` for the first of ``modules`` (read from ``source``, a
+    file) that is not allowed; nothing is imported."""
+    for mod in modules:
+        if not is_import_allowed(mod):
+            raise ImportNotAllowedError(mod, source)
+
+
+def load_feature_modules(modules: Iterable[str], *, source: str | None = None) -> list[str]:
+    """Import feature modules by import path (their ``@feature`` functions register).
+
+    ``source`` None: the names come from the user directly (a command-line flag, a call in code);
+    they are imported and allowed from then on. ``source`` given: the names were read from that
+    file (a recipe, a model's metadata) and each must be allowed first (:func:`is_import_allowed`),
+    else :class:`ImportNotAllowedError` is raised before anything is imported."""
+    modules = [m.strip() for m in modules if m and m.strip()]
+    if source is not None:
+        check_imports_allowed(modules, source)
     loaded = []
     for mod in modules:
         try:
@@ -101,6 +198,8 @@ def load_feature_modules(modules: Iterable[str]) -> list[str]:
         except ImportError as e:
             raise FeatureError(f"cannot import feature module {mod!r}: {e}") from e
         loaded.append(mod)
+    if source is None:
+        allow_imports(loaded)
     return loaded
 
 
@@ -113,8 +212,9 @@ def registry() -> dict[str, Feature]:
 def get_feature(name: str) -> Feature:
     reg = registry()
     if name not in reg:
+        broken = "".join(f"; {msg}" for msg in _BROKEN_PLUGINS.values())
         raise FeatureError(f"unknown feature {name!r}; known features: {', '.join(reg)} "
-                           "(add your own with --feature-module)")
+                           f"(add your own with --feature-module or a {ENTRY_POINT_GROUP!r} entry point){broken}")
     return reg[name]
 
 

@@ -143,3 +143,60 @@ def test_helpers():
     with pytest.raises(InputError, match="Lastname, Firstname, email"):
         parse_author("Doe Jane")
     assert parse_author("Doe, Jane, j@x.org") == {"lastname": "Doe", "firstname": "Jane", "email": "j@x.org"}
+
+
+def _tree(root) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def _tampered_copy(portfolio_dir, tmp_path):
+    pf = tmp_path / "pf"
+    shutil.copytree(portfolio_dir, pf, ignore=shutil.ignore_patterns(".cache"))
+    return pf, json.loads((pf / "portfolio.json").read_text())
+
+
+@pytest.mark.parametrize("bad", ["../../escaped", "/tmp/calib_abs_escaped_test", ".hidden", "sub/clip"])
+def test_clip_names_from_metrics_json_never_leave_the_package(portfolio_dir, tmp_path, toys, bad):
+    """A clip name read back from a portfolio's metrics.json is checked before anything is written:
+    the refused package leaves the directory tree exactly as it was (no file outside --out, no
+    staging folder, no parent folder created for it)."""
+    pf, portfolio = _tampered_copy(portfolio_dir, tmp_path)
+    metrics_path = pf / "variants" / portfolio["chosen"][1]["variant"] / "metrics.json"
+    metrics = json.loads(metrics_path.read_text())
+    metrics["all_clips"].append(bad)  # an unlabeled clip: it would get a file in the package
+    metrics_path.write_text(json.dumps(metrics))
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match=rf"metrics\.json: all_clips: unsafe clip name '{bad}'"):
+        build_package(pf, tmp_path / "new" / "deeper" / "sub", label="Doe_ABC", track="a", authors=AUTHORS,
+                      log=lambda s: None)
+    assert _tree(tmp_path) == before
+    assert not (tmp_path / "escaped.json").exists() and not (tmp_path.parent / "escaped.json").exists()
+    assert not list(tmp_path.parent.glob("calib_abs_escaped_test*")) and not (tmp_path / "new").exists()
+    import os
+    assert not os.path.exists("/tmp/calib_abs_escaped_test.json")
+
+
+@pytest.mark.parametrize("change, msg", [
+    ({"variant": "../../../data"}, "unsafe variant name '../../../data'"),
+    ({"variant": "/etc"}, "unsafe variant name '/etc'"),
+    ({"variant": "v99"}, "variant 'v99' has no folder variants/v99"),
+    ({"rank": 7}, "rank 7: expected a distinct whole number 1..4"),
+    ({"rank": "1"}, "rank '1'"),
+])
+def test_portfolio_values_that_become_paths_are_checked(portfolio_dir, tmp_path, toys, change, msg):
+    pf, portfolio = _tampered_copy(portfolio_dir, tmp_path)
+    portfolio["chosen"][2].update(change)
+    (pf / "portfolio.json").write_text(json.dumps(portfolio))
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match=msg) as e:
+        build_package(pf, tmp_path / "out", label="Doe_ABC", track="a", authors=AUTHORS, log=lambda s: None)
+    assert "portfolio.json" in str(e.value)
+    assert _tree(tmp_path) == before
+
+
+def test_a_package_refused_by_the_official_rules_leaves_no_folder(portfolio_dir, tmp_path, toys):
+    before = _tree(tmp_path)
+    with pytest.raises(InputError, match="breaks the official rules"):
+        build_package(portfolio_dir, tmp_path / "made" / "for" / "it", label="Doe_ABC", track="a", authors=AUTHORS,
+                      abbreviations=["TOOLONGNAME"] * 4, log=lambda s: None)
+    assert _tree(tmp_path) == before

@@ -12,11 +12,15 @@ How a checkpoint becomes a module
 
    ``architecture`` is an architecture the adapter ships (see ``calib adapt --list``) or an import
    path ``"package.module:factory"`` of your own code; ``factory(**params)`` returns the
-   ``nn.Module`` and the state_dict is loaded into it strictly (every key must match).
-2. ``--trust-checkpoint``: the checkpoint may also be a TorchScript archive (``torch.jit.save``),
-   a ``torch.export`` program (``torch.export.save``, ``.pt2``; export it with a dynamic batch
-   dimension) or a whole pickled module (``torch.save(model)``). These can run code from the file;
-   use it only for files you made or trust. No model config is needed then.
+   ``nn.Module`` and the state_dict is loaded into it strictly (every key must match). A model
+   config is data: an import path in it is imported only when the user allowed that module
+   (``--allow-import package.module``, the adapter parameter ``allow_import``); adapter packages
+   installed through the ``calib.adapters`` entry points ship their architectures by name.
+2. ``--trust-checkpoint``: the checkpoint may also be a TorchScript archive (``torch.jit.save``)
+   or a ``torch.export`` program (``torch.export.save``, ``.pt2``; export it with a dynamic batch
+   dimension). These can run code from the file; use it only for files you made or trust. No
+   model config is needed then. A whole pickled module (``torch.save(model)``) is never read:
+   unpickling it would run whatever the file says; save its state_dict, or script / export it.
 """
 from __future__ import annotations
 
@@ -73,7 +77,8 @@ def archive_kind(path: Path) -> str:
 
 
 def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, torch.Tensor] | nn.Module:
-    """A state_dict (always via ``weights_only=True`` unless ``trust``) or, when trusted, a module."""
+    """A state_dict (always read with ``weights_only=True``) or, when ``trust``, the module of a
+    TorchScript archive or torch.export program. Nothing is ever unpickled beyond tensors."""
     path = Path(path)
     if not path.is_file():
         raise AdapterError(f"{path}: no such checkpoint file")
@@ -89,17 +94,11 @@ def read_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, torch
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # UnpicklingError for pickled objects; RuntimeError/EOFError for damaged files
-        if not trust:
-            raise AdapterError(f"{path}: not loadable with torch.load(weights_only=True) "
-                               f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). Save a state_dict "
-                               "(torch.save(model.state_dict(), ...)), or pass --trust-checkpoint for a "
-                               "pickled module you trust") from None
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as e2:
-            raise AdapterError(f"{path}: cannot read checkpoint ({type(e2).__name__}: {e2})") from None
-    if isinstance(obj, nn.Module):
-        return obj
+        raise AdapterError(f"{path}: not loadable with torch.load(weights_only=True) "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). Save a state_dict "
+                           "(torch.save(model.state_dict(), ...)) and give its architecture with --model-config; "
+                           "a pickled module is never unpickled (it could run any code), but a TorchScript archive "
+                           "(torch.jit.save) or a torch.export program is read with --trust-checkpoint") from None
     return extract_state_dict(obj, path)
 
 
@@ -120,13 +119,25 @@ def _is_state_dict(d: dict) -> bool:
     return bool(d) and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in d.items())
 
 
-def resolve_factory(architecture: str, builtins: dict[str, Callable[..., nn.Module]]) -> Callable[..., nn.Module]:
+def import_allowed(module: str, allowed: Iterable[str]) -> bool:
+    """Whether ``module`` is one of ``allowed`` or inside a package listed there."""
+    return any(module == a or module.startswith(a + ".") for a in allowed if a)
+
+
+def resolve_factory(architecture: str, builtins: dict[str, Callable[..., nn.Module]],
+                    allowed: Iterable[str] = ()) -> Callable[..., nn.Module]:
+    """The factory an architecture names: a built-in name, or ``"package.module:factory"`` whose
+    module the user allowed (``allowed``, from ``--allow-import``): a model config is data."""
     if architecture in builtins:
         return builtins[architecture]
     if ":" not in architecture:
         raise AdapterError(f"unknown architecture {architecture!r}; built-in: {sorted(builtins) or 'none'}, "
                            "or give an import path 'package.module:factory'")
     module_name, _, attr = architecture.partition(":")
+    if not import_allowed(module_name, allowed):
+        raise AdapterError(f"architecture {architecture!r} names the module {module_name!r} to import; a model config "
+                           f"is data and cannot import code by itself: pass --allow-import {module_name} if you trust "
+                           "it (or use an adapter package that ships the architecture by name)")
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
@@ -139,8 +150,9 @@ def resolve_factory(architecture: str, builtins: dict[str, Callable[..., nn.Modu
 
 
 def build_module(checkpoint: str | Path, model_config: dict | None, *, trust: bool,
-                 builtins: dict[str, Callable[..., nn.Module]]) -> nn.Module:
-    """The eval-mode module a checkpoint (plus model config) describes; see the module docstring."""
+                 builtins: dict[str, Callable[..., nn.Module]], allow_import: Iterable[str] = ()) -> nn.Module:
+    """The eval-mode module a checkpoint (plus model config) describes; see the module docstring.
+    ``allow_import``: modules an import-path architecture may come from."""
     obj = read_checkpoint(checkpoint, trust=trust)
     if isinstance(obj, nn.Module):
         if model_config:
@@ -154,7 +166,7 @@ def build_module(checkpoint: str | Path, model_config: dict | None, *, trust: bo
     unknown = set(model_config) - {"architecture", "params"}
     if unknown:
         raise AdapterError(f"model config: unknown key(s) {sorted(unknown)}; use 'architecture' and 'params'")
-    factory = resolve_factory(str(model_config["architecture"]), builtins)
+    factory = resolve_factory(str(model_config["architecture"]), builtins, allow_import)
     try:
         module = factory(**(model_config.get("params") or {}))
     except TypeError as e:
@@ -241,18 +253,20 @@ class TorchAdapter(Adapter):
     """
 
     architectures: ClassVar[dict[str, Callable[..., nn.Module]]] = {}
-    defaults = {"model_config": None, "trust_checkpoint": False, "precision": "auto"}
+    defaults = {"model_config": None, "trust_checkpoint": False, "precision": "auto", "allow_import": []}
     param_help = {
         "model_config": "architecture of a state_dict checkpoint: {'architecture': NAME or 'pkg.mod:factory', 'params': {...}}",
-        "trust_checkpoint": "also accept TorchScript / torch.export / pickled-module checkpoints (they can run code)",
+        "trust_checkpoint": "also accept TorchScript / torch.export checkpoints (they can run code)",
+        "allow_import": "modules a 'pkg.mod:factory' architecture may be imported from",
         "precision": "auto (bf16/fp16 autocast on GPU, fp32 on CPU), fp32, bf16 or fp16",
     }
 
     def load(self, checkpoint_path, device=None):
         self.device_ = resolve_device(device)
         self.amp_dtype_ = autocast_dtype(self.precision, self.device_)
+        allowed = [self.allow_import] if isinstance(self.allow_import, str) else list(self.allow_import or [])
         module = build_module(checkpoint_path, self.model_config, trust=bool(self.trust_checkpoint),
-                              builtins=self.architectures)
+                              builtins=self.architectures, allow_import=allowed)
         self.module_ = module.to(self.device_)
         return self
 

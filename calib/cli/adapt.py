@@ -12,15 +12,17 @@ how a checkpoint becomes a model:
                   under 'state_dict' / 'model' / 'model_state_dict'), read with torch.load(weights_only=True);
                   --model-config gives the architecture: {"architecture": NAME, "params": {...}} where NAME is
                   an architecture the adapter ships (see --list) or an import path 'package.module:factory'
-                  of your own code, called as factory(**params).
-  --trust-checkpoint  also accept a TorchScript archive, a torch.export program (.pt2) or a pickled nn.Module
-                  (these can run code from the file).
+                  of your own code, called as factory(**params); a model config is data, so that module is
+                  imported only with --allow-import package.module.
+  --trust-checkpoint  also accept a TorchScript archive or a torch.export program (.pt2) (these can run code
+                  from the file). A pickled nn.Module (torch.save(model)) is never read: save its state_dict.
 
 examples:
   calib adapt --list
   calib adapt audio-prior --checkpoint prior.pt --model-config prior.json --input audio/ --out priors.parquet
   calib adapt accdoa --checkpoint seld.pt --model-config '{"architecture": "mymodels:SeldNet"}' \\
-      --input audio/ --out teacher.parquet --param acs=true --param threshold=0.3 --device cuda
+      --allow-import mymodels --input audio/ --out teacher.parquet --param acs=true --param threshold=0.3 \\
+      --device cuda
   calib adapt energy-instance --checkpoint inst.ts --trust-checkpoint --input audio/ --out dets.parquet \\
       --param points=grid --param distance_scale=100"""
 
@@ -48,8 +50,11 @@ def add_parser(sub) -> None:
     p.add_argument("--model-config", metavar="JSON", help="architecture of a state_dict checkpoint: a JSON file or "
                    'inline JSON {"architecture": ..., "params": {...}}')
     p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow TorchScript / torch.export / pickled-module checkpoints (they can run code: only for "
-                   "files you trust)")
+                   help="allow TorchScript / torch.export checkpoints (they can run code: only for files you trust); "
+                   "pickled modules are never read")
+    p.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                   help="let the model config's 'package.module:factory' architecture import MODULE (or a module of "
+                   "package MODULE); repeatable. Only for code you trust")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="auto: bf16 (or fp16) autocast on GPU, fp32 on CPU (default)")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -91,7 +96,7 @@ def parse_model_config(text: str | None):
 
 
 # Parameters every TorchAdapter has that the command sets through their own flags.
-OWN_FLAGS = ("model_config", "trust_checkpoint", "precision")
+OWN_FLAGS = ("model_config", "trust_checkpoint", "precision", "allow_import")
 
 
 def list_adapters(out=sys.stdout) -> None:
@@ -145,6 +150,8 @@ def run(args) -> int:
             params["model_config"] = config
         if args.trust_checkpoint:
             params["trust_checkpoint"] = True
+        if args.allow_import:
+            params["allow_import"] = list(args.allow_import)
         if args.precision != "auto":
             params["precision"] = args.precision
         from calib.adapters.runner import adapt, write_result

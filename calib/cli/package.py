@@ -13,7 +13,9 @@ def add_parser(sub) -> None:
         "(label, name, abbreviation of at most 10 characters, authors, a system description generated from the "
         "recipe, development results: in-sample, out-of-fold, site-held-out). Every file is checked against the "
         "official loader's rules (at most 20 MiB, N x 3 triplets, x in [0, 360], y in [0, 180], classes 0..12, "
-        "finite scores); on any problem nothing is written. The folders are zipped to LABEL_task3<track>.zip "
+        "finite scores); on any problem nothing is written. Every value of the portfolio that becomes a path "
+        "(variant folders, clip names in metrics.json) is checked first: a clip name is one path component of "
+        "letters, digits, '_', '-' and '.', so nothing can land outside --out. The folders are zipped to LABEL_task3<track>.zip "
         "with fixed timestamps (same inputs, same bytes).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
@@ -63,7 +65,12 @@ def run(args) -> int:
 
         from calib.io.errors import InputError
 
-        loaded = yaml.safe_load(open(args.authors_file, encoding="utf-8"))
+        from pathlib import Path
+
+        try:
+            loaded = yaml.safe_load(Path(args.authors_file).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as e:
+            raise InputError(args.authors_file, f"cannot read the authors file ({e})") from None
         if not isinstance(loaded, list) or not all(isinstance(a, dict) for a in loaded):
             raise InputError(args.authors_file, "expected a YAML list of author entries")
         authors += loaded

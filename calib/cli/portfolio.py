@@ -36,6 +36,10 @@ def add_parser(sub) -> None:
                    help="folder the recipe's relative input paths start from (default: the base recipe's folder; "
                    "for a shipped recipe, the current folder)")
     p.add_argument("--cache", metavar="DIR", help="stage cache folder (default: OUT/.cache)")
+    p.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                   help="let the recipes import MODULE (or the modules of package MODULE), e.g. the feature module a "
+                   "rerank stage names in feature_modules; repeatable. A recipe is data: without this flag (or a "
+                   "'calib.features' entry point of an installed package) it cannot import anything")
     p.add_argument("--quiet", action="store_true", help="print only the chosen systems")
     p.set_defaults(func=run)
 
@@ -50,7 +54,7 @@ def run(args) -> int:
     shipped = base in shipped_recipes().values()
     data = Path(args.data) if args.data else (Path.cwd() if shipped else base.parent)
     res = run_portfolio(grid, base, args.out, base_dir=data, cache_dir=args.cache, grid_source=args.grid,
-                        log=(lambda s: None) if args.quiet else print)
+                        log=(lambda s: None) if args.quiet else print, allow_imports=args.allow_import)
     if args.quiet:
         for i, c in enumerate(res.chosen, start=1):
             print(f"system {i}: {c.name} ({c.role})")

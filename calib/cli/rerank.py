@@ -27,7 +27,8 @@ APPLY_EPILOG = """\
 the output keeps every column; 'score' becomes the reranked probability of being matchable (what
 'calib export' writes) and the upstream score stays in 'score_raw'. The model refuses to load when a
 feature it was trained on is missing here or has changed version, or when its LightGBM major version
-differs from the installed one.
+differs from the installed one. A model folder is data: the feature modules its reranker.json lists
+are imported only with --feature-module / --allow-import (or as installed 'calib.features' entry points).
 
 example:
   calib rerank apply test.parquet --model models/rr --out test-reranked.parquet
@@ -87,7 +88,11 @@ def add_parser(sub) -> None:
     a.add_argument("--model", required=True, metavar="MODEL_DIR")
     a.add_argument("--out", required=True, metavar="OUT.parquet")
     a.add_argument("--feature-module", action="append", default=[], metavar="MODULE",
-                   help="modules the model's custom features come from (as given to fit)")
+                   help="import MODULE, which registers the model's custom features (as given to fit; repeatable)")
+    a.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                   help="let the model folder's reranker.json import MODULE (or the modules of package MODULE) "
+                   "when it lists it among its feature modules; a model folder is data and imports nothing "
+                   "otherwise (installed 'calib.features' entry points excepted)")
     a.set_defaults(func=run)
 
     ls = rs.add_parser("features", help="list the registered features and what each measures")
@@ -102,8 +107,12 @@ def run(args) -> int:
 
 def _features(args) -> int:
     import features as F
+    from calib.io.errors import InputError
 
-    F.load_feature_modules(args.feature_module)
+    try:
+        F.load_feature_modules(args.feature_module)
+    except F.FeatureError as e:
+        raise InputError("--feature-module", str(e)) from None
     defaults = set(F.default_features())
     for f in F.registry().values():
         tags = [t for t, on in (("default", f.name in defaults), ("train-only", f.train_only)) if on]
@@ -173,11 +182,12 @@ def _apply(args) -> int:
     from calib.rerank.pipeline import ModelMismatchError, RerankModel
     from calib.tables import read_table, write_table
 
-    from features import FeatureError
+    import features as F
 
     try:
-        model = RerankModel.load(args.model, args.feature_module)
-    except (ModelMismatchError, FeatureError) as e:
+        with F.allowed_imports(args.allow_import):
+            model = RerankModel.load(args.model, args.feature_module)
+    except (ModelMismatchError, F.FeatureError) as e:
         raise InputError(args.model, str(e)) from e
     dets = read_table(args.detections, "detections")
     out = model.apply(dets)

@@ -15,12 +15,17 @@ def add_parser(sub) -> None:
         "recipe's 'fit' GT splits and applied to every clip; the 'evaluate' splits are scored.\n\n"
         "Writes OUT/detections.parquet (final table), OUT/dcase/<clip>.json (exported files), OUT/metrics.json "
         "(official metrics of the scored clips), OUT/state/ (learned state of fitted stages), OUT/recipe.toml "
-        "(the recipe as run), OUT/run.json and OUT/report.md.",
+        "(the recipe as run), OUT/run.json and OUT/report.md.\n\n"
+        "A recipe is data: it cannot make calib import code. A stage parameter naming a module (the rerank "
+        "stage's feature_modules) needs --allow-import MODULE, unless an installed package declares the module "
+        "as a 'calib.features' entry point. Cached learned state is JSON, npz, Parquet and model text, never a "
+        "pickle.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
         "  calib run my_recipe.toml --out runs/mine\n"
         "  calib run decision-calibrated --data synth/ --out runs/dc\n"
-        "  calib run my_recipe.toml --set stages.cap.k=3 --set stages.rerank.enabled=false\n",
+        "  calib run my_recipe.toml --set stages.cap.k=3 --set stages.rerank.enabled=false\n"
+        "  calib run my_recipe.toml --allow-import mypkg.feats   # the recipe's rerank stage uses mypkg.feats\n",
     )
     p.add_argument("recipe", metavar="RECIPE", help="recipe file (.toml, .yaml) or shipped recipe name")
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/<recipe name>)")
@@ -31,6 +36,9 @@ def add_parser(sub) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="ADDRESS=VALUE",
                    help="override a recipe value before running, e.g. stages.cap.k=3, emit.enabled=false, "
                    "splits.fit=[\"dev-train-sony\"] (values read as TOML; repeatable)")
+    p.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
+                   help="let the recipe import MODULE (or the modules of package MODULE), e.g. the feature module a "
+                   "rerank stage names in feature_modules; repeatable. Only for code you trust")
     p.add_argument("--no-score", action="store_true", help="skip scoring (faster iterations; no metrics.json)")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     p.set_defaults(func=run)
@@ -55,12 +63,18 @@ def run(args) -> int:
 
     from calib.recipe import run_recipe
 
+    from calib.io.clipnames import is_safe_clip_name
+    from calib.recipe import RecipeError
+
     recipe, path, shipped = load_with_overrides(args.recipe, args.sets)
     base = Path(args.data) if args.data else (Path.cwd() if shipped else path.parent)
+    if not args.out and not is_safe_clip_name(recipe.name):  # the name would become a folder under runs/
+        raise RecipeError("name", f"{recipe.name!r} cannot name the default output folder runs/<name> (one path "
+                          "component of letters, digits, '_', '-', '.'); pass --out DIR", str(path))
     out = Path(args.out) if args.out else Path("runs") / recipe.name
     log = (lambda s: None) if args.quiet else print
     res = run_recipe(recipe, out, base_dir=base, cache_dir=args.cache, source=str(path), log=log,
-                     score=not args.no_score)
+                     score=not args.no_score, allow_imports=args.allow_import)
     cached = [r.address for r in res.chain.records if r.cached]
     if args.quiet:
         print(f"wrote {out} ({len(cached)}/{len(res.chain.records)} stages cached)")

@@ -29,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -38,7 +38,7 @@ from calib.portfolio.choose import Choice, Estimate, Fragility, choose
 from calib.portfolio.grid import Grid, Variant, expand
 from calib.recipe.cache import StageCache
 from calib.recipe.inputs import LoadedInputs, digest, load_inputs
-from calib.recipe.runner import _write_json, clip_sets, run_chain
+from calib.recipe.runner import _write_json, check_imports, clip_sets, run_chain
 from calib.recipe.scoring import Scorer, headline, restrict
 from calib.stages.base import Tables
 
@@ -116,7 +116,7 @@ def _site_clips(truth: pl.DataFrame, clips: list[str], needle: str) -> list[str]
 
 
 def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cache: StageCache | None,
-                     scorer: Scorer, log: Log = print) -> VariantResult:
+                     scorer: Scorer, log: Log = print, source: str | None = None) -> VariantResult:
     t0 = time.perf_counter()
     recipe = variant.recipe
     tables: Tables = loaded.tables
@@ -132,7 +132,7 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
 
     def chain_on(fit_clips, keep_key=False):
         nonlocal final_key
-        res = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=quiet)
+        res = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=quiet, source=source)
         if keep_key:
             final_key = res.key
         return res.tables["detections"]
@@ -181,15 +181,30 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
 def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                   base_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                   scorer: Scorer | None = None, grid_source: str | None = None, log: Log = print,
-                  progress: bool = False) -> PortfolioResult:
+                  progress: bool = False, allow_imports: Sequence[str] = ()) -> PortfolioResult:
+    """Evaluate every variant of ``grid`` and write the portfolio to ``out_dir``. ``allow_imports``:
+    modules the recipes may name for import (``--allow-import``); a variant naming any other is
+    refused before anything is written."""
+    import features as F
+
+    with F.allowed_imports(allow_imports):
+        return _run_portfolio(grid, base_path, Path(out_dir), base_dir=base_dir, cache_dir=cache_dir, scorer=scorer,
+                              grid_source=grid_source, log=log, progress=progress)
+
+
+def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, scorer: Scorer | None,
+                   grid_source: str | None, log: Log, progress: bool) -> PortfolioResult:
+    from calib.recipe.paths import make_dirs
     from calib.recipe.io import read_document
 
     if scorer is None:
         from calib.recipe.scoring import official_scorer as scorer
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cache = StageCache(cache_dir if cache_dir is not None else out / ".cache")
     variants = expand(grid, read_document(base_path), source=grid_source)
+    for v in variants:
+        check_imports(v.recipe, grid_source)
+        check_component(v.name, grid_source or "grid", "variant name")
+    make_dirs(out)
+    cache = StageCache(cache_dir if cache_dir is not None else out / ".cache")
     log(f"portfolio: {len(variants)} variant(s) of {Path(base_path).name}, {grid.folds} folds")
     loaded_by_inputs: dict[str, LoadedInputs] = {}
     results = []
@@ -198,7 +213,8 @@ def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.Pa
         if key not in loaded_by_inputs:
             loaded_by_inputs[key] = load_inputs(v.recipe, base_dir, cache_dir=cache.root, progress=progress, log=log)
             cache.remember(loaded_by_inputs[key].files)
-        results.append(evaluate_variant(v, loaded_by_inputs[key], grid, cache=cache, scorer=scorer, log=log))
+        results.append(evaluate_variant(v, loaded_by_inputs[key], grid, cache=cache, scorer=scorer, log=log,
+                                        source=grid_source))
     chosen, frag = choose([r.estimate() for r in results], max_systems=grid.max_systems, fragile_gap=grid.fragile_gap)
     for i, c in enumerate(chosen, start=1):
         log(f"system {i}: {c.name} ({c.role}): {c.reason}")
@@ -239,7 +255,7 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
     try:
         (staging / "grid.toml").write_text(dumps_recipe(grid.to_dict()))
         for r in results:
-            d = staging / "variants" / r.variant.name
+            d = staging / "variants" / check_component(r.variant.name, "portfolio", "variant name")
             d.mkdir(parents=True)
             dump_recipe(r.variant.recipe, d / "recipe.toml")
             write_table(r.load_detections(cache), d / "detections.parquet", "detections",
@@ -281,11 +297,47 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_component(name, where, what: str) -> str:
+    """``name`` when it is one safe path component (the clip-name rule of
+    :mod:`calib.io.clipnames`), else an :class:`~calib.io.errors.InputError` naming ``where``."""
+    from calib.io.clipnames import RULE, is_safe_clip_name
+    from calib.io.errors import InputError
+
+    if not is_safe_clip_name(name):
+        raise InputError(where, f"unsafe {what} {name!r}: it names a folder; {RULE.replace('a clip name', 'such a name')}")
+    return name
+
+
 def load_portfolio(path: str | os.PathLike) -> dict:
+    """``portfolio.json`` of a portfolio folder, checked where its values become paths: every chosen
+    system has a rank 1..4 (distinct) and a variant that is one safe path component naming a
+    folder under ``variants/``."""
+    from calib.io.errors import InputError
+
     path = Path(path)
     f = path / "portfolio.json"
     if not f.exists():
-        from calib.io.errors import InputError
-
         raise InputError(path, "not a portfolio folder (no portfolio.json); make one with 'calib portfolio'")
-    return json.loads(f.read_text())
+    try:
+        portfolio = json.loads(f.read_text())
+    except ValueError as e:
+        raise InputError(f, f"not valid JSON ({e})") from None
+    chosen = portfolio.get("chosen") if isinstance(portfolio, dict) else None
+    if not isinstance(chosen, list):
+        raise InputError(f, "expected an object with a 'chosen' list")
+    ranks = set()
+    for i, entry in enumerate(chosen):
+        if not isinstance(entry, dict):
+            raise InputError(f, "expected an object", record=i, what="chosen system")
+        rank = entry.get("rank")
+        if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 4 or rank in ranks:
+            raise InputError(f, f"rank {rank!r}: expected a distinct whole number 1..4", record=i, what="chosen system")
+        ranks.add(rank)
+        if len(ranks) == len(chosen) and sorted(ranks) != list(range(1, len(chosen) + 1)):
+            raise InputError(f, f"ranks {sorted(ranks)}: expected 1..{len(chosen)}")
+        variant = entry.get("variant")
+        check_component(variant, f"{f}: chosen system {i}", "variant name")
+        if not (path / "variants" / variant).is_dir():
+            raise InputError(f, f"variant {variant!r} has no folder variants/{variant}", record=i,
+                             what="chosen system")
+    return portfolio

@@ -1,17 +1,30 @@
 """The stage cache: every stage's output tables as Parquet under a content key.
 
-A stage's key is the hash of (previous key, stage type, its full parameters, its module's source,
-and for stages that learn, the clips they are fit on); the first previous key is the inputs'
-content key. Keys can therefore be computed before anything runs, and a re-run resumes from the
-last stage whose key is cached: changing one parameter recomputes that stage and the ones after it.
+A stage's key is the hash of (previous key, stage type, its full parameters, the code it runs, the
+contents of the files its path parameters name, and for stages that learn, the clips they are fit
+on); the first previous key is the inputs' content key. Keys can therefore be computed before
+anything runs, and a re-run resumes from the last stage whose key is cached: changing one
+parameter recomputes that stage and the ones after it.
+
+"The code it runs" is a fingerprint of every file of the ``calib`` and ``features`` packages
+(:func:`code_fingerprint`, computed once per process), plus the stage class's own source file (a
+stage defined outside calib) and the packages of the modules its parameters name
+(``Stage.code_modules``, e.g. the reranker's feature modules). A whole-package fingerprint is
+coarser than following each stage's imports, but it is exact where it matters: stages import
+lazily inside functions (``calib.score``, ``calib.render``, ``features``), which a static import
+walk misses, and any edit anywhere only costs a recomputation, never a stale output.
 
 An entry ``CACHE/stages/<key>/`` holds ``manifest.json`` (table name -> Parquet file, relative to
 the cache root), the Parquet files of the tables the stage changed (unchanged ones point at the
-file that already holds them) and, for fitted stages, ``state.joblib`` (the learned attributes).
+file that already holds them) and, for fitted stages, ``state/`` (the learned attributes as JSON,
+npz, Parquet and model text: :mod:`calib.recipe.state`; nothing in a cache is ever unpickled).
+Entries are created with the user's umask, never writable by others.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import inspect
 import json
 import os
@@ -19,47 +32,107 @@ import shutil
 import tempfile
 import weakref
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import polars as pl
 
-from calib.recipe.inputs import digest
+from calib.io.errors import InputError
+from calib.recipe.inputs import digest, sha256_file
+from calib.recipe.paths import make_dirs, share_mode
+from calib.recipe.state import load_state, save_state
 from calib.stages.base import Stage, Tables
 from calib.tables import KINDS, read_table, write_table
 
 MANIFEST = "manifest.json"
-STATE = "state.joblib"
+STATE = "state"  # folder of an entry holding the learned state
+
+__all__ = ["CacheEntryError", "StageCache", "code_fingerprint", "module_digest", "source_fingerprint", "stage_key",
+           "tree_digest"]
+
+
+class CacheEntryError(InputError):
+    """A stage-cache entry that cannot be read back (damaged, tampered or from another version)."""
+
+
+def tree_digest(path: str | os.PathLike, *, skip_hidden: bool = False) -> str:
+    """SHA-256 of a file's bytes, or of a folder's files (relative names and contents, sorted);
+    ``"missing"`` when nothing is there. ``skip_hidden`` leaves out ``__pycache__`` and names
+    starting with ``.`` (for source trees)."""
+    root = Path(path)
+    if root.is_file():
+        return sha256_file(root)
+    if not root.is_dir():
+        return "missing"
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*")):
+        rel = f.relative_to(root)
+        if skip_hidden and any(part == "__pycache__" or part.startswith(".") for part in rel.parts):
+            continue
+        if f.is_file():
+            h.update(rel.as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(f)))
+    return h.hexdigest()
+
+
+def source_fingerprint(roots: Iterable[str | os.PathLike]) -> str:
+    """Fingerprint of source trees: every file's relative name and contents (compiled caches and
+    hidden files left out)."""
+    return digest([[Path(r).name, tree_digest(r, skip_hidden=True)] for r in roots])
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """Fingerprint of the installed ``calib`` and ``features`` packages (once per process)."""
+    import calib
+    import features
+
+    return source_fingerprint([Path(calib.__file__).parent, Path(features.__file__).parent])
 
 
 def _source_hash(cls: type) -> str:
     try:
         path = inspect.getsourcefile(cls)
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path else ""
+        return sha256_file(Path(path)) if path else ""
     except (TypeError, OSError):
         return ""
 
 
+def module_digest(module: str) -> str:
+    """Contents of the top-level package (or module file) that holds ``module``, found without
+    importing anything; ``"missing"`` when it cannot be found."""
+    top = module.split(".")[0]
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
+        return "missing"
+    if spec.submodule_search_locations:
+        return digest([tree_digest(p, skip_hidden=True) for p in sorted(spec.submodule_search_locations)])
+    return tree_digest(spec.origin) if spec.origin and os.path.exists(spec.origin) else "missing"
+
+
 def stage_key(prev_key: str, stage: Stage, fit_key: str | None, on_system: str | None = None) -> str:
-    """Cache key of a stage's output. ``fit_key`` (the fit clips' hash) only for stages that learn."""
+    """Cache key of a stage's output. ``fit_key`` (the fit clips' hash) only for stages that learn.
+
+    The modules the stage's parameters name must be allowed (``--allow-import``) before their
+    code is fingerprinted: :class:`features.ImportNotAllowedError` otherwise."""
+    import features as F
+
+    modules = list(stage.code_modules()) if hasattr(stage, "code_modules") else []
+    F.check_imports_allowed(modules, f"the {stage.name} stage's parameters")
+    paths = {name: tree_digest(getattr(stage, name)) for name in getattr(type(stage), "path_params", ())
+             if getattr(stage, name, None)}
     return digest({
         "on": on_system,
         "prev": prev_key,
         "type": stage.name,
         "params": stage.get_params(),
-        "code": _source_hash(type(stage)),
+        "code": code_fingerprint(),
+        "stage_code": _source_hash(type(stage)),
+        "modules": {m: module_digest(m) for m in modules},
+        "paths": paths,
         "fit": fit_key if stage.learns else None,
     })[:32]
-
-
-def learned_state(stage: Stage) -> dict[str, Any]:
-    """The attributes ``fit`` learned (public names ending in ``_``)."""
-    return {k: v for k, v in vars(stage).items() if k.endswith("_") and not k.startswith("_")}
-
-
-def restore_state(stage: Stage, state: dict[str, Any]) -> Stage:
-    for k, v in state.items():
-        setattr(stage, k, v)
-    return stage
 
 
 def _kind(name: str) -> str | None:
@@ -93,14 +166,28 @@ class StageCache:
         return (self.entry(key) / MANIFEST).exists()
 
     def state_path(self, key: str) -> Path | None:
+        """The folder of an entry's learned state, when it has one."""
         p = self.entry(key) / STATE
-        return p if p.exists() else None
+        return p if p.is_dir() else None
+
+    def _hint(self, key: str) -> str:
+        return f"a damaged or tampered cache entry: delete {self.entry(key)} and run again to recompute it"
+
+    def restore(self, key: str, stage: Stage) -> Path:
+        """Restore ``stage``'s learned state from entry ``key``; returns its state folder."""
+        manifest = self._manifest(key)
+        folder = self.state_path(key)
+        if folder is None or manifest.get("state") != STATE:
+            raise CacheEntryError(self.entry(key), f"the cached output of a {stage.name!r} stage has no learned "
+                                  f"state ({self._hint(key)})")
+        load_state(stage, folder, hint=self._hint(key))
+        return folder
 
     # -- writing
     def save(self, key: str, tables: Tables, stage: Stage | None = None, meta: dict | None = None) -> None:
         if self.has(key):
             return
-        (self.root / "stages").mkdir(parents=True, exist_ok=True)
+        make_dirs(self.root / "stages")
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root / "stages"))
         final = self.entry(key)
         written: list[tuple[pl.DataFrame, Path]] = []
@@ -116,11 +203,11 @@ class StageCache:
                 else:
                     raise TypeError(f"cannot cache table {name!r} of type {type(value).__name__}")
             if stage is not None and stage.learns:
-                import joblib
-
-                joblib.dump(learned_state(stage), tmp / STATE)
+                save_state(stage, tmp / STATE)
                 manifest["state"] = STATE
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            for p in [tmp, *tmp.rglob("*")]:
+                share_mode(p)
             try:
                 os.rename(tmp, final)
             except OSError:  # another process stored the same key meanwhile: theirs is equal
@@ -146,23 +233,36 @@ class StageCache:
         return str((final / path.name).relative_to(self.root))
 
     # -- reading
-    def load(self, key: str) -> tuple[Tables, dict | None, dict]:
-        """(tables, learned state or None, meta) of a cached stage output."""
-        manifest = json.loads((self.entry(key) / MANIFEST).read_text())
+    def _manifest(self, key: str) -> dict:
+        path = self.entry(key) / MANIFEST
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise CacheEntryError(path, f"cannot be read ({e}; {self._hint(key)})") from None
+        if (not isinstance(manifest, dict) or not isinstance(manifest.get("tables"), dict)
+                or manifest.get("state", STATE) != STATE):
+            # e.g. "state": "state.joblib" from an older calib: never loaded (pickles run code)
+            raise CacheEntryError(path, f"not a manifest this calib writes ({self._hint(key)})")
+        return manifest
+
+    def load(self, key: str) -> tuple[Tables, dict]:
+        """(tables, meta) of a cached stage output (its learned state: :meth:`restore`)."""
+        manifest = self._manifest(key)
         tables = Tables()
         for name, ref in manifest["tables"].items():
             if isinstance(ref, dict):
-                tables[name] = {sub: self._load_table(r, _kind(name)) for sub, r in ref.items()}
+                tables[name] = {sub: self._load_table(r, _kind(name), key) for sub, r in ref.items()}
             else:
-                tables[name] = self._load_table(ref, _kind(name))
-        state = None
-        if manifest.get("state"):
-            import joblib
+                tables[name] = self._load_table(ref, _kind(name), key)
+        return tables, manifest.get("meta", {})
 
-            state = joblib.load(self.entry(key) / manifest["state"])
-        return tables, state, manifest.get("meta", {})
-
-    def _load_table(self, rel: str, kind: str | None) -> pl.DataFrame:
+    def _load_table(self, rel: Any, kind: str | None, key: str) -> pl.DataFrame:
+        # a manifest names files inside the cache only (tables of this entry, earlier entries, inputs)
+        parts = Path(rel).parts if isinstance(rel, str) else ()
+        if (len(parts) < 2 or parts[0] not in ("stages", "inputs") or Path(rel).is_absolute()
+                or any(p in ("", ".", "..") for p in parts) or not rel.endswith(".parquet")):
+            raise CacheEntryError(self.entry(key) / MANIFEST, f"table file {rel!r} is not a Parquet file inside the "
+                                  f"cache ({self._hint(key)})")
         path = self.root / rel
         df = read_table(path, kind) if kind is not None else pl.read_parquet(path)
         self._note(df, path)

@@ -15,6 +15,7 @@ from typing import Callable
 
 import polars as pl
 
+from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe, RecipeError
 from calib.stages.base import Tables
 from calib.tables import read_table, write_table
@@ -70,6 +71,7 @@ def _cached(cache_dir: Path | None, name: str, kind: str, key: str, build: Calla
         log(f"input {label}: cached")
         return read_table(path, kind), path
     df = build()
+    make_dirs(path.parent)
     write_table(df, path, kind)
     return df, path
 
@@ -92,8 +94,12 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
 
     systems: dict[str, pl.DataFrame] = {}
     clips: set[str] = set()
+    from calib.io.clipnames import is_safe_clip_name
+
     for name, raw in recipe.inputs.systems.items():
         where = f"inputs.systems.{name}"
+        if not is_safe_clip_name(name):  # it names cache files; Inputs.from_dict checks it too
+            raise RecipeError("inputs.systems", f"system name {name!r} cannot name a file", source)
         p = _resolve_path(raw, base, where, source)
         if p.suffix == ".parquet":
             key = digest(["parquet", name, sha256_file(p)])

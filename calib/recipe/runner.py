@@ -18,9 +18,11 @@ from typing import Callable, Iterable
 
 import polars as pl
 
-from calib.recipe.cache import StageCache, learned_state, restore_state, stage_key
+from calib.recipe.cache import StageCache, stage_key
 from calib.recipe.inputs import LoadedInputs, digest, load_inputs, subset
+from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe, RecipeError
+from calib.recipe.state import save_state
 from calib.recipe.scoring import Scorer, headline, restrict
 from calib.stages.base import Stage, Tables
 from calib.tables import conform, write_table
@@ -54,7 +56,7 @@ class ChainResult:
     records: list[StageRecord]
     stages: list[Stage]  # fitted; state restored from the cache where a stage was not re-run
     key: str  # key of the final output
-    state_files: dict[str, Path] = field(default_factory=dict)  # path -> cached state of learned stages
+    state_files: dict[str, Path] = field(default_factory=dict)  # path -> cached state folder of learned stages
 
 
 def clip_sets(recipe: Recipe, tables: Tables, source: str | None = None) -> tuple[list[str], list[str]]:
@@ -97,13 +99,32 @@ def _normalize(tables: Tables, before: Tables, where: str) -> Tables:
     return out
 
 
+def check_imports(recipe: Recipe, source: str | None = None, stages: list[Stage] | None = None) -> None:
+    """Refuse, before anything runs or is written, a recipe whose stages name modules to import
+    (``feature_modules``) that the user has not allowed: a recipe is data."""
+    import features as F
+
+    chain = recipe.chain()
+    for st, (path, spec) in zip(stages or [spec.build() for _, spec in chain], chain):
+        for module in st.code_modules():
+            if not F.is_import_allowed(module):
+                raise RecipeError(path, f"stage {spec.type!r} names the module {module!r} to import; a recipe is data "
+                                  f"and cannot import code by itself: pass --allow-import {module} if you trust it, "
+                                  f"or install it with a {F.ENTRY_POINT_GROUP!r} entry point", source)
+
+
 def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iterable[str],
-              cache: StageCache | None = None, log: Log = lambda s: None) -> ChainResult:
-    """Run the recipe's enabled stages (and emitter) on ``tables``, resuming from the cache."""
+              cache: StageCache | None = None, log: Log = lambda s: None, source: str | None = None) -> ChainResult:
+    """Run the recipe's enabled stages (and emitter) on ``tables``, resuming from the cache.
+
+    Modules a stage's parameters name (``feature_modules``) must have been allowed
+    (:func:`features.allowed_imports`, ``--allow-import``): a :class:`RecipeError` naming the stage
+    otherwise, before anything runs. ``source``: the recipe file, for messages."""
     fit_clips = sorted(set(fit_clips))
     fit_key = digest(fit_clips)
     chain = recipe.chain()
     stages = [spec.build() for _, spec in chain]
+    check_imports(recipe, source, stages)
     keys: list[str] = []
     prev = input_key
     for st, (_, spec) in zip(stages, chain):
@@ -117,7 +138,7 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
     if cache is not None:
         for j in range(n - 1, -1, -1):
             if cache.has(keys[j]):
-                tables_j, _, _ = cache.load(keys[j])
+                tables_j, _ = cache.load(keys[j])
                 if "truth" in tables:
                     tables_j["truth"] = tables["truth"]
                 tables = tables_j
@@ -125,12 +146,8 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
                 break
         for j in range(start):
             records[j].cached = True
-            sp = cache.state_path(keys[j])
-            if stages[j].learns and sp is not None:
-                import joblib
-
-                restore_state(stages[j], joblib.load(sp))
-                state_files[records[j].path] = sp
+            if stages[j].learns:
+                state_files[records[j].path] = cache.restore(keys[j], stages[j])
             log(f"[{j + 1}/{n}] {records[j].address} ({records[j].type}): cached")
         if start:
             records[start - 1].rows = _rows(tables)
@@ -196,14 +213,27 @@ def _default_scorer() -> Scorer:
 
 def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os.PathLike,
                cache_dir: str | os.PathLike | None = None, scorer: Scorer | None = None,
-               source: str | None = None, log: Log = print, progress: bool = False, score: bool = True) -> RunOutput:
+               source: str | None = None, log: Log = print, progress: bool = False, score: bool = True,
+               allow_imports: Iterable[str] = ()) -> RunOutput:
     """Run a recipe and write OUT/{recipe.toml, detections.parquet, dcase/, state/, metrics.json,
-    run.json, report.md}. Outputs are staged and moved into place only when everything succeeded."""
+    run.json, report.md}. Outputs are staged and moved into place only when everything succeeded.
+
+    ``allow_imports``: modules the recipe may name for import (``--allow-import``); a recipe naming
+    any other is refused before anything is written."""
+    import features as F
+
+    with F.allowed_imports(allow_imports):
+        check_imports(recipe, source)
+        return _run_recipe(recipe, Path(out_dir), base_dir=base_dir, cache_dir=cache_dir, scorer=scorer,
+                           source=source, log=log, progress=progress, score=score)
+
+
+def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Scorer | None, source: str | None,
+                log: Log, progress: bool, score: bool) -> RunOutput:
     from calib.io.dcase import MAX_FILE_BYTES
     from calib.recipe.io import dump_recipe
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_dirs(out)
     cache = StageCache(cache_dir if cache_dir is not None else out / ".cache")
     loaded: LoadedInputs = load_inputs(recipe, base_dir, cache_dir=cache.root, source=source, progress=progress, log=log)
     cache.remember(loaded.files)
@@ -211,7 +241,7 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
     fit_clips, eval_clips = clip_sets(recipe, tables, source)
     log(f"recipe {recipe.name!r}: {len(recipe.chain())} stage(s); fit on {len(fit_clips)} clip(s), "
         f"score {len(eval_clips)} clip(s)")
-    chain = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=log)
+    chain = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=log, source=source)
     det = chain.tables["detections"]
 
     metrics, split_metrics = None, {}
@@ -242,13 +272,11 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
         for i, (rec, st) in enumerate(zip(chain.records, chain.stages)):
             if not rec.learns:
                 continue
-            dest = staging / "state" / f"{i:02d}-{rec.address}.joblib"
+            dest = staging / "state" / f"{i:02d}-{rec.address}"  # address: a checked path component
             if rec.path in chain.state_files:
-                shutil.copyfile(chain.state_files[rec.path], dest)
+                shutil.copytree(chain.state_files[rec.path], dest)
             else:
-                import joblib
-
-                joblib.dump(learned_state(st), dest)
+                save_state(st, dest)
         if metrics is not None:
             _write_json(staging / "metrics.json", metrics)
         if split_metrics:
@@ -274,6 +302,18 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
     return RunOutput(out, chain, metrics, split_metrics, fit_clips, eval_clips, sizes)
 
 
+def check_clip_values(names: Iterable, where: str) -> None:
+    """An :class:`~calib.io.errors.InputError` naming the first clip of ``names`` that cannot be a
+    file name (see :mod:`calib.io.clipnames`) and how many there are."""
+    from calib.io.clipnames import RULE, is_safe_clip_name
+    from calib.io.errors import InputError
+
+    bad = [c for c in names if not is_safe_clip_name(c)]
+    if bad:
+        raise InputError(where, f"unsafe clip name {bad[0]!r}" + (f" (and {len(bad) - 1} more)" if len(bad) > 1 else "")
+                         + f": {RULE}; nothing was written")
+
+
 def export_clips(det: pl.DataFrame, out_dir: str | os.PathLike, clips: Iterable[str], *,
                  max_bytes: int | None) -> list[Path]:
     """One ``<clip>.json`` per clip of ``clips`` (an empty annotation list where a clip has no
@@ -281,6 +321,10 @@ def export_clips(det: pl.DataFrame, out_dir: str | os.PathLike, clips: Iterable[
     of ``det`` not listed."""
     from calib.io.dcase import dumps_clip, export_table
 
+    # every clip name becomes a file name: all are checked before the first file is written
+    clips = list(clips)
+    check_clip_values(det.get_column("clip").unique().sort().to_list(), "the detections table")
+    check_clip_values(clips, "the clip list")
     out_dir = Path(out_dir)
     files = export_table(det, out_dir, "pred", max_bytes=max_bytes, progress=False) if len(det) else []
     have = {f.stem for f in files}

@@ -45,9 +45,11 @@ list the known ones.
 from __future__ import annotations
 
 import copy
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from calib.io.clipnames import is_safe_clip_name
 from calib.io.errors import InputError
 
 PROTOCOLS = ("dcase2026", "dcase2026-coco")
@@ -55,6 +57,9 @@ PROTOCOLS = ("dcase2026", "dcase2026-coco")
 STAGE_KEYS = ("type", "name", "enabled", "on_system")
 #: tables a stage may need -> the recipe input that provides it
 TABLE_INPUTS = {"truth": "inputs.gt", "teacher": "inputs.teacher", "priors": "inputs.priors"}
+#: a stage's name is an address segment (stages.<name>.k) and names its state folder in a run's
+#: output: no path separators, dots or brackets, no control characters, at most 100 characters
+STAGE_NAME = re.compile(r"[^/\\.\[\]\x00-\x1f\x7f]{1,100}")
 
 
 class RecipeError(InputError):
@@ -134,6 +139,9 @@ class Inputs:
         if not systems:
             raise RecipeError(f"{where}.systems", "name at least one system (name = path)", source)
         for name, path in systems.items():
+            if not is_safe_clip_name(name):  # names cache files (system-<name>-<key>.parquet)
+                raise RecipeError(f"{where}.systems", f"system name {name!r}: use letters, digits, '_', '-' and '.', "
+                                  "not starting with '.' (it names files)", source)
             if not isinstance(path, str) or not path:
                 raise RecipeError(f"{where}.systems.{name}", f"expected a path string, got {path!r}", source)
         out = cls(
@@ -246,6 +254,9 @@ class StageSpec:
             raise RecipeError(where, f"expected a stage table with a 'type', got {d!r}", source)
         stype = _typed(d, "type", str, where, source, required=True)
         name = _typed(d, "name", str, where, source)
+        if name is not None and (not STAGE_NAME.fullmatch(name) or not name.strip()):
+            raise RecipeError(f"{where}.name", f"{name!r}: a stage name has no '/', '\\', '.', '[' or ']' and at most "
+                              "100 characters: it is an address segment and names a folder", source)
         enabled = _typed(d, "enabled", bool, where, source, default=True)
         on_system = _typed(d, "on_system", str, where, source)
         params = {k: copy.deepcopy(v) for k, v in d.items() if k not in STAGE_KEYS}

@@ -131,6 +131,10 @@ class RerankModel:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, feature_modules: Sequence[str] = ()) -> "RerankModel":
+        """Read a model folder. ``feature_modules`` (given by the caller: a command-line flag or
+        code) are imported; the modules the folder's metadata lists are data and are imported only
+        when allowed (an installed ``calib.features`` entry point, ``--allow-import``); a feature
+        still missing then is refused with the flag to pass."""
         folder = Path(folder)
         meta_path = folder / META_FILE
         if not meta_path.exists():
@@ -144,6 +148,10 @@ class RerankModel:
             raise ModelMismatchError(f"{meta_path}: model format {meta.get('format')!r} version "
                                      f"{meta.get('format_version')!r}; this calib reads {FORMAT!r} version {FORMAT_VERSION}")
         F.load_feature_modules(feature_modules)
+        listed = meta.get("feature_modules") or []
+        if not isinstance(listed, list) or not all(isinstance(m, str) for m in listed):
+            raise ModelMismatchError(f"{meta_path}: feature_modules must be a list of module names")
+        F.load_feature_modules([m for m in listed if F.is_import_allowed(m)], source=str(meta_path))
         check_features(meta, meta_path)
         check_libraries(meta, meta_path)
         reranker = Reranker.load(folder, meta["reranker"])
@@ -159,8 +167,9 @@ def check_features(meta: dict, where: Path) -> None:
     for f in meta["features"]:
         have = reg.get(f["name"])
         if have is None:
-            problems.append(f"feature {f['name']!r} (module {f['module']}) is not registered; "
-                            f"pass --feature-module {f['module']}")
+            problems.append(f"feature {f['name']!r} (module {f['module']}) is not registered; a model folder "
+                            f"cannot import code by itself: pass --allow-import {f['module']} if you trust it "
+                            f"(calib rerank also takes --feature-module {f['module']})")
         elif have.version != f["version"]:
             problems.append(f"feature {f['name']!r} is version {have.version} here but the model was trained on "
                             f"version {f['version']}")

@@ -22,7 +22,7 @@ RENDER_VERSION = "3"
 MEMORY_BUDGET = 2 * 1024**3  # bytes of cached maps kept in memory (least recently used dropped)
 #: a file's digest is remembered only when it was last modified this long before it was hashed:
 #: a rewrite within the file system's timestamp granularity could keep size and mtime (git's
-#: "racy clean" rule)
+#: "racy clean" rule; the ctime in the signature catches edits whose mtime was put back)
 RACY_NS = 2_000_000_000
 
 
@@ -84,14 +84,42 @@ def entry_key(kind: str, digest: str, **params) -> str:
     return f"{kind}-{tag}-{digest}"
 
 
-DIGEST_INDEX = "digests.json"  # in a cache folder: {absolute path: [size, mtime_ns, ino, dev, digest]}
+DIGEST_INDEX = "digests.json"
+#: version 2: {"version": 2, "files": {absolute path: [*stat signature, digest]}}; an index of
+#: another version (version 1 had no ctime) is ignored, never misread
+INDEX_VERSION = 2
+STAT_FIELDS = ("st_size", "st_mtime_ns", "st_ctime_ns", "st_ino", "st_dev", "st_mode")
+
+
+def stat_signature(st: os.stat_result) -> tuple[int, ...]:
+    """What a file's digest is remembered under, as git's index does: size, mtime and ctime (in ns),
+    inode, device and mode. An in-place edit changes the ctime even when a tool restores the size
+    and mtime (``touch -r``, ``os.utime``); a replaced file changes the inode. Owner ids are left
+    out, so a cache shared by a team stays valid."""
+    return tuple(int(getattr(st, f)) for f in STAT_FIELDS)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish(tmp: str | Path, final: Path) -> None:
+    # mkstemp makes 0600 files: give cache files the user's umask, never writable by others
+    os.chmod(tmp, 0o666 & ~_umask() & ~0o002)
+    os.replace(tmp, final)
 
 
 def _read_index(path: Path) -> dict[str, tuple[tuple, str]]:
-    """The digest index of a cache folder; an absent or unreadable one is empty (a cache)."""
+    """The digest index of a cache folder; an absent, unreadable or older one is empty (a cache)."""
+    n = len(STAT_FIELDS)
     try:
         raw = json.loads(path.read_text())
-        return {str(k): (tuple(int(x) for x in v[:4]), str(v[4])) for k, v in raw.items()}
+        if raw.get("version") != INDEX_VERSION:
+            return {}
+        return {str(k): (tuple(int(x) for x in v[:n]), str(v[n])) for k, v in raw["files"].items()
+                if isinstance(v, list) and len(v) == n + 1}
     except (OSError, ValueError, TypeError, KeyError, IndexError, AttributeError):
         return {}
 
@@ -103,8 +131,8 @@ def _write_index(path: Path, digests: dict) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".digests.", suffix=".json", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump({k: [*sig, d] for k, (sig, d) in sorted(digests.items())}, f)
-        os.replace(tmp, path)
+            json.dump({"version": INDEX_VERSION, "files": {k: [*sig, d] for k, (sig, d) in sorted(digests.items())}}, f)
+        _publish(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -122,8 +150,8 @@ class MapCache:
         self._unsaved: set[str] = set()  # cache folders whose index lacks digests learned here
 
     def file_digest(self, path, read, cache_dir=None) -> str:
-        """Content hash of a file (read() gives its bytes), remembered while its size, mtime,
-        inode and device stay the same: a warm re-score does not read and hash every GT file
+        """Content hash of a file (read() gives its bytes), remembered while its stat signature
+        (:func:`stat_signature`: size, mtime, ctime, inode, device, mode) stays the same: a warm re-score does not read and hash every GT file
         again. With ``cache_dir`` the digests remembered there (``digests.json``) are read, and
         :meth:`save_digests` writes the new ones back once the caller has hashed all its files, so
         a new process scoring against the same cache skips the hashing too (git's index does the
@@ -134,7 +162,7 @@ class MapCache:
             self._index_dirs.add(str(cache_dir))
             self._digests.update(_read_index(Path(cache_dir) / DIGEST_INDEX))
         st = os.stat(path)
-        sig = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+        sig = stat_signature(st)
         name = os.path.abspath(path)
         known = self._digests.get(name)
         if known is not None and known[0] == sig:
@@ -194,7 +222,7 @@ class MapCache:
         os.close(fd)
         try:
             np.savez(tmp, **value.to_arrays())
-            os.replace(tmp, folder / f"{key}.npz")
+            _publish(tmp, folder / f"{key}.npz")
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -99,6 +99,13 @@ class Stage:
     adds_columns: ClassVar[tuple[str, ...]] = ()
     #: True when fit learns something (then apply requires a prior fit)
     learns: ClassVar[bool] = False
+    #: what fit learns: attribute (ending in ``_``) -> its type, or the name of a model kind the
+    #: state codec stores as a folder ("RerankModel"); checked when the state is read back
+    #: (:mod:`calib.recipe.state`). Empty: any attributes ending in ``_``.
+    learned_attributes: ClassVar[Mapping[str, Any]] = {}
+    #: parameters naming files or folders whose contents the output depends on (their contents
+    #: are part of the stage cache key)
+    path_params: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def param_names(cls) -> list[str]:
@@ -126,6 +133,11 @@ class Stage:
 
     def clone(self) -> "Stage":
         return type(self)(**self.get_params())
+
+    def code_modules(self) -> list[str]:
+        """Modules this stage imports because its parameters name them: they must be allowed
+        (``--allow-import``) and their source is part of the stage cache key."""
+        return []
 
     def fit(self, tables: Tables) -> "Stage":
         return self

@@ -4,6 +4,11 @@ Fit on dev tables that carry ground truth (``detections`` + ``truth``; a ``match
 scorer is used when present, else computed), apply anywhere (only ``detections`` needed): ``score`` becomes the model's probability that the detection is matchable
 and the upstream score stays in ``score_raw``. With ``model_dir`` set the stage loads a model made by
 ``calib rerank fit`` instead of fitting one.
+
+A recipe is data: the modules named in ``feature_modules`` are imported only when the user allowed
+them (``calib run --allow-import MODULE``) or an installed package declares them as a
+``calib.features`` entry point. The learned state (``model_``, ``report_``) is stored as a model
+folder (LightGBM text / JSON trees, see :mod:`calib.rerank.pipeline`) and JSON, never pickled.
 """
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ class Rerank(Stage):
     needs_columns = ("score", "points")
     adds_columns = ("score_raw",)
     learns = True
+    #: what fit learns (checked when the state is read back)
+    learned_attributes = {"model_": "RerankModel", "report_": dict}
+    #: parameters naming files whose contents the output depends on (part of the stage cache key)
+    path_params = ("model_dir",)
 
     def __init__(self, *, model: str = "lightgbm", features: str | list = "default", feature_modules: str | list = "",
                  iou_threshold: float = 0.25, folds: int = 0, group: str = "clip", calibration: str = "none",
@@ -49,11 +58,23 @@ class Rerank(Stage):
         m = self.feature_modules
         return [x.strip() for x in m.split(",") if x.strip()] if isinstance(m, str) else list(m)
 
+    def code_modules(self) -> list[str]:
+        """Modules outside calib this stage imports because its parameters name them."""
+        return self._modules()
+
     def fit(self, tables: Tables) -> "Rerank":
+        import features as F
         from calib.rerank.pipeline import RerankModel, fit_reranker
 
+        F.load_feature_modules(self._modules(), source="the rerank stage's feature_modules")
         if self.model_dir:
-            self.model_ = RerankModel.load(self.model_dir, self._modules())
+            from calib.io.errors import InputError
+            from calib.rerank.pipeline import ModelMismatchError
+
+            try:
+                self.model_ = RerankModel.load(self.model_dir)
+            except (ModelMismatchError, F.FeatureError) as e:
+                raise InputError(self.model_dir, f"rerank stage model_dir: {e}") from None
             self.report_ = {}
             return self
         result = fit_reranker(

@@ -16,6 +16,7 @@ from calib.tables import TEACHER, read_table  # noqa: E402
 from adapter_test_utils import foa_plane_wave, noise, write_audio  # noqa: E402
 from tiny_adapter_models import ConstantAccdoa, TinyAccdoa  # noqa: E402
 
+ALLOW = ["tiny_adapter_models"]  # the model configs name its factories: --allow-import tiny_adapter_models
 CONST = "tiny_adapter_models:ConstantAccdoa"
 
 
@@ -57,7 +58,7 @@ EXPECTED = [  # clip, frame, class, track, az, el, distance (x 100), x, y, activ
 def test_rows_match_the_hand_computed_table(tmp_path, clip, flat, batch_size):
     ckpt = constant_ckpt(tmp_path / "c.pt")
     res = adapt("accdoa", ckpt, [clip], batch_size=batch_size, params={
-        "model_config": {"architecture": CONST, "params": {"flat": flat}}, "chunk_frames": 3,
+        "allow_import": ALLOW, "model_config": {"architecture": CONST, "params": {"flat": flat}}, "chunk_frames": 3,
         "distance_scale": 100.0})
     assert "view" not in res.table.columns
     assert_frame_equal(res.table, teacher(EXPECTED), check_exact=False, rel_tol=1e-6, abs_tol=1e-9)
@@ -66,7 +67,7 @@ def test_rows_match_the_hand_computed_table(tmp_path, clip, flat, batch_size):
 def test_three_component_output_has_no_distance_and_threshold_applies(tmp_path, clip):
     ckpt = constant_ckpt(tmp_path / "c.pt", k=3)
     res = adapt("accdoa", ckpt, [clip], params={
-        "model_config": {"architecture": CONST, "params": {"k": 3}}, "chunk_frames": 3, "threshold": 0.75})
+        "allow_import": ALLOW, "model_config": {"architecture": CONST, "params": {"k": 3}}, "chunk_frames": 3, "threshold": 0.75})
     want = [r for r in EXPECTED if r[-1] > 0.75]
     assert_frame_equal(res.table, teacher(want, with_distance=False), check_exact=False, rel_tol=1e-6, abs_tol=1e-9)
 
@@ -76,13 +77,13 @@ def test_acs_views_agree_on_a_plane_wave(tmp_path):
     torch.save({"dummy": torch.zeros(1)}, tmp_path / "iv.pt")
     config = {"architecture": "tiny_adapter_models:IntensityAccdoa", "params": {"frames": 10}}
     res = adapt("accdoa", tmp_path / "iv.pt", [path], batch_size=3,
-                params={"model_config": config, "chunk_frames": 10, "acs": True})
+                params={"allow_import": ALLOW, "model_config": config, "chunk_frames": 10, "acs": True})
     t = res.table
     assert t["view"].value_counts().sort("view").rows() == [(v, 10) for v in range(8)]
     assert set(t["class_id"]) == {0} and set(t["track"]) == {0}
     np.testing.assert_allclose(t["azimuth"], 50.0, atol=0.5)
     np.testing.assert_allclose(t["elevation"], 25.0, atol=0.5)
-    plain = adapt("accdoa", tmp_path / "iv.pt", [path], params={"model_config": config, "chunk_frames": 10})
+    plain = adapt("accdoa", tmp_path / "iv.pt", [path], params={"allow_import": ALLOW, "model_config": config, "chunk_frames": 10})
     assert "view" not in plain.table.columns and len(plain.table) == 10
     np.testing.assert_allclose(plain.table["azimuth"], 50.0, atol=0.5)
 
@@ -91,7 +92,7 @@ def test_random_model_mic_acs_is_deterministic(tmp_path):
     for name, sec in (("m1", 1.25), ("m2", 0.7)):
         write_audio(tmp_path / f"{name}.wav", noise(4, sec, 24000, len(name) + int(sec * 10)), 24000)
     torch.save(TinyAccdoa(in_channels=4, frames=5, seed=2).state_dict(), tmp_path / "t.pt")
-    params = {"model_config": {"architecture": "tiny_adapter_models:TinyAccdoa",
+    params = {"allow_import": ALLOW, "model_config": {"architecture": "tiny_adapter_models:TinyAccdoa",
                                "params": {"in_channels": 4, "frames": 5}},
               "features": "logmel", "audio_format": "mic", "acs": True, "chunk_frames": 5, "threshold": 0.3}
     runs = [adapt("accdoa", tmp_path / "t.pt", [tmp_path], batch_size=4, params=params) for _ in range(2)]
@@ -109,4 +110,4 @@ def test_frame_count_mismatch_is_explained(tmp_path, clip):
     torch.save(TinyAccdoa(frames=4).state_dict(), tmp_path / "t.pt")
     with pytest.raises(AdapterError, match="returned 4 frames for a chunk of 50 label frames; set chunk_frames"):
         adapt("accdoa", tmp_path / "t.pt", [clip],
-              params={"model_config": {"architecture": "tiny_adapter_models:TinyAccdoa", "params": {"frames": 4}}})
+              params={"allow_import": ALLOW, "model_config": {"architecture": "tiny_adapter_models:TinyAccdoa", "params": {"frames": 4}}})

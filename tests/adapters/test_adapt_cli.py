@@ -63,21 +63,24 @@ def test_writes_the_table_with_its_provenance(data, capsys):
 def test_inline_model_config_and_params(data):
     out = data / "d.parquet"
     config = json.dumps({"architecture": "tiny_adapter_models:TinyInstance"})
-    assert cli(["energy-instance", "--checkpoint", data / "inst.pt", "--model-config", config, "--input",
-                data / "audio" / "c1.wav", "--out", out, "--param", "points=grid", "--param", "grid=2",
-                "--batch-size", "4", "--device", "cpu", "--quiet"]) == 0
+    args = ["energy-instance", "--checkpoint", data / "inst.pt", "--model-config", config, "--input",
+            data / "audio" / "c1.wav", "--out", out, "--param", "points=grid", "--param", "grid=2",
+            "--batch-size", "4", "--device", "cpu", "--quiet"]
+    assert cli(args) == 2  # the config names code to import: not without --allow-import
+    assert not out.exists()
+    assert cli([*args, "--allow-import", "tiny_adapter_models"]) == 0
     t = read_table(out, "detections")
     assert len(t) == 50 and (t["points"].list.get(0).list.len() == 4).all()
 
 
-def test_untrusted_pickles_are_refused_without_output(data, capsys):
+def test_pickled_modules_are_refused_without_output(data, capsys):
     torch.save(TinyInstance(), data / "whole.pt")
     out = data / "res" / "d.parquet"
     args = ["energy-instance", "--checkpoint", data / "whole.pt", "--input", data / "audio", "--out", out, "--quiet"]
-    assert cli(args) == 2
-    assert "--trust-checkpoint" in capsys.readouterr().err
-    assert not out.exists()
-    assert cli([*args, "--trust-checkpoint"]) == 0 and len(read_table(out)) == 50
+    for extra in ([], ["--trust-checkpoint"]):  # unpickling could run any code: never, trusted or not
+        assert cli([*args, *extra]) == 2
+        assert "never unpickled" in capsys.readouterr().err
+        assert not out.exists()
 
 
 def test_errors_name_what_to_fix(data, capsys):

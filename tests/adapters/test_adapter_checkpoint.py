@@ -1,4 +1,5 @@
-"""Checkpoints become modules safely: weights_only state_dicts by default, code-running formats only if trusted."""
+"""Checkpoints become modules safely: weights_only state_dicts by default, code-running formats only if trusted,
+pickled modules never; an import path in a model config only for a module the user allowed."""
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -8,6 +9,7 @@ from calib.adapters.torch_adapter import autocast_dtype, build_module, read_chec
 from tiny_adapter_models import TinyAccdoa  # noqa: E402
 
 CONFIG = {"architecture": "tiny_adapter_models:TinyAccdoa", "params": {"frames": 4, "seed": 3}}
+ALLOW = ("tiny_adapter_models",)  # what --allow-import tiny_adapter_models passes
 
 
 @pytest.fixture
@@ -31,7 +33,7 @@ def test_state_dicts_load_into_the_configured_architecture(tmp_path, model, x, w
     obj = {"plain": sd, "state_dict": {"state_dict": sd, "epoch": 3, "cfg": {"lr": [0.1]}}, "model": {"model": sd},
            "module_prefix": {f"module.{k}": v for k, v in sd.items()}}[wrap]
     torch.save(obj, tmp_path / "ckpt.pt")
-    built = build_module(tmp_path / "ckpt.pt", CONFIG, trust=False, builtins={})
+    built = build_module(tmp_path / "ckpt.pt", CONFIG, trust=False, builtins={}, allow_import=ALLOW)
     assert not built.training and same_outputs(built, model, x)  # seed 3 weights replaced by the file's
 
 
@@ -44,13 +46,23 @@ def test_builtin_architecture_names(tmp_path, model, x):
         build_module(tmp_path / "c.pt", {"architecture": "huge"}, trust=False, builtins={"tiny": TinyAccdoa})
 
 
-def test_pickled_modules_need_trust(tmp_path, model, x):
+def test_pickled_modules_are_never_unpickled(tmp_path, model):
     torch.save(model, tmp_path / "whole.pt")
-    with pytest.raises(AdapterError, match="weights_only=True.*--trust-checkpoint"):
-        read_checkpoint(tmp_path / "whole.pt")
-    assert same_outputs(build_module(tmp_path / "whole.pt", None, trust=True, builtins={}), model, x)
-    with pytest.raises(AdapterError, match="drop the model config"):
-        build_module(tmp_path / "whole.pt", CONFIG, trust=True, builtins={})
+    for trust in (False, True):
+        with pytest.raises(AdapterError, match="weights_only=True.*never unpickled.*--trust-checkpoint"):
+            read_checkpoint(tmp_path / "whole.pt", trust=trust)
+        with pytest.raises(AdapterError, match="never unpickled"):
+            build_module(tmp_path / "whole.pt", None, trust=trust, builtins={})
+
+
+def test_import_path_architectures_need_an_allowed_module(tmp_path, model, x):
+    torch.save(model.state_dict(), tmp_path / "c.pt")
+    with pytest.raises(AdapterError, match="names the module 'tiny_adapter_models'.*--allow-import tiny_adapter_models"):
+        build_module(tmp_path / "c.pt", CONFIG, trust=False, builtins={})
+    with pytest.raises(AdapterError, match="--allow-import tiny_adapter_models"):  # a prefix is not a package
+        build_module(tmp_path / "c.pt", CONFIG, trust=True, builtins={}, allow_import=("tiny",))
+    assert same_outputs(build_module(tmp_path / "c.pt", CONFIG, trust=False, builtins={}, allow_import=ALLOW),
+                        TinyAccdoa(frames=4, seed=1).eval(), x)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -68,14 +80,15 @@ def test_bad_checkpoints_and_configs(tmp_path, model):
     with pytest.raises(AdapterError, match=r"does not fit.*missing \['conv.weight'"):
         sd = {k: v for k, v in model.state_dict().items() if k != "conv.weight"}
         torch.save(sd, tmp_path / "partial.pt")
-        build_module(tmp_path / "partial.pt", CONFIG, trust=False, builtins={})
+        build_module(tmp_path / "partial.pt", CONFIG, trust=False, builtins={}, allow_import=ALLOW)
     with pytest.raises(AdapterError, match="bad params"):
         build_module(tmp_path / "c.pt", {"architecture": CONFIG["architecture"], "params": {"nope": 1}}, trust=False,
-                     builtins={})
+                     builtins={}, allow_import=ALLOW)
     with pytest.raises(AdapterError, match="unknown key"):
         build_module(tmp_path / "c.pt", {"architecture": "x", "weights": "y"}, trust=False, builtins={})
     with pytest.raises(AdapterError, match="cannot be imported"):
-        build_module(tmp_path / "c.pt", {"architecture": "no_such_mod_q:F"}, trust=False, builtins={})
+        build_module(tmp_path / "c.pt", {"architecture": "no_such_mod_q:F"}, trust=False, builtins={},
+                     allow_import=("no_such_mod_q",))
     (tmp_path / "junk.pt").write_bytes(b"\x00" * 100)
     with pytest.raises(AdapterError, match=r"junk\.pt: not loadable"):
         read_checkpoint(tmp_path / "junk.pt")

@@ -16,6 +16,7 @@ from adapter_test_utils import noise, write_audio  # noqa: E402
 import tiny_adapter_models as tiny_models  # noqa: E402
 from tiny_adapter_models import FixedInstance, TinyInstance  # noqa: E402
 
+ALLOW = ["tiny_adapter_models"]  # the model configs name its factories: --allow-import tiny_adapter_models
 FIXED = {"architecture": "tiny_adapter_models:FixedInstance"}
 
 
@@ -46,7 +47,7 @@ B = pts((9.0, 4.5, 0.5), (27.0, 4.5, 1.0), (27.0, 13.5, 0.25))
 @pytest.mark.parametrize("batch_size", [1, 3, 50])
 def test_rows_match_the_hand_computed_table(fixed_ckpt, tmp_path, batch_size):
     res = adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], batch_size=batch_size,
-                params={"model_config": FIXED, "distance_scale": 100.0})
+                params={"allow_import": ALLOW, "model_config": FIXED, "distance_scale": 100.0})
     want = expected([
         ("fixed", "clipA", 0, 0, 2, 0.5, 150.0, A),
         ("fixed", "clipA", 1, 1, 2, 0.625, 250.0, A),
@@ -60,7 +61,7 @@ def test_rows_match_the_hand_computed_table(fixed_ckpt, tmp_path, batch_size):
 
 def test_min_score_grid_points_and_system_name(fixed_ckpt, tmp_path):
     res = adapt("energy-instance", fixed_ckpt, [tmp_path], params={
-        "model_config": FIXED, "min_score": 0.1, "points": "grid", "grid": 1, "system": "sysX"})
+        "allow_import": ALLOW, "model_config": FIXED, "min_score": 0.1, "points": "grid", "grid": 1, "system": "sysX"})
     centre = pts((0.0, 20.0, (2.0 + 0.125 + 1.0) / 4))  # box centre x = 360 -> 0
     want = expected([("sysX", "clipA", t, t, 2, 0.5 + t / 8, 1.5 + t, centre) for t in range(4)])
     assert_frame_equal(res.table, want)
@@ -71,7 +72,7 @@ def test_bad_labels_name_clip_and_frame(tmp_path):
     np.save(tmp_path / "clipB.npy", np.arange(3, dtype=np.float32)[:, None])
     with pytest.raises(AdapterError, match=r"clip clipB, frame 1: label 0 outside 1..13"):
         adapt("energy-instance", tmp_path / "f.pt", [tmp_path / "clipB.npy"],
-              params={"model_config": {**FIXED, "params": {"bad_label": True}}})
+              params={"allow_import": ALLOW, "model_config": {**FIXED, "params": {"bad_label": True}}})
 
 
 @pytest.fixture
@@ -88,11 +89,11 @@ TINY = {"architecture": "tiny_adapter_models:TinyInstance", "params": {"seed": 0
 
 
 def test_random_model_on_audio_is_schema_valid_and_deterministic(audio_dir, tmp_path):
-    runs = [adapt("energy-instance", tmp_path / "tiny.pt", [audio_dir], batch_size=7, params={"model_config": TINY})
+    runs = [adapt("energy-instance", tmp_path / "tiny.pt", [audio_dir], batch_size=7, params={"allow_import": ALLOW, "model_config": TINY})
             for _ in range(2)]
     assert_frame_equal(runs[1].table, runs[0].table)
     # other batch sizes: the same rows; float32 kernels may round differently with the batch shape
-    other = adapt("energy-instance", tmp_path / "tiny.pt", [audio_dir], batch_size=64, params={"model_config": TINY})
+    other = adapt("energy-instance", tmp_path / "tiny.pt", [audio_dir], batch_size=64, params={"allow_import": ALLOW, "model_config": TINY})
     assert_frame_equal(other.table.drop("points"), runs[0].table.drop("points"), check_exact=False, rel_tol=1e-4)
     t = runs[0].table
     assert t.group_by("clip").agg(pl.col("frame").n_unique()).sort("clip").rows() == [("c1", 31), ("c2", 20)]
@@ -112,7 +113,7 @@ def test_raw_windows_are_centred_on_their_frame(tmp_path):
     ramp[1] *= -1
     write_audio(tmp_path / "r.wav", ramp, sr)
     torch.save(TinyInstance().state_dict(), tmp_path / "t.pt")
-    adapter = make_adapter("energy-instance", model_config=TINY, features="raw", window_frames=3)
+    adapter = make_adapter("energy-instance", allow_import=ALLOW, model_config=TINY, features="raw", window_frames=3)
     x = adapter.load(tmp_path / "t.pt", "cpu").frame_inputs(tmp_path / "r.wav").numpy()
     assert x.shape == (5, 4, 3 * 2400)
     padded = np.pad(ramp, ((0, 0), (2400, 2400)))
@@ -123,15 +124,15 @@ def test_raw_windows_are_centred_on_their_frame(tmp_path):
 
 def test_bad_parameters_are_refused(tmp_path, fixed_ckpt):
     with pytest.raises(AdapterError, match="points 'sparse'"):
-        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED, "points": "sparse"})
+        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"allow_import": ALLOW, "model_config": FIXED, "points": "sparse"})
     with pytest.raises(AdapterError, match="divide 0.1 s"):
-        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED, "hop_s": 0.03})
+        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"allow_import": ALLOW, "model_config": FIXED, "hop_s": 0.03})
 
 
 def test_canvas_maps_place_points_on_the_whole_canvas(tmp_path):
     torch.save(tiny_models.CanvasInstance().state_dict(), tmp_path / "c.pt")
     np.save(tmp_path / "k.npy", np.zeros((2, 1), np.float32))
-    params = {"model_config": {"architecture": "tiny_adapter_models:CanvasInstance"}, "canvas_size": [8, 4],
+    params = {"allow_import": ALLOW, "model_config": {"architecture": "tiny_adapter_models:CanvasInstance"}, "canvas_size": [8, 4],
               "map_frame": "canvas"}
     res = adapt("energy-instance", tmp_path / "c.pt", [tmp_path / "k.npy"], params=params)
     # model pixel (row 1, col 6) centre (6.5, 1.5) x 45 canvas degrees per model pixel; no distances given
@@ -144,15 +145,15 @@ def test_canvas_maps_place_points_on_the_whole_canvas(tmp_path):
 def test_emit_stages_rewrite_the_mapped_points(fixed_ckpt, tmp_path):
     from calib.stages.base import Tables, make_stage
 
-    base = adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED})
+    base = adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"allow_import": ALLOW, "model_config": FIXED})
     spec = {"type": "grid", "n": 3}
-    res = adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED, "emit": spec})
+    res = adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"allow_import": ALLOW, "model_config": FIXED, "emit": spec})
     want = make_stage(spec).apply(Tables(detections=base.table))["detections"]
     assert_frame_equal(res.table, want)
     assert not res.table["points"].equals(base.table["points"])
     with pytest.raises(AdapterError, match="unknown stage 'nope'"):
-        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED,
+        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"allow_import": ALLOW, "model_config": FIXED,
                                                                                 "emit": {"type": "nope"}})
     with pytest.raises(AdapterError, match="unknown parameter"):
-        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"model_config": FIXED,
+        adapt("energy-instance", fixed_ckpt, [tmp_path / "clipA.npy"], params={"allow_import": ALLOW, "model_config": FIXED,
                                                                                 "emit": [{"type": "grid", "m": 2}]})

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+ALLOW = ["bench_adapter_models"]  # the model configs name its factories: --allow-import bench_adapter_models
+
 
 def build_models(torch, nn):
     class BenchInstance(nn.Module):
@@ -139,12 +141,16 @@ def main(argv=None) -> int:
     torch.save(AudioPriorNet(**vit).state_dict(), tmp / "vit.pt")
 
     runs = {
-        "energy-instance": ("energy-instance", tmp / "inst.pt", {"model_config": {"architecture": "bench_adapter_models:BenchInstance"},
-                                                                 "window_frames": 10}),
+        "energy-instance": ("energy-instance", tmp / "inst.pt", {
+            "allow_import": ALLOW, "model_config": {"architecture": "bench_adapter_models:BenchInstance"},
+            "window_frames": 10}),
         "energy-instance-overhead": ("energy-instance", tmp / "const.pt", {
-            "model_config": {"architecture": "bench_adapter_models:ConstantInstance"}, "window_frames": 10}),
-        "accdoa": ("accdoa", tmp / "crnn.pt", {"model_config": {"architecture": "bench_adapter_models:BenchCrnn"}}),
-        "accdoa-acs": ("accdoa", tmp / "crnn.pt", {"model_config": {"architecture": "bench_adapter_models:BenchCrnn"},
+            "allow_import": ALLOW, "model_config": {"architecture": "bench_adapter_models:ConstantInstance"},
+            "window_frames": 10}),
+        "accdoa": ("accdoa", tmp / "crnn.pt", {"allow_import": ALLOW,
+                                               "model_config": {"architecture": "bench_adapter_models:BenchCrnn"}}),
+        "accdoa-acs": ("accdoa", tmp / "crnn.pt", {"allow_import": ALLOW,
+                                                   "model_config": {"architecture": "bench_adapter_models:BenchCrnn"},
                                                    "acs": True}),
         "audio-prior": ("audio-prior", tmp / "vit.pt", {"model_config": {"architecture": "audiomae-vit-prior",
                                                                          "params": vit}}),

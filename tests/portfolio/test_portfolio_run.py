@@ -109,3 +109,20 @@ def test_rerun_is_cached_and_identical(portfolio, tmp_path):
         after = (out / "estimates.json").read_bytes(), (out / "portfolio.json").read_bytes(), \
             (out / "estimates.png").read_bytes()
     assert before == after
+
+
+def test_a_grid_whose_recipe_names_a_module_is_refused_before_writing(tmp_path, capsys):
+    """The portfolio command follows the run command's rule: a recipe imports nothing unless the
+    module is allowed (--allow-import); refused before the output folder is made."""
+    from calib.cli.main import main
+
+    with toy_stages():
+        data = write_data(tmp_path / "data")
+        d = recipe_dict()
+        d["stages"].insert(0, {"type": "rerank", "feature_modules": "pf_feats_never_test", "enabled": False})
+        dump_recipe(d, data / "recipe.toml")
+        (data / "grid.toml").write_text('base = "recipe.toml"\nfolds = 2\n[axes]\n"stages.rerank.enabled" = [true]\n')
+        assert main(["portfolio", str(data / "grid.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "names the module 'pf_feats_never_test'" in err and "--allow-import pf_feats_never_test" in err
+    assert not (tmp_path / "out").exists()

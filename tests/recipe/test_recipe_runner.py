@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import joblib
 import polars as pl
 import pytest
 
@@ -13,6 +12,7 @@ from calib.recipe import Recipe, RecipeError, clip_sets, run_chain, run_recipe
 from calib.recipe.address import set_values
 from calib.recipe.cache import StageCache
 from calib.recipe.inputs import load_inputs
+from calib.recipe.state import read_state
 from tests.recipe.toys import recipe_dict, toy_scorer, toy_stages, write_data
 
 # add 0.25 -> + class share on the sony clips (class 0: 3/4, class 3: 1/4) -> x 0.5 -> round 3
@@ -141,7 +141,7 @@ def test_run_recipe_writes_outputs_and_reruns_from_cache(toys, data, tmp_path, c
     assert metrics["macro_mAP"] == pytest.approx((0.5 + 0.188) / 2)
     assert metrics["macro_pearson_r"] == pytest.approx(2 / 3)
     assert res.eval_clips == ["t1", "t2"] and res.fit_clips == ["s1", "s2"]
-    assert joblib.load(out / "state" / "01-t_bias.joblib") == {"share_": {0: 0.75, 3: 0.25}}
+    assert read_state(out / "state" / "01-t_bias", stage_type="t_bias") == {"share_": {0: 0.75, 3: 0.25}}
     assert Recipe.from_dict(__import__("tomllib").loads((out / "recipe.toml").read_text())) == recipe
     report = (out / "report.md").read_text()
     assert "# Run of recipe `toy`" in report and "| 2 | t_bias | t_bias | weight=1.0 | yes |" in report
@@ -152,7 +152,7 @@ def test_run_recipe_writes_outputs_and_reruns_from_cache(toys, data, tmp_path, c
     assert all(r.cached for r in again.chain.records)
     assert "[4/4] emit (t_round): cached" in printed and "input system sysA: cached" in printed
     assert {p.name: p.read_bytes() for p in [out / "detections.parquet", *sorted((out / "dcase").iterdir())]} == first_bytes
-    assert joblib.load(out / "state" / "01-t_bias.joblib") == {"share_": {0: 0.75, 3: 0.25}}
+    assert read_state(out / "state" / "01-t_bias", stage_type="t_bias") == {"share_": {0: 0.75, 3: 0.25}}
     assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
 
 

@@ -52,7 +52,7 @@ def test_shipped_recipe_runs_on_synthetic_data(name, synth_small, tmp_path):
     assert max(res.files.values()) < 20 * 2**20
     learned = [r for r in res.chain.records if r.learns]
     assert sorted(p.name for p in (out / "state").iterdir()) == sorted(
-        f"{i:02d}-{r.address}.joblib" for i, r in enumerate(res.chain.records) if r.learns)
+        f"{i:02d}-{r.address}" for i, r in enumerate(res.chain.records) if r.learns)
     assert all(r.fit_clips == len(res.fit_clips) for r in learned)
 
 

@@ -156,3 +156,47 @@ def test_site_folds(data):
     res = fit(data, folds=5, group="site")
     per_fold = res.report["cross_fitting"]["per_fold"]
     assert sorted(g for f in per_fold for g in f["groups_test"]) == ["sony", "tau"]  # one fold per site
+
+
+def test_a_model_folder_imports_its_feature_modules_only_when_allowed(data, tmp_path, monkeypatch):
+    """reranker.json lists the modules of the model's custom features; loading imports one only
+    when the user allowed it (--allow-import / --feature-module): a model folder is data."""
+    import sys
+    import textwrap
+
+    import features as F
+
+    marker = tmp_path / "imported"
+    (tmp_path / "rr_feats_test.py").write_text(textwrap.dedent(f'''
+        import pathlib
+        from features import feature
+
+        pathlib.Path({str(marker)!r}).write_text("imported")
+
+        @feature(default=False)
+        def rr_half_score(ctx):
+            """Half the raw score."""
+            return 0.5 * ctx.score
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        res = fit(data, features=["score", "rr_half_score"], feature_modules=["rr_feats_test"], folds=0)
+        folder = res.model.save(tmp_path / "m")
+        assert json.loads((folder / "reranker.json").read_text())["feature_modules"] == ["rr_feats_test"]
+        # a new process: the module is not loaded, its feature not registered, nothing allowed
+        F.unregister("rr_half_score")
+        del sys.modules["rr_feats_test"]
+        marker.unlink()
+        monkeypatch.setattr(sys.modules["features.registry"], "_ALLOWED", set())
+        with pytest.raises(ModelMismatchError, match="'rr_half_score'.*cannot import code by itself: pass "
+                           "--allow-import rr_feats_test"):
+            RerankModel.load(folder)
+        assert not marker.exists() and "rr_feats_test" not in sys.modules
+        with F.allowed_imports(["rr_feats_test"]):
+            loaded = RerankModel.load(folder)
+        assert marker.exists()
+        dets = data[0]
+        np.testing.assert_array_equal(loaded.predict(dets), res.model.predict(dets))
+    finally:
+        F.unregister("rr_half_score")
+        sys.modules.pop("rr_feats_test", None)

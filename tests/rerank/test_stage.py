@@ -54,3 +54,24 @@ def test_cross_fitting_in_a_recipe_keeps_a_report(dev):
 def test_unfitted_apply_is_an_error(dev):
     with pytest.raises(RuntimeError, match="must be fitted"):
         make_stage({"type": "rerank"}).apply(dev)
+
+
+def test_a_model_dir_naming_a_module_is_a_clear_input_error(dev, tmp_path):
+    """A model folder listing a feature module that is not allowed: the stage says which flag to pass
+    (an InputError, so the CLI exits 2) and imports nothing."""
+    import json
+    import sys
+
+    from calib.io.errors import InputError
+
+    make_stage({"type": "rerank", **PARAMS}).fit(dev).save(tmp_path / "m")
+    meta_path = tmp_path / "m" / "reranker.json"
+    meta = json.loads(meta_path.read_text())
+    meta["feature_modules"] = ["stage_feats_never_test"]
+    meta["features"][1] = {"name": "never_feat", "version": 1, "module": "stage_feats_never_test", "train_only": False}
+    meta["reranker"]["feature_names"][1] = "never_feat"
+    meta_path.write_text(json.dumps(meta))
+    stage = make_stage({"type": "rerank", "model_dir": str(tmp_path / "m")})
+    with pytest.raises(InputError, match=r"rerank stage model_dir: .*'never_feat'.*--allow-import stage_feats_never_test"):
+        stage.fit(Tables())
+    assert "stage_feats_never_test" not in sys.modules

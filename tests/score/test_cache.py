@@ -86,3 +86,57 @@ def test_a_file_written_just_now_stays_out_of_the_folder_index(tmp_path):
     f.write_bytes(b"frash")  # same size, same mtime below: only hashing tells it apart
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert MapCache().file_digest(f, f.read_bytes, cache_dir) == file_digest(b"frash")
+
+
+def test_in_place_edit_with_size_and_mtime_put_back_gets_fresh_metrics(tmp_path):
+    """An edit that keeps the size and puts the mtime back (touch -r, os.utime) still changes the
+    ctime, which the digest index records (as git's index does): the next process re-hashes the
+    file and scores the new ground truth instead of serving the old maps."""
+    import json
+
+    from calib.score import score
+    from calib.score.cache import DIGEST_INDEX, GT_CACHE
+
+    blob = [[[40.0 + dx, 80.0 + dy, 1.0] for dx in range(6) for dy in range(6)]]
+    pred_dir, gt_dir, cache_dir = tmp_path / "pred", tmp_path / "gt", tmp_path / "cache"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    (pred_dir / "c1.json").write_text(json.dumps({"annotations": [
+        {"metadata_frame_index": 0, "category_id": 3, "score": 0.9, "segmentation": blob}]}))
+    gt = gt_dir / "c1_std.json"
+    gt.write_text(json.dumps({"annotations": [{"metadata_frame_index": 0, "category_id": 3, "segmentation": blob}]}))
+    old = time.time_ns() - 10_000_000_000  # past the racy window: the digest is remembered
+    os.utime(gt, ns=(old, old))
+
+    GT_CACHE.clear()
+    before = score(pred_dir, gt_dir, cache_dir=cache_dir)["macro_mAP"]
+    assert before == 1.0  # the prediction is the ground truth
+    assert os.path.abspath(gt) in json.loads((cache_dir / DIGEST_INDEX).read_text())["files"]
+
+    st = os.stat(gt)
+    gt.write_text(gt.read_text().replace('"category_id": 3', '"category_id": 4'))  # same size
+    os.utime(gt, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert (os.stat(gt).st_size, os.stat(gt).st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+    GT_CACHE.clear()  # a new process: only the folder's index remembers the old digest
+    after = score(pred_dir, gt_dir, cache_dir=cache_dir)["macro_mAP"]
+    GT_CACHE.clear()
+    fresh = score(pred_dir, gt_dir)["macro_mAP"]  # no cache at all
+    assert after == fresh == 0.0  # class 4 is missed, the class-3 prediction matches nothing
+
+
+def test_an_index_of_the_old_format_is_ignored(tmp_path):
+    """Version-1 indexes ([size, mtime, ino, dev, digest], no ctime) are not trusted: re-hashed."""
+    import json
+
+    from calib.score.cache import DIGEST_INDEX
+
+    f, cache_dir = tmp_path / "e_std.json", tmp_path / "cache"
+    f.write_bytes(b"new!")
+    old = time.time_ns() - 10_000_000_000
+    os.utime(f, ns=(old, old))
+    st = os.stat(f)
+    cache_dir.mkdir()
+    (cache_dir / DIGEST_INDEX).write_text(json.dumps(
+        {os.path.abspath(f): [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, "stale-digest"]}))
+    assert MapCache().file_digest(f, f.read_bytes, cache_dir) == file_digest(b"new!")

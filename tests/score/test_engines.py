@@ -106,7 +106,7 @@ def test_a_cached_score_leaves_every_gt_digest_in_the_folder_index(small_dirs, t
         os.utime(f, ns=(old, old))
     GT_CACHE.clear()
     score(small_dirs[0], gt_dir, protocol=protocol, cache_dir=cache)
-    index = json.loads((cache / DIGEST_INDEX).read_text())
+    index = json.loads((cache / DIGEST_INDEX).read_text())["files"]
     assert sorted(index) == sorted(os.path.abspath(f) for f in gt_dir.iterdir())
 
 

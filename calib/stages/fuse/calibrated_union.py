@@ -77,6 +77,7 @@ class CalibratedUnion(Stage):
     needs_columns = ("clip", "frame", "class_id", "score", "points")
     adds_columns = ("score_raw", "fuse_source")
     learns = True
+    learned_attributes = {"calibrators_": dict, "calibration_table_": pl.DataFrame}
 
     def __init__(self, *, method: str = "isotonic", by_class: bool = True, min_class_count: int = 30,
                  iou: float = 0.25, bins: int = 20, tie_break: float = 1e-6, system_name: str = "calibrated_union"):

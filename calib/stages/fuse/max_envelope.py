@@ -112,6 +112,7 @@ class MaxEnvelope(Stage):
     needs_columns = ("clip", "frame", "class_id", "score", "points")
     adds_columns = ("score_raw", "fuse_source")
     learns = True
+    learned_attributes = {"metrics_": pl.DataFrame, "choice_table_": pl.DataFrame, "choice_": dict}
 
     def __init__(self, *, eps: float = 1e-4, protocol: str = "dcase2026", system_name: str = "max_envelope"):
         self.eps = eps

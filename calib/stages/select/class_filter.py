@@ -42,6 +42,7 @@ class ClassFilter(Stage):
     needs_tables = ("detections", "truth")
     needs_columns = ("class_id",)
     learns = True
+    learned_attributes = {"ap_": dict, "classes_": list}
 
     def __init__(self, *, k: int = 5, classes: list = [], protocol: str = "dcase2026"):
         self.k = k
