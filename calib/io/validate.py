@@ -96,7 +96,7 @@ def _canvas_problem(cols: Columns):
 
 
 def _shown(v) -> str:
-    s = repr(v)
+    s = repr(v.item() if isinstance(v, np.generic) else v)
     return s if len(s) <= 60 else s[:57] + "..."
 
 
