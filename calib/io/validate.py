@@ -142,10 +142,10 @@ def validate(path: str | Path, cols: Columns, kind: str, *, unknown_classes: str
     if kind == "pred":
         if "score" in facts:
             i, v = facts["score"]
-            add(i, f"score must be a finite number, got {_shown(v)}")
+            add(i, f"score is {_shown(v)}; scores must be finite numbers")
         i = _first(cols.score_present & scores_not_finite(cols.score))
         if i is not None and not ("score" in facts and facts["score"][0] == i):
-            add(i, f"score must be a finite number, got {_shown(cols.score[i])}")
+            add(i, f"score is {_shown(cols.score[i])}; scores must be finite numbers")
     if "distance" in facts:
         i, v = facts["distance"]
         add(i, f"distance {_shown(v)} is not a number (cm, or null)")

@@ -34,8 +34,8 @@ BAD = [  # (file text, words of the one message); the bad annotation is annotati
     (_doc(instance_id=2**70), ["instance_id 1.1805916207174113e+21 is not an integer"]),  # orjson reads it as a float
     (_doc(segmentation=[[["10", 20, 1.0], [11, 20, 0.5]]]), ["polygon 0 is not an N x 3 array of numbers", "[0]"]),
     (_doc(segmentation=[[[10, 20, 1.0], [11, True, 0.5]]]), ["polygon 0 is not an N x 3 array of numbers", "[1]"]),
-    (_doc(score="0.5"), ["score must be a finite number, got '0.5'"]),
-    (_doc(score=True), ["score must be a finite number, got True"]),
+    (_doc(score="0.5"), ["score is '0.5'; scores must be finite numbers"]),
+    (_doc(score=True), ["score is True; scores must be finite numbers"]),
     (_doc(distance="far"), ["distance 'far' is not a number"]),
     (_doc(category_id=2.5), ["category_id 2.5 is not an integer class id"]),
     (_doc(segmentation={"x": 1}), ["segmentation is not a list of polygons"]),
@@ -62,7 +62,7 @@ def test_ingest_and_score_give_the_same_error(tmp_path, text, words):
 def test_the_first_problem_in_file_order_is_reported(tmp_path):
     off_canvas, nan_score = dict(GOOD, segmentation=[[[400, 20, 1.0]]]), dict(GOOD, score=float("nan"))
     cases = [([GOOD, GOOD, nan_score, off_canvas, dict(GOOD, metadata_frame_index="x")],
-              r"annotation 2: score must be a finite number, got nan"),
+              r"annotation 2: score is nan; scores must be finite numbers"),
              ([GOOD, off_canvas, nan_score], r"annotation 1: polygon 0 has points outside the canvas: "
                                              r"x outside \[0, 360\] at triplet\(s\) \[0\]")]
     f = tmp_path / "clip.json"
