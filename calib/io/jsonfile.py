@@ -81,16 +81,21 @@ def bracket_depth(data: bytes) -> int:
     """Deepest bracket nesting of ``data`` (brackets inside strings counted too: an over-estimate
     only ever sends a file to the general path). One C pass drops every other byte; then a
     cumulative sum over the brackets alone."""
-    brackets = data.translate(None, _BRACKETS_ONLY)
-    if not brackets:
-        return 0
-    return int(np.cumsum(_DEPTH_STEP[np.frombuffer(brackets, np.uint8)], dtype=np.int32).max())
+    brackets = np.frombuffer(data.translate(None, _BRACKETS_ONLY), np.uint8)
+    deepest, depth, step = 0, 0, 1 << 20  # in pieces: the running sums stay a few MB whatever the file
+    for start in range(0, brackets.size, step):
+        run = np.cumsum(_DEPTH_STEP[brackets[start:start + step]], dtype=np.int32)
+        deepest = max(deepest, depth + int(run.max()))
+        depth += int(run[-1])
+    return deepest
 
 
 # ----------------------------------------------------------------------------------------------
 # fast path
 _CHUNK_BYTES = 8 << 20
 _HEAD = re.compile(rb'\s*\{\s*"annotations"\s*:\s*\[')
+#: a class id written as a string (GT files do so): the fast path would parse, then give up
+_STRING_CLASS = re.compile(rb'"category_id"\s*:\s*"')
 
 
 def _annotation_chunks(data: bytes) -> list[bytes]:
@@ -127,7 +132,7 @@ def _annotation_chunks(data: bytes) -> list[bytes]:
 
 def _fast_columns(data: bytes) -> Columns | None:
     """Columnar parse with pyarrow, in pieces; None when the file needs the general path."""
-    if bracket_depth(data) > FAST_MAX_DEPTH:
+    if _STRING_CLASS.search(data) or bracket_depth(data) > FAST_MAX_DEPTH:
         return None
     parts = []
     for piece in _annotation_chunks(data):
@@ -279,24 +284,48 @@ def _first(facts: dict, key: str, i: int, value) -> None:
         facts[key] = (i, value)
 
 
-def _polygon(poly, check_bools: bool):
-    """(N x 3 float64 array, None) for a polygon of number triplets, else (None, bad triplet indices)."""
+def _polygon(poly, strict: bool):
+    """(N x 3 float64 array, None) for a polygon of number triplets, else (None, bad triplet
+    indices; None when the polygon is not even a list). ``strict`` also refuses strings of digits
+    and booleans, which a float64 conversion would turn into numbers."""
     if not isinstance(poly, list):
         return None, None
     if not poly:
         return np.zeros((0, 3)), None
     try:
-        arr = np.asarray(poly)  # dtype inferred: strings and bools must not pass as numbers
+        arr = np.asarray(poly) if strict else np.asarray(poly, dtype=np.float64)
     except (ValueError, TypeError):
         arr = None
     ok = arr is not None and arr.ndim == 2 and arr.shape[1] == 3 and arr.dtype.kind in "iuf"
-    if ok and check_bools:
+    if ok and strict:
         ok = not any(isinstance(v, bool) for t in poly for v in t)
     if ok:
         return arr.astype(np.float64, copy=False), None
     bad = [k for k, t in enumerate(poly) if not (isinstance(t, list) and len(t) == 3 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in t))]
     return None, bad
+
+
+def _bad_polygon(i: int, j, bad):
+    reason = "is not a list of [x, y, intensity] triplets" if bad is None else "is not an N x 3 array of numbers"
+    return (i, j, reason, bad)
+
+
+def _file_order(bad_segmentation) -> tuple[int, int]:
+    i, j = bad_segmentation[:2]
+    return i, -1 if j is None else j
+
+
+def _first_non_number_polygon(anns: list):
+    """The first polygon holding a string or a boolean, by the strict test (a slow pass, run only
+    when the file has strings or booleans beyond its keys and string class ids)."""
+    for i, a in enumerate(anns):
+        seg = a.get("segmentation") if isinstance(a, dict) else None
+        for j, poly in enumerate(seg if isinstance(seg, list) else ()):
+            arr, bad = _polygon(poly, strict=True)
+            if arr is None:
+                return _bad_polygon(i, j, bad)
+    return None
 
 
 def _general_columns(path, data: bytes) -> Columns:
@@ -306,9 +335,10 @@ def _general_columns(path, data: bytes) -> Columns:
     anns = doc["annotations"]
     if not isinstance(anns, list):
         raise InputError(path, '"annotations" is not a list')
-    # A JSON true/false anywhere: then check polygon values one by one (numpy would read a bool
-    # among numbers as 0/1); files without the tokens skip that per-value pass.
-    check_bools = b"true" in data or b"false" in data
+    # Polygons are converted straight to float64, which would read "10" as 10.0 and true as 1.0.
+    # Every string of a plain file is a key or a string class id (quotes counted below); any other
+    # string or a true/false token sends the polygons through the strict test after the loop.
+    quotes = 2 * len(doc)
     n = len(anns)
     frame = np.full(n, np.nan)
     category = np.full(n, np.nan)
@@ -330,6 +360,7 @@ def _general_columns(path, data: bytes) -> Columns:
         if not isinstance(a, dict):
             not_object = i if not_object is None else not_object
             continue
+        quotes += 2 * len(a)
         for key in REQUIRED_KEYS:
             if key not in a and key not in missing:
                 missing[key] = i
@@ -340,6 +371,7 @@ def _general_columns(path, data: bytes) -> Columns:
         c = a.get("category_id")
         if isinstance(c, str) and c.strip().lstrip("-").isdigit():
             category[i], category_str[i] = float(int(c)), True
+            quotes += 2
         else:
             category[i] = _number(c)
             if c is not None and math.isnan(category[i]):
@@ -371,16 +403,18 @@ def _general_columns(path, data: bytes) -> Columns:
                 bad_seg = (i, None, "segmentation is not a list of polygons", None)
             continue
         for j, poly in enumerate(seg):
-            arr, bad = _polygon(poly, check_bools)
+            arr, bad = _polygon(poly, strict=False)
             if arr is None:
                 if bad_seg is None:
-                    reason = ("is not a list of [x, y, intensity] triplets" if bad is None
-                              else "is not an N x 3 array of numbers")
-                    bad_seg = (i, j, reason, bad)
+                    bad_seg = _bad_polygon(i, j, bad)
                 arr = np.zeros((0, 3))  # keep the offsets consistent; the validator reports it
             blocks.append(arr)
             poly_lengths.append(len(arr))
         ann_offsets[i + 1] = ann_offsets[i] + len(seg)
+    if data.count(b'"') != quotes or b"true" in data or b"false" in data:
+        strict = _first_non_number_polygon(anns)
+        if strict is not None and (bad_seg is None or _file_order(strict) < _file_order(bad_seg)):
+            bad_seg = strict
     poly_offsets = np.zeros(len(poly_lengths) + 1, np.int64)
     np.cumsum(poly_lengths, out=poly_offsets[1:])
     xyz = np.concatenate(blocks) if blocks else np.zeros((0, 3))
