@@ -78,7 +78,7 @@ def read_file(path: str | os.PathLike, kind: str = "pred", *, system: str = "", 
     arrays = {
         "clip": pa.array([clip] * n, pa.string()),
         "frame": pa.array(cols.frame.astype(np.int64)),
-        "class_id": pa.array(cols.category.astype(np.int64)),
+        "class_id": pa.array(np.where(keep, cols.category, 0).astype(np.int64)),  # dropped ids may not fit int64
         "distance": cols.distance,
         "instance_id": cols.instance_id,
         "points": _points_array(cols),

@@ -366,7 +366,7 @@ def _general_columns(path, data: bytes) -> Columns:
                 missing[key] = i
         f = a.get("metadata_frame_index")
         frame[i] = _number(f)
-        if f is not None and math.isnan(frame[i]):
+        if "metadata_frame_index" in a and math.isnan(frame[i]):  # a string, null, list, ...
             _first(not_number, "metadata_frame_index", i, f)
         c = a.get("category_id")
         if isinstance(c, str) and c.strip().lstrip("-").isdigit():
@@ -374,7 +374,7 @@ def _general_columns(path, data: bytes) -> Columns:
             quotes += 2
         else:
             category[i] = _number(c)
-            if c is not None and math.isnan(category[i]):
+            if "category_id" in a and math.isnan(category[i]):
                 _first(not_number, "category_id", i, c)
         if "score" in a:
             s = a["score"]

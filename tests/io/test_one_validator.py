@@ -21,7 +21,7 @@ GOOD = {"metadata_frame_index": 0, "category_id": 1, "score": 0.5, "segmentation
 
 def _doc(**changes):
     bad = dict(GOOD, **changes)
-    return json.dumps({"annotations": [GOOD, bad]})
+    return json.dumps({"annotations": [GOOD, bad]}, allow_nan=True)
 
 
 BAD = [  # (file text, words of the one message); the bad annotation is annotation 1
@@ -38,6 +38,10 @@ BAD = [  # (file text, words of the one message); the bad annotation is annotati
     (_doc(score=True), ["score is True; scores must be finite numbers"]),
     (_doc(distance="far"), ["distance 'far' is not a number"]),
     (_doc(category_id=2.5), ["category_id 2.5 is not an integer class id"]),
+    (_doc(category_id=None), ["category_id None is not an integer class id"]),
+    (_doc(metadata_frame_index=None), ["metadata_frame_index None is not an integer frame index"]),
+    (_doc(score=None), ["score is None; scores must be finite numbers"]),
+    (_doc(distance=float("inf")), ["distance is infinite"]),
     (_doc(segmentation={"x": 1}), ["segmentation is not a list of polygons"]),
     (json.dumps({"annotations": [GOOD, [1, 2]]}), ["annotation is not an object"]),
 ]
