@@ -183,8 +183,10 @@ def guard_sizes(df: pl.DataFrame, max_bytes: int = MAX_FILE_BYTES, steps=STEPS, 
 
 
 def export_guarded(df: pl.DataFrame, out_dir: str | os.PathLike, *, max_bytes: int = MAX_FILE_BYTES,
-                   steps=STEPS, progress: bool | None = None) -> tuple[list[Path], GuardResult]:
-    """Guard the sizes, then export one file per clip (no file can exceed ``max_bytes``)."""
+                   steps=STEPS, progress: bool | None = None, clips=None,
+                   where: str = "table") -> tuple[list[Path], GuardResult]:
+    """Guard the sizes, then export one file per clip (no file can exceed ``max_bytes``); ``clips``
+    as :func:`calib.io.dcase.export_table` (clips without rows get an empty file)."""
     res = guard_sizes(df, max_bytes, steps)
-    files = export_table(res.table, out_dir, "pred", max_bytes=max_bytes, progress=progress)
+    files = export_table(res.table, out_dir, "pred", max_bytes=max_bytes, progress=progress, clips=clips, where=where)
     return files, res

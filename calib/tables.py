@@ -5,6 +5,19 @@ Arrow schema; the Parquet file carries key-value metadata (schema version, table
 list, coordinate convention, source files with their hashes, producing recipe hash) that
 :func:`read_table` validates.
 
+**Every input clip is remembered**, including clips whose file held no annotation (a clip with no
+detections is still a clip: dropping it from an exported folder drops its GT from the official
+scoring and raises the metrics). A polars DataFrame has no metadata, so the clip list lives
+beside the frame: in memory as a ``{clip: split}`` dict (``Ingested.clips`` from ingest, the recipe
+runner's ``LoadedInputs.clips``), on disk in the Parquet metadata key ``calib.clips`` (JSON
+``{clip: split}``; split "" except for GT read from split folders). :func:`write_table` stores
+the given clips merged with the clips of the rows, :func:`table_clips` reads them back (the rows'
+clips for files written before the key existed), and :func:`calib.io.dcase.export_table` writes
+one file per listed clip, an empty annotation list where a clip has no rows. A stage that filters
+rows therefore never loses a clip: whoever writes its output passes the input's clip list on
+(``write_table(out, ..., clips=table_clips(input))``). Clip names (and GT splits) become output
+path components, so both are checked with :mod:`calib.io.clipnames` on write and on read.
+
 Coordinates follow the DCASE 2026 canvas: x in [0, 360] (x = (-azimuth + 180) mod 360), y in
 [0, 180] (y = 90 - elevation), 1 px per degree. Points are kept as float64 so that a JSON file
 read and written back gives equal numbers (the issue's lossless round trip), one list per polygon.
@@ -15,11 +28,13 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from calib.io.clipnames import RULE, check_clip_name, is_safe_clip_name
 
 SCHEMA_VERSION = "1"
 N_CLASSES = 13
@@ -160,20 +175,60 @@ def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; published outputs get ordinary permissions
+    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; published files follow the umask as open() does
     return final, Path(tmp)
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def clip_splits(df: pl.DataFrame, clips: Mapping[str, str] | Iterable[str] | None = None, *,
+                where: str = "table") -> dict[str, str]:
+    """Every clip of a table as ``{clip: split}``, sorted: the rows' clips (with their ``split``
+    column when the table has one) merged with ``clips`` (a ``{clip: split}`` mapping, or names).
+    Names and splits are checked as path components; a clip given two splits is an error."""
+    out: dict[str, str] = {}
+    if clips is not None:
+        items = clips.items() if isinstance(clips, Mapping) else ((c, "") for c in clips)
+        for clip, split in items:
+            out[clip] = split or ""
+    if "clip" in df.columns and df.height:
+        cols = ["clip", "split"] if "split" in df.columns else ["clip"]
+        pairs = df.select(cols).unique()
+        dup = pairs.filter(pl.col("clip").is_duplicated()) if len(cols) == 2 else pairs.clear()
+        if dup.height:
+            raise TableError(f"{where}: clip {dup.get_column('clip')[0]!r} has rows in several splits "
+                             f"{sorted(dup.get_column('split').to_list())}")
+        for row in pairs.iter_rows():
+            clip, split = row[0], (row[1] or "") if len(row) == 2 else ""
+            if clip in out and out[clip] and split and out[clip] != split:
+                raise TableError(f"{where}: clip {clip!r} is listed in split {out[clip]!r} but its rows are in {split!r}")
+            out[clip] = split or out.get(clip, "")
+    for clip, split in out.items():
+        check_clip_name(clip, where, what="clip")
+        if split and not is_safe_clip_name(split):
+            raise TableError(f"{where}: clip {clip}: unsafe split {split!r} (a split is a folder name: {RULE})")
+    return dict(sorted(out.items()))
 
 
 def write_table(df: pl.DataFrame, path: str | os.PathLike, kind: str, *,
                 sources: Mapping[str, str] | None = None, recipe_hash: str | None = None,
-                **extra_md: Any) -> Path:
+                clips: Mapping[str, str] | Iterable[str] | None = None, **extra_md: Any) -> Path:
     """Validate ``df`` as ``kind`` and write it to Parquet atomically (temp file + rename).
 
+    ``clips``: the clips the table stands for beyond its rows' (``{clip: split}`` or names), kept
+    in the ``calib.clips`` metadata with the rows' clips (see the module doc).
     Deterministic: the same frame gives byte-identical files (no timestamps, fixed writer)."""
     df = conform(df, kind, where=str(path))
+    all_clips = clip_splits(df, clips, where=str(path))
     table = df.to_arrow()
     md = dict(table.schema.metadata or {})
     md.update({k.encode(): v.encode() for k, v in metadata(kind, sources, recipe_hash, **extra_md).items()})
+    md[b"calib.clips"] = json.dumps(all_clips).encode()
     table = table.replace_schema_metadata(md)
     final, tmp = atomic_path(path)
     try:
@@ -208,8 +263,64 @@ def read_table(path: str | os.PathLike, kind: str | None = None) -> pl.DataFrame
         raise TableError(f"{path}: schema version {md.get('calib.schema_version')!r}, this calib reads {SCHEMA_VERSION!r}")
     if kind is not None and declared != kind:
         raise TableError(f"{path}: is a {declared} table, expected {kind}")
-    df = pl.read_parquet(path)
-    return conform(df, declared, where=str(path))
+    try:
+        df = pl.read_parquet(path)
+    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as e:
+        raise TableError(f"{path}: not a readable Parquet file ({e})") from e
+    df = conform(df, declared, where=str(path))
+    _check_clip_column(df, str(path))
+    _listed_clips(md, str(path))
+    return df
+
+
+def _check_clip_column(df: pl.DataFrame, where: str) -> None:
+    """Clip names (and GT splits) of a table someone else may have written: each a safe path
+    component; the error names the first row holding a bad one."""
+    for col in ("clip", "split"):
+        if col not in df.columns:
+            continue
+        values = df.get_column(col).unique().to_list()
+        bad = [v for v in values if not (col == "split" and v in ("", None)) and not is_safe_clip_name(v)]
+        if bad:
+            first = sorted(bad, key=lambda v: (v is None, str(v)))[0]
+            row = int(df.with_row_index("_row").filter(pl.col(col).eq_missing(first)).get_column("_row")[0])
+            if col == "clip":
+                check_clip_name(first, where, record=row, what="row")
+            raise TableError(f"{where}: row {row}: unsafe split {first!r} (a split is a folder name: {RULE})")
+
+
+def _listed_clips(md: Mapping[str, str], where: str) -> dict[str, str] | None:
+    """The ``calib.clips`` metadata, checked; None when the file has none (older files)."""
+    raw = md.get("calib.clips")
+    if raw is None:
+        return None
+    try:
+        clips = json.loads(raw)
+    except ValueError:
+        clips = None
+    if not isinstance(clips, dict) or not all(isinstance(v, str) for v in clips.values()):
+        raise TableError(f"{where}: calib.clips metadata is not a {{clip: split}} JSON object")
+    for clip, split in clips.items():
+        check_clip_name(clip, f"{where}: calib.clips metadata", what="clip")
+        if split and not is_safe_clip_name(split):
+            raise TableError(f"{where}: calib.clips metadata: clip {clip}: unsafe split {split!r} ({RULE})")
+    return clips
+
+
+def table_clips(path: str | os.PathLike) -> dict[str, str]:
+    """Every clip a table stands for, ``{clip: split}``: the ``calib.clips`` metadata (clips without
+    rows included), or for files written before it existed, the rows' clips."""
+    try:
+        md = read_metadata(path)
+    except Exception as e:
+        raise TableError(f"{path}: not a readable Parquet file ({e})") from e
+    listed = _listed_clips(md, str(path))
+    if listed is not None:
+        return dict(sorted(listed.items()))
+    cols = [c for c in ("clip", "split") if c in pq.read_schema(path).names]
+    if "clip" not in cols:
+        return {}
+    return clip_splits(pl.read_parquet(path, columns=cols), where=str(path))
 
 
 def table_kind(path: str | os.PathLike) -> str:

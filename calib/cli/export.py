@@ -10,8 +10,10 @@ def add_parser(sub) -> None:
         help="write a table back to DCASE JSON, one <seq>.json per clip",
         description="Write a detections table as one <seq>.json per clip (a truth table as <split>/<seq>_std.json). "
         "The 'score' column is what gets written (after 'calib rerank apply' it is the reranked score). "
-        "Files are staged and moved into place only when every clip is within the 20 MiB limit, so a failure "
-        "leaves nothing behind.",
+        "Every clip the table stands for gets a file, an empty annotation list where it has no rows (the clip "
+        "list kept by 'calib ingest'), so the folder scores as the ingested one did. Clip names must be single "
+        "safe path components (checked before anything is written). Files are staged and moved into place only "
+        "when every clip is within the 20 MiB limit, so a failure leaves nothing behind.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  calib export reranked.parquet --out submission/ --system modelA",
     )
@@ -32,10 +34,11 @@ def run(args) -> int:
 
     from calib.io.dcase import MAX_FILE_BYTES, export_table
     from calib.io.errors import InputError
-    from calib.tables import read_table, table_kind
+    from calib.tables import read_table, table_clips, table_kind
 
-    kind = table_kind(args.table)
     df = read_table(args.table)
+    kind = table_kind(args.table)
+    clips = table_clips(args.table)
     if kind not in ("detections", "truth"):
         raise InputError(args.table, f"a {kind or 'non-calib'} table cannot be exported as DCASE JSON")
     if args.system:
@@ -50,12 +53,15 @@ def run(args) -> int:
             raise InputError(args.table, "--size-guard applies to detections exported under the 20 MiB limit")
         from calib.emit_guard import export_guarded
 
-        files, guard = export_guarded(df, args.out, progress=False if args.quiet else None)
+        files, guard = export_guarded(df, args.out, clips=clips, progress=False if args.quiet else None,
+                                      where=str(args.table))
         print(guard.summary())
         print(f"wrote {len(files)} file(s) to {args.out}")
         return 0
-    files = export_table(df, args.out, "pred" if kind == "detections" else "gt",
+    files = export_table(df, args.out, "pred" if kind == "detections" else "gt", clips=clips,
                          max_bytes=None if args.no_size_limit else MAX_FILE_BYTES,
-                         progress=False if args.quiet else None)
-    print(f"wrote {len(files)} file(s) to {args.out}")
+                         progress=False if args.quiet else None, where=str(args.table))
+    with_rows = df.get_column("clip").n_unique() if df.height else 0
+    empty = f" ({len(files) - with_rows} with an empty annotation list)" if len(files) > with_rows else ""
+    print(f"wrote {len(files)} file(s) to {args.out}{empty}")
     return 0

@@ -59,16 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from calib.io.errors import InputError
+    import warnings
+
+    from calib.io.errors import InputError, InputWarning
     from calib.tables import TableError
 
     user_errors: tuple = (InputError, TableError)
-    try:
-        from calib.score.annotations import ScoreInputError
+    default_format = warnings.formatwarning
 
-        user_errors += (ScoreInputError,)
-    except ImportError:  # pragma: no cover
-        pass
+    def format_warning(message, category, filename, lineno, line=None):
+        # input warnings name the file and record already: show them as the command's own lines
+        if issubclass(category, InputWarning):
+            return f"calib {args.command}: warning: {message}\n"
+        return default_format(message, category, filename, lineno, line)
+
+    warnings.formatwarning = format_warning
     try:
         return int(args.func(args) or 0)
     except user_errors as e:
@@ -77,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = default_format
 
 
 if __name__ == "__main__":

@@ -180,7 +180,7 @@ def summary(report: dict) -> str:
 def _apply(args) -> int:
     from calib.io.errors import InputError
     from calib.rerank.pipeline import ModelMismatchError, RerankModel
-    from calib.tables import read_table, write_table
+    from calib.tables import read_table, table_clips, write_table
 
     import features as F
 
@@ -191,6 +191,7 @@ def _apply(args) -> int:
         raise InputError(args.model, str(e)) from e
     dets = read_table(args.detections, "detections")
     out = model.apply(dets)
-    write_table(out, args.out, "detections", reranker_model=model.fingerprint())
+    write_table(out, args.out, "detections", reranker_model=model.fingerprint(),
+                clips=table_clips(args.detections))  # the input's clips without rows stay listed
     print(f"reranked {out.height} detections -> {args.out}")
     return 0

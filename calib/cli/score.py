@@ -8,8 +8,14 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "score",
         help="score a prediction folder against GT exactly as the official evaluator (both protocols)",
-        description="Score a folder of <seq>.json predictions against a GT folder (<seq>_std.json, here or one "
-        "folder below) with the official algorithm of the chosen protocol, and print a per-class table. "
+        description="Score a folder of predictions (<seq>.json or <seq>_inference.json) against a GT folder "
+        "(<seq>_std.json, here or one folder below: a dataset root with split folders works) with the official "
+        "algorithm of the chosen protocol, and print a per-class table. Both protocols find files by the same "
+        "rule (calib/io/discover.py): prediction files without GT are skipped and GT clips without a prediction "
+        "file are not scored, as officially, and both are listed; no prediction file matching any GT file, or "
+        "two files for one clip, is an error (exit 2). Files are checked by the rules 'calib ingest' applies "
+        "(calib/io/validate.py); what the official scripts silently skip (class ids outside 0..12) is skipped "
+        "with a warning naming the file and annotation. "
         "dcase2026 (revision 2026-06-30, the final leaderboard metric): soft-IoU matching per frame and class, "
         "101-point AP at the IoU thresholds, Pearson of matched pairs. dcase2026-coco (revision 2026-04-02): "
         "pycocotools mask mAP over spherical-Gaussian renders (its mAP keys are exact; its pearson_r can still "
@@ -45,12 +51,16 @@ def add_parser(sub) -> None:
 
 
 def _load(args):
+    """(pred, gt, clips, system, GT clips not scored): folders are paired by score() itself;
+    a table side becomes {clip: annotations} with every clip the table stands for (clips without
+    rows included, so an empty prediction or GT clip counts as its file would)."""
     from pathlib import Path
 
     import polars as pl
 
+    from calib.io.errors import InputError
     from calib.score import annotations_from_table, load_dir
-    from calib.tables import read_table
+    from calib.tables import read_table, table_clips
 
     if str(args.pred).endswith(".parquet"):
         dets = read_table(args.pred, "detections")
@@ -59,22 +69,26 @@ def _load(args):
             dets = dets.filter(pl.col("system") == args.system)
         elif len(systems) > 1:
             raise SystemExit(f"calib score: {args.pred} holds systems {systems}; choose one with --system")
-        pred = annotations_from_table(dets, "pred")
+        pred = {c: [] for c in table_clips(args.pred)} | annotations_from_table(dets, "pred")
         system = args.system or (systems[0] if systems else "")
     else:
         system = Path(args.pred).name
         if not str(args.gt).endswith(".parquet"):
             # two folders: score() pairs the files itself (the official rules: the prediction
             # files that have GT), hashing GT files so cached ones are not parsed again
-            return args.pred, args.gt, None, system
+            return args.pred, args.gt, None, system, None
         pred = load_dir(args.pred, "pred", args.protocol)
     if str(args.gt).endswith(".parquet"):
-        gt = annotations_from_table(read_table(args.gt, "truth"), "gt")
+        gt = {c: [] for c in table_clips(args.gt)} | annotations_from_table(read_table(args.gt, "truth"), "gt")
     else:
         gt = load_dir(args.gt, "gt", args.protocol)
     # a prediction folder is scored on the clips it has files for (as the official script does)
     clips = sorted((c for c in pred if c in gt), key=lambda c: c + ".json")
-    return pred, gt, clips, system
+    if not clips:
+        raise InputError(args.pred, "no prediction clip has ground truth",
+                         detail=f"{len(pred)} prediction clip(s) (e.g. {', '.join(sorted(pred)[:3]) or 'none'}), "
+                         f"{len(gt)} GT clip(s) in {args.gt} (e.g. {', '.join(sorted(gt)[:3]) or 'none'})")
+    return pred, gt, clips, system, sorted(set(gt) - set(pred))
 
 
 def per_class_table(metrics: dict, protocol: str) -> str:
@@ -111,7 +125,7 @@ def run(args) -> int:
 
     if args.matches and args.protocol != "dcase2026":
         raise SystemExit("calib score: --matches needs the dcase2026 protocol")
-    pred, gt, clips, system = _load(args)
+    pred, gt, clips, system, unscored_gt = _load(args)
     res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
                 engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
                 scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
@@ -121,6 +135,10 @@ def run(args) -> int:
     if skipped:
         print(f"skipped {len(skipped)} prediction file(s) without GT: {', '.join(skipped[:10])}"
               + (" ..." if len(skipped) > 10 else ""))
+    unscored_gt = res.unscored_gt if unscored_gt is None else unscored_gt
+    if unscored_gt:
+        print(f"not scored: {len(unscored_gt)} GT clip(s) without a prediction file, as the official scripts do: "
+              f"{', '.join(unscored_gt[:10])}" + (" ..." if len(unscored_gt) > 10 else ""))
     if res.recall_ceiling:
         rc = res.recall_ceiling["overall"]
         print("recall ceiling (GT reachable by some same-class prediction): "

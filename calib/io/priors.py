@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from calib.io.clipnames import check_clip_name, is_safe_clip_name
 from calib.io.errors import InputError
 from calib.tables import N_CLASSES, PRIORS, conform
 
@@ -30,6 +31,10 @@ def read_priors(path: str | os.PathLike) -> tuple[pl.DataFrame, dict]:
     if missing:
         raise InputError(path, f"missing column(s) {missing}; expected clip, start_frame, end_frame, p_0..p_12")
     df = conform(df.with_columns(pl.col("clip").cast(pl.String)), "priors", where=str(path)).select(list(PRIORS))
+    bad = [c for c in df.get_column("clip").unique().to_list() if not is_safe_clip_name(c)]
+    if bad:  # the first row holding an unsafe clip name
+        row = int(df.with_row_index("_row").filter(pl.col("clip").is_in(bad)).get_column("_row")[0])
+        check_clip_name(df.get_column("clip")[row], str(path), record=row, what="row")
     probs = df.select(PROB_COLUMNS).to_numpy()
     bad = np.flatnonzero(~(np.isfinite(probs) & (probs >= 0) & (probs <= 1)).all(axis=1))
     if bad.size:

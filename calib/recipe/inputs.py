@@ -18,7 +18,7 @@ import polars as pl
 from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe, RecipeError
 from calib.stages.base import Tables
-from calib.tables import read_table, write_table
+from calib.tables import read_table, table_clips, write_table
 
 
 def sha256_file(path: Path) -> str:
@@ -115,6 +115,8 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
 
             def build(p=p, name=name):
                 return ingest_predictions([p], system=name, progress=progress)[0]
+        if p.suffix == ".parquet":
+            clips |= set(table_clips(p))  # clips without rows too (calib.clips metadata)
         df, path = _cached(cache, f"system-{name}", "detections", key, build, log, f"system {name}")
         systems[name] = df
         clips |= set(df.get_column("clip").unique().to_list())
@@ -130,8 +132,10 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
         if p.suffix == ".parquet":
             key = digest(["parquet", sha256_file(p)])
             build = lambda p=p: read_table(p, "truth")  # noqa: E731
+            clips |= set(table_clips(p))
         else:
             found = truth_files(p)
+            clips |= {clip_name(f) for f, _ in found}  # GT files with no annotation too
             key = digest(["json", _files_key([(f"{split}/{f.name}", f) for f, split in found])])
             build = lambda p=p: ingest_truth(p, progress=progress)[0]  # noqa: E731
         df, path = _cached(cache, "truth", "truth", key, build, log, "gt")

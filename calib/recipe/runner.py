@@ -262,7 +262,8 @@ def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Score
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
     try:
         dump_recipe(recipe, staging / "recipe.toml")
-        write_table(det, staging / "detections.parquet", "detections", recipe_hash=digest(recipe.to_dict()))
+        write_table(det, staging / "detections.parquet", "detections", recipe_hash=digest(recipe.to_dict()),
+                    clips=loaded.clips)
         files = export_clips(det, staging / "dcase", loaded.clips, max_bytes=None)
         sizes = {f.name: f.stat().st_size for f in files}
         over = sorted(n for n, b in sizes.items() if b > MAX_FILE_BYTES)

@@ -29,12 +29,14 @@ class ScoreResult(dict):
     ``matches``: one row per prediction record (polars DataFrame) or None; ``gt_matches``: one row per
     GT annotation with its best same-class prediction IoU; ``recall_ceiling``: fraction of GT whose
     best same-class prediction of its frame reaches each soft IoU level whatever the scores;
-    ``skipped``: prediction clips without ground truth."""
+    ``skipped``: prediction clips without ground truth; ``unscored_gt``: GT clips of a folder
+    without a prediction file, not scored (as the official scripts do)."""
 
     matches: pl.DataFrame | None = None
     gt_matches: pl.DataFrame | None = None
     recall_ceiling: dict | None = None
     skipped: list[str]
+    unscored_gt: list[str] = []
     details: dict | None = None  # coco protocol: n_distance_pairs
 
     @property
@@ -101,28 +103,29 @@ def annotations_from_table(df: pl.DataFrame, kind: str = "pred") -> dict[str, li
 
 
 def _check_table(xyz, ann_off, poly_off, scores, clips, ids, id_col) -> None:
-    """The JSON files' rules on table rows: finite scores, x in [0, 360], y in [0, 180], finite
-    intensities; the error names the clip, the row's id and the point."""
-    from calib.score.annotations import ScoreInputError
+    """The JSON files' rules (:mod:`calib.io.validate`) on table rows: finite scores, points on the
+    canvas; the error names the clip, the row's id and the point."""
+    from calib.io.errors import InputError
+    from calib.io.validate import points_outside_canvas, scores_not_finite
 
     if scores is not None:
         sc = np.asarray(scores, dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(sc))
+        bad = np.flatnonzero(scores_not_finite(sc))
         if bad.size:
             i = int(bad[0])
-            raise ScoreInputError(f"clip {clips[i]}: {id_col} {ids[i]}: score must be a finite number, got {sc[i]!r}")
-    x, y, e = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-    bad = np.flatnonzero(~((x >= 0) & (x <= 360) & (y >= 0) & (y <= 180) & np.isfinite(e)))
+            raise InputError(f"clip {clips[i]}", f"{id_col} {ids[i]}: score must be a finite number, got {sc[i]!r}")
+    bad = np.flatnonzero(points_outside_canvas(xyz))
     if bad.size and len(ann_off):  # only points the rows refer to (Arrow children may hold more)
         lo, hi = poly_off[ann_off[0]], poly_off[ann_off[-1]]
         bad = bad[(bad >= lo) & (bad < hi)]
     if bad.size:
         p = int(bad[0])
+        x, y, e = xyz[p]
         poly = int(np.searchsorted(poly_off, p, side="right") - 1)
         row = int(np.searchsorted(ann_off, poly, side="right") - 1)
-        raise ScoreInputError(f"clip {clips[row]}: {id_col} {ids[row]}: polygon {poly - ann_off[row]}: triplet "
-                              f"{p - poly_off[poly]} = ({x[p]}, {y[p]}, {e[p]}) has x outside [0, 360], y outside "
-                              "[0, 180] or a non-finite intensity")
+        raise InputError(f"clip {clips[row]}", f"{id_col} {ids[row]}: polygon {poly - ann_off[row]}: triplet "
+                         f"{p - poly_off[poly]} = ({x}, {y}, {e}) has x outside [0, 360], y outside [0, 180] "
+                         "or a non-finite intensity")
 
 
 def annotations_digest(anns: Sequence[Annotation]) -> str:
@@ -205,15 +208,16 @@ class _Source:
 
 
 def _plan(pred, gt, protocol, clips):
-    """(clips, pred sources, gt sources, skipped) for mappings or folders."""
+    """(clips, pred sources, gt sources, skipped, unscored GT clips) for mappings or folders."""
     if isinstance(pred, (str, os.PathLike)) and isinstance(gt, (str, os.PathLike)):
-        from calib.score.annotations import pair_files
+        from calib.io.discover import pair_files
 
         files = pair_files(pred, gt, protocol)
         found = {c: (pf, gf) for c, pf, gf in files.pairs}
         order = [c for c, _, _ in files.pairs] if clips is None else [c for c in clips if c in found]
         return (order, [_Source(path=found[c][0], kind="pred", protocol=protocol) for c in order],
-                [_Source(path=found[c][1], kind="gt", protocol=protocol) for c in order], files.skipped)
+                [_Source(path=found[c][1], kind="gt", protocol=protocol) for c in order], files.skipped,
+                files.gt_only)
     if isinstance(pred, (str, os.PathLike)) or isinstance(gt, (str, os.PathLike)):
         from calib.score.annotations import load_dir
 
@@ -223,7 +227,7 @@ def _plan(pred, gt, protocol, clips):
     if clips is None:
         clips = sorted(gt, key=lambda c: c + ".json")
     return (list(clips), [_Source(anns=list(pred.get(c, []))) for c in clips],
-            [_Source(anns=list(gt[c]), kind="gt") for c in clips], skipped)
+            [_Source(anns=list(gt[c]), kind="gt") for c in clips], skipped, [])
 
 
 def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
@@ -250,7 +254,7 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
         raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
     if isinstance(iou_thresholds, str):
         iou_thresholds = parse_thresholds(iou_thresholds)
-    clips, psrc, gsrc, skipped = _plan(pred, gt, protocol, clips)
+    clips, psrc, gsrc, skipped, unscored_gt = _plan(pred, gt, protocol, clips)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
@@ -265,11 +269,13 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
             res = ScoreResult(metrics)
             res.skipped = skipped
             res.details = details
-            return res
-        thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
-        return _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, engine=engine, jobs=jobs,
-                                cache_dir=cache_dir, backend=backend, scheduler=scheduler,
-                                with_matches=with_matches, system=system)
+        else:
+            thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
+            res = _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, engine=engine, jobs=jobs,
+                                   cache_dir=cache_dir, backend=backend, scheduler=scheduler,
+                                   with_matches=with_matches, system=system)
+        res.unscored_gt = unscored_gt
+        return res
 
 
 def _reference_job(clip, psrc, gsrc):

@@ -38,7 +38,7 @@ def _bad(**changes):
 
 @pytest.mark.parametrize("anns, words", [
     (_bad(segmentation=[[[10, 20, 1.0], [11, 20]]]), ["annotation 2", "N x 3", "[1]"]),
-    (_bad(segmentation=[[[361, 20, 1.0]]]), ["annotation 2", "outside the canvas", "triplet indices [0]"]),
+    (_bad(segmentation=[[[361, 20, 1.0]]]), ["annotation 2", "outside the canvas", "x outside [0, 360] at triplet(s) [0]"]),
     (_bad(segmentation=[[[10, 20, 1.0], [10, -0.5, 1.0]]]), ["annotation 2", "outside the canvas", "[1]"]),
     (_bad(segmentation=[[[10, 180.5, 1.0]]]), ["annotation 2", "outside the canvas"]),
     (_bad(score=math.nan), ["annotation 2", "score", "finite"]),

@@ -87,11 +87,11 @@ def test_write_table_is_deterministic(golden, tmp_path):
 
 
 def test_chunked_fast_parse_equals_general_parse(golden, monkeypatch):
-    import calib.io.dcase as dcase
+    import calib.io.jsonfile as jsonfile
 
-    monkeypatch.setattr(dcase, "_CHUNK_BYTES", 20_000)  # many pieces, cuts inside the file
+    monkeypatch.setattr(jsonfile, "_CHUNK_BYTES", 20_000)  # many pieces, cuts inside the file
     path = golden / "dense" / "fold4_room8_mix003.json"
-    assert len(dcase._annotation_chunks(path.read_bytes())) > 10
+    assert len(jsonfile._annotation_chunks(path.read_bytes())) > 10
     a, _ = read_file(path, "pred")
     b, _ = read_file(path, "pred", fast=False)
     assert a.equals(b)

@@ -63,3 +63,12 @@ def test_priors_reject_out_of_range(tmp_path):
     pl.DataFrame([["a", 0, 20] + [1.5] + [0.0] * 12], schema=cols, orient="row").write_csv(p)
     with pytest.raises(InputError, match="row 0: probabilities"):
         read_priors(p)
+
+
+def test_priors_refuse_unsafe_clip_names(tmp_path):
+    p = tmp_path / "priors.csv"
+    cols = ["clip", "start_frame", "end_frame"] + [f"p_{k}" for k in range(13)]
+    rows = [["a", 0, 20] + [0.5] * 13, ["../x", 0, 20] + [0.5] * 13]
+    pl.DataFrame(rows, schema=cols, orient="row").write_csv(p)
+    with pytest.raises(InputError, match=r"priors.csv: row 1: unsafe clip name '\.\./x'"):
+        read_priors(p)

@@ -7,6 +7,7 @@ import math
 import polars as pl
 import pytest
 
+from calib.io.errors import InputWarning
 from calib.score import Annotation, ScoreInputError, load_dir, load_file, pair_files, score_tables
 
 GOOD = {"metadata_frame_index": 0, "category_id": 1, "score": 0.5, "segmentation": [[[10, 10, 1], [20, 10, 1], [20, 20, 1]]]}
@@ -21,17 +22,17 @@ def ann(**over):
 
 
 @pytest.mark.parametrize("doc, words", [
-    ('{"annotations": [', ["not valid JSON"]),
-    ("[]", ['{"annotations"']),
+    ('{"annotations": [', ["truncated JSON"]),
+    ("[]", ["not a DCASE file", '"annotations" list']),
     ({"annotations": [ann(), ann(segmentation=[[[1, 2], [3, 4, 5]]])]}, ["annotation 1", "polygon 0", "[0]"]),
-    ({"annotations": [ann(segmentation=[[[1, 2, 3, 4]]])]}, ["annotation 0", "shape"]),
+    ({"annotations": [ann(segmentation=[[[1, 2, 3, 4]]])]}, ["annotation 0", "polygon 0", "N x 3"]),
     ({"annotations": [ann(), ann(), ann(segmentation=[[[10, 10, 1], [361, 5, 1], [-1, 5, 1]]])]},
      ["annotation 2", "x outside [0, 360]", "[1, 2]"]),
     ({"annotations": [ann(segmentation=[[[10, 181, 1]]])]}, ["annotation 0", "y outside [0, 180]", "[0]"]),
     ('{"annotations": [{"metadata_frame_index": 0, "category_id": 1, "score": NaN, "segmentation": []}]}',
-     ["annotation 0", "score must be a finite number"]),
+     ["annotation 0", "score is nan; scores must be finite numbers"]),
     ('{"annotations": [{"metadata_frame_index": 0, "category_id": 1, "score": Infinity, "segmentation": []}]}',
-     ["annotation 0", "score must be a finite number"]),
+     ["annotation 0", "score is inf; scores must be finite numbers"]),
     ({"annotations": [ann(score="high")]}, ["annotation 0", "score"]),
     ({"annotations": [{"metadata_frame_index": 0, "category_id": 1, "score": 0.5}]}, ["annotation 0", "segmentation"]),
     ({"annotations": [ann(category_id="one")]}, ["annotation 0", "category_id"]),
@@ -58,24 +59,36 @@ def test_prediction_file_over_20_mib_is_refused_by_dcase2026_only(tmp_path):
 def test_string_category_and_classes_outside_0_12(tmp_path):
     f = tmp_path / "a_std.json"
     write(f, {"annotations": [ann(category_id="3"), ann(category_id=13), ann(category_id=-1)]})
-    anns = load_file(f, "gt")
+    with pytest.warns(InputWarning, match=r"a_std.json: skipped 2 annotation\(s\) with class ids outside 0..12, "
+                      r"as the official scorers do \(first: annotation 1, class 13\)"):
+        anns = load_file(f, "gt")
     assert [a.class_id for a in anns] == [3] and anns[0].index == 0 and math.isnan(anns[0].score)
 
 
 def test_folder_rules(tmp_path):
+    """One naming rule for both protocols: <seq>.json or <seq>_inference.json; GT <seq>_std.json
+    here or one folder below; skipped and unscored clips listed; two files for one clip refused."""
     gt, pred = tmp_path / "gt", tmp_path / "pred"
     (gt / "dev-test-sony").mkdir(parents=True)
     pred.mkdir()
     write(gt / "dev-test-sony" / "a_std.json", {"annotations": []})
     write(gt / "b_std.json", {"annotations": []})
-    for name in ("a.json", "b.json", "c.json", ".hidden.json", "b_inference.json"):
+    write(gt / "d_std.json", {"annotations": []})
+    for name in ("a.json", "b_inference.json", "c.json", ".hidden.json"):
         write(pred / name, {"annotations": []})
-    files = pair_files(pred, gt, "dcase2026")
-    assert [c for c, _, _ in files.pairs] == ["a", "b"]
-    assert files.skipped == ["b_inference.json", "c.json"]  # no GT: skipped and listed
-    assert set(load_dir(gt, "gt")) == {"a", "b"}
-    coco = pair_files(pred, gt, "dcase2026-coco")  # <seq>_inference.json also names clip b
-    assert [c for c, _, _ in coco.pairs] == ["a", "b"] and coco.skipped == ["b_inference.json", "c.json"]
+    for protocol in ("dcase2026", "dcase2026-coco"):
+        files = pair_files(pred, gt, protocol)
+        assert [(c, f.name, g.name) for c, f, g in files.pairs] == [("a", "a.json", "a_std.json"),
+                                                                   ("b", "b_inference.json", "b_std.json")]
+        assert files.skipped == ["c.json"] and files.gt_only == ["d"]  # no GT: skipped; no prediction: not scored
+    assert set(load_dir(gt, "gt")) == {"a", "b", "d"}
+    assert list(load_dir(pred, "pred")) == ["a", "b", "c"]
+    write(pred / "b.json", {"annotations": []})  # now clip b has two prediction files
+    for call in (lambda: pair_files(pred, gt, "dcase2026"), lambda: pair_files(pred, gt, "dcase2026-coco"),
+                 lambda: load_dir(pred, "pred")):
+        with pytest.raises(ScoreInputError) as e:
+            call()
+        assert "b.json" in str(e.value) and "b_inference.json" in str(e.value)
 
 
 def test_tables_are_checked_like_files():
