@@ -15,7 +15,7 @@ from typing import Callable
 
 import polars as pl
 
-from calib.recipe.paths import make_dirs
+from calib.recipe.paths import make_dirs, share_mode
 from calib.recipe.schema import Recipe, RecipeError
 from calib.stages.base import Tables
 from calib.tables import read_table, table_clips, write_table
@@ -72,7 +72,7 @@ def _cached(cache_dir: Path | None, name: str, kind: str, key: str, build: Calla
         return read_table(path, kind), path
     df = build()
     make_dirs(path.parent)
-    write_table(df, path, kind)
+    share_mode(write_table(df, path, kind))  # a cache file: never writable by others, whatever the umask
     return df, path
 
 
