@@ -35,7 +35,7 @@ class ScoreResult(dict):
     gt_matches: pl.DataFrame | None = None
     recall_ceiling: dict | None = None
     skipped: list[str]
-    details: dict | None = None  # coco protocol: n_distance_pairs
+    details: dict | None = None  # coco protocol: n_distance_pairs, pairs (the peak-matched pairs, a DataFrame)
 
     @property
     def metrics(self) -> dict:
