@@ -1,16 +1,22 @@
+import tarfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT.parent / "shared" / "golden"
+#: the golden vectors inside the project (rebuilt from ../shared/golden by tests/data/update_golden.py)
+GOLDEN_ARCHIVE = ROOT / "tests" / "data" / "golden.tar.xz"
 
 
 @pytest.fixture(scope="session")
-def golden() -> Path:
-    if not GOLDEN.exists():
-        pytest.skip("../shared/golden not present")
-    return GOLDEN
+def golden(tmp_path_factory) -> Path:
+    """The golden vectors (inputs and the official scripts' numbers), unpacked once per session from
+    tests/data/golden.tar.xz, so a fresh clone checks exactness too (tests/test_golden_archive.py
+    checks the archive against ../shared/golden where that exists)."""
+    dest = tmp_path_factory.mktemp("golden")
+    with tarfile.open(GOLDEN_ARCHIVE, mode="r:xz") as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "golden"
 
 
 @pytest.fixture(scope="session")
