@@ -48,3 +48,16 @@ def conformance_tables(synth_small):
     # columns some stages read when present (view of a test-time ACS set, checkpoint of an ensemble)
     dets = dets.with_columns((pl.col("det_id") % 8).alias("view"), (pl.col("det_id") % 5).alias("checkpoint"))
     return Tables(detections=dets, truth=truth, teacher=teacher, priors=priors, systems=systems)
+
+
+@pytest.fixture(scope="session")
+def numpy_argsort_kernel() -> str | None:
+    """"avx512" or "avx2": the x86-simd-sort kernel this numpy's argsort of float64 runs (from its
+    runtime's SIMD report, as np.show_runtime), or None (another CPU or an old numpy)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_argsort_oracles",
+                                                  ROOT / "tests" / "data" / "make_argsort_oracles.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.numpy_argsort_kernel()

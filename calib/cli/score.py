@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
         "  calib score runs/modelA data/gt --iou-thresholds 0.5:0.05:0.95 --jobs 2 --cache .calib-cache\n"
         "  calib score runs/modelA data/gt --matches matches.parquet --report report/\n"
         "  calib score runs/modelA data/gt --protocol dcase2026-coco --sigma 6 --energy-thr 0.1\n"
+        "  calib score runs/modelA data/gt --tie-order avx512   # what the official script prints on an AVX-512 CPU\n"
         "  calib score runs/modelA data/gt --backend dask --scheduler tcp://10.0.0.5:8786",
     )
     p.add_argument("pred", metavar="PRED_DIR", help="folder of prediction files (or a detections .parquet table)")
@@ -33,6 +34,13 @@ def add_parser(sub) -> None:
     p.add_argument("--sigma", type=float, default=6.0, help="coco protocol: Gaussian sigma in degrees (default 6)")
     p.add_argument("--energy-thr", type=float, default=0.10, help="coco protocol: mask threshold x peak (default 0.10)")
     p.add_argument("--engine", choices=["fast", "reference"], default="fast")
+    p.add_argument("--tie-order", choices=["avx2", "avx512", "stable"], default="avx2",
+                   help="dcase2026: how tied scores are ordered. The official script's numpy.argsort orders ties "
+                   "as the CPU's sort kernel does: avx2 (default) is the official machine's, so these are the "
+                   "official numbers on any CPU; avx512 gives what the script prints on an AVX-512 CPU; stable is "
+                   "numpy's stable sort. Whatever the choice, when tied scores differ in outcome the summary "
+                   "(and metrics.json's tie_order_range) gives the mAP range over all three. dcase2026-coco sorts "
+                   "stably (pycocotools), so there it changes nothing")
     p.add_argument("--jobs", type=int, default=1, help="clips in parallel (fast engine)")
     p.add_argument("--backend", choices=["loky", "threading", "dask"], default="loky",
                    help="joblib backend for --jobs; dask runs the clips on a Dask cluster")
@@ -102,6 +110,17 @@ def per_class_table(metrics: dict, protocol: str) -> str:
     return "\n".join(lines)
 
 
+def tie_range_line(rng: dict | None) -> str | None:
+    """One line on how far tied scores could move the mAP (None when no tie can change it)."""
+    if not rng or not (rng["classes_with_mixed_ties"] or rng["micro_has_mixed_ties"]):
+        return None
+    orders = "/".join(rng["by_order"])
+    where = ", ".join(rng["classes_with_mixed_ties"]) or "the micro list only"
+    return (f"tied scores with different outcomes ({where}): over tie orders {orders}, "
+            f"macro_mAP {rng['macro_mAP'][0]:.6f}..{rng['macro_mAP'][1]:.6f}, "
+            f"micro_mAP {rng['micro_mAP'][0]:.6f}..{rng['micro_mAP'][1]:.6f} (reported: {rng['tie_order']})")
+
+
 def run(args) -> int:
     import json
 
@@ -115,8 +134,11 @@ def run(args) -> int:
     res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
                 engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
                 scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
-                with_matches=args.protocol == "dcase2026", clips=clips, system=system)
+                with_matches=args.protocol == "dcase2026", clips=clips, system=system, tie_order=args.tie_order)
     print(per_class_table(res, args.protocol))
+    tie_line = tie_range_line(res.get("tie_order_range"))
+    if tie_line:
+        print(tie_line)
     skipped = res.skipped
     if skipped:
         print(f"skipped {len(skipped)} prediction file(s) without GT: {', '.join(skipped[:10])}"
