@@ -15,9 +15,12 @@ renderer, exactly"):
 
 :func:`render_energy_reference` transcribes that literally, one triplet at a time.
 :func:`render_energies` computes the same float32 maps for many annotations at once: the float64
-window arithmetic on whole arrays, the kernels of consecutive triplets with equal window shapes
-in one float32 pass, and ``np.add.at`` (which applies repeated indices one after another) to add
-them in file order, so every pixel sees the same additions in the same order.
+window arithmetic on whole arrays, the kernels of runs of consecutive triplets in one float32
+pass each (the same operations element for element), and additions that keep every pixel's
+order: a raster row of blobs side by side is summed layer after layer (:func:`_slide_add`), any
+other run goes through ``np.add.at``, which applies repeated indices one after another
+(:func:`_scatter_add`). Each annotation has its own canvas, so only its own triplets' order
+matters.
 """
 from __future__ import annotations
 
@@ -37,8 +40,8 @@ AZ_GRID = np.radians(np.arange(COLS, dtype=np.float32) / 360 * 360 - 180)
 EL_GRID = np.radians(90 - np.arange(ROWS, dtype=np.float32) / 179 * 180)
 COS_EL = np.cos(EL_GRID)
 
-_ELEMENT_BUDGET = 1 << 16  # kernel values per float32 pass: 256 KiB blocks stay in cache (measured best)
-_CANVAS_BUDGET = 64  # annotations rendered per stack of canvases
+_ELEMENT_BUDGET = 1 << 17  # kernel values per float32 pass (512 KiB: measured best, 2^15..2^18 tried)
+_CANVAS_BUDGET = 64  # annotations rendered per stack of canvases (17 MiB)
 
 
 def kernel_constants(sigma: float) -> tuple[float, float]:
@@ -152,58 +155,134 @@ def triplet_windows(pts: np.ndarray, sigma: float) -> dict[str, np.ndarray]:
     }
 
 
-def _runs(nrows: np.ndarray, ncols: np.ndarray, budget: int) -> list[tuple[int, int]]:
-    """[start, end) runs of consecutive triplets with the same window shape, each within the
-    element budget (at least one triplet)."""
-    n = nrows.size
+#: column counts grouped into one float32 pass: a run of consecutive triplets whose windows fall
+#: on the same step is padded to its widest (and tallest) window. Steps grow by 15 %; the first
+#: ends at 52 so that the windows of the whole band around the equator (49-51 columns) share one
+_COLUMN_STEPS = np.unique(np.r_[52, np.ceil(52 * 1.15 ** np.arange(1, 20)).astype(np.int64), 2 * COLS + 1])
+#: a canvas row and column beyond the map take the padding's additions; they are cut off after
+_STRIDE_ROWS, _STRIDE_COLS = ROWS + 1, COLS + 1
+_CANVAS = _STRIDE_ROWS * _STRIDE_COLS
+_SLIDE_MIN = 3  # triplets in a sliding run worth its fixed cost
+
+
+def _kernels(w: dict[str, np.ndarray], sel, rows: np.ndarray, cols: np.ndarray, k: float) -> np.ndarray:
+    """exp(-4k hav) of the triplets ``sel`` (a slice or indices into ``w``) over their (T, R) rows
+    and (T, C) columns: a (T, R, C) float32 block computed with the reference's operations,
+    element for element (the blob before its ``*= e``)."""
+    grid_rows = np.minimum(rows, ROWS - 1)  # padding rows read a real row: finite values, never used
+    hav_el = np.sin((EL_GRID[grid_rows] - w["el0"][sel, None]) / 2) ** 2
+    row_factor = w["cos_el0"][sel, None] * COS_EL[grid_rows]
+    hav_az = np.sin((AZ_GRID[cols] - w["az0"][sel, None]) / 2) ** 2
+    hav = np.multiply(row_factor[:, :, None], hav_az[:, None, :])
+    hav += hav_el[:, :, None]  # hav_el + row_factor * hav_az (float addition commutes exactly)
+    hav *= -4 * k
+    return np.exp(hav, out=hav)
+
+
+def _plan(owner: np.ndarray, w: dict[str, np.ndarray], budget: int) -> list[tuple[str, int, int]]:
+    """How the triplets are added, as [start, end) runs in file order:
+
+    * ("slide", s, t): consecutive triplets of one annotation with the same rows and window width
+      whose windows step by a constant number of columns (a raster row of a GT polygon); their
+      blobs are laid side by side and summed over the run in order (:func:`_slide_add`);
+    * ("scatter", s, t): any others, grouped by :data:`_COLUMN_STEPS` (:func:`_scatter_add`).
+    Runs hold at most ``budget`` kernel values (at least one triplet)."""
+    n = owner.size
     if n == 0:
         return []
-    cuts = np.flatnonzero((nrows[1:] != nrows[:-1]) | (ncols[1:] != ncols[:-1])) + 1
-    out = []
+    nrows, ncols, row0, col0 = w["nrows"], w["ncols"], w["row0"], w["col0"]
+    step = np.diff(col0)
+    linked = ((owner[1:] == owner[:-1]) & (row0[1:] == row0[:-1]) & (nrows[1:] == nrows[:-1])
+              & (ncols[1:] == ncols[:-1]) & (step >= 0) & (ncols[1:] + step <= COLS))
+    # a link continues a run only with the run's step: break where the step changes
+    same_step = np.r_[False, step[1:] == step[:-1]]
+    breaks = ~linked | (np.r_[False, linked[:-1]] & ~same_step)
+    starts = np.r_[0, np.flatnonzero(breaks) + 1]
+    ends = np.r_[starts[1:], n]
+    slide = ((ends - starts) >= _SLIDE_MIN) & (ncols[starts] <= COLS)
+    plan = []
+    rest = np.ones(n, dtype=bool)
+    for a, b in zip(starts[slide].tolist(), ends[slide].tolist()):
+        st, nr, nc = int(col0[a + 1] - col0[a]), int(nrows[a]), int(ncols[a])
+        # side by side the run spans nc + st * (T - 1) columns: at most 360, and within budget
+        per = max(1, min(budget // max(1, nr * (nc + st)), (COLS - nc) // st + 1 if st else b - a))
+        plan.extend(("slide", s, min(s + per, b)) for s in range(a, b, per))
+        rest[a:b] = False
+    key = np.where(rest, np.searchsorted(_COLUMN_STEPS, ncols), -1)
+    cuts = np.flatnonzero(key[1:] != key[:-1]) + 1
     for a, b in zip(np.r_[0, cuts].tolist(), np.r_[cuts, n].tolist()):
-        per = max(1, budget // max(1, int(nrows[a]) * int(ncols[a])))
-        out.extend((s, min(s + per, b)) for s in range(a, b, per))
-    return out
+        if rest[a]:
+            per = max(1, budget // max(1, int(nrows[a:b].max()) * int(ncols[a:b].max())))
+            plan.extend(("scatter", s, min(s + per, b)) for s in range(a, b, per))
+    plan.sort(key=lambda r: r[1])
+    return plan
 
 
-def _add_blobs(canvas: np.ndarray, owner: np.ndarray, w: dict[str, np.ndarray], k: float) -> None:
-    """Add every triplet's blob to ``canvas`` (flat float32, one 180 x 360 map per owner), in
-    triplet order. Triplets of a run share a window shape: their kernels form one (T, R, C)
-    float32 block computed with the reference's operations, element for element."""
-    m4k = -4 * k
-    for s, t in _runs(w["nrows"], w["ncols"], _ELEMENT_BUDGET):
-        nr, nc = int(w["nrows"][s]), int(w["ncols"][s])
-        if nr == 0 or nc == 0:
-            continue
-        rows = w["row0"][s:t, None] + np.arange(nr)
-        cols = (w["col0"][s:t, None] + np.arange(nc)) % COLS
-        hav_el = np.sin((EL_GRID[rows] - w["el0"][s:t, None]) / 2) ** 2
-        row_factor = w["cos_el0"][s:t, None] * COS_EL[rows]
-        hav_az = np.sin((AZ_GRID[cols] - w["az0"][s:t, None]) / 2) ** 2
-        hav = np.multiply(row_factor[:, :, None], hav_az[:, None, :])
-        hav += hav_el[:, :, None]  # hav_el + row_factor * hav_az (float addition commutes exactly)
-        hav *= m4k
-        np.exp(hav, out=hav)
-        hav *= w["e"][s:t, None, None]
-        base = owner[s:t, None] * NPIX + rows * COLS
-        np.add.at(canvas, (base[:, :, None] + cols[:, None, :]).ravel(), hav.ravel())
+def _slide_add(canvas: np.ndarray, owner: np.ndarray, w: dict[str, np.ndarray], s: int, t: int, k: float) -> None:
+    """Add the blobs of a sliding run (see :func:`_plan`): each blob is written into its own
+    layer of a zeroed (T, R, width) block at its column offset, the canvas region is added to
+    layer 0, and the layers are summed in order along the first axis (numpy reduces an outer axis
+    one layer after another), which adds each pixel's values one after another in file order;
+    the zeros around each blob add nothing."""
+    nr, nc, T = int(w["nrows"][s]), int(w["ncols"][s]), t - s
+    st = int(w["col0"][s + 1] - w["col0"][s]) if T > 1 else 0
+    width = nc + st * (T - 1)
+    layers = np.zeros((T, nr, width), dtype=np.float32)
+    sz = layers.itemsize
+    diag = np.lib.stride_tricks.as_strided(layers, shape=(T, nr, nc),
+                                           strides=(layers.strides[0] + st * sz, layers.strides[1], sz))
+    rows = w["row0"][s:t, None] + np.arange(nr)
+    cols = (w["col0"][s:t, None] + np.arange(nc)) % COLS
+    np.multiply(_kernels(w, slice(s, t), rows, cols, k), w["e"][s:t, None, None], out=diag)  # `blob *= e`
+    r0 = int(w["row0"][s])
+    box = (int(w["col0"][s]) + np.arange(width)) % COLS
+    region = canvas[int(owner[s]), r0 : r0 + nr]
+    layers[0] += region[:, box]
+    region[:, box] = np.add.reduce(layers, axis=0)
+
+
+def _scatter_add(canvas: np.ndarray, owner: np.ndarray, w: dict[str, np.ndarray], s: int, t: int, k: float) -> None:
+    """Add the blobs of triplets s..t-1 with ``np.add.at`` (repeated indices applied one after
+    another, in order). Windows are padded to the run's largest; the padding lands in the
+    canvas's spare row and column, never read."""
+    nr, nc = int(w["nrows"][s:t].max()), int(w["ncols"][s:t].max())
+    if nr == 0 or nc == 0:
+        return
+    r = np.arange(nr)
+    rows = w["row0"][s:t, None] + r
+    cols = (w["col0"][s:t, None] + np.arange(nc)) % COLS
+    blobs = _kernels(w, slice(s, t), rows, cols, k)
+    blobs *= w["e"][s:t, None, None]  # the reference's `blob *= e`
+    row_at = np.where(r >= w["nrows"][s:t, None], ROWS, rows)
+    col_at = np.where(np.arange(nc) >= w["ncols"][s:t, None], COLS, cols)
+    base = owner[s:t, None] * _CANVAS + row_at * _STRIDE_COLS
+    np.add.at(canvas.reshape(-1), (base[:, :, None] + col_at[:, None, :]).ravel(), blobs.ravel())
+
+
+def _add_blobs(canvas: np.ndarray, pts: np.ndarray, owner: np.ndarray, sigma: float) -> None:
+    """Add the blob of every triplet of ``pts`` (N, 3) to ``canvas`` ((owners, ROWS + 1, COLS + 1)
+    float32), in triplet order, so every map pixel sees exactly its own blobs' values in file
+    order."""
+    _, k = kernel_constants(sigma)
+    w = triplet_windows(pts, sigma)
+    for how, s, t in _plan(owner, w, _ELEMENT_BUDGET):
+        (_slide_add if how == "slide" else _scatter_add)(canvas, owner, w, s, t, k)
 
 
 def render_energies(annotations: Sequence, sigma: float = 6.0) -> Iterator[np.ndarray]:
     """The energy maps (180 x 360 float32) of many annotations (each a sequence of polygons),
     in order; equal bit for bit to :func:`render_energy_reference` of each."""
-    _, k = kernel_constants(sigma)
     annotations = list(annotations)
     for first in range(0, len(annotations), _CANVAS_BUDGET):
         chunk = annotations[first : first + _CANVAS_BUDGET]
         polys = [np.asarray(p, dtype=np.float64).reshape(-1, 3) for polygons in chunk for p in polygons]
         counts = np.array([sum(np.asarray(p).size // 3 for p in polygons) for polygons in chunk], dtype=np.int64)
-        canvas = np.zeros(len(chunk) * NPIX, dtype=np.float32)
+        canvas = np.zeros((len(chunk), _STRIDE_ROWS, _STRIDE_COLS), dtype=np.float32)
         if counts.sum():
-            pts = np.concatenate(polys)
             owner = np.repeat(np.arange(len(chunk), dtype=np.int64), counts)
-            _add_blobs(canvas, owner, triplet_windows(pts, sigma), k)
-        yield from canvas.reshape(len(chunk), ROWS, COLS)
+            _add_blobs(canvas, np.concatenate(polys), owner, sigma)
+        for m in canvas:
+            yield np.ascontiguousarray(m[:ROWS, :COLS])
 
 
 def render_energy(polygons, sigma: float = 6.0) -> np.ndarray:

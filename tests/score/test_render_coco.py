@@ -152,7 +152,14 @@ def test_vectorized_windows_equal_the_scalar_rule():
         assert sorted(mine.tolist()) == sorted(cols.tolist()), (x, y)  # the same columns, repeats included
 
 
+def _raster(xs, ys, step=1):
+    """A GT-like polygon: integer pixels row by row (x modulo 361, so a run may cross the seam)."""
+    return [[[x % 361, y, 0.3 + 0.01 * ((7 * x + y) % 13)] for y in ys for x in list(xs)[::step]]]
+
+
 def test_batch_renderer_is_bit_identical_to_the_reference():
+    from calib.score.coco_render import _ELEMENT_BUDGET, _plan
+
     rng = np.random.default_rng(3)
     edge = _edge_triplets(rng)
     annotations = [
@@ -161,7 +168,18 @@ def test_batch_renderer_is_bit_identical_to_the_reference():
         [rng.uniform([170, 0, 0.1], [190, 6, 1], (50, 3)), rng.uniform([0, 170, 0.1], [360, 180, 1], (50, 3))],
         [],  # no polygon: an empty map
         [[[12.0, 34.0, 0.0]]],  # zero intensity
+        # raster rows (blobs side by side): across the seam, at both poles, every other pixel,
+        # right to left, a whole row at a pole, x in 175..185 on the polar rows
+        _raster(range(340, 380), range(80, 90)),
+        _raster(range(170, 190), range(0, 6)),
+        _raster(range(100, 160), range(170, 181), step=2),
+        _raster(range(50, 10, -1), range(40, 50)),
+        _raster(range(0, 361), [3]),
+        _raster(range(175, 186), [0, 1, 179, 180]),
     ] + [[rng.uniform([0, 0, 0.01], [360, 180, 2], (int(n), 3))] for n in rng.integers(1, 30, 80)]
+    pts = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 3) for a in annotations for p in a])
+    kinds = {how for how, _, _ in _plan(np.zeros(len(pts), dtype=np.int64), triplet_windows(pts, 6.0), _ELEMENT_BUDGET)}
+    assert kinds == {"slide", "scatter"}  # both ways of adding blobs are exercised
     for polygons, fast in zip(annotations, render_energies(annotations), strict=True):
         ref = render_energy_reference(polygons)
         assert fast.dtype == np.float32 and fast.shape == (180, 360)
