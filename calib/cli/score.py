@@ -125,7 +125,7 @@ def run(args) -> int:
     import json
 
     from calib.score import parse_thresholds, score
-    from calib.score.report import json_safe, write_report
+    from calib.score.report import metrics_json, write_report
     from calib.tables import atomic_path
 
     if args.matches and args.protocol != "dcase2026":
@@ -136,7 +136,7 @@ def run(args) -> int:
                 scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
                 with_matches=args.protocol == "dcase2026", clips=clips, system=system, tie_order=args.tie_order)
     print(per_class_table(res, args.protocol))
-    tie_line = tie_range_line(res.get("tie_order_range"))
+    tie_line = tie_range_line(res.tie_order_range)
     if tie_line:
         print(tie_line)
     skipped = res.skipped
@@ -149,7 +149,7 @@ def run(args) -> int:
               + ", ".join(f"IoU>={k}: {v:.3f}" for k, v in rc.items()))
     if args.out:
         final, tmp = atomic_path(args.out)
-        tmp.write_text(json.dumps(json_safe(dict(res)), indent=1))
+        tmp.write_text(json.dumps(metrics_json(res), indent=1))
         tmp.replace(final)
         print(f"wrote {args.out}")
     if args.matches:

@@ -29,13 +29,16 @@ class ScoreResult(dict):
     ``matches``: one row per prediction record (polars DataFrame) or None; ``gt_matches``: one row per
     GT annotation with its best same-class prediction IoU; ``recall_ceiling``: fraction of GT whose
     best same-class prediction of its frame reaches each soft IoU level whatever the scores;
-    ``skipped``: prediction clips without ground truth."""
+    ``skipped``: prediction clips without ground truth; ``tie_order_range`` (dcase2026): macro and
+    micro mAP under each tie order and their [min, max] (:func:`calib.score.aggregate.tie_order_range`;
+    metrics.json carries it under that key)."""
 
     matches: pl.DataFrame | None = None
     gt_matches: pl.DataFrame | None = None
     recall_ceiling: dict | None = None
     skipped: list[str]
     details: dict | None = None  # coco protocol: n_distance_pairs, pairs (the peak-matched pairs, a DataFrame)
+    tie_order_range: dict | None = None
 
     @property
     def metrics(self) -> dict:
@@ -349,7 +352,10 @@ def _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, *, engine, jobs, ca
     else:
         recs = _fast_records(clips, psrc, gsrc, cache_dir, par)
     records = concat_records(recs)
-    res = ScoreResult(metrics_from_records(records, thresholds, tie_order, with_tie_range=True))
+    metrics = metrics_from_records(records, thresholds, tie_order, with_tie_range=True)
+    tie_range = metrics.pop("tie_order_range")  # calib's own: the dict keeps the official keys only
+    res = ScoreResult(metrics)
+    res.tie_order_range = tie_range
     res.skipped = skipped
     if with_matches:
         clip_col = np.concatenate([np.full(len(r["kind"]), c, dtype=object) for c, r in zip(clips, recs)]) \

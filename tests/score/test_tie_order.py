@@ -80,6 +80,21 @@ def test_without_mixed_ties_nothing_is_sorted_again(monkeypatch):
     assert rng["classes_with_mixed_ties"] == [] and not rng["micro_has_mixed_ties"]
 
 
+def test_score_result_keeps_the_official_keys_and_carries_the_range():
+    import numpy as np
+
+    from calib.score import Annotation
+
+    poly = (np.array([[90.0, 70.0, 1.0], [130.0, 70.0, 0.5], [110.0, 100.0, 0.8]]),)  # a triangle of ~10 x 8 px
+    gt = {"a": [Annotation(frame=0, class_id=3, score=float("nan"), polygons=poly)]}
+    pred = {"a": [Annotation(frame=0, class_id=3, score=0.5, polygons=poly)]}
+    res = score(pred, gt, tie_order="avx512", with_matches=False)
+    assert "tie_order_range" not in res and res["macro_mAP"] == 1.0
+    rng = res.tie_order_range
+    assert rng["tie_order"] == "avx512" and rng["macro_mAP"] == [1.0, 1.0]
+    assert rng["classes_with_mixed_ties"] == [] and not rng["micro_has_mixed_ties"]
+
+
 def test_score_rejects_an_unknown_tie_order(golden):
     with pytest.raises(ValueError, match="tie_order must be one of"):
         score(golden / "grid", golden / "gt", tie_order="fastest")
