@@ -229,16 +229,22 @@ def _slide_add(canvas: np.ndarray, owner: np.ndarray, w: dict[str, np.ndarray], 
     width = nc + st * (T - 1)
     layers = np.zeros((T, nr, width), dtype=np.float32)
     sz = layers.itemsize
-    diag = np.lib.stride_tricks.as_strided(layers, shape=(T, nr, nc),
-                                           strides=(layers.strides[0] + st * sz, layers.strides[1], sz))
+    # layer i's blob starts i * st columns further right: a view with one extra step per layer
+    diag = np.ndarray((T, nr, nc), dtype=np.float32, buffer=layers,
+                      strides=(layers.strides[0] + st * sz, layers.strides[1], sz))
     rows = w["row0"][s:t, None] + np.arange(nr)
     cols = (w["col0"][s:t, None] + np.arange(nc)) % COLS
     np.multiply(_kernels(w, slice(s, t), rows, cols, k), w["e"][s:t, None, None], out=diag)  # `blob *= e`
-    r0 = int(w["row0"][s])
-    box = (int(w["col0"][s]) + np.arange(width)) % COLS
+    r0, c0 = int(w["row0"][s]), int(w["col0"][s]) % COLS
     region = canvas[int(owner[s]), r0 : r0 + nr]
-    layers[0] += region[:, box]
-    region[:, box] = np.add.reduce(layers, axis=0)
+    if c0 + width <= COLS:  # the usual case: one block of columns, summed in place
+        block = region[:, c0 : c0 + width]
+        layers[0] += block
+        np.add.reduce(layers, axis=0, out=block)
+    else:  # across the seam
+        box = (c0 + np.arange(width)) % COLS
+        layers[0] += region[:, box]
+        region[:, box] = np.add.reduce(layers, axis=0)
 
 
 def _scatter_add(canvas: np.ndarray, owner: np.ndarray, w: dict[str, np.ndarray], s: int, t: int, k: float) -> None:
