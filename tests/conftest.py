@@ -1,16 +1,22 @@
+import tarfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-GOLDEN = ROOT.parent / "shared" / "golden"
+#: the golden vectors inside the project (rebuilt from ../shared/golden by tests/data/update_golden.py)
+GOLDEN_ARCHIVE = ROOT / "tests" / "data" / "golden.tar.xz"
 
 
 @pytest.fixture(scope="session")
-def golden() -> Path:
-    if not GOLDEN.exists():
-        pytest.skip("../shared/golden not present")
-    return GOLDEN
+def golden(tmp_path_factory) -> Path:
+    """The golden vectors (inputs and the official scripts' numbers), unpacked once per session from
+    tests/data/golden.tar.xz, so a fresh clone checks exactness too (tests/test_golden_archive.py
+    checks the archive against ../shared/golden where that exists)."""
+    dest = tmp_path_factory.mktemp("golden")
+    with tarfile.open(GOLDEN_ARCHIVE, mode="r:xz") as tar:
+        tar.extractall(dest, filter="data")
+    return dest / "golden"
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +48,16 @@ def conformance_tables(synth_small):
     # columns some stages read when present (view of a test-time ACS set, checkpoint of an ensemble)
     dets = dets.with_columns((pl.col("det_id") % 8).alias("view"), (pl.col("det_id") % 5).alias("checkpoint"))
     return Tables(detections=dets, truth=truth, teacher=teacher, priors=priors, systems=systems)
+
+
+@pytest.fixture(scope="session")
+def numpy_argsort_kernel() -> str | None:
+    """"avx512" or "avx2": the x86-simd-sort kernel this numpy's argsort of float64 runs (from its
+    runtime's SIMD report, as np.show_runtime), or None (another CPU or an old numpy)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_argsort_oracles",
+                                                  ROOT / "tests" / "data" / "make_argsort_oracles.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.numpy_argsort_kernel()

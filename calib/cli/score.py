@@ -18,8 +18,8 @@ def add_parser(sub) -> None:
         "with a warning naming the file and annotation. "
         "dcase2026 (revision 2026-06-30, the final leaderboard metric): soft-IoU matching per frame and class, "
         "101-point AP at the IoU thresholds, Pearson of matched pairs. dcase2026-coco (revision 2026-04-02): "
-        "pycocotools mask mAP over spherical-Gaussian renders (its mAP keys are exact; its pearson_r can still "
-        "differ from the official script's by a few 1e-5 when blobs lie near a pole, issue #3). "
+        "pycocotools mask mAP over spherical-Gaussian renders, Pearson r and distance error of peak-matched pairs. "
+        "Every number is the official script's to the last bit (golden vectors are a test). "
         "The fast engine caches GT maps and runs clips in "
         "parallel; the reference engine is the official algorithm step by step (the oracle).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -28,6 +28,7 @@ def add_parser(sub) -> None:
         "  calib score runs/modelA data/gt --iou-thresholds 0.5:0.05:0.95 --jobs 2 --cache .calib-cache\n"
         "  calib score runs/modelA data/gt --matches matches.parquet --report report/\n"
         "  calib score runs/modelA data/gt --protocol dcase2026-coco --sigma 6 --energy-thr 0.1\n"
+        "  calib score runs/modelA data/gt --tie-order avx512   # what the official script prints on an AVX-512 CPU\n"
         "  calib score runs/modelA data/gt --backend dask --scheduler tcp://10.0.0.5:8786",
     )
     p.add_argument("pred", metavar="PRED_DIR", help="folder of prediction files (or a detections .parquet table)")
@@ -39,6 +40,13 @@ def add_parser(sub) -> None:
     p.add_argument("--sigma", type=float, default=6.0, help="coco protocol: Gaussian sigma in degrees (default 6)")
     p.add_argument("--energy-thr", type=float, default=0.10, help="coco protocol: mask threshold x peak (default 0.10)")
     p.add_argument("--engine", choices=["fast", "reference"], default="fast")
+    p.add_argument("--tie-order", choices=["avx2", "avx512", "stable"], default="avx2",
+                   help="dcase2026: how tied scores are ordered. The official script's numpy.argsort orders ties "
+                   "as the CPU's sort kernel does: avx2 (default) is the official machine's, so these are the "
+                   "official numbers on any CPU; avx512 gives what the script prints on an AVX-512 CPU; stable is "
+                   "numpy's stable sort. Whatever the choice, when tied scores differ in outcome the summary "
+                   "(and metrics.json's tie_order_range) gives the mAP range over all three. dcase2026-coco sorts "
+                   "stably (pycocotools), so there it changes nothing")
     p.add_argument("--jobs", type=int, default=1, help="clips in parallel (fast engine)")
     p.add_argument("--backend", choices=["loky", "threading", "dask"], default="loky",
                    help="joblib backend for --jobs; dask runs the clips on a Dask cluster")
@@ -116,11 +124,22 @@ def per_class_table(metrics: dict, protocol: str) -> str:
     return "\n".join(lines)
 
 
+def tie_range_line(rng: dict | None) -> str | None:
+    """One line on how far tied scores could move the mAP (None when no tie can change it)."""
+    if not rng or not (rng["classes_with_mixed_ties"] or rng["micro_has_mixed_ties"]):
+        return None
+    orders = "/".join(rng["by_order"])
+    where = ", ".join(rng["classes_with_mixed_ties"]) or "the micro list only"
+    return (f"tied scores with different outcomes ({where}): over tie orders {orders}, "
+            f"macro_mAP {rng['macro_mAP'][0]:.6f}..{rng['macro_mAP'][1]:.6f}, "
+            f"micro_mAP {rng['micro_mAP'][0]:.6f}..{rng['micro_mAP'][1]:.6f} (reported: {rng['tie_order']})")
+
+
 def run(args) -> int:
     import json
 
     from calib.score import parse_thresholds, score
-    from calib.score.report import json_safe, write_report
+    from calib.score.report import metrics_json, write_report
     from calib.tables import atomic_path
 
     if args.matches and args.protocol != "dcase2026":
@@ -129,8 +148,11 @@ def run(args) -> int:
     res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
                 engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
                 scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
-                with_matches=args.protocol == "dcase2026", clips=clips, system=system)
+                with_matches=args.protocol == "dcase2026", clips=clips, system=system, tie_order=args.tie_order)
     print(per_class_table(res, args.protocol))
+    tie_line = tie_range_line(res.tie_order_range)
+    if tie_line:
+        print(tie_line)
     skipped = res.skipped
     if skipped:
         print(f"skipped {len(skipped)} prediction file(s) without GT: {', '.join(skipped[:10])}"
@@ -145,7 +167,7 @@ def run(args) -> int:
               + ", ".join(f"IoU>={k}: {v:.3f}" for k, v in rc.items()))
     if args.out:
         final, tmp = atomic_path(args.out)
-        tmp.write_text(json.dumps(json_safe(dict(res)), indent=1))
+        tmp.write_text(json.dumps(metrics_json(res), indent=1))
         tmp.replace(final)
         print(f"wrote {args.out}")
     if args.matches:

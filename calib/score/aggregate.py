@@ -1,9 +1,11 @@
-"""dcase2026 metrics from the records of all clips (the official aggregation, same keys)."""
+"""dcase2026 metrics from the records of all clips (the official aggregation, same keys), and
+how far tied scores could move them (:func:`tie_order_range`)."""
 from __future__ import annotations
 
 import numpy as np
 
-from calib.score.matching import KIND_FN, KIND_MATCHED, N_CLASSES, average_precision, tp_flags
+from calib.score.argsort import OFFICIAL_TIE_ORDER, TIE_ORDERS, check_tie_order
+from calib.score.matching import KIND_FN, KIND_MATCHED, N_CLASSES, average_precision, ties_can_matter, tp_flags
 from calib.tables import CLASS_NAMES
 
 
@@ -31,8 +33,47 @@ def concat_records(clips: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([c[k] for c in clips]) for k in clips[0]}
 
 
-def metrics_from_records(rec: dict[str, np.ndarray], thresholds: list[float]) -> dict:
-    """The official metrics dict (NaN where undefined; JSON writing turns NaN into null)."""
+def _macro(class_ap: np.ndarray) -> float:
+    """macro mAP of per-class APs (NaN rows: inactive classes), as the official script: each class's
+    nanmean in float32, their mean in float64."""
+    class_map = np.array([_nanmean32(row) for row in class_ap], dtype=np.float32)
+    active = ~np.isnan(class_map)
+    return float(np.mean(class_map[active].astype(np.float64))) if active.any() else float("nan")
+
+
+def tie_order_range(scores: np.ndarray, tp: np.ndarray, cls: np.ndarray, n_gt: np.ndarray, n_gt_all: int,
+                    class_ap: np.ndarray, micro_ap: np.ndarray, tie_order: str) -> dict:
+    """macro_mAP and micro_mAP under each tie order (:data:`calib.score.argsort.TIE_ORDERS`) and
+    their [min, max]. Only classes (and the micro list) whose tied scores differ in tp are sorted
+    again; the others keep ``class_ap`` / ``micro_ap`` (computed with ``tie_order``).
+
+    scores, tp, cls: the detection records (no FN); n_gt: GT count per class."""
+    mixed = [c for c in range(N_CLASSES) if n_gt[c] > 0 and ties_can_matter(scores[cls == c], tp[cls == c])]
+    micro_mixed = ties_can_matter(scores, tp)
+    by_order = {}
+    for order in TIE_ORDERS:
+        aps, micro = class_ap, micro_ap
+        if order != tie_order:
+            if mixed:
+                aps = class_ap.copy()
+                for c in mixed:
+                    aps[c] = average_precision(scores[cls == c], tp[cls == c], int(n_gt[c]), order)
+            if micro_mixed:
+                micro = average_precision(scores, tp, n_gt_all, order)
+        by_order[order] = {"macro_mAP": _macro(aps), "micro_mAP": float(_nanmean32(micro))}
+    rng = {k: [min(v[k] for v in by_order.values()), max(v[k] for v in by_order.values())]
+           for k in ("macro_mAP", "micro_mAP")}
+    return {"tie_order": tie_order, **rng, "by_order": by_order,
+            "classes_with_mixed_ties": [CLASS_NAMES[c] for c in mixed], "micro_has_mixed_ties": micro_mixed}
+
+
+def metrics_from_records(rec: dict[str, np.ndarray], thresholds: list[float], tie_order: str = OFFICIAL_TIE_ORDER,
+                         with_tie_range: bool = False) -> dict:
+    """The official metrics dict (NaN where undefined; JSON writing turns NaN into null).
+
+    tie_order: how tied scores are ordered ("avx2", the official machine's; "avx512"; "stable").
+    with_tie_range: add ``tie_order_range`` (:func:`tie_order_range`), calib's own key."""
+    check_tie_order(tie_order)
     thresholds = [float(t) for t in thresholds]
     n_thr = len(thresholds)
     kind, cls = rec["kind"], rec["cls"]
@@ -54,7 +95,7 @@ def metrics_from_records(rec: dict[str, np.ndarray], thresholds: list[float]) ->
         rs = rec["pearson"][in_c & r_ok]
         r = float(np.mean(rs)) if rs.size else float("nan")
         if n_gt > 0:
-            class_ap[c] = average_precision(rec["score"][sel], tp[sel], n_gt)
+            class_ap[c] = average_precision(rec["score"][sel], tp[sel], n_gt, tie_order)
             class_map[c] = _nanmean32(class_ap[c])
             if rs.size:
                 class_r.append(r)
@@ -76,10 +117,10 @@ def metrics_from_records(rec: dict[str, np.ndarray], thresholds: list[float]) ->
         macro_per_thr = np.full(n_thr, np.nan, dtype=np.float32)
         macro_map = float("nan")
     n_gt_all = int(np.count_nonzero(is_gt))
-    micro_ap = average_precision(rec["score"][is_det], tp[is_det], n_gt_all)
+    micro_ap = average_precision(rec["score"][is_det], tp[is_det], n_gt_all, tie_order)
     micro_map = float(_nanmean32(micro_ap))
     all_r = rec["pearson"][r_ok]
-    return {
+    out = {
         "macro_mAP": macro_map,
         "macro_AP50": float(macro_per_thr[i50]) if i50 is not None else None,
         "macro_AP75": float(macro_per_thr[i75]) if i75 is not None else None,
@@ -95,3 +136,8 @@ def metrics_from_records(rec: dict[str, np.ndarray], thresholds: list[float]) ->
         "breakdown_thresholds": [0.5, 0.75],
         "per_class": per_class,
     }
+    if with_tie_range:
+        n_gt = np.array([per_class[name]["n_gt"] for name in CLASS_NAMES])
+        out["tie_order_range"] = tie_order_range(rec["score"][is_det], tp[is_det], cls[is_det], n_gt, n_gt_all,
+                                                 class_ap, micro_ap, tie_order)
+    return out

@@ -30,14 +30,17 @@ class ScoreResult(dict):
     GT annotation with its best same-class prediction IoU; ``recall_ceiling``: fraction of GT whose
     best same-class prediction of its frame reaches each soft IoU level whatever the scores;
     ``skipped``: prediction clips without ground truth; ``unscored_gt``: GT clips of a folder
-    without a prediction file, not scored (as the official scripts do)."""
+    without a prediction file, not scored (as the official scripts do); ``tie_order_range``
+    (dcase2026): macro and micro mAP under each tie order and their [min, max]
+    (:func:`calib.score.aggregate.tie_order_range`; metrics.json carries it under that key)."""
 
     matches: pl.DataFrame | None = None
     gt_matches: pl.DataFrame | None = None
     recall_ceiling: dict | None = None
     skipped: list[str]
     unscored_gt: list[str] = []
-    details: dict | None = None  # coco protocol: n_distance_pairs
+    details: dict | None = None  # coco protocol: n_distance_pairs, pairs (the peak-matched pairs, a DataFrame)
+    tie_order_range: dict | None = None
 
     @property
     def metrics(self) -> dict:
@@ -233,7 +236,7 @@ def _plan(pred, gt, protocol, clips):
 def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
           cache_dir=None, backend: str = "loky", scheduler: str | None = None, sigma: float = 6.0,
           energy_thr: float = 0.10, with_matches: bool = True, clips: Sequence[str] | None = None,
-          system: str = "") -> ScoreResult:
+          system: str = "", tie_order: str = "avx2") -> ScoreResult:
     """Score predictions against ground truth.
 
     ``pred`` / ``gt``: ``{clip: [Annotation]}`` mappings, or folders read with the protocol's file
@@ -246,8 +249,17 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
     ``iou_thresholds``: a list, or a spec string ("0.25,0.5", "0.5:0.05:0.95"); default per protocol.
     ``engine``: "fast" (cached GT maps, bounding-box interpolation, vectorized IoU, clips in
     parallel over ``jobs`` joblib workers or a Dask cluster) or "reference" (the official algorithm
-    step by step, one process, nothing cached)."""
+    step by step, one process, nothing cached).
+    ``tie_order`` (dcase2026): how ``numpy.argsort`` orders tied scores, which the CPU decides:
+    "avx2" (default: the official machine's, so the official numbers on any CPU), "avx512" (the
+    official script run on an AVX-512 machine) or "stable". The result's ``tie_order_range`` gives
+    macro_mAP and micro_mAP under all three and their [min, max] (only classes whose tied scores
+    differ in outcome are sorted again). The dcase2026-coco protocol sorts stably (pycocotools'
+    mergesort), so there the CPU never matters and ``tie_order`` changes nothing."""
     check_protocol(protocol)
+    from calib.score.argsort import check_tie_order
+
+    check_tie_order(tie_order)
     if engine not in ("fast", "reference"):
         raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
     if engine == "reference" and (jobs != 1 or backend == "dask"):
@@ -273,7 +285,7 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
             thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
             res = _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, engine=engine, jobs=jobs,
                                    cache_dir=cache_dir, backend=backend, scheduler=scheduler,
-                                   with_matches=with_matches, system=system)
+                                   with_matches=with_matches, system=system, tie_order=tie_order)
         res.unscored_gt = unscored_gt
         return res
 
@@ -339,14 +351,17 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
 
 
 def _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
-                     with_matches, system) -> ScoreResult:
+                     with_matches, system, tie_order="avx2") -> ScoreResult:
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
     if engine == "reference":
         recs = [_reference_job(c, p, g) for c, p, g in zip(clips, psrc, gsrc)]
     else:
         recs = _fast_records(clips, psrc, gsrc, cache_dir, par)
     records = concat_records(recs)
-    res = ScoreResult(metrics_from_records(records, thresholds))
+    metrics = metrics_from_records(records, thresholds, tie_order, with_tie_range=True)
+    tie_range = metrics.pop("tie_order_range")  # calib's own: the dict keeps the official keys only
+    res = ScoreResult(metrics)
+    res.tie_order_range = tie_range
     res.skipped = skipped
     if with_matches:
         clip_col = np.concatenate([np.full(len(r["kind"]), c, dtype=object) for c, r in zip(clips, recs)]) \

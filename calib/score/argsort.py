@@ -1,19 +1,22 @@
-"""``numpy.argsort`` of float64 keys exactly as the official scoring machine ran it.
+"""``numpy.argsort`` of float64 keys as a given CPU runs it: how tied scores are ordered.
 
 Tied scores make AP depend on the order ``numpy.argsort(-scores)`` leaves equal keys in, and
 that order depends on the CPU: numpy dispatches the default (quicksort) argsort of float64 to
-x86-simd-sort's AVX-512 kernel, or to its AVX2 kernel, or to its own introsort. The golden
-vectors were produced on an AVX2 machine (checked: they reproduce with AVX-512 disabled and
-differ with it enabled), so this module re-enacts that AVX2 argsort in numpy, independently of
-the machine calib runs on:
+x86-simd-sort's AVX-512 kernel, or to its AVX2 kernel, or to its own introsort. The official
+scoring machine ran the AVX2 kernel (checked: the golden vectors reproduce with AVX-512 disabled
+and differ with it enabled). This module re-enacts both kernels in numpy, whatever machine calib
+runs on (:func:`tie_argsort`; ``tie_order`` "avx2", the official order and the default;
+"avx512"; or "stable", numpy's stable sort). Both kernels follow one algorithm with registers of
+``lanes`` 64-bit keys (4 for AVX2, 8 for AVX-512):
 
 * already sorted (non-decreasing) keys: the identity;
-* arrays of at most 256 keys: a bitonic network over 4-lane registers (padded with +inf);
+* arrays of at most 256 keys: a bitonic network over registers (padded with +inf);
   a compare-exchange swaps a pair only when the lower key is strictly greater;
-* larger ones: quicksort whose pivot is the 3rd of 4 sampled keys, partitioned 16 keys
-  (4 registers) at a time from either end: keys below the pivot fill the left in processing
-  order, the others fill the right from its end; recursion stops on a side whose keys all equal
-  the pivot;
+* larger ones: quicksort whose pivot is the middle one (index lanes / 2) of ``lanes`` sampled
+  keys, partitioned 4 registers at a time from either end: keys below the pivot fill the left
+  in processing order, the others fill the right from its end (AVX2: one key at a time, so in
+  reverse order; AVX-512: each register's keys as a group in lane order, groups from the end);
+  recursion stops on a side whose keys all equal the pivot;
 * after 2*floor(log2(n)) levels without finishing, libstdc++'s ``std::sort`` (introsort) takes
   over, as in x86-simd-sort.
 
@@ -23,80 +26,130 @@ stable argsort is used then.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-LANES = 4
+TIE_ORDERS = ("avx2", "avx512", "stable")
+OFFICIAL_TIE_ORDER = "avx2"
 NETWORK_MAX = 256
 UNROLL = 4
-BLOCK = LANES * UNROLL  # keys partitioned per step
 
 
-def official_argsort(keys: np.ndarray) -> np.ndarray:
-    """Indices that sort ``keys`` (float64) ascending, ties ordered as numpy's AVX2 argsort."""
+@dataclass(frozen=True)
+class SimdKernel:
+    """What tells x86-simd-sort's 64-bit argsort kernels apart: register width and where the keys
+    at or above the pivot are stored on the right side of a partition."""
+
+    lanes: int
+    right_in_lane_groups: bool  # AVX-512 compress-store: a register's keys >= pivot keep lane order
+
+    @property
+    def block(self) -> int:
+        return self.lanes * UNROLL  # keys partitioned per step
+
+
+KERNELS = {"avx2": SimdKernel(lanes=4, right_in_lane_groups=False),
+           "avx512": SimdKernel(lanes=8, right_in_lane_groups=True)}
+
+
+def check_tie_order(tie_order: str) -> str:
+    if tie_order not in TIE_ORDERS:
+        raise ValueError(f"tie_order must be one of {', '.join(TIE_ORDERS)}; got {tie_order!r}")
+    return tie_order
+
+
+def has_ties(keys: np.ndarray) -> bool:
+    """True when some key occurs more than once (only then can the tie order matter)."""
+    keys = np.asarray(keys)
+    if keys.size < 2:
+        return False
+    s = np.sort(keys)
+    return bool((s[1:] == s[:-1]).any())
+
+
+def tie_argsort(keys: np.ndarray, tie_order: str = OFFICIAL_TIE_ORDER) -> np.ndarray:
+    """Indices that sort ``keys`` (float64) ascending, equal keys ordered as ``numpy.argsort``
+    (default kind) leaves them on an AVX2 machine ("avx2", the official order) or an AVX-512
+    one ("avx512"), or as ``kind="stable"`` does ("stable")."""
+    check_tie_order(tie_order)
     keys = np.ascontiguousarray(keys, dtype=np.float64)
     n = keys.size
-    if n <= 1:
-        return np.arange(n, dtype=np.intp)
+    if tie_order == "stable" or n <= 1:
+        return np.argsort(keys, kind="stable")
     if np.isnan(keys).any():
-        raise ValueError("official_argsort: NaN keys are not supported")
+        raise ValueError("tie_argsort: NaN keys are not supported")
     if not (keys[1:] < keys[:-1]).any():  # x86-simd-sort returns at once on sorted input
         return np.arange(n, dtype=np.intp)
-    if np.unique(keys).size == n:
+    if not has_ties(keys):
         return np.argsort(keys, kind="stable")
     arg = np.arange(n, dtype=np.intp)
-    _quicksort(keys, arg, 0, n - 1, 2 * int(math.log2(n)))
+    _quicksort(keys, arg, 0, n - 1, 2 * int(math.log2(n)), KERNELS[tie_order])
     return arg
 
 
+def official_argsort(keys: np.ndarray) -> np.ndarray:
+    """Indices that sort ``keys`` (float64) ascending, ties ordered as numpy's AVX2 argsort (the
+    official scoring machine's)."""
+    return tie_argsort(keys, OFFICIAL_TIE_ORDER)
+
+
 # ---------------------------------------------------------------------------------------------
-# bitonic networks (x86-simd-sort argsort_n for 4-lane 64-bit registers)
+# bitonic networks (x86-simd-sort argsort_n_vec: 4-lane ymm or 8-lane zmm registers of 64 bits)
+
+# in-register compare-exchange layers, (lower lane, upper lane) pairs: sort_reg_4lanes /
+# bitonic_merge_reg_4lanes and their 8-lane versions (the lane given the max is the upper one)
+_IN_REGISTER = {
+    (4, "sort"): [((0, 1), (2, 3)), ((0, 3), (1, 2)), ((0, 1), (2, 3))],
+    (4, "merge"): [((0, 2), (1, 3)), ((0, 1), (2, 3))],
+    (8, "sort"): [((0, 1), (2, 3), (4, 5), (6, 7)), ((0, 3), (1, 2), (4, 7), (5, 6)),
+                  ((0, 1), (2, 3), (4, 5), (6, 7)), ((0, 7), (1, 6), (2, 5), (3, 4)),
+                  ((0, 2), (1, 3), (4, 6), (5, 7)), ((0, 1), (2, 3), (4, 5), (6, 7))],
+    (8, "merge"): [((0, 4), (1, 5), (2, 6), (3, 7)), ((0, 2), (1, 3), (4, 6), (5, 7)),
+                   ((0, 1), (2, 3), (4, 5), (6, 7))],
+}
 
 
-def _in_register(layers_out, regs, kind):
+def _in_register(layers_out, regs, lanes, kind):
     """Append the in-register compare-exchange layers of every register in ``regs``."""
-    if kind == "sort":  # sort_ymm_64bit
-        steps = [((0, 1), (2, 3)), ((0, 3), (1, 2)), ((0, 1), (2, 3))]
-    else:  # bitonic_merge_ymm_64bit
-        steps = [((0, 2), (1, 3)), ((0, 1), (2, 3))]
-    for step in steps:
-        layers_out.append([(r * LANES + a, r * LANES + b) for r in regs for a, b in step])
+    for step in _IN_REGISTER[(lanes, kind)]:
+        layers_out.append([(r * lanes + a, r * lanes + b) for r in regs for a, b in step])
 
 
 @lru_cache(maxsize=None)
-def _network(num_vecs: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+def _network(num_vecs: int, lanes: int) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     """Compare-exchange layers (lo positions, hi positions) of argsort_n_vec<num_vecs>."""
     layers: list[list[tuple[int, int]]] = []
-    _in_register(layers, range(num_vecs), "sort")
+    _in_register(layers, range(num_vecs), lanes, "sort")
     per = 2
     while per <= num_vecs:  # bitonic_fullmerge_n_vec
         groups = [range(g * per, (g + 1) * per) for g in range(num_vecs // per)]
         # reverse the upper half and COEX with the lower half
-        layers.append([(regs[i] * LANES + l, regs[per - 1 - i] * LANES + (LANES - 1 - l))
-                       for regs in groups for i in range(per // 2) for l in range(LANES)])
+        layers.append([(regs[i] * lanes + l, regs[per - 1 - i] * lanes + (lanes - 1 - l))
+                       for regs in groups for i in range(per // 2) for l in range(lanes)])
         num = per // 2
         while num >= 2:  # bitonic_clean_n_vec
-            layers.append([(regs[i + j] * LANES + l, regs[i + j + num // 2] * LANES + l)
+            layers.append([(regs[i + j] * lanes + l, regs[i + j + num // 2] * lanes + l)
                            for regs in groups for j in range(0, per, num) for i in range(num // 2)
-                           for l in range(LANES)])
+                           for l in range(lanes)])
             num //= 2
-        _in_register(layers, range(num_vecs), "merge")
+        _in_register(layers, range(num_vecs), lanes, "merge")
         per *= 2
     return tuple((np.array([a for a, _ in L], dtype=np.intp), np.array([b for _, b in L], dtype=np.intp))
                  for L in layers)
 
 
-def _network_sort(keys: np.ndarray, arg: np.ndarray, left: int, n: int) -> None:
-    num_vecs = NETWORK_MAX // LANES
-    while num_vecs > 1 and n * 2 <= num_vecs * LANES:
+def _network_sort(keys: np.ndarray, arg: np.ndarray, left: int, n: int, lanes: int) -> None:
+    num_vecs = NETWORK_MAX // lanes
+    while num_vecs > 1 and n * 2 <= num_vecs * lanes:
         num_vecs //= 2
-    size = num_vecs * LANES
+    size = num_vecs * lanes
     k = np.full(size, np.inf)
     idx = np.full(size, -1, dtype=np.intp)
     idx[:n] = arg[left : left + n]
     k[:n] = keys[idx[:n]]
-    for lo, hi in _network(num_vecs):
+    for lo, hi in _network(num_vecs, lanes):
         swap = k[lo] > k[hi]
         if swap.any():
             a, b = lo[swap], hi[swap]
@@ -106,21 +159,23 @@ def _network_sort(keys: np.ndarray, arg: np.ndarray, left: int, n: int) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# quicksort with vectorized partitions (argsort_64bit_, partition_avx512_unrolled on AVX2)
+# quicksort with vectorized partitions (argsort_, argpartition_unrolled<4>)
 
 
-def _pivot(keys, arg, left, right) -> float:
-    size = (right - left) // 4
-    sample = sorted(keys[arg[left + size * k]] for k in (1, 2, 3, 4))
-    return sample[2]
+def _pivot(keys, arg, left, right, lanes) -> float:
+    """get_pivot_64bit: the middle of ``lanes`` keys sampled at equal steps (right inclusive)."""
+    size = (right - left) // lanes
+    sample = sorted(keys[arg[left + size * k]] for k in range(1, lanes + 1))
+    return sample[lanes // 2]
 
 
-def _partition(keys, arg, left, end, pivot):
+def _partition(keys, arg, left, end, pivot, kernel: SimdKernel):
     """Partition arg[left:end) around pivot; returns (pivot_index, smallest, biggest)."""
+    block = kernel.block
     seg_keys = keys[arg[left:end]]
     smallest, biggest = seg_keys.min(), seg_keys.max()
-    # make the length a multiple of 16: keys >= pivot swap with the last unprocessed one
-    for _ in range((end - left) % BLOCK):
+    # make the length a multiple of the block: keys >= pivot swap with the last unprocessed one
+    for _ in range((end - left) % block):
         if not keys[arg[left]] < pivot:
             end -= 1
             arg[left], arg[end] = arg[end], arg[left]
@@ -130,16 +185,16 @@ def _partition(keys, arg, left, end, pivot):
         return left, smallest, biggest
     seg = arg[left:end].copy()
     ge = keys[seg] >= pivot
-    nblocks = seg.size // BLOCK
-    ge_per_block = ge.reshape(nblocks, BLOCK).sum(axis=1)
-    # the first and last 16 keys are kept aside and partitioned last; between them, blocks are
+    nblocks = seg.size // block
+    ge_per_block = ge.reshape(nblocks, block).sum(axis=1)
+    # the first and last blocks are kept aside and partitioned last; between them, blocks are
     # taken from whichever end has fewer keys stored on its side
     order = []
     lo, hi = 1, nblocks - 1  # next block from the left; one past the next block from the right
     l_store, r_room = 0, 0  # keys stored left; keys stored right
     while lo < hi:
-        # x86-simd-sort's `(r_store + 4) - right < left - l_store`, relative to the segment
-        if (seg.size - r_room) - hi * BLOCK < lo * BLOCK - l_store:
+        # x86-simd-sort's `(r_store + lanes) - right < left - l_store`, relative to the segment
+        if (seg.size - r_room) - hi * block < lo * block - l_store:
             hi -= 1
             b = hi
         else:
@@ -148,19 +203,24 @@ def _partition(keys, arg, left, end, pivot):
         order.append(b)
         g = int(ge_per_block[b])
         r_room += g
-        l_store += BLOCK - g
+        l_store += block - g
     order.append(0)
     order.append(nblocks - 1)
-    seq = seg.reshape(nblocks, BLOCK)[order].ravel()
-    seq_ge = ge.reshape(nblocks, BLOCK)[order].ravel()
+    seq = seg.reshape(nblocks, block)[order].ravel()
+    seq_ge = ge.reshape(nblocks, block)[order].ravel()
     lt_part = seq[~seq_ge]
-    ge_part = seq[seq_ge][::-1]
+    at = np.flatnonzero(seq_ge)  # processing positions of the keys >= pivot
+    if kernel.right_in_lane_groups:
+        # each register's group stored at the right end in lane order: later registers further left
+        ge_part = seq[at[np.argsort(-(at // kernel.lanes), kind="stable")]]
+    else:
+        ge_part = seq[at][::-1]  # one key at a time from the end
     arg[left : left + lt_part.size] = lt_part
     arg[left + lt_part.size : end] = ge_part
     return left + lt_part.size, smallest, biggest
 
 
-def _quicksort(keys, arg, left, right, max_iters) -> None:
+def _quicksort(keys, arg, left, right, max_iters, kernel: SimdKernel) -> None:
     stack = [(left, right, max_iters)]
     while stack:
         left, right, max_iters = stack.pop()
@@ -170,10 +230,10 @@ def _quicksort(keys, arg, left, right, max_iters) -> None:
             _std_sort(keys, arg, left, right + 1)
             continue
         if right + 1 - left <= NETWORK_MAX:
-            _network_sort(keys, arg, left, right + 1 - left)
+            _network_sort(keys, arg, left, right + 1 - left, kernel.lanes)
             continue
-        pivot = _pivot(keys, arg, left, right)
-        pivot_index, smallest, biggest = _partition(keys, arg, left, right + 1, pivot)
+        pivot = _pivot(keys, arg, left, right, kernel.lanes)
+        pivot_index, smallest, biggest = _partition(keys, arg, left, right + 1, pivot, kernel)
         # recursion order does not matter: the two sides are disjoint
         if pivot != biggest:
             stack.append((pivot_index, right, max_iters - 1))

@@ -17,101 +17,19 @@ from scipy.ndimage import binary_dilation
 from scipy.optimize import linear_sum_assignment
 
 from calib.score.cache import PackedArrays, pack_sparse
+from calib.score.coco_render import COLS, ROWS, render_energies, render_energy_reference
 
-ROWS, COLS = 180, 360
 MATCH_DEG = 20.0
 NO_MATCH_COST = 1000.0
 MIN_PEAK = 1e-9
 MIN_RANGE = 1e-7
-COS_FLOOR = 0.087
-WINDOW_SIGMAS = 4.0
-
-_ROW_EL = 90.0 - np.arange(ROWS) * 180.0 / 179.0  # degrees, pixel-centre elevation of each row
-_COL_AZ = np.arange(COLS) - 180.0  # degrees, pixel-centre azimuth of each column
+#: salts the GT cache keys of prepared coco clips: bump when the maps or the packing change
+COCO_RENDER_VERSION = "spec-2"
 
 
 def direction(x: float, y: float) -> tuple[float, float]:
     """(azimuth, elevation) in degrees of a canvas point, with the protocol's mapping."""
     return x - 180.0, 90.0 - y * 180.0 / 179.0
-
-
-def blob_window(el0: float, sigma: float) -> tuple[np.ndarray, float]:
-    """Rows within +-4 sigma of elevation el0, and the azimuth half-width in degrees."""
-    reach = WINDOW_SIGMAS * sigma
-    rows = np.flatnonzero(np.abs(_ROW_EL - el0) <= reach)
-    half = min(reach / max(math.cos(math.radians(el0)), COS_FLOOR), 180.0)
-    return rows, half
-
-
-def window_columns(x: float, half: float) -> np.ndarray:
-    """Unwrapped columns of a blob at column x: the integer span floor(x - half)..ceil(x + half).
-
-    Taken modulo 360 with repeats kept: a full-ring blob (half 180) lists 361 columns when x is
-    an integer and 362 otherwise, and a repeated column gets the blob twice. The official
-    numbers need exactly this: grid's class-7 AP (golden) is reproduced only with these repeats."""
-    return np.arange(math.floor(x - half), math.ceil(x + half) + 1)
-
-
-def render_energy_reference(polygons, sigma: float = 6.0) -> np.ndarray:
-    """The energy map, one triplet at a time: blobs summed in float64, the map cast to float32."""
-    canvas = np.zeros((ROWS, COLS), dtype=np.float64)
-    s2 = math.radians(sigma) ** 2
-    for poly in polygons:
-        for x, y, e in np.asarray(poly, dtype=np.float64):
-            az0, el0 = direction(x, y)
-            rows, half = blob_window(el0, sigma)
-            if rows.size == 0:
-                continue
-            cols = window_columns(x, half) % COLS
-            daz = (_COL_AZ[cols] - az0 + 180.0) % 360.0 - 180.0
-            el = np.radians(_ROW_EL[rows])[:, None]
-            el0r = math.radians(el0)
-            hav = np.sin((el - el0r) / 2) ** 2 + math.cos(el0r) * np.cos(el) * np.sin(np.radians(daz)[None, :] / 2) ** 2
-            np.add.at(canvas, (rows[:, None], cols[None, :]), e * np.exp(-2.0 * hav / s2))  # repeats add up
-    return canvas.astype(np.float32)
-
-
-def render_energy(polygons, sigma: float = 6.0) -> np.ndarray:
-    """The energy map, vectorized: triplets sharing a row y and a fractional column part share
-    one kernel (window rows x column offsets); a group's blobs are added at once, as one
-    kernel-by-circulant product when it has several members.
-
-    Equal to :func:`render_energy_reference` up to float64 summation order."""
-    canvas = np.zeros((ROWS, COLS), dtype=np.float64)
-    polys = [np.asarray(p, dtype=np.float64) for p in polygons]
-    if not polys:
-        return canvas.astype(np.float32)
-    pts = np.concatenate(polys)
-    s2 = math.radians(sigma) ** 2
-    fx = np.floor(pts[:, 0])
-    frac = pts[:, 0] - fx
-    base_col = fx.astype(np.intp) % COLS
-    order = np.lexsort((frac, pts[:, 1]))
-    ys, fr = pts[order, 1], frac[order]
-    starts = np.flatnonzero(np.r_[True, (ys[1:] != ys[:-1]) | (fr[1:] != fr[:-1])])
-    ends = np.r_[starts[1:], order.size]
-    cols = np.arange(COLS)
-    for a, b in zip(starts, ends):
-        members = order[a:b]
-        y0, f = ys[a], fr[a]
-        el0 = 90.0 - y0 * 180.0 / 179.0
-        rows, half = blob_window(el0, sigma)
-        if rows.size == 0:
-            continue
-        o = window_columns(f, half)  # columns relative to floor(x): floor(x - half) = floor(x) + floor(f - half)
-        d = (o - f + 180.0) % 360.0 - 180.0
-        el0r = math.radians(el0)
-        el = np.radians(_ROW_EL[rows])[:, None]
-        hav = np.sin((el - el0r) / 2) ** 2 + math.cos(el0r) * np.cos(el) * np.sin(np.radians(d)[None, :] / 2) ** 2
-        kernel = np.exp(-2.0 * hav / s2)  # rows x offsets
-        if members.size <= 2:
-            for m in members:
-                np.add.at(canvas, (rows[:, None], ((base_col[m] + o) % COLS)[None, :]), pts[m, 2] * kernel)
-        else:
-            inten = np.bincount(base_col[members], weights=pts[members, 2], minlength=COLS)
-            circ = inten[(cols[None, :] - o[:, None]) % COLS]  # offsets x columns; repeated offsets add up
-            canvas[rows] += kernel @ circ
-    return canvas.astype(np.float32)
 
 
 def peak_triplet(polygons) -> tuple[float, float, float] | None:
@@ -158,11 +76,12 @@ class CocoClip(PackedArrays):
         return out.reshape(ROWS, COLS)
 
 
-def prepare_clip(anns, sigma: float, render) -> CocoClip:
-    """Render every annotation; those whose map peaks below 1e-9 are invalid and dropped."""
+def prepare_clip(anns, sigma: float, render_many) -> CocoClip:
+    """Render every annotation (``render_many(list of polygon lists, sigma)`` yields the maps in
+    order); those whose map peaks below 1e-9 are invalid and dropped."""
+    anns = list(anns)
     keep, energies, peaks, dirs = [], [], [], []
-    for a in anns:
-        energy = render(a.polygons, sigma)
+    for a, energy in zip(anns, render_many([a.polygons for a in anns], sigma)):
         peak = float(energy.max())
         if not peak >= MIN_PEAK:
             continue
@@ -185,6 +104,11 @@ def prepare_clip(anns, sigma: float, render) -> CocoClip:
         pix=pix,
         vals=vals,
     )
+
+
+def render_one_by_one(polygon_lists, sigma: float):
+    """The reference engine's renderer: :func:`render_energy_reference` of each annotation."""
+    return (render_energy_reference(p, sigma) for p in polygon_lists)
 
 
 def _rle(mask: np.ndarray):
@@ -259,13 +183,14 @@ _CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
 
 
 def pair_pearson(g_energy, g_mask, p_energy, p_mask) -> float:
-    """np.corrcoef of two energy maps over their masks' union dilated twice (3 x 3 cross)."""
+    """np.corrcoef of two float32 energy maps over their masks' union dilated twice (3 x 3 cross),
+    NaN unless both value ranges (float32 ptp) exceed 1e-7."""
     region = binary_dilation(g_mask | p_mask, structure=_CROSS, iterations=2)
-    a = g_energy[region].astype(np.float64)
-    b = p_energy[region].astype(np.float64)
-    if a.size < 2 or np.ptp(a) <= MIN_RANGE or np.ptp(b) <= MIN_RANGE:
+    a = g_energy[region]
+    b = p_energy[region]
+    if a.size < 2 or not (np.ptp(a) > MIN_RANGE and np.ptp(b) > MIN_RANGE):
         return math.nan
-    return float(np.corrcoef(a, b)[0, 1])
+    return float(np.corrcoef(a, b)[0, 1])  # corrcoef works in float64
 
 
 def match_frame(g_cls, g_az, g_el, p_cls, p_az, p_el) -> list[tuple[int, int]]:
@@ -282,10 +207,18 @@ def match_frame(g_cls, g_az, g_el, p_cls, p_az, p_el) -> list[tuple[int, int]]:
     return [(int(i), int(j)) for i, j in zip(rows, cols) if cost[i, j] <= MATCH_DEG]
 
 
-def pearson_distance(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> tuple[list[float], list[float]]:
-    """Pearson r and distance errors (%) of the peak-matched pairs, frame by frame."""
-    rs, errs = [], []
-    for pc, gc in zip(preds, gts):
+PAIR_COLUMNS = ("clip", "frame", "class_id", "gt_ann_id", "det_id", "gt_valid_index", "pred_valid_index",
+                "peak_distance_deg", "pearson", "distance_error_pct")
+
+
+def matched_pairs(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float, clips=None) -> dict[str, list]:
+    """The peak-matched pairs of every clip, frame by frame, as columns (:data:`PAIR_COLUMNS`):
+    file annotation indices (gt_ann_id, det_id), positions among the frame's valid annotations
+    in file order (gt/pred_valid_index), the peaks' great-circle distance, Pearson r (NaN when
+    undefined) and the distance error in % (NaN when the GT has no distance above 1e-3 cm)."""
+    cols: dict[str, list] = {c: [] for c in PAIR_COLUMNS}
+    names = list(clips) if clips is not None else [str(i) for i in range(len(gts))]
+    for name, pc, gc in zip(names, preds, gts):
         for f in np.unique(gc.frame):
             gi = np.flatnonzero(gc.frame == f)
             pi = np.flatnonzero(pc.frame == f)
@@ -296,20 +229,35 @@ def pearson_distance(preds: list[CocoClip], gts: list[CocoClip], energy_thr: flo
                 g, p = gi[a], pi[b]
                 ge, pe = gc.energy(g), pc.energy(p)
                 r = pair_pearson(ge, mask_of(ge, gc.peak[g], energy_thr), pe, mask_of(pe, pc.peak[p], energy_thr))
-                if not math.isnan(r):
-                    rs.append(r)
-                gd = gc.distance[g]
+                gd, err = gc.distance[g], math.nan
                 if gd > 1e-3:  # NaN (no distance) compares False
                     pd = pc.distance[p]
                     # a prediction without a distance counts as 0 cm (a 100 % error)
-                    errs.append(abs(gd - (0.0 if math.isnan(pd) else pd)) / gd * 100.0)
-    return rs, errs
+                    err = abs(gd - (0.0 if math.isnan(pd) else pd)) / gd * 100.0
+                for c, v in zip(PAIR_COLUMNS, (name, int(f), int(gc.cls[g]), int(gc.index[g]), int(pc.index[p]), a, b,
+                                               great_circle_deg(gc.peak_az[g], gc.peak_el[g], pc.peak_az[p],
+                                                                pc.peak_el[p]), r, err)):
+                    cols[c].append(v)
+    return cols
 
 
-def evaluate(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> tuple[dict, dict]:
-    """(official metrics, extra numbers) from prepared clips (same order on both sides)."""
+def pair_table(cols: dict[str, list]):
+    """The matched pairs as a polars DataFrame (NaN Pearson / distance error kept as NaN)."""
+    import polars as pl
+
+    schema = {"clip": pl.String, "frame": pl.Int64, "class_id": pl.Int64, "gt_ann_id": pl.Int64, "det_id": pl.Int64,
+              "gt_valid_index": pl.Int64, "pred_valid_index": pl.Int64, "peak_distance_deg": pl.Float64,
+              "pearson": pl.Float64, "distance_error_pct": pl.Float64}
+    return pl.DataFrame(cols, schema=schema)
+
+
+def evaluate(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float, clips=None) -> tuple[dict, dict]:
+    """(official metrics, details) from prepared clips (same order on both sides; ``clips`` names
+    them in the pair table). details: ``n_distance_pairs`` and ``pairs`` (:func:`pair_table`)."""
     mask_map, mask_ap50, per_class = coco_map(preds, gts, energy_thr)
-    rs, errs = pearson_distance(preds, gts, energy_thr)
+    pairs = matched_pairs(preds, gts, energy_thr, clips)
+    rs = [r for r in pairs["pearson"] if not math.isnan(r)]
+    errs = [e for e in pairs["distance_error_pct"] if not math.isnan(e)]
     metrics = {
         "mask_mAP": mask_map,
         "mask_AP50": mask_ap50,
@@ -318,11 +266,11 @@ def evaluate(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> t
         "per_class_mAP": {str(c): per_class.get(c, math.nan) for c in range(13)},
         "n_pearson_pairs": len(rs),  # printed by the official script; says how much pearson_r rests on
     }
-    return metrics, {"n_distance_pairs": len(errs)}
+    return metrics, {"n_distance_pairs": len(errs), "pairs": pair_table(pairs)}
 
 
 def _prepare(anns, sigma: float, engine: str) -> CocoClip:
-    return prepare_clip(anns, sigma, render_energy if engine == "fast" else render_energy_reference)
+    return prepare_clip(anns, sigma, render_energies if engine == "fast" else render_one_by_one)
 
 
 def _prepare_job(src, sigma: float, engine: str) -> CocoClip:
@@ -334,7 +282,7 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
     """Score [(clip, prediction source, GT source)] (scoring order; sources as in
     :mod:`calib.score.api`) -> (official metrics, details).
 
-    The fast engine renders with :func:`render_energy` and keeps prepared GT (sparse energies) in
+    The fast engine renders with :func:`render_energies` and keeps prepared GT (sparse energies) in
     the GT cache under the GT's content hash and sigma; the reference engine renders triplet by
     triplet, nothing cached. Rendering runs per clip in parallel; the COCO evaluation and the
     peak matching run here."""
@@ -345,8 +293,9 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
     if engine == "reference":
         preds = [_prepare_job(p, sigma, engine) for _, p, _ in clips]
         gts = [_prepare_job(g, sigma, engine) for _, _, g in clips]
-        return evaluate(preds, gts, energy_thr)
-    keys = [entry_key("coco", g.digest(cache_dir), sigma=float(sigma)) for _, _, g in clips]
+        return evaluate(preds, gts, energy_thr, [c for c, _, _ in clips])
+    keys = [entry_key("coco", g.digest(cache_dir), sigma=float(sigma), renderer=COCO_RENDER_VERSION)
+            for _, _, g in clips]
     GT_CACHE.save_digests(cache_dir)
     gts = [GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
     todo = [i for i, g in enumerate(gts) if g is None]
@@ -355,4 +304,4 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
     for i, g in zip(todo, done):
         GT_CACHE.put(keys[i], g, cache_dir)
         gts[i] = g
-    return evaluate(done[len(todo):], gts, energy_thr)
+    return evaluate(done[len(todo):], gts, energy_thr, [c for c, _, _ in clips])

@@ -8,7 +8,9 @@ Exactness notes (the official numbers depend on them):
   fixes the record order and so how tied scores are broken;
 * AP works in float32 (cumulative sums, recall, precision, the 101-point accumulation);
 * ``numpy.argsort(-scores)`` with the default sort kind orders the records, as the official
-  (AVX2) machine ran it: :func:`calib.score.argsort.official_argsort`.
+  (AVX2) machine ran it, or as another CPU would (``tie_order``, see
+  :func:`calib.score.argsort.tie_argsort`); this matters only where tied scores have different
+  outcomes (:func:`ties_can_matter`).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from calib.score.argsort import official_argsort
+from calib.score.argsort import OFFICIAL_TIE_ORDER, tie_argsort
 
 N_CLASSES = 13
 RECALL_POINTS = np.linspace(0, 1, 101)
@@ -119,26 +121,39 @@ def tp_flags(kind: np.ndarray, iou: np.ndarray, thresholds) -> np.ndarray:
     return (kind[:, None] == KIND_MATCHED) & (iou[:, None] >= thr[None, :])
 
 
-def pr_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
+def ties_can_matter(scores: np.ndarray, tp: np.ndarray) -> bool:
+    """True when some records with equal scores differ in tp (at some threshold): only then does
+    the order argsort leaves ties in change the AP. tp: (n,) or (n, n_thr) bool."""
+    if scores.size < 2:
+        return False
+    order = np.argsort(scores, kind="stable")
+    s = scores[order]
+    t = tp[order].reshape(scores.size, -1)
+    return bool(((s[1:] == s[:-1]) & (t[1:] != t[:-1]).any(axis=1)).any())
+
+
+def pr_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int,
+             tie_order: str = OFFICIAL_TIE_ORDER) -> tuple[np.ndarray, np.ndarray]:
     """(recall, precision), float32, of detection records in the official order (one threshold:
     tp is (n,) bool)."""
-    order = official_argsort(-scores)
+    order = tie_argsort(-scores, tie_order)
     tps = tp[order].astype(np.float32)
     tp_cum = np.cumsum(tps)
     fp_cum = np.cumsum(1 - tps)
     return tp_cum / n_gt, tp_cum / (tp_cum + fp_cum + 1e-9)
 
 
-def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> np.ndarray:
+def average_precision(scores: np.ndarray, tp: np.ndarray, n_gt: int, tie_order: str = OFFICIAL_TIE_ORDER) -> np.ndarray:
     """Per-threshold AP (float32) of detection records (no FN records): 101-point interpolated.
 
-    scores: (n,) float64; tp: (n, n_thr) bool."""
+    scores: (n,) float64; tp: (n, n_thr) bool; tie_order: how ``numpy.argsort(-scores)`` orders
+    tied records ("avx2", the official machine's; "avx512"; "stable")."""
     n_thr = tp.shape[1]
     if scores.size == 0:
         return np.full(n_thr, 0.0 if n_gt > 0 else np.nan, dtype=np.float32)
     if n_gt <= 0:
         return np.full(n_thr, np.nan, dtype=np.float32)
-    order = official_argsort(-scores)
+    order = tie_argsort(-scores, tie_order)
     out = np.empty(n_thr, dtype=np.float32)
     for t in range(n_thr):
         tps = tp[order, t].astype(np.float32)

@@ -26,6 +26,15 @@ def json_safe(v):
     return v
 
 
+def metrics_json(res) -> dict:
+    """What metrics.json holds: the official keys (NaN as null), plus calib's ``tie_order_range``
+    when the result has one."""
+    out = json_safe(dict(res))
+    if getattr(res, "tie_order_range", None) is not None:
+        out["tie_order_range"] = json_safe(res.tie_order_range)
+    return out
+
+
 def pr_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
     """(recall, precision) in decreasing-score order (stable among ties)."""
     order = np.argsort(-scores, kind="stable")
@@ -55,7 +64,7 @@ def write_report(res, out_dir, protocol: str = "dcase2026") -> list[Path]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
-    metrics = json_safe(dict(res))
+    metrics = metrics_json(res)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     files.append(out / "metrics.json")
     if protocol != "dcase2026" or res.matches is None:

@@ -1,14 +1,28 @@
-"""The re-enacted AVX2 argsort: hand cases, libstdc++'s std::sort, and numpy itself on AVX2."""
+"""The re-enacted AVX2 and AVX-512 argsorts: hand cases, libstdc++'s std::sort, numpy's own
+outputs recorded on an AVX-512 machine (tests/data/argsort_oracles.npz, checked everywhere), and
+numpy itself where its runtime has the kernel."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from calib.score.argsort import _std_sort, official_argsort
+import calib.score.argsort as argsort_module
+from calib.score.argsort import KERNELS, _partition, _std_sort, official_argsort, tie_argsort
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def oracles() -> dict:
+    with np.load(DATA / "argsort_oracles.npz") as z:
+        meta = json.loads(str(z["meta"]))
+        return {k: {o: z[f"{o}/{k}"] for o in ("keys", "avx2", "avx512")} for k in meta["cases"]}
 
 
 def test_distinct_keys_sort_like_any_sort():
@@ -73,3 +87,75 @@ def test_matches_numpy_avx2_argsort_on_ties(tmp_path, seed):
         pytest.skip("this machine/numpy cannot run numpy's AVX2 argsort kernel")
     for k, a in arrays.items():
         np.testing.assert_array_equal(official_argsort(a), ref[k], err_msg=f"{k}: n={a.size}")
+
+
+def test_eight_tied_keys_through_the_register_network_by_hand():
+    # 8 keys fill one 8-lane register (AVX-512) or two 4-lane ones (AVX2): the same bitonic sorter.
+    # 1 1 1 1 0 0 0 0: every pair of the first three layers is tied (no swap); the fourth layer
+    # (0,7)(1,6)(2,5)(3,4) swaps all four pairs (1 > 0): 7 6 5 4 3 2 1 0; the rest are tied again.
+    keys = np.array([1.0, 1, 1, 1, 0, 0, 0, 0])
+    for order in ("avx2", "avx512"):
+        assert tie_argsort(keys, order).tolist() == [7, 6, 5, 4, 3, 2, 1, 0]
+    assert tie_argsort(keys, "stable").tolist() == [4, 5, 6, 7, 0, 1, 2, 3]
+
+
+def test_avx512_partition_stores_each_register_s_keys_in_lane_order_by_hand():
+    # 64 keys = 2 blocks of 4 x 8 lanes, both kept aside and partitioned last in order (block 0
+    # then 1), so registers are processed in index order 0..7, 8..15, ... Keys at lanes 0 and 1
+    # of each register equal the pivot (>=): the others go left in order; each register's pair is
+    # compress-stored at the right end in lane order, later registers to the left of earlier ones.
+    keys = np.where(np.arange(64) % 8 < 2, 1.0, 0.0)
+    arg = np.arange(64)
+    split, smallest, biggest = _partition(keys, arg, 0, 64, 1.0, KERNELS["avx512"])
+    assert (split, smallest, biggest) == (48, 0.0, 1.0)
+    assert arg[:48].tolist() == [i for i in range(64) if i % 8 >= 2]
+    assert arg[48:].tolist() == [56, 57, 48, 49, 40, 41, 32, 33, 24, 25, 16, 17, 8, 9, 0, 1]
+    # AVX2 (4 x 4 lanes per block, 4 blocks) stores one key at a time from the end: reversed pairs
+    arg = np.arange(64)
+    assert _partition(keys, arg, 0, 64, 1.0, KERNELS["avx2"])[0] == 48
+    assert sorted(arg[48:].tolist()) == [i for i in range(64) if i % 8 < 2]
+
+
+@pytest.mark.parametrize("order", ["avx2", "avx512"])
+def test_matches_numpy_argsort_recorded_on_an_avx512_machine(oracles, order):
+    for name, case in oracles.items():
+        np.testing.assert_array_equal(tie_argsort(case["keys"], order), case[order].astype(np.intp), err_msg=name)
+
+
+def test_the_recorded_oracles_cover_networks_partitions_and_std_sort(oracles, monkeypatch):
+    sizes = [c["keys"].size for c in oracles.values()]
+    assert min(sizes) == 2 and max(sizes) > 10_000 and any(257 <= n <= 512 for n in sizes)
+    reached = {"avx2": 0, "avx512": 0}
+    current = []
+
+    def counting(*a):
+        reached[current[-1]] += 1
+        return _std_sort(*a)
+
+    monkeypatch.setattr(argsort_module, "_std_sort", counting)
+    for case in oracles.values():
+        for order in reached:
+            current.append(order)
+            tie_argsort(case["keys"], order)
+    assert reached["avx2"] > 0 and reached["avx512"] > 0  # quicksort's depth limit hit, std::sort took over
+    assert any(not np.array_equal(c["avx2"], c["avx512"]) for c in oracles.values())
+
+
+def test_stable_order_and_bad_input():
+    keys = np.array([0.5, 0.1, 0.5, 0.1, 0.3])
+    assert tie_argsort(keys, "stable").tolist() == [1, 3, 4, 0, 2]
+    with pytest.raises(ValueError, match="tie_order must be one of avx2, avx512, stable"):
+        tie_argsort(keys, "neon")
+    with pytest.raises(ValueError, match="NaN"):
+        tie_argsort(np.array([1.0, np.nan, 1.0]), "avx512")
+
+
+def test_matches_live_numpy_avx512_argsort(numpy_argsort_kernel):
+    if numpy_argsort_kernel != "avx512":
+        pytest.skip("numpy's runtime does not dispatch argsort to the AVX-512 kernel here")
+    rng = np.random.default_rng(77)  # not the oracles' seed: fresh arrays
+    for n in [2, 9, 100, 256, 257, 258, 400, 1000, 2500, 7000, 25000]:
+        for share in (2, 10, 100):
+            distinct = int(rng.integers(1, max(2, n // share) + 1))
+            a = -np.round(rng.random(distinct), 3)[rng.integers(0, distinct, n)]
+            np.testing.assert_array_equal(tie_argsort(a, "avx512"), np.argsort(a), err_msg=f"n={n}")
