@@ -9,6 +9,14 @@ import argparse
 import importlib
 import sys
 
+#: optional modules -> (the extra of calib that installs them, what needs them)
+EXTRAS = {
+    "dask": ("dask", "a Dask cluster (--backend dask) needs Dask"),
+    "distributed": ("dask", "a Dask cluster (--backend dask) needs Dask"),
+    "torch": ("torch", "running a model needs PyTorch"),
+    "soundfile": ("torch", "reading audio needs soundfile"),
+}
+
 # Order shown in --help: the pipeline's order.
 COMMANDS = ("demo", "synth", "ingest", "export", "score", "rerank", "stages", "recipes", "run",
             "emit_ablation", "portfolio", "package", "adapt")
@@ -73,6 +81,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except user_errors as e:
         print(f"calib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        extra, what = EXTRAS[top]
+        print(f"calib {args.command}: error: {what}, which is not installed (no module {top!r}); "
+              f"install calib[{extra}]: pip install 'calib[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
