@@ -78,6 +78,22 @@ def test_estimates_plot_labels_each_variant_with_its_settings(tmp_path, saved):
     assert labels == ["v01*\nrerank.enabled=on\ncap.per_class=1", "v02\nrerank.enabled=off\ncap.per_class=1"]
 
 
+def test_per_class_plot_names_each_chosen_system_with_its_settings(tmp_path, saved):
+    from types import SimpleNamespace
+
+    from calib.portfolio.choose import Choice
+    from calib.portfolio.report import plot_per_class
+
+    oof = {"macro_mAP": 0.1, "per_class": {n: {"mAP": 0.1 * (k % 3)} for k, n in enumerate(CLASS_NAMES)}}
+    results = {name: SimpleNamespace(oof=oof, variant=SimpleNamespace(label=label))
+               for name, label in (("v01", "rerank.enabled=on"), ("v02", "rerank.enabled=off"))}
+    chosen = [Choice("v01", "best", "highest out-of-fold mAP"), Choice("v02", "hedge", "nothing fitted on dev")]
+    plot_per_class(chosen, results, tmp_path / "per_class_ap.png")
+    ax = saved["per_class_ap.png"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["1: v01 (rerank.enabled=on)", "2: v02 (rerank.enabled=off)"]
+    assert _bars(ax)[:3] == pytest.approx([0.0, 0.1, 0.2])
+
+
 def _bars(ax) -> list[float]:
     return [p.get_height() for p in ax.patches]
 

@@ -68,7 +68,8 @@ def plot_per_class(chosen: list[Choice], results_by_name: dict, path: Path) -> N
     for j, c in enumerate(chosen):
         ap = headline(results_by_name[c.name].oof)["per_class_ap"]
         vals = [ap.get(k, math.nan) for k in range(len(CLASS_NAMES))]
-        ax.bar(x - 0.4 + w * (j + 0.5), [0 if math.isnan(v) else v for v in vals], w, label=f"{j + 1}: {c.name}")
+        ax.bar(x - 0.4 + w * (j + 0.5), [0 if math.isnan(v) else v for v in vals], w,
+               label=f"{j + 1}: {c.name} ({results_by_name[c.name].variant.label})")
     ax.set_xticks(x, [n.split("/")[0] for n in CLASS_NAMES], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("out-of-fold AP")
     ax.set_title("Per-class AP of the chosen systems (out-of-fold)")
