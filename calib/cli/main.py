@@ -22,13 +22,17 @@ COMMANDS = ("demo", "synth", "ingest", "export", "score", "rerank", "stages", "r
             "emit_ablation", "portfolio", "package", "adapt")
 
 EPILOG = """\
-typical flow:
-  calib synth data/ --seed 0 --clips 12 --frames 200       # synthetic STAIRS26-like data
-  calib ingest data/systems/lowthr --out dets.parquet       # DCASE JSON -> typed Parquet
+typical flow (README.md walks it from the STAIRS26 folders to a submission package):
+  calib synth data/ --clips 8 --frames 40          # rehearsal data shaped like STAIRS26: dev + eval clips
+  calib score data/systems/lowthr data/gt          # a system's official metrics on the dev clips
+  calib run decision-calibrated --data data/ --out runs/dc   # a recipe: stages, DCASE files, metrics
+  calib portfolio grid.toml --data data/ --out portfolio/    # variants, honest estimates, up to 4 systems
+  calib package portfolio/ --label Doe_ABC --track a --author "Doe, Jane, jane@abc.edu" --out submission/
+working on tables:
+  calib ingest data/systems/lowthr --out dets.parquet        # DCASE JSON -> typed Parquet
   calib ingest data/gt --truth --out truth.parquet
-  calib score data/systems/lowthr data/gt --out metrics.json  # official metrics, fast
-  calib export dets.parquet --out submission/               # Parquet -> one <seq>.json per clip
-run 'calib COMMAND --help' for each command's options."""
+  calib export dets.parquet --out dcase/                     # Parquet -> one <seq>.json per clip
+run 'calib COMMAND --help' for each command's options and examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -51,12 +51,13 @@ size and time: a GT annotation holds a few hundred to a few thousand points (~15
 makes blobs half as wide (about 4x smaller files). Prediction files stay under the scorer's
 20 MiB limit at the default density; the command warns when one does not. Measured: 78 clips
 x 1500 frames with lowthr,dense,sparse and --jobs 2 write 4.8 GB in ~3 min (1.4 GB in
-~1 min at --blob-scale 0.5) on 2 busy cores.
+~1 min at --blob-scale 0.5) on 2 busy cores; evaluation clips cost as much as dev clips
+(--eval-clips 20: about a quarter more).
 
 examples:
-  calib synth demo/                                   8 dev + 2 eval clips x 100 frames, all systems
+  calib synth demo/                  # 8 dev + 2 evaluation clips x 100 frames, all systems
   calib synth big/ --clips 78 --frames 1500 --eval-clips 20 --systems lowthr,dense,sparse --jobs 2
-  calib synth small/ --clips 4 --frames 50 --density 0.8 --blob-scale 0.5 --seed 7"""
+  calib synth small/ --clips 4 --frames 50 --density 0.8 --blob-scale 0.5 --seed 7   # small files"""
 
 
 def default_eval_clips(clips: int) -> int:
