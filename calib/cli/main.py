@@ -23,7 +23,7 @@ COMMANDS = ("demo", "synth", "ingest", "export", "score", "rerank", "stages", "r
 
 EPILOG = """\
 typical flow (README.md walks it from the STAIRS26 folders to a submission package):
-  calib synth data/ --clips 8 --frames 40          # rehearsal data shaped like STAIRS26: dev + eval clips
+  calib synth data/ --clips 8 --frames 30          # rehearsal data shaped like STAIRS26: dev + eval clips
   calib score data/systems/lowthr data/gt          # a system's official metrics on the dev clips
   calib run decision-calibrated --data data/ --out runs/dc   # a recipe: stages, DCASE files, metrics
   calib portfolio grid.toml --data data/ --out portfolio/    # variants, honest estimates, up to 4 systems
