@@ -31,7 +31,7 @@ def add_parser(sub) -> None:
         "recognition-prior fusion, caps, grid emission), choose up to 4 hedged systems, package them, and print "
         "the before/after table. Everything it writes lands under OUT_DIR.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  calib demo demo-out                            # about a minute on 2 cores\n"
+        epilog="examples:\n  calib demo demo-out                            # a minute or two on 2 cores\n"
         "  calib demo quick-look --clips 4 --frames 30    # a quicker look",
     )
     p.add_argument("out", metavar="OUT_DIR")

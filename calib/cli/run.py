@@ -41,7 +41,8 @@ def add_parser(sub) -> None:
                    help="override a recipe value before running, e.g. stages.cap.per_class=3, "
                    "stages.rerank.enabled=false, emit.n=5, splits.fit=[\"dev-train-sony\"] (values read as "
                    "TOML, a bare word as a string; repeatable)")
-    p.add_argument("--no-score", action="store_true", help="skip scoring (faster iterations; no metrics.json)")
+    p.add_argument("--no-score", action="store_true",
+                   help="skip scoring (faster iterations): no metrics.json, and a previous run's is removed")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     p.set_defaults(func=run)
 
