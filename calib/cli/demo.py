@@ -31,8 +31,8 @@ def add_parser(sub) -> None:
         "recognition-prior fusion, caps, grid emission), choose up to 4 hedged systems, package them, and print "
         "the before/after table. Everything it writes lands under OUT_DIR.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  calib demo demo-out            # about a few minutes on 2 cores\n"
-        "  calib demo demo-out --clips 8 --frames 60   # a quick look",
+        epilog="examples:\n  calib demo demo-out                            # a minute or two on 2 cores\n"
+        "  calib demo quick-look --clips 4 --frames 30    # a quicker look",
     )
     p.add_argument("out", metavar="OUT_DIR")
     p.add_argument("--seed", type=int, default=0, help="synthetic data seed (default 0)")

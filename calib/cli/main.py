@@ -9,18 +9,30 @@ import argparse
 import importlib
 import sys
 
+#: optional modules -> (the extra of calib that installs them, what needs them)
+EXTRAS = {
+    "dask": ("dask", "a Dask cluster (--backend dask) needs Dask"),
+    "distributed": ("dask", "a Dask cluster (--backend dask) needs Dask"),
+    "torch": ("torch", "running a model needs PyTorch"),
+    "soundfile": ("torch", "reading audio needs soundfile"),
+}
+
 # Order shown in --help: the pipeline's order.
 COMMANDS = ("demo", "synth", "ingest", "export", "score", "rerank", "stages", "recipes", "run",
             "emit_ablation", "portfolio", "package", "adapt")
 
 EPILOG = """\
-typical flow:
-  calib synth data/ --seed 0 --clips 12 --frames 200       # synthetic STAIRS26-like data
-  calib ingest data/systems/lowthr --out dets.parquet       # DCASE JSON -> typed Parquet
+typical flow (README.md walks it from the STAIRS26 folders to a submission package):
+  calib synth data/ --clips 8 --frames 30          # rehearsal data shaped like STAIRS26: dev + eval clips
+  calib score data/systems/lowthr data/gt          # a system's official metrics on the dev clips
+  calib run decision-calibrated --data data/ --out runs/dc   # a recipe: stages, DCASE files, metrics
+  calib portfolio grid.toml --data data/ --out portfolio/    # variants, honest estimates, up to 4 systems
+  calib package portfolio/ --label Doe_ABC --track a --author "Doe, Jane, jane@abc.edu" --out submission/
+working on tables:
+  calib ingest data/systems/lowthr --out dets.parquet        # DCASE JSON -> typed Parquet
   calib ingest data/gt --truth --out truth.parquet
-  calib score data/systems/lowthr data/gt --out metrics.json  # official metrics, fast
-  calib export dets.parquet --out submission/               # Parquet -> one <seq>.json per clip
-run 'calib COMMAND --help' for each command's options."""
+  calib export dets.parquet --out dcase/                     # Parquet -> one <seq>.json per clip
+run 'calib COMMAND --help' for each command's options and examples."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +90,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except user_errors as e:
         print(f"calib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:
+        top = (e.name or "").split(".")[0]
+        if top not in EXTRAS:
+            raise
+        extra, what = EXTRAS[top]
+        print(f"calib {args.command}: error: {what}, which is not installed (no module {top!r}); "
+              f"install calib[{extra}]: pip install 'calib[{extra}]'", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

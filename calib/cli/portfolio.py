@@ -9,7 +9,7 @@ def add_parser(sub) -> None:
         "portfolio",
         help="run a grid of recipe variants, estimate each honestly, choose up to 4 systems, report",
         description="A grid file names a base recipe and axes of values (recipe addresses such as "
-        "\"stages.rerank.enabled\" = [true, false] or \"stages.cap.k\" = [1, 3]); every combination is a variant. "
+        "\"stages.rerank.enabled\" = [true, false] or \"stages.cap.per_class\" = [1, 3]); every combination is a variant. "
         "Each variant is estimated three ways on the dev clips (the labeled clips of its fit and evaluate splits): "
         "in-sample (stages fit on all dev clips), out-of-fold (K clip folds: fit on K-1, score the held-out fold, "
         "pooled) and site-held-out (fit on one site's clips, e.g. Sony, scored on the other's, e.g. TAU). Up to 4 "
@@ -19,16 +19,17 @@ def add_parser(sub) -> None:
         "Writes OUT/portfolio.json, OUT/estimates.{json,csv}, OUT/variants/<v>/ (recipe.toml, detections.parquet, "
         "metrics.json), OUT/report.md and PNG plots. Then: calib package OUT --label Lastname_INST --track a.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="grid file example:\n"
+        epilog="grid file example (grid.toml):\n"
         "  base = \"decision-calibrated\"      # recipe file (relative to the grid) or shipped name\n"
-        "  folds = 5\n"
-        "  [site]\n"
-        "  fit = \"sony\"\n"
+        "  folds = 3                         # clip folds of the out-of-fold estimate\n"
+        "  [site]                            # site-held-out: fit on the dev clips of the splits\n"
+        "  fit = \"sony\"                      # named like this, score those named like this\n"
         "  score = \"tau\"\n"
-        "  [axes]\n"
+        "  [axes]                            # recipe addresses, as for calib run --set\n"
         "  \"stages.rerank.enabled\" = [true, false]\n"
-        "  \"stages.cap.k\" = [1, 3]\n\n"
-        "example:\n  calib portfolio grid.toml --data synth/ --out portfolio/\n",
+        "  # \"stages.cap.per_class\" = [1, 3]  # a second axis: 4 variants, every combination\n\n"
+        "example (data/ laid out as 'calib synth data/' writes it):\n"
+        "  calib portfolio grid.toml --data data/ --out portfolio/\n",
     )
     p.add_argument("grid", metavar="GRID.toml")
     p.add_argument("--out", required=True, metavar="DIR")

@@ -21,7 +21,7 @@ per-class calibration error) and reliability.png.
 examples:
   calib rerank fit dev.parquet --truth data/gt --out models/rr
   calib rerank fit dev.parquet --truth truth.parquet --out models/rr --model hgb --folds 2 --group site
-  calib rerank fit dev.parquet --truth data/gt --out models/rr --feature-module mypkg.feats --features default,my_feat"""
+  calib rerank fit dev.parquet --truth data/gt --out models/rr-mine --feature-module mypkg.feats --features default,my_feat"""
 
 APPLY_EPILOG = """\
 the output keeps every column; 'score' becomes the reranked probability of being matchable (what
@@ -30,9 +30,10 @@ feature it was trained on is missing here or has changed version, or when its Li
 differs from the installed one. A model folder is data: the feature modules its reranker.json lists
 are imported only with --feature-module / --allow-import (or as installed 'calib.features' entry points).
 
-example:
+examples:
   calib rerank apply test.parquet --model models/rr --out test-reranked.parquet
-  calib export test-reranked.parquet --out submission/"""
+  calib export test-reranked.parquet --out submission/
+  calib rerank apply test.parquet --model models/rr-mine --feature-module mypkg.feats --out test-mine.parquet"""
 
 
 def add_parser(sub) -> None:

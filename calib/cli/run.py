@@ -12,20 +12,28 @@ def add_parser(sub) -> None:
         "Every stage's output is cached under OUT/.cache (or --cache) by the inputs' content, the stage, its "
         "parameters and everything before it, so re-running after changing one parameter recomputes only that "
         "stage and the ones after it; the log says which stages were cached. Stages that learn are fit on the "
-        "recipe's 'fit' GT splits and applied to every clip; the 'evaluate' splits are scored.\n\n"
+        "recipe's 'fit' GT splits and applied to every clip (evaluation clips without GT included); the "
+        "'evaluate' splits are scored.\n\n"
         "Writes OUT/detections.parquet (final table), OUT/dcase/<clip>.json (exported files), OUT/metrics.json "
         "(official metrics of the scored clips), OUT/state/ (learned state of fitted stages), OUT/recipe.toml "
-        "(the recipe as run), OUT/run.json and OUT/report.md.\n\n"
+        "(the recipe as run), OUT/run.json and OUT/report.md. A previous run's output that this run does not "
+        "write (metrics.json after --no-score) is removed.\n\n"
         "A recipe is data: it cannot make calib import code. A stage parameter naming a module (the rerank "
         "stage's feature_modules) needs --allow-import MODULE, unless an installed package declares the module "
         "as a 'calib.features' entry point. Cached learned state is JSON, npz, Parquet and model text, never a "
         "pickle.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n"
-        "  calib run my_recipe.toml --out runs/mine\n"
-        "  calib run decision-calibrated --data synth/ --out runs/dc\n"
-        "  calib run my_recipe.toml --set stages.cap.k=3 --set stages.rerank.enabled=false\n"
-        "  calib run my_recipe.toml --allow-import mypkg.feats   # the recipe's rerank stage uses mypkg.feats\n",
+        epilog="examples (data/ laid out as 'calib synth data/' writes it):\n"
+        "  calib run decision-calibrated --data data/ --out runs/dc          # a shipped recipe\n"
+        "  calib run decision-calibrated --data data/ --out runs/dc --set stages.cap.per_class=3 "
+        "--set stages.rerank.enabled=false\n"
+        "  calib run decision-calibrated --data data/ --out runs/dc --no-score   # faster iterations\n"
+        "  calib recipes copy decision-calibrated data/mine.toml             # a recipe of your own, to edit\n"
+        "  calib run data/mine.toml --out runs/mine --cache runs/cache       # paths relative to the recipe\n"
+        "\n"
+        "--set addresses: stages by their name (or type when unnamed) or stages[i], then a parameter or "
+        "'enabled'; emit.<parameter>; any other key (splits.fit, inputs.gt, inputs.systems.<name>). "
+        "'calib stages NAME' lists a stage's parameters.\n",
     )
     p.add_argument("recipe", metavar="RECIPE", help="recipe file (.toml, .yaml) or shipped recipe name")
     p.add_argument("--out", metavar="DIR", help="output folder (default: runs/<recipe name>)")
@@ -34,12 +42,14 @@ def add_parser(sub) -> None:
                    "for a shipped recipe, the current folder)")
     p.add_argument("--cache", metavar="DIR", help="stage cache folder (default: OUT/.cache); share it between runs")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="ADDRESS=VALUE",
-                   help="override a recipe value before running, e.g. stages.cap.k=3, emit.enabled=false, "
-                   "splits.fit=[\"dev-train-sony\"] (values read as TOML; repeatable)")
+                   help="override a recipe value before running, e.g. stages.cap.per_class=3, "
+                   "stages.rerank.enabled=false, emit.n=5, splits.fit=[\"dev-train-sony\"] (values read as "
+                   "TOML, a bare word as a string; repeatable)")
     p.add_argument("--allow-import", action="append", default=[], metavar="MODULE",
                    help="let the recipe import MODULE (or the modules of package MODULE), e.g. the feature module a "
                    "rerank stage names in feature_modules; repeatable. Only for code you trust")
-    p.add_argument("--no-score", action="store_true", help="skip scoring (faster iterations; no metrics.json)")
+    p.add_argument("--no-score", action="store_true",
+                   help="skip scoring (faster iterations): no metrics.json, and a previous run's is removed")
     p.add_argument("--quiet", action="store_true", help="print only the final line")
     p.set_defaults(func=run)
 

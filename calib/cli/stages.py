@@ -22,8 +22,11 @@ def add_parser(sub) -> None:
 def stage_info(cls) -> dict:
     import inspect
 
+    from calib.stages.base import summary
+
     return {
         "name": cls.name,
+        "summary": summary(cls),
         "doc": inspect.getdoc(cls) or "",
         "params": {k: v for k, v in cls.param_defaults().items()},
         "needs_tables": list(cls.needs_tables),

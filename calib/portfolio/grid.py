@@ -15,7 +15,7 @@
 
     [axes]                              # addresses (see calib.recipe.address) -> values
     "stages.rerank.enabled" = [true, false]
-    "stages.cap.k" = [1, 3]
+    "stages.cap.per_class" = [1, 3]
 """
 from __future__ import annotations
 

@@ -21,6 +21,13 @@ def _save(fig, path: Path) -> None:
     fig.savefig(path, dpi=100, metadata={"Software": None})  # no version stamp: byte-stable files
 
 
+def variant_tick_label(row: dict) -> str:
+    """A variant's x-axis label: its name (* when chosen), then its settings, one per line, so a
+    reader of the plot alone knows what v03 is."""
+    settings = [s.strip() for s in (row.get("settings") or "").split(", ") if s.strip()]
+    return "\n".join([row["variant"] + ("*" if row.get("rank") else "")] + settings)
+
+
 def plot_estimates(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -28,10 +35,13 @@ def plot_estimates(rows: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    names = [r["variant"] + ("*" if r["rank"] else "") for r in rows]
+    names = [variant_tick_label(r) for r in rows]
+    lines = max((n.count("\n") + 1 for n in names), default=1)
+    longest = max((len(part) for n in names for part in n.split("\n")), default=4)
     x = np.arange(len(rows))
     w = 0.27
-    fig, axes = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(rows) + 2), 6), sharex=True)
+    width = max(6.0, len(rows) * max(0.6, 0.075 * longest) + 2)
+    fig, axes = plt.subplots(2, 1, figsize=(width, 5.4 + 0.16 * lines), sharex=True)
     for ax, metric, title in ((axes[0], "mAP", "mAP"), (axes[1], "pearson", "Pearson r")):
         for j, (col, label) in enumerate((("in_sample", "in-sample"), ("oof", "out-of-fold"), ("site", "site-held-out"))):
             vals = [r[f"{col}_{metric}"] for r in rows]
@@ -40,7 +50,7 @@ def plot_estimates(rows: list[dict], path: Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8, ncol=3)
     axes[0].set_title("Estimates per variant (* = chosen)")
-    axes[1].set_xticks(x, names, rotation=45, ha="right", fontsize=8)
+    axes[1].set_xticks(x, names, fontsize=8)
     _save(fig, path)
     plt.close(fig)
 
@@ -58,7 +68,8 @@ def plot_per_class(chosen: list[Choice], results_by_name: dict, path: Path) -> N
     for j, c in enumerate(chosen):
         ap = headline(results_by_name[c.name].oof)["per_class_ap"]
         vals = [ap.get(k, math.nan) for k in range(len(CLASS_NAMES))]
-        ax.bar(x - 0.4 + w * (j + 0.5), [0 if math.isnan(v) else v for v in vals], w, label=f"{j + 1}: {c.name}")
+        ax.bar(x - 0.4 + w * (j + 0.5), [0 if math.isnan(v) else v for v in vals], w,
+               label=f"{j + 1}: {c.name} ({results_by_name[c.name].variant.label})")
     ax.set_xticks(x, [n.split("/")[0] for n in CLASS_NAMES], rotation=45, ha="right", fontsize=8)
     ax.set_ylabel("out-of-fold AP")
     ax.set_title("Per-class AP of the chosen systems (out-of-fold)")
@@ -68,7 +79,18 @@ def plot_per_class(chosen: list[Choice], results_by_name: dict, path: Path) -> N
     plt.close(fig)
 
 
+def size_unit(largest_bytes: float) -> tuple[str, float]:
+    """(unit, bytes per unit) in which ``largest_bytes`` reads as a number of at least 1 when possible."""
+    for unit, size in (("MiB", 2**20), ("KiB", 2**10)):
+        if largest_bytes >= size:
+            return unit, float(size)
+    return "bytes", 1.0
+
+
 def plot_sizes(rows: list[dict], path: Path) -> None:
+    """Largest and total DCASE file size per variant, each axis scaled to its data (files are
+    usually far below the 20 MiB limit, which then is named in the title instead of drawn) and
+    every bar labelled with its value."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,16 +98,28 @@ def plot_sizes(rows: list[dict], path: Path) -> None:
     import numpy as np
 
     x = np.arange(len(rows))
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(8, 0.8 * len(rows) + 3), 3.5))
-    a1.bar(x, [r["max_file_bytes"] / 2**20 for r in rows], color="tab:orange")
-    a1.axhline(LIMIT_MIB, color="red", lw=1, ls="--", label="20 MiB limit")
-    a1.set_ylabel("largest file (MiB)")
-    a1.legend(fontsize=8)
-    a2.bar(x, [r["total_bytes"] / 2**20 for r in rows])
-    a2.set_ylabel("all files (MiB)")
-    for ax in (a1, a2):
+    limit = LIMIT_MIB * 2**20
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(max(8, 0.8 * len(rows) + 3), 3.8))
+    for ax, key, what, colour in ((a1, "max_file_bytes", "largest file", "tab:orange"),
+                                  (a2, "total_bytes", "all files", "tab:blue")):
+        values = np.array([r[key] for r in rows], dtype=float)
+        top = float(values.max()) if values.size else 0.0
+        unit, per = size_unit(top)
+        bars = ax.bar(x, values / per, color=colour)
+        ax.bar_label(bars, labels=[f"{v / per:.3g}" for v in values], fontsize=7, padding=2)
+        ax.set_ylim(0, max(top / per, 1e-9) * 1.18)  # room for the value labels
+        ax.set_ylabel(f"{what} ({unit})")
         ax.set_xticks(x, [r["variant"] for r in rows], rotation=45, ha="right", fontsize=8)
         ax.grid(axis="y", alpha=0.3)
+    top = max((r["max_file_bytes"] for r in rows), default=0)
+    if top > 0.5 * limit:  # the limit is within reach: draw it
+        a1.set_ylim(0, max(top, limit) / 2**20 * 1.1)
+        a1.axhline(LIMIT_MIB, color="red", lw=1, ls="--", label="20 MiB limit")
+        a1.legend(fontsize=8)
+        a1.set_title("largest file per variant", fontsize=9)
+    else:
+        a1.set_title(f"largest file per variant ({100 * top / limit:.2g} % of the 20 MiB limit)", fontsize=9)
+    a2.set_title("all files of a variant", fontsize=9)
     fig.suptitle("DCASE file sizes per variant")
     _save(fig, path)
     plt.close(fig)

@@ -4,9 +4,9 @@ An address is a dotted path into the recipe's dict form. Stages are addressed by
 (``name``, or ``type`` when unnamed) or by index, the emitter as ``emit``::
 
     stages.rerank.enabled      # toggle a stage on/off
-    stages.cap.k               # a stage parameter
-    stages[3].min_score        # by position
-    emit.step                  # the emitter's parameter
+    stages.cap.per_class       # a stage parameter
+    stages[0].threshold        # by position
+    emit.n                     # the emitter's parameter
     splits.fit                 # any other key of the recipe
     inputs.systems.audio
 
@@ -24,10 +24,10 @@ _SEGMENT = re.compile(r"^([^\[\]]+)((?:\[\d+\])*)$")
 
 
 def parse(address: str) -> list[str | int]:
-    """``"stages[2].k"`` -> ``["stages", 2, "k"]``."""
+    """``"stages[2].per_class"`` -> ``["stages", 2, "per_class"]``."""
     out: list[str | int] = []
     if not address or address.startswith(".") or address.endswith(".") or ".." in address:
-        raise RecipeError(address, "not an address (dotted keys such as stages.cap.k)")
+        raise RecipeError(address, "not an address (dotted keys such as stages.cap.per_class)")
     for seg in address.split("."):
         m = _SEGMENT.match(seg)
         if not m:
@@ -92,11 +92,11 @@ def set_values(doc: Mapping, values: Mapping[str, Any]) -> dict:
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
-    """``"stages.cap.k=3"`` -> ("stages.cap.k", 3); the value is read as TOML (strings may go bare)."""
+    """``"stages.cap.per_class=3"`` -> ("stages.cap.per_class", 3); the value is read as TOML (strings may go bare)."""
     import tomllib
 
     if "=" not in text:
-        raise RecipeError(text, "expected ADDRESS=VALUE, e.g. stages.cap.k=3")
+        raise RecipeError(text, "expected ADDRESS=VALUE, e.g. stages.cap.per_class=3")
     address, raw = (s.strip() for s in text.split("=", 1))
     parse(address)
     try:

@@ -28,6 +28,8 @@ from calib.stages.base import Stage, Tables
 from calib.tables import conform, write_table
 
 Log = Callable[[str], None]
+#: the files run_recipe may write in OUT; those a run does not write are removed from OUT
+RUN_OUTPUTS = ("recipe.toml", "detections.parquet", "metrics.json", "metrics_per_split.json", "run.json", "report.md")
 
 
 @dataclass
@@ -291,11 +293,17 @@ def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Score
         }
         _write_json(staging / "run.json", run_info)
         (staging / "report.md").write_text(run_report(recipe, chain, metrics, split_metrics, fit_clips, eval_clips, sizes))
+        written = {item.name for item in staging.iterdir()}
         for item in sorted(staging.iterdir()):
             dest = out / item.name
             if dest.is_dir():
                 shutil.rmtree(dest)
             os.replace(item, dest)
+        # An output this run did not write (metrics after --no-score) is a previous run's: remove it,
+        # so nothing in OUT describes other detections than OUT/detections.parquet.
+        for name in set(RUN_OUTPUTS) - written:
+            if (out / name).is_file():
+                (out / name).unlink()
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     log(f"wrote {out}: detections.parquet, dcase/ ({len(sizes)} files), "

@@ -5,27 +5,37 @@ which GT split folders stages learn from (``fit``) and which are scored (``evalu
 list of stages (``type`` = a registered stage name, plus its parameters), the emitter (itself a
 stage type) and the scoring protocol. In TOML::
 
-    name = "decision-calibrated"
-    description = "low threshold, matchability rerank, grid emission"
+    name = "my-pipeline"
+    description = "low threshold, matchability rerank, caps, grid emission"
 
     [inputs]
     gt = "gt"                         # paths relative to the recipe file (or calib run --data)
     [inputs.systems]
     lowthr = "systems/lowthr"         # a folder of <clip>.json, or a detections .parquet
+    audio = "systems/audio"           # the first system is the primary one (or name it: primary = "...")
 
     [splits]
-    fit = ["dev-train-sony"]          # empty: every labeled clip
+    fit = ["dev-train-sony", "dev-train-tau"]   # empty: every labeled clip
     evaluate = ["dev-test-sony", "dev-test-tau"]
 
     [[stages]]
     type = "threshold"
-    min_score = 0.05
+    threshold = 0.02
+
+    [[stages]]
+    type = "rerank"                   # learns: fit on the fit clips, applied to every clip
+    n_estimators = 80
 
     [[stages]]
     type = "cap"
-    name = "cap_frame"                # address for portfolios (default: the type)
+    per_class = 1                     # address stages.cap.per_class (portfolio axes, --set)
+
+    [[stages]]
+    type = "cap"
+    name = "frame_cap"                # address for portfolios (default: the type)
     enabled = false                   # kept in the recipe, skipped when run
-    k = 6
+    per_frame = 6
+    column = "score_raw"
 
     [[stages]]
     type = "gaussian"
@@ -33,7 +43,8 @@ stage type) and the scoring protocol. In TOML::
                                       # on the primary detections
 
     [emit]
-    type = "grid3"
+    type = "grid"                     # any emitter stage ('calib stages'), with its parameters
+    n = 3
 
     [scoring]
     protocol = "dcase2026"

@@ -61,6 +61,8 @@ def write_report(res, out_dir, protocol: str = "dcase2026") -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from calib.plotting import CLASS_COLOURS
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files = []
@@ -107,7 +109,7 @@ def write_report(res, out_dir, protocol: str = "dcase2026") -> list[Path]:
         part = m.filter(pl.col("class_id") == k)
         r, p = pr_curve(part.get_column("score").to_numpy(), part.get_column(tp_col).to_numpy(), n_gt)
         curves.append(interpolated(r, p))
-        axes[0].plot(r, p, lw=1, label=f"{name} (AP {metrics['per_class'][name]['AP_per_thr'][0]:.3f})")
+        axes[0].plot(r, p, lw=1, color=CLASS_COLOURS[k], label=f"{name} (AP {metrics['per_class'][name]['AP_per_thr'][0]:.3f})")
     if curves:
         axes[1].plot(RECALL_POINTS, np.mean(curves, axis=0), color="k", lw=2)
     axes[0].set(xlabel="recall", ylabel="precision", title=f"PR per class at IoU {thr:g}", xlim=(0, 1), ylim=(0, 1.02))

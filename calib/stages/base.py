@@ -153,8 +153,14 @@ class Stage:
         return f"{type(self).__name__}({args})"
 
 
+def summary(cls: type[Stage]) -> str:
+    """The first paragraph of the class docstring on one line: its summary sentence, however many
+    source lines it spans."""
+    first = (inspect.getdoc(cls) or "").strip().split("\n\n")[0]
+    return " ".join(first.split())
+
+
 def describe(cls: type[Stage]) -> str:
-    """One line of the class docstring plus its parameters with defaults (for ``calib stages``)."""
-    doc = (inspect.getdoc(cls) or "").strip().splitlines()
+    """The stage's summary plus its parameters with defaults (for ``calib stages``)."""
     params = ", ".join(f"{k}={v!r}" for k, v in cls.param_defaults().items())
-    return f"{cls.name}: {doc[0] if doc else ''}\n    params: {params or '(none)'}"
+    return f"{cls.name}: {summary(cls)}\n    params: {params or '(none)'}"

@@ -175,6 +175,17 @@ def test_no_ground_truth_runs_unscored(toys, data, tmp_path):
     assert "not scored" in (tmp_path / "run" / "report.md").read_text()
 
 
+def test_unscored_rerun_removes_the_previous_runs_metrics(toys, data, tmp_path):
+    recipe, out = Recipe.from_dict(recipe_dict(splits={"fit": ["dev-train-sony"], "evaluate": ["dev-train-sony", "dev-test-tau"]})), tmp_path / "run"
+    run_recipe(recipe, out, base_dir=data, scorer=toy_scorer, log=lambda s: None)
+    assert (out / "metrics.json").exists() and (out / "metrics_per_split.json").exists()
+    (out / "notes.txt").write_text("mine")  # not a run output: left alone
+    run_recipe(recipe, out, base_dir=data, scorer=toy_scorer, log=lambda s: None, score=False)
+    assert sorted(p.name for p in out.iterdir()) == [".cache", "dcase", "detections.parquet", "notes.txt",
+                                                     "recipe.toml", "report.md", "run.json", "state"]
+    assert "Not scored (--no-score)." in (out / "report.md").read_text()
+
+
 def test_stage_on_another_system(toys, data):
     import shutil
 

@@ -76,9 +76,19 @@ def _float(v):
     return None if v is None else float(v)
 
 
+#: below this baseline ('none') mAP, the table prints absolute mAP differences: a relative change
+#: of a near-zero baseline reads as +2702615.5 % and says nothing
+RELATIVE_FLOOR = 0.01
+
+
 def format_table(df: pl.DataFrame) -> str:
-    """The ablation as aligned text."""
-    head = f"{'emitter':<34} {'macro_mAP':>9} {'rel_mAP':>8} {'pearson':>8} {'largest_MiB':>11} {'mean_MiB':>9} {'points':>10}"
+    """The ablation as aligned text. The change column is relative to 'none' (``rel_mAP``), or the
+    absolute mAP difference (``diff_mAP``) when 'none' scores under :data:`RELATIVE_FLOOR`."""
+    base = df.get_column("macro_mAP")[0] if len(df) else None
+    relative = base is not None and base == base and base >= RELATIVE_FLOOR
+    change = "rel_mAP" if relative else "diff_mAP"
+    head = (f"{'emitter':<34} {'macro_mAP':>9} {change:>8} {'pearson':>8} {'largest_MiB':>11} {'mean_MiB':>9} "
+            f"{'points':>10}")
     lines = [head, "-" * len(head)]
 
     def f(v, fmt):
@@ -86,7 +96,17 @@ def format_table(df: pl.DataFrame) -> str:
         return format(v, fmt) if v is not None and v == v else "-".rjust(width)
 
     for r in df.iter_rows(named=True):
-        lines.append(f"{r['emitter']:<34} {f(r['macro_mAP'], '9.4f')} {f(r['rel_mAP'], '+8.1%')} "
+        if relative:
+            delta = f(r["rel_mAP"], "+8.1%")
+        else:
+            m = r["macro_mAP"]
+            delta = f(None if m is None or base is None or base != base else m - base, "+8.4f")
+        lines.append(f"{r['emitter']:<34} {f(r['macro_mAP'], '9.4f')} {delta} "
                      f"{f(r['macro_pearson_r'], '8.4f')} {f(r['largest_MiB'], '11.3f')} {f(r['mean_MiB'], '9.3f')} "
                      f"{r['points']:>10}")
+    if relative:
+        lines.append("rel_mAP: change of macro_mAP relative to 'none' (the detections as given)")
+    else:
+        lines.append(f"diff_mAP: macro_mAP minus that of 'none' (absolute: 'none' scores under {RELATIVE_FLOOR:g}, "
+                     "where a relative change means nothing)")
     return "\n".join(lines)

@@ -24,7 +24,11 @@ class Cap(Stage):
     Keeps the best ``per_class`` detections of each (frame, class) and then the best ``per_frame`` of
     each frame (0: no cap), ranked by ``column`` (score, score_raw, a reranked or fused score,
     score_objectness for a class-agnostic order). Ties: ``tie_break="energy"`` prefers the detection
-    with more total energy; always then the lower det_id."""
+    with more total energy; always then the lower det_id.
+
+    ``column="score_raw"`` on a table without that column ranks by ``score``: ``score_raw`` keeps the
+    upstream score once a stage (rerank, prior fusion, ...) rewrites ``score``, so where no stage
+    did, ``score`` still is the raw upstream score (a recipe variant with its reranker disabled)."""
 
     needs_columns = ("score",)
 
@@ -42,7 +46,8 @@ class Cap(Stage):
             if isinstance(v, bool) or int(v) != v or v < 0:
                 raise ValueError(f"cap: {name} must be a non-negative integer (0: no cap), got {v!r}")
         energy = detection_energy(flatten(df.get_column("points"))) if self.tie_break == "energy" else None
-        order = ranking_order(df, self.column, self.tie_break, energy)
+        column = "score" if self.column == "score_raw" and "score_raw" not in df.columns else self.column
+        order = ranking_order(df, column, self.tie_break, energy)
         if len(df) == 0:
             return tables
         keep = np.ones(len(df), bool)

@@ -68,6 +68,21 @@ def test_clip_sizes_and_table_format(dets):
     assert "grid" in text and "+50.0%" in text and text.splitlines()[2].split()[3] == "-"
 
 
+def test_table_prints_absolute_differences_when_the_baseline_is_near_zero():
+    # sparse peaks score ~0 as given: 0.3 / 0.000111 - 1 would print as +270170.3 %
+    t = pl.DataFrame({"emitter": ["none", "grid", "hull"], "macro_mAP": [0.000111, 0.3, None],
+                      "rel_mAP": [0.0, 0.3 / 0.000111 - 1, None], "macro_pearson_r": [0.1, 0.5, None],
+                      "largest_MiB": [1.0, 0.1, 0.2], "mean_MiB": [0.5, 0.05, 0.1], "points": [100, 9, 7],
+                      "emit_s": [0.0, 0.1, 0.1]})
+    lines = format_table(t).splitlines()
+    assert lines[0].split()[2] == "diff_mAP"
+    assert [ln.split()[2] for ln in lines[2:5]] == ["+0.0000", "+0.2999", "-"]  # 0.3 - 0.000111
+    assert "%" not in "\n".join(lines[:5]) and "absolute" in lines[5]
+    relative = format_table(t.with_columns(pl.Series("macro_mAP", [0.01, 0.3, None]),
+                                           pl.Series("rel_mAP", [0.0, 29.0, None])))
+    assert relative.splitlines()[0].split()[2] == "rel_mAP" and "+2900.0%" in relative
+
+
 def test_emit_ablation_help_is_complete():
     p = parser(emit_ablation)
     with pytest.raises(SystemExit):

@@ -120,6 +120,19 @@ def test_cap_tie_break_by_energy_and_other_columns(dets):
         run({"type": "cap", "per_class": -1}, df)
 
 
+def test_cap_on_score_raw_uses_score_until_a_stage_rewrites_it(dets):
+    # No stage rewrote ``score`` (no score_raw column): score is the raw upstream score.
+    df = cap_table(dets)
+    assert kept(run({"type": "cap", "per_frame": 2, "column": "score_raw"}, df)) == [0, 3, 5]
+    # Once a stage moved the upstream score to score_raw, the cap follows score_raw, not score.
+    rescored = df.with_columns(pl.col("score").alias("score_raw"),
+                               pl.Series("score", [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]))
+    assert kept(run({"type": "cap", "per_frame": 2, "column": "score_raw"}, rescored)) == [0, 3, 5]
+    assert kept(run({"type": "cap", "per_frame": 2}, rescored)) == [3, 4, 5]
+    with pytest.raises(ValueError, match="score_other"):  # only score_raw has a stand-in
+        run({"type": "cap", "per_frame": 2, "column": "score_other"}, df)
+
+
 # ---------------------------------------------------------------- objectness
 def test_objectness_is_class_agnostic(dets):
     df = dets([{"class_id": 0, "score": 0.9, "polys": [square(0, 0, 10, 10)]},
