@@ -62,6 +62,25 @@ def table_of(folder: str, name: str, system: str | None = None) -> Callable[[Pat
     return make
 
 
+def starss_metadata(ws: Path) -> None:
+    """STARSS22/23 dev metadata as it comes: split folders of 5-column CSVs
+    (frame, class, source, azimuth, elevation; integers, no header)."""
+    rows = {"dev-train-sony/fold3_room21_mix001.csv": ["0,1,0,-50,10", "1,1,0,-48,10", "1,4,1,120,-5"],
+            "dev-test-tau/fold4_room2_mix002.csv": ["3,0,0,170,0", "4,0,0,171,1", "4,7,2,-179,30"]}
+    for name, lines in rows.items():
+        f = ws / "STARSS23" / "metadata_dev" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text("\n".join(lines) + "\n")
+
+
+def seld_cartesian(ws: Path) -> None:
+    """A SELD model's output as 5-column Cartesian CSVs (frame, class, x, y, z), multi-ACCDOA style:
+    active-class vectors shorter than 1."""
+    f = ws / "seld_out" / "fold4_room2_mix002.csv"
+    f.parent.mkdir(parents=True)
+    f.write_text("0,1,0.5,0.3,0.1\n1,1,0.48,0.33,0.12\n2,8,-0.6,0.1,-0.3\n")
+
+
 def portfolio_grid(ws: Path) -> None:
     from doc_examples import help_block
 
@@ -185,6 +204,8 @@ INPUTS = [
     Input("dets.parquet", "a detections table (data/systems/lowthr)", table_of("data/systems/lowthr", "dets.parquet")),
     Input("dense.parquet", "a dense system's table (data/systems/dense)", table_of("data/systems/dense", "dense.parquet")),
     Input("sparse.parquet", "a sparse system's table (data/systems/sparse)", table_of("data/systems/sparse", "sparse.parquet")),
+    Input("STARSS23/metadata_dev", "STARSS23-style dev metadata: split folders of 5-column CSVs", starss_metadata),
+    Input("seld_out/", "a SELD model's Cartesian (x, y, z) CSV output, vectors shorter than 1", seld_cartesian),
     Input("grid.toml", "the grid file example of calib portfolio --help", portfolio_grid),
     Input("mypkg.feats", "a feature module of one's own (mypkg/feats.py: my_feat)", feature_module, "mypkg"),
     Input("audio/", "4-channel audio clips (3 s of noise)", audio),
