@@ -1,4 +1,11 @@
-"""What every emitter shares: applying a per-detection function to a table's ``points``."""
+"""What every emitter shares: running a batch emitter over a table's ``points``, chunk by chunk.
+
+A batch emitter is a function ``(points, scores) -> (new points, has_output)`` over a
+:class:`~calib.canvas.points.FlatPoints` of many detections: it returns, for each of them, its new
+polygons (x unwrapped or not; they are rounded here) and whether it produced any (a detection it
+gives nothing for keeps its own points). Detections are handed over in chunks of a bounded number
+of points, so every intermediate array stays small enough to live in the CPU cache.
+"""
 from __future__ import annotations
 
 from typing import Callable
@@ -6,32 +13,75 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from calib.render import flatten, polygons_series, round_points
+from calib.canvas.points import (FlatPoints, choose_rows, concat, flatten, from_polygons, points_series,
+                                 round_points)
 
-#: polygons of one detection, score -> new polygons (an empty list keeps the detection's points)
-PointsFn = Callable[[list[np.ndarray], float], list[np.ndarray]]
-
-
-def emit_one(fn: PointsFn, polys: list[np.ndarray], score: float) -> list[np.ndarray]:
-    """``fn`` applied to one detection, numbers rounded; its own polygons when it gives nothing."""
-    if not polys:
-        return polys
-    new = fn(polys, score)
-    return [round_points(p) for p in new] if new else polys
+#: (points of some detections, their scores) -> (their new points, which of them got any)
+BatchEmitter = Callable[[FlatPoints, np.ndarray], tuple[FlatPoints, np.ndarray]]
+#: points per chunk handed to a batch emitter
+CHUNK_POINTS = 20_000
 
 
-def rewrite_points(df: pl.DataFrame, fn: PointsFn, rows: np.ndarray | None = None) -> pl.DataFrame:
-    """``df`` with ``points`` rewritten by ``fn`` (for every row, or only ``rows``).
+def chunk_bounds(fp: FlatPoints, max_points: int = CHUNK_POINTS) -> list[tuple[int, int]]:
+    """Consecutive runs [a, b) of detections of at most ``max_points`` points each (a detection
+    with more points is a run of its own)."""
+    out, start = [], 0
+    cum = np.cumsum(fp.count)
+    while start < fp.n:
+        base = cum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(cum, base + max_points, side="right")), start + 1)
+        out.append((start, min(stop, fp.n)))
+        start = stop
+    return out
 
-    A detection without points, or one the function returns nothing for, keeps its points."""
+
+def emit_chunks(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, rows: np.ndarray | None = None,
+                max_points: int = CHUNK_POINTS) -> list[FlatPoints]:
+    """``fp`` with the detections ``rows`` (default: all) rewritten by ``emit`` (numbers rounded),
+    as consecutive chunks of detections; a detection without points, or one the emitter gives
+    nothing for, keeps its points."""
+    scores = np.asarray(scores, np.float64)
+    todo = None
+    if rows is not None:
+        todo = np.zeros(fp.n, bool)
+        todo[np.asarray(rows, np.int64)] = True
+    parts = []
+    for a, b in chunk_bounds(fp, max_points):
+        sub = fp.slice(a, b)
+        if todo is not None and not todo[a:b].any():
+            parts.append(sub)
+            continue
+        new, has = emit(sub, scores[a:b])
+        has = np.asarray(has, bool) & (sub.count > 0)
+        if todo is not None:
+            has &= todo[a:b]
+        parts.append(choose_rows(sub, round_points(new), has))
+    return parts
+
+
+def emit_points(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, rows: np.ndarray | None = None,
+                max_points: int = CHUNK_POINTS) -> FlatPoints:
+    """:func:`emit_chunks` joined into one set."""
+    return concat(emit_chunks(fp, scores, emit, rows, max_points))
+
+
+def rewrite_points(df: pl.DataFrame, emit: BatchEmitter, rows: np.ndarray | None = None) -> pl.DataFrame:
+    """``df`` with ``points`` rewritten by the batch emitter ``emit`` (for every row, or only
+    ``rows``). A detection without points, or one the emitter gives nothing for, keeps its points."""
     if len(df) == 0:
         return df
     fp = flatten(df.get_column("points"))
-    scores = df.get_column("score").to_numpy()
-    todo = np.zeros(len(df), bool)
-    todo[np.arange(len(df)) if rows is None else rows] = True
-    groups = [emit_one(fn, fp.polygons(i), float(scores[i])) if todo[i] else fp.polygons(i) for i in range(len(df))]
-    return df.with_columns(polygons_series(groups))
+    scores = df.get_column("score").to_numpy() if "score" in df.columns else np.zeros(len(df))
+    return df.with_columns(points_series(emit_chunks(fp, scores, emit, rows)))
+
+
+def emit_one(emit: BatchEmitter, polygons: list[np.ndarray], score: float = 0.0) -> list[np.ndarray]:
+    """One detection through a batch emitter: its new polygons (rounded), or its own when it gives
+    nothing (for tests and inspection)."""
+    if not polygons:
+        return polygons
+    out = emit_points(from_polygons([polygons]), np.array([score]), emit)
+    return out.polygons(0)
 
 
 def check_fraction(name: str, value: float, *, low_open: bool = False) -> None:

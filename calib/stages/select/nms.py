@@ -3,22 +3,43 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.render import detection_boxes, flatten
+from calib.canvas.points import flatten
+from calib.canvas.sphere import boxes
 from calib.stages.base import Stage, Tables, register
-from calib.stages.select.common import CLASS_KEYS, FRAME_KEYS, group_rows, keep_rows, overlap_matrix, ranking_order
+from calib.stages.select.common import (CLASS_KEYS, FRAME_KEYS, group_ids, keep_rows, pair_overlaps, pairs_within,
+                                        rank_within, ranking_order)
 
 
 def greedy_nms(iou: np.ndarray, threshold: float) -> np.ndarray:
     """Boolean keep mask for items already sorted best first: an item is dropped when its IoU with
     a kept, better item exceeds ``threshold``."""
     n = len(iou)
+    i, j = np.triu_indices(n, 1)
+    hit = iou[i, j] > threshold
+    pos = np.arange(n)
+    return greedy_suppression(np.zeros(n, np.int64), pos, i[hit], j[hit])
+
+
+def greedy_suppression(group: np.ndarray, pos: np.ndarray, better: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    """Greedy NMS in every group at once. ``pos`` is each item's rank in its group (0 = best);
+    ``(better[k], worse[k])`` are the overlapping pairs above the threshold. Items are decided rank
+    by rank across all groups: an item is kept unless a kept, better item overlaps it."""
+    n = pos.size
     keep = np.zeros(n, bool)
     suppressed = np.zeros(n, bool)
-    for i in range(n):
-        if suppressed[i]:
-            continue
-        keep[i] = True
-        suppressed |= iou[i] > threshold
+    if n == 0:
+        return keep
+    by_rank = np.argsort(pos, kind="stable")
+    rank_start = np.searchsorted(pos[by_rank], np.arange(int(pos.max()) + 2))
+    order = np.argsort(pos[better], kind="stable")
+    better, worse = better[order], worse[order]
+    edge_start = np.searchsorted(pos[better], np.arange(int(pos.max()) + 2))
+    for r in range(int(pos.max()) + 1):
+        items = by_rank[rank_start[r]: rank_start[r + 1]]
+        kept = items[~suppressed[items]]
+        keep[kept] = True
+        eb, ew = better[edge_start[r]: edge_start[r + 1]], worse[edge_start[r]: edge_start[r + 1]]
+        suppressed[ew[keep[eb]]] = True
     return keep
 
 
@@ -47,15 +68,11 @@ class NMS(Stage):
         if len(df) == 0:
             return tables
         order = ranking_order(df, self.column)
-        rank = np.empty(len(df), np.int64)
-        rank[order] = np.arange(len(df))
+        groups = group_ids(df, FRAME_KEYS if self.class_agnostic else CLASS_KEYS)
         fp = flatten(df.get_column("points"))
-        boxes = detection_boxes(fp)
-        keep = np.ones(len(df), bool)
-        for rows in group_rows(df, FRAME_KEYS if self.class_agnostic else CLASS_KEYS):
-            if len(rows) < 2:
-                continue
-            rows = rows[np.argsort(rank[rows])]
-            iou = overlap_matrix(fp, boxes, rows, self.iou)
-            keep[rows] = greedy_nms(iou, self.iou_threshold)
+        a, b = pairs_within(groups, order)  # a ranks above b in their group
+        iou = pair_overlaps(fp, boxes(fp).rows(), a, b, self.iou)
+        hit = iou > self.iou_threshold
+        pos = rank_within(groups, order)
+        keep = greedy_suppression(groups, pos, a[hit], b[hit])
         return tables.replace(detections=keep_rows(df, keep))

@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 from scipy.spatial import ConvexHull
 
-from calib.render import energy_map, flatten, soft_iou_matrix
+from calib.canvas.points import flatten
+from calib.canvas.raster import render, soft_iou_matrix
 from calib.stages.base import Tables, make_stage
 from calib.stages.emit.compress import compress_points
 from calib.stages.emit.dense import dense_points, rowmajor_points
@@ -132,7 +133,7 @@ def test_compress_keeps_the_masks_extent():
     (c,) = compress_points([blob], cell=4)
     assert len(c) < len(d) / 5
     assert ConvexHull(c[:, :2]).volume == pytest.approx(ConvexHull(d[:, :2]).volume)
-    maps = np.stack([energy_map([d]).canvas(), energy_map([c]).canvas()])
+    maps = np.stack([render([d]), render([c])])
     assert soft_iou_matrix(maps)[0, 1] > 0.9
 
 
