@@ -110,11 +110,13 @@ class Raster:
         tx, ty = fx - cx, fy - cy
         get = value_at if value_at is not None else self.at
         x0, y0 = self.x0[u], self.y0[u]
-        v00 = get(u, x0 + cx, y0 + cy)
-        # neighbours with weight 0 (a sample on the last row or column) are never read off the window
-        v10 = np.where(tx > 0, get(u, x0 + cx + 1, y0 + cy), 0.0)
-        v01 = np.where(ty > 0, get(u, x0 + cx, y0 + cy + 1), 0.0)
-        v11 = np.where((tx > 0) & (ty > 0), get(u, x0 + cx + 1, y0 + cy + 1), 0.0)
+        # the four neighbours in one call; those with weight 0 (a sample on the window's last row or
+        # column) are read at the sample's own pixel instead, never off the window
+        ox = np.where(tx > 0, 1, 0)
+        oy = np.where(ty > 0, 1, 0)
+        v = get(np.tile(u, 4), np.concatenate([x0 + cx, x0 + cx + ox, x0 + cx, x0 + cx + ox]),
+                np.concatenate([y0 + cy, y0 + cy, y0 + cy + oy, y0 + cy + oy])).reshape(4, -1)
+        v00, v10, v01, v11 = v
         val = (1 - ty) * ((1 - tx) * v00 + tx * v10) + ty * ((1 - tx) * v01 + tx * v11)
         out[inside] = np.maximum(val, 0.0)
         return out
@@ -152,69 +154,49 @@ class Raster:
         return out
 
     # -- nearest fill ---------------------------------------------------------------------------
-    def fill_nearest(self, unit, px, py, batch: int = 2_000_000) -> np.ndarray:
+    def fill_nearest(self, unit, px, py, batch: int = 1_000_000) -> np.ndarray:
         """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
         takes the value of the nearest pixel on it (Euclidean; ties to the first in row-major
-        order): the ``spread=inf`` map read at those pixels only. Off the window: 0."""
+        order): the ``spread=inf`` map read at those pixels only. Off the window: 0.
+
+        The nearest support pixel is searched in a square around the pixel, doubled until it holds
+        one within its half-width (then nothing outside it can be nearer)."""
         unit = np.asarray(unit, np.int64)
         px = np.asarray(px, np.int64)
         py = np.asarray(py, np.int64)
         idx = self._flat_index(unit, px, py)
         out = np.where(idx >= 0, self.values[np.maximum(idx, 0)] if self.values.size else 0.0, 0.0)
         need = np.flatnonzero((idx >= 0) & (out <= 0) & (self.peak[unit] > 0))
-        if need.size == 0:
-            return out
-        # candidates: support pixels with a 4-neighbour off the support (or on the window's edge);
-        # the nearest support pixel to a pixel off it is always one of those
-        bu, bx, by, bv = self._border_pixels(np.unique(unit[need]))
-        order = np.argsort(bu, kind="stable")
-        bu, bx, by, bv = bu[order], bx[order], by[order], bv[order]
-        b_off = np.searchsorted(bu, np.arange(self.n + 1))
-        qn = np.diff(b_off)[unit[need]]
-        best_d = np.full(need.size, np.inf)
-        best_v = np.zeros(need.size)
-        # (query, candidate) pairs in bounded batches
-        cum = np.cumsum(qn)
-        start = 0
-        while start < need.size:
-            stop = int(np.searchsorted(cum, (cum[start - 1] if start else 0) + batch, side="right"))
-            stop = max(stop, start + 1)
-            q = np.arange(start, stop)
-            k = qn[q]
-            qq = np.repeat(q, k)
-            cand = np.repeat(b_off[unit[need[q]]], k) + ragged_arange(k)
-            d = (bx[cand] - px[need[qq]]) ** 2 + (by[cand] - py[need[qq]]) ** 2
-            # first minimum per query: candidates are in row-major order within their unit
-            o = np.lexsort((cand, d, qq))
-            first = np.r_[True, qq[o][1:] != qq[o][:-1]]
-            sel = o[first]
-            best_d[qq[sel]] = d[sel]
-            best_v[qq[sel]] = bv[cand[sel]]
-            start = stop
-        out[need] = best_v
+        radius = 1
+        while need.size and radius <= 4:
+            side = 2 * radius + 1
+            per = max(1, batch // (side * side))
+            found = np.zeros(need.size, bool)
+            dy, dx = np.divmod(np.arange(side * side), side)
+            dx, dy = dx - radius, dy - radius  # row-major offsets
+            for s in range(0, need.size, per):
+                q = need[s: s + per]
+                u = np.repeat(unit[q], side * side)
+                cx = (px[q][:, None] + dx[None, :]).ravel()
+                cy = (py[q][:, None] + dy[None, :]).ravel()
+                ci = self._flat_index(u, cx, cy)
+                v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0).reshape(q.size, -1)
+                d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], np.iinfo(np.int64).max)
+                best = np.argmin(d2, axis=1)  # the first of the nearest, in row-major order
+                bd = d2[np.arange(q.size), best]
+                ok = bd <= radius * radius  # nothing outside the square can be nearer
+                out[q[ok]] = v[np.arange(q.size), best][ok]
+                found[s: s + per] = ok
+            need = need[~found]
+            radius *= 2
+        # pixels farther from the support: the distance transform of their maps, one per map
+        for i in np.unique(unit[need]).tolist():
+            q = need[unit[need] == i]
+            block = self.window(i)
+            _, (ri, ci) = ndimage.distance_transform_edt(block <= 0, return_indices=True)
+            r, c = py[q] - self.y0[i], px[q] - self.x0[i]
+            out[q] = block[ri[r, c], ci[r, c]]
         return out
-
-    def _border_pixels(self, units: np.ndarray):
-        """(unit, x, y, value) of the support pixels of ``units`` with a 4-neighbour off the
-        support or the window's edge, row-major per unit."""
-        mask = np.zeros(self.n, bool)
-        mask[units] = True
-        sel = mask[self.unit_of_value] & (self.values > 0)
-        idx = np.flatnonzero(sel)
-        u = self.unit_of_value[idx]
-        local = idx - self.off[u]
-        r, c = np.divmod(local, self.w[u])
-        w, h = self.w[u], self.h[u]
-        v = self.values
-
-        def pos(dr, dc):
-            rr, cc = r + dr, c + dc
-            ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
-            return ok & (v[np.where(ok, idx + dr * w + dc, 0)] > 0)
-
-        interior = pos(-1, 0) & pos(1, 0) & pos(0, -1) & pos(0, 1)
-        b = ~interior
-        return u[b], c[b] + self.x0[u[b]], r[b] + self.y0[u[b]], v[idx[b]]
 
     # -- masks ----------------------------------------------------------------------------------
     @cached_property
@@ -323,13 +305,14 @@ class _Triangles:
 
 
 @dataclass
-class _Patterned:
-    """Triangles of whole-degree lattices: one cell shape and step per group."""
+class _Cells:
+    """Cells of whole-degree lattices with three or four corners, one group per step and corner
+    code (bit k set when corner k of (0,0), (1,0), (0,1), (1,1) is present)."""
 
-    shape: int
     step: int
-    corners: np.ndarray  # (k, 3) point indices
-    ox: np.ndarray  # (k,) x of the cell's (0, 0) corner (unwrapped, integer)
+    code: int
+    corners: np.ndarray  # (k, 4) point indices (-1 where absent)
+    ox: np.ndarray  # (k,) pixel of the cell's (0, 0) corner (unwrapped, integer)
     oy: np.ndarray
     unit: np.ndarray
     poly: np.ndarray
@@ -338,12 +321,15 @@ class _Patterned:
 # The triangles of a lattice cell, as corner offsets in cells: the two halves of a full cell (split
 # along its (0,0)-(1,1) diagonal) and the two other shapes a cell with three corners can have.
 CELL_SHAPES = (((0, 0), (1, 0), (1, 1)), ((0, 0), (1, 1), (0, 1)), ((1, 0), (1, 1), (0, 1)), ((0, 0), (1, 0), (0, 1)))
+_CORNERS = ((0, 0), (1, 0), (0, 1), (1, 1))
+#: the triangle shapes a cell draws, by corner code: full; missing (0,1), (1,0), (0,0), (1,1)
+CODE_SHAPES = {0b1111: (0, 1), 0b1011: (0,), 0b1101: (1,), 0b1110: (2,), 0b0111: (3,)}
 
 
-def _lattice_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
+def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
     """Cell-by-cell triangulations of the polygons ``polys`` that are regular lattices. Returns
-    (is_lattice per polygon of ``polys``, patterned groups (whole-degree lattices), other
-    triangles)."""
+    (is_lattice per polygon of ``polys``, cell groups of whole-degree lattices, triangles of the
+    other lattices)."""
     is_lat = np.zeros(polys.size, bool)
     if polys.size == 0:
         return is_lat, [], None
@@ -357,33 +343,31 @@ def _lattice_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_
 
     def min_step(v, vmin):
         # smallest positive difference between a polygon's distinct values
-        key = seg * 4096.0 + (v - vmin[seg])
-        o = np.argsort(key, kind="stable")
-        vs = v[o]
-        d = np.full(v.size, np.inf)
-        d[1:] = np.where(seg[1:] == seg[:-1], np.diff(vs), np.inf)
-        d[d <= 0] = np.inf
-        return np.minimum.reduceat(d, first)
+        vs = np.sort(seg * 4096.0 + (v - vmin[seg]))  # sorted within each polygon (x - min < 720)
+        d = np.diff(vs)
+        d = np.where((d > 0) & (seg[1:] == seg[:-1]), d, np.inf)
+        return np.minimum.reduceat(np.r_[d, np.inf], first)
 
     step = min_step(x, xmin)
     step_y = min_step(y, ymin)
     ok = np.isfinite(step) & np.isfinite(step_y) & (step > 0)
     ok &= np.abs(step_y - step) <= 1e-9 * np.maximum(step, 1.0)
+    if not ok.any():
+        return is_lat, [], None
+    # the exact step: the difference the sorted values differ by (recomputed from the points)
     s = np.where(ok, step, 1.0)[seg]
     fi = (x - xmin[seg]) / s
     fj = (y - ymin[seg]) / s
     i = np.round(fi).astype(np.int64)
     j = np.round(fj).astype(np.int64)
-    off_grid = np.bincount(seg, weights=(np.abs(fi - i) > 1e-6) | (np.abs(fj - j) > 1e-6), minlength=polys.size)
-    ok &= off_grid == 0
+    off_grid = (np.abs(fi - i) > 1e-6) | (np.abs(fj - j) > 1e-6)
+    ok &= np.bincount(seg, weights=off_grid, minlength=polys.size) == 0
     gw = np.maximum.reduceat(i, first) + 1
     gh = np.maximum.reduceat(j, first) + 1
-    ok &= cnt >= LATTICE_MIN_FILL * gw * gh
-    ok &= (gw >= 2) & (gh >= 2)
+    ok &= (cnt >= LATTICE_MIN_FILL * gw * gh) & (gw >= 2) & (gh >= 2)
     if not ok.any():
         return is_lat, [], None
-    # the site grid of each candidate polygon: point index or -1 (a repeated site disqualifies)
-    cand = np.flatnonzero(ok)
+    # the site grid of each candidate polygon: point index or -1
     area = np.where(ok, gw * gh, 0)
     goff = offsets_of(area)
     grid = np.full(int(goff[-1]), -1, np.int64)
@@ -391,57 +375,70 @@ def _lattice_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_
     site = goff[seg[pk]] + j[pk] * gw[seg[pk]] + i[pk]
     grid[site] = pos[pk]
     # a repeated site disqualifies the polygon (one of its points was overwritten)
-    lost = grid[site] != pos[pk]
-    ok &= np.bincount(seg[pk], weights=lost, minlength=polys.size) == 0
+    ok &= np.bincount(seg[pk], weights=grid[site] != pos[pk], minlength=polys.size) == 0
     cand = np.flatnonzero(ok)
     if cand.size == 0:
         return is_lat, [], None
-    # cells of each lattice: (gw - 1) x (gh - 1)
+    # cells of each lattice, (gw - 1) x (gh - 1), and their corner codes
     ncell = (gw[cand] - 1) * (gh[cand] - 1)
     cseg = np.repeat(cand, ncell)
-    loc = ragged_arange(ncell)
-    cj, ci = np.divmod(loc, gw[cseg] - 1)
+    cj, ci = np.divmod(ragged_arange(ncell), gw[cseg] - 1)
     base = goff[cseg] + cj * gw[cseg] + ci
-    corner = {(0, 0): grid[base], (1, 0): grid[base + 1], (0, 1): grid[base + gw[cseg]],
-              (1, 1): grid[base + gw[cseg] + 1]}
-    has = {k: v >= 0 for k, v in corner.items()}
-    n_has = sum(v.astype(np.int64) for v in has.values())
-    full = n_has == 4
-    three = n_has == 3
-    sel = [full | (three & ~has[(0, 1)]), full | (three & ~has[(1, 0)]), three & ~has[(0, 0)], three & ~has[(1, 1)]]
-    n_tri = np.zeros(polys.size, np.int64)
-    for m in sel:
-        n_tri += np.bincount(cseg[m], minlength=polys.size)
-    lat = np.zeros(polys.size, bool)
-    lat[cand] = n_tri[cand] > 0
-    is_lat = lat
+    corners = np.column_stack([grid[base], grid[base + 1], grid[base + gw[cseg]], grid[base + gw[cseg] + 1]])
+    code = (corners >= 0) @ np.array([1, 2, 4, 8])
+    drawn = np.isin(code, list(CODE_SHAPES))
+    is_lat[cand] = np.bincount(cseg[drawn], minlength=polys.size)[cand] > 0
+    cseg, ci, cj, corners, code = cseg[drawn], ci[drawn], cj[drawn], corners[drawn], code[drawn]
+    keep = is_lat[cseg]
+    cseg, ci, cj, corners, code = cseg[keep], ci[keep], cj[keep], corners[keep], code[keep]
     whole = (np.abs(step - np.round(step)) < 1e-9) & (np.abs(xmin - np.round(xmin)) < 1e-9) & \
         (np.abs(ymin - np.round(ymin)) < 1e-9)
-    patterned, other = [], []
-    for shape, m in enumerate(sel):
-        m = m & lat[cseg]
-        if not m.any():
-            continue
-        corners = np.column_stack([corner[c][m] for c in CELL_SHAPES[shape]])
-        ps = cseg[m]
-        wm = whole[ps]
-        if wm.any():
-            st = np.round(step[ps[wm]]).astype(np.int64)
-            for sv in np.unique(st):
-                g = st == sv
-                pw = ps[wm][g]
-                patterned.append(_Patterned(
-                    shape, int(sv), corners[wm][g],
-                    np.round(xmin[pw]).astype(np.int64) + ci[m][wm][g] * int(sv),
-                    np.round(ymin[pw]).astype(np.int64) + cj[m][wm][g] * int(sv),
-                    unit_of_poly[polys[pw]], polys[pw]))
-        if (~wm).any():
-            other.append(_Triangles(corners[~wm], unit_of_poly[polys[ps[~wm]]], polys[ps[~wm]]))
+    wc = whole[cseg]
+    groups = []
+    if wc.any():
+        st = np.round(step[cseg[wc]]).astype(np.int64)
+        key = st * 16 + code[wc]
+        for k in np.unique(key):
+            g = np.flatnonzero(wc)[key == k]
+            sv = int(k // 16)
+            p = cseg[g]
+            groups.append(_Cells(sv, int(k % 16), corners[g], np.round(xmin[p]).astype(np.int64) + ci[g] * sv,
+                                 np.round(ymin[p]).astype(np.int64) + cj[g] * sv, unit_of_poly[polys[p]], polys[p]))
     tri = None
-    if other:
-        tri = _Triangles(np.concatenate([t.corners for t in other]), np.concatenate([t.unit for t in other]),
-                         np.concatenate([t.poly for t in other]))
-    return is_lat, patterned, tri
+    if (~wc).any():
+        o = np.flatnonzero(~wc)
+        parts = []
+        for shape_code, shapes in CODE_SHAPES.items():
+            m = o[code[o] == shape_code]
+            for sh in shapes:
+                cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
+                parts.append((corners[m][:, cols], cseg[m]))
+        tri = _Triangles(np.concatenate([c for c, _ in parts]), unit_of_poly[polys[np.concatenate([q for _, q in parts])]],
+                         polys[np.concatenate([q for _, q in parts])])
+    return is_lat, groups, tri
+
+
+@functools.lru_cache(maxsize=128)
+def cell_pattern(code: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixels of a whole-degree lattice cell ``s`` pixels wide that its triangles (by corner
+    ``code``) hold, edges included: offsets (dx, dy) and weights (k, 4) over the corners (0,0),
+    (1,0), (0,1), (1,1). A pixel on the diagonal of a full cell takes its first triangle's weights
+    (both give the same value)."""
+    dxs, dys, ws = [], [], []
+    seen = set()
+    for sh in CODE_SHAPES[code]:
+        w, dx, dy = shape_pattern(sh, s)
+        cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
+        for k in range(len(dx)):
+            if (dx[k], dy[k]) in seen:
+                continue
+            seen.add((dx[k], dy[k]))
+            w4 = np.zeros(4)
+            w4[cols] = w[k]
+            dxs.append(dx[k])
+            dys.append(dy[k])
+            ws.append(w4)
+    return np.array(dxs, np.int64), np.array(dys, np.int64), np.array(ws)
 
 
 def _delaunay_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
@@ -527,16 +524,24 @@ class _Canvas:
         return ok
 
 
-def _draw_patterned(canvas: _Canvas, groups: list[_Patterned], e: np.ndarray, drew: np.ndarray, batch: int) -> None:
-    """Whole-degree lattice triangles: every triangle of a shape holds the same pixels, so their
-    values are one matrix product, their buffer indices a base plus fixed offsets."""
+def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.ndarray, multi: np.ndarray,
+                batch: int) -> None:
+    """Whole-degree lattice cells: every cell of a corner code holds the same pixels, so their
+    values are one matrix product and their buffer indices a base plus fixed offsets. A pixel on an
+    edge shared by two cells is written by both with the same value (up to rounding), so plain
+    writes keep the larger of what is there and the new value; a unit with several polygons, which
+    may overlap, takes the exact maximum."""
     for g in groups:
-        wts, pdx, pdy = shape_pattern(g.shape, g.step)
+        pdx, pdy, wts = cell_pattern(g.code, g.step)
         per = max(1, batch // max(len(pdx), 1))
         for s in range(0, len(g.corners), per):
             sl = slice(s, s + per)
             unit = g.unit[sl]
-            v = e[g.corners[sl]] @ wts.T  # (triangles, pixels)
+            c4 = g.corners[sl]
+            ec = np.where(c4 >= 0, e[np.maximum(c4, 0)], 0.0)
+            # (cells, pixels) as four broadcast products: a BLAS call this thin is slower, and threaded
+            v = ec[:, 0, None] * wts[None, :, 0] + ec[:, 1, None] * wts[None, :, 1] \
+                + ec[:, 2, None] * wts[None, :, 2] + ec[:, 3, None] * wts[None, :, 3]
             wu = canvas.w[unit]
             cc = g.ox[sl] - canvas.x0[unit]
             rr = g.oy[sl] - canvas.y0[unit]
@@ -547,9 +552,16 @@ def _draw_patterned(canvas: _Canvas, groups: list[_Patterned], e: np.ndarray, dr
                 row = rr[clip, None] + pdy[None, :]
                 inside = (col >= 0) & (col < wu[clip, None]) & (row >= 0) & (row < canvas.h[unit][clip, None])
                 idx[clip] = np.where(inside, idx[clip], -1)
-            ok = canvas.draw(idx.ravel(), v.ravel())
-            hit = ok.reshape(v.shape).any(axis=1)
-            drew[g.poly[sl][hit]] = True
+            pos = v > 0
+            drew[g.poly[sl][pos.any(axis=1)]] = True
+            m = multi[unit]
+            if m.any():
+                canvas.draw(idx[m].ravel(), v[m].ravel())
+                idx, v, pos = idx[~m], v[~m], pos[~m]
+            idx, v = idx[pos], v[pos]
+            ok = idx >= 0
+            idx, v = idx[ok], v[ok]
+            canvas.values[idx] = np.maximum(canvas.values[idx], v)
 
 
 def _draw_triangles(canvas: _Canvas, t: _Triangles | None, xu, y, e, drew, batch: int) -> None:
@@ -605,7 +617,7 @@ def _stamp(canvas: _Canvas, unit, x, y, e) -> None:
     canvas.draw(canvas.index(unit, c, r), np.maximum(e, 0.0))
 
 
-def rasterize(pts: FlatPoints, *, spread: float = 0.0, pad: float = 0.0, batch: int = 4_000_000) -> Raster:
+def rasterize(pts: FlatPoints, *, spread: float = 0.0, pad: float = 0.0, batch: int = 32_768) -> Raster:
     """The energy map of every detection of ``pts`` (use ``pts.per_polygon()`` for one map per
     polygon), on a window around its points grown by ``pad`` degrees (and 3 ``spread``).
 
@@ -630,10 +642,11 @@ def rasterize(pts: FlatPoints, *, spread: float = 0.0, pad: float = 0.0, batch: 
         big = np.flatnonzero(todo & (pc >= 3))
         drew = np.zeros(pts.n_polys, bool)
         lat_cand = big[pc[big] >= LATTICE_MIN_POINTS]
-        is_lat, patterned, lat_tri = _lattice_triangles(pts, xu, lat_cand, unit_of_poly)
+        is_lat, cells, lat_tri = _lattice_cells(pts, xu, lat_cand, unit_of_poly)
         general = np.setdiff1d(big, lat_cand[is_lat], assume_unique=True)
         del_tri = _delaunay_triangles(pts, xu, general, unit_of_poly)
-        _draw_patterned(canvas, patterned, pts.e, drew, batch)
+        multi = np.diff(pts.det_off) > 1
+        _draw_cells(canvas, cells, pts.e, drew, multi, batch)
         _draw_triangles(canvas, lat_tri, xu, pts.y, pts.e, drew, batch)
         _draw_triangles(canvas, del_tri, xu, pts.y, pts.e, drew, batch)
         # polygons of fewer than 3 points, or that drew nothing: their points' pixels

@@ -19,7 +19,7 @@ from calib.canvas.points import (FlatPoints, choose_rows, concat, flatten, from_
 #: (points of some detections, their scores) -> (their new points, which of them got any)
 BatchEmitter = Callable[[FlatPoints, np.ndarray], tuple[FlatPoints, np.ndarray]]
 #: points per chunk handed to a batch emitter
-CHUNK_POINTS = 20_000
+CHUNK_POINTS = 20000
 
 
 def chunk_bounds(fp: FlatPoints, max_points: int = CHUNK_POINTS) -> list[tuple[int, int]]:

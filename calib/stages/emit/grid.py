@@ -18,20 +18,19 @@ def detection_boxes(r: Raster, frac: float = 0.0) -> np.ndarray:
     emax = pts.reduce(np.maximum, pts.e, empty=0.0)
     keep = (emax <= 0)[pts.row] | (pts.e >= (frac * emax)[pts.row])  # a non-positive peak keeps all
     box = np.full((n, 4), np.nan)
-    lo_x = np.full(n, np.inf)
-    hi_x = np.full(n, -np.inf)
-    lo_y = np.full(n, np.inf)
-    hi_y = np.full(n, -np.inf)
-    np.minimum.at(lo_x, pts.row[keep], pts.x[keep])
-    np.maximum.at(hi_x, pts.row[keep], pts.x[keep])
-    np.minimum.at(lo_y, pts.row[keep], pts.y[keep])
-    np.maximum.at(hi_y, pts.row[keep], pts.y[keep])
+    lo_x = pts.reduce(np.minimum, np.where(keep, pts.x, np.inf), empty=np.inf)
+    hi_x = pts.reduce(np.maximum, np.where(keep, pts.x, -np.inf), empty=-np.inf)
+    lo_y = pts.reduce(np.minimum, np.where(keep, pts.y, np.inf), empty=np.inf)
+    hi_y = pts.reduce(np.maximum, np.where(keep, pts.y, -np.inf), empty=-np.inf)
     thr = np.where(r.peak > 0, frac * r.peak, np.inf)
-    unit, px, py, _ = r.pixels(thr)
-    np.minimum.at(lo_x, unit, px)
-    np.maximum.at(hi_x, unit, px)
-    np.minimum.at(lo_y, unit, py)
-    np.maximum.at(hi_y, unit, py)
+    unit, px, py, _ = r.pixels(thr)  # unit by unit, row-major
+    if unit.size:
+        first = np.r_[0, np.flatnonzero(np.diff(unit)) + 1]
+        u = unit[first]
+        lo_x[u] = np.minimum(lo_x[u], np.minimum.reduceat(px, first))
+        hi_x[u] = np.maximum(hi_x[u], np.maximum.reduceat(px, first))
+        lo_y[u] = np.minimum(lo_y[u], py[first])
+        hi_y[u] = np.maximum(hi_y[u], py[np.r_[first[1:] - 1, unit.size - 1]])
     has = pts.count > 0
     box[has] = np.column_stack([lo_x, hi_x, lo_y, hi_y])[has]
     return box
