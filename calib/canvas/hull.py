@@ -111,3 +111,27 @@ def inside_hulls(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, qset: np.ndarr
     bad = nx[edge] * qx[q] + ny[edge] * qy[q] + c[edge] > tol
     out[np.unique(q[bad])] = False
     return out
+
+
+def row_spans(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, rset: np.ndarray, ry: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The x extent (lo, hi) of the hull of set ``rset[k]`` on the horizontal line y = ``ry[k]``
+    (hulls as from :func:`convex_hulls`; lo > hi where the line misses it): the extremes of where
+    the line meets the hull's edges."""
+    counts = np.diff(off)
+    k = counts[rset]
+    q = np.repeat(np.arange(rset.size), k)
+    a = np.repeat(off[rset], k) + ragged_arange(k)
+    nxt = a + 1
+    nxt = np.where(nxt == np.repeat(off[rset] + counts[rset], k), np.repeat(off[rset], k), nxt)
+    xa, ya, xb, yb, y = vx[a], vy[a], vx[nxt], vy[nxt], ry[q]
+    meets = (np.minimum(ya, yb) <= y) & (y <= np.maximum(ya, yb))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(yb != ya, (y - ya) / (yb - ya), 0.0)
+    xm = xa + t * (xb - xa)
+    lo = np.full(rset.size, np.inf)
+    hi = np.full(rset.size, -np.inf)
+    flat = ya == yb  # a horizontal edge on the line: both its ends
+    np.minimum.at(lo, q[meets], np.where(flat, np.minimum(xa, xb), xm)[meets])
+    np.maximum.at(hi, q[meets], np.where(flat, np.maximum(xa, xb), xm)[meets])
+    return lo, hi

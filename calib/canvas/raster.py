@@ -154,49 +154,100 @@ class Raster:
         return out
 
     # -- nearest fill ---------------------------------------------------------------------------
-    def fill_nearest(self, unit, px, py, batch: int = 1_000_000) -> np.ndarray:
-        """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
-        takes the value of the nearest pixel on it (Euclidean; ties to the first in row-major
-        order): the ``spread=inf`` map read at those pixels only. Off the window: 0.
+    @cached_property
+    def _row_support(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or left of
+        it in its row, and at or right of it (-1 where there is none)."""
+        n = self.values.size
+        if n == 0:
+            z = np.zeros(0, np.int64)
+            return z, z
+        unit = self.unit_of_value
+        local = np.arange(n) - self.off[unit]
+        row_start = np.arange(n) - local % self.w[unit]
+        row_end = row_start + self.w[unit] - 1
+        sup = self.values > 0
+        idx = np.arange(n)
+        left = np.maximum.accumulate(np.where(sup, idx, row_start - 1))
+        right = np.minimum.accumulate(np.where(sup, idx, row_end + 1)[::-1])[::-1]
+        return np.where(left >= row_start, left, -1), np.where(right <= row_end, right, -1)
 
-        The nearest support pixel is searched in a square around the pixel, doubled until it holds
-        one within its half-width (then nothing outside it can be nearer)."""
+    def fill_nearest(self, unit, px, py, batch: int = 65_536) -> np.ndarray:
+        """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
+        takes the value of the nearest pixel on it (Euclidean; among equally near ones the one with
+        the lowest column, then row, as scipy's distance transform picks): the ``spread=inf`` map
+        read at those pixels only. Off the window: 0.
+
+        Each pixel first looks in the 5 x 5 square around it (enough when the support is that
+        near); the others scan every row of their window, taking from each row its support pixels
+        nearest to the pixel's column."""
         unit = np.asarray(unit, np.int64)
         px = np.asarray(px, np.int64)
         py = np.asarray(py, np.int64)
         idx = self._flat_index(unit, px, py)
         out = np.where(idx >= 0, self.values[np.maximum(idx, 0)] if self.values.size else 0.0, 0.0)
-        need = np.flatnonzero((idx >= 0) & (out <= 0) & (self.peak[unit] > 0))
-        radius = 1
-        while need.size and radius <= 4:
-            side = 2 * radius + 1
-            per = max(1, batch // (side * side))
-            found = np.zeros(need.size, bool)
-            dy, dx = np.divmod(np.arange(side * side), side)
-            dx, dy = dx - radius, dy - radius  # row-major offsets
-            for s in range(0, need.size, per):
-                q = need[s: s + per]
-                u = np.repeat(unit[q], side * side)
-                cx = (px[q][:, None] + dx[None, :]).ravel()
-                cy = (py[q][:, None] + dy[None, :]).ravel()
-                ci = self._flat_index(u, cx, cy)
-                v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0).reshape(q.size, -1)
-                d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], np.iinfo(np.int64).max)
-                best = np.argmin(d2, axis=1)  # the first of the nearest, in row-major order
-                bd = d2[np.arange(q.size), best]
-                ok = bd <= radius * radius  # nothing outside the square can be nearer
-                out[q[ok]] = v[np.arange(q.size), best][ok]
-                found[s: s + per] = ok
-            need = need[~found]
-            radius *= 2
-        # pixels farther from the support: the distance transform of their maps, one per map
-        for i in np.unique(unit[need]).tolist():
-            q = need[unit[need] == i]
-            block = self.window(i)
-            _, (ri, ci) = ndimage.distance_transform_edt(block <= 0, return_indices=True)
-            r, c = py[q] - self.y0[i], px[q] - self.x0[i]
-            out[q] = block[ri[r, c], ci[r, c]]
+        need = (idx >= 0) & (out <= 0) & (self.peak[unit] > 0)
+        if not need.any():
+            return out
+        # each pixel once
+        pix, inv = np.unique(idx[need], return_inverse=True)
+        out[need] = self._nearest_support_values(pix, batch)[inv]
         return out
+
+    def _nearest_support_values(self, pix: np.ndarray, batch: int) -> np.ndarray:
+        """Value of the nearest support pixel of each off-support buffer pixel ``pix`` (same map)."""
+        unit = self.unit_of_value[pix]
+        py, px = np.divmod(pix - self.off[unit], self.w[unit])
+        px, py = px + self.x0[unit], py + self.y0[unit]
+        vals = np.zeros(pix.size)
+        big = np.iinfo(np.int64).max
+        radius = 2
+        side = 2 * radius + 1
+        dx, dy = np.divmod(np.arange(side * side), side)  # column-major: ties to the lowest column, row
+        dx, dy = dx - radius, dy - radius
+        per = max(1, batch // (side * side))
+        found = np.zeros(pix.size, bool)
+        for s in range(0, pix.size, per):
+            q = np.arange(s, min(s + per, pix.size))
+            ci = self._flat_index(np.repeat(unit[q], side * side), (px[q][:, None] + dx[None, :]).ravel(),
+                                  (py[q][:, None] + dy[None, :]).ravel())
+            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0).reshape(q.size, -1)
+            d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], big)
+            best = np.argmin(d2, axis=1)
+            ok = d2[np.arange(q.size), best] <= radius * radius  # nothing outside the square is nearer
+            vals[q[ok]] = v[np.arange(q.size), best][ok]
+            found[q] = ok
+        rest = np.flatnonzero(~found)
+        if rest.size == 0:
+            return vals
+        # farther pixels scan every row of their window: in each row the support pixel nearest to
+        # their column (the left one on a tie), then the nearest over rows (ties: lowest column, row)
+        left, right = self._row_support
+        per = max(1, batch // max(int(self.h[unit[rest]].max()), 1))
+        for s in range(0, rest.size, per):
+            q = rest[s: s + per]
+            k = self.h[unit[q]]
+            qq = np.repeat(np.arange(q.size), k)
+            u = unit[q][qq]
+            at = self.off[u] + ragged_arange(k) * self.w[u] + (px[q][qq] - self.x0[u])
+            lc, rc = left[at], right[at]
+            dl = np.where(lc >= 0, at - lc, big)
+            dr = np.where(rc >= 0, rc - at, big)
+            cand = np.where(dl <= dr, lc, rc)
+            cu = u
+            crow = (at - self.off[cu]) // self.w[cu]
+            ccol = np.where(cand >= 0, cand - self.off[cu] - crow * self.w[cu], 0)
+            qrow = py[q][qq] - self.y0[cu]
+            qcol = px[q][qq] - self.x0[cu]
+            d2 = np.where(cand >= 0, (crow - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)  # no support: never the min
+            key = (d2 * 1024 + ccol) * 1024 + crow  # windows are at most 360 x 181
+            first = offsets_of(k)[:-1]
+            kmin = np.minimum.reduceat(key, first)
+            krow = kmin % 1024
+            kcol = (kmin // 1024) % 1024
+            u0 = unit[q]
+            vals[q] = self.values[self.off[u0] + krow * self.w[u0] + kcol]
+        return vals
 
     # -- masks ----------------------------------------------------------------------------------
     @cached_property
@@ -307,7 +358,8 @@ class _Triangles:
 @dataclass
 class _Cells:
     """Cells of whole-degree lattices with three or four corners, one group per step and corner
-    code (bit k set when corner k of (0,0), (1,0), (0,1), (1,1) is present)."""
+    code (bit k set when corner k of (0,0), (1,0), (0,1), (1,1) is present): the code says which
+    triangles the cell holds (:data:`CODE_SHAPES`)."""
 
     step: int
     code: int
@@ -418,29 +470,6 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
     return is_lat, groups, tri
 
 
-@functools.lru_cache(maxsize=128)
-def cell_pattern(code: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixels of a whole-degree lattice cell ``s`` pixels wide that its triangles (by corner
-    ``code``) hold, edges included: offsets (dx, dy) and weights (k, 4) over the corners (0,0),
-    (1,0), (0,1), (1,1). A pixel on the diagonal of a full cell takes its first triangle's weights
-    (both give the same value)."""
-    dxs, dys, ws = [], [], []
-    seen = set()
-    for sh in CODE_SHAPES[code]:
-        w, dx, dy = shape_pattern(sh, s)
-        cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
-        for k in range(len(dx)):
-            if (dx[k], dy[k]) in seen:
-                continue
-            seen.add((dx[k], dy[k]))
-            w4 = np.zeros(4)
-            w4[cols] = w[k]
-            dxs.append(dx[k])
-            dys.append(dy[k])
-            ws.append(w4)
-    return np.array(dxs, np.int64), np.array(dys, np.int64), np.array(ws)
-
-
 def _delaunay_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
     """Delaunay triangles of each polygon: small ones all at once
     (:func:`calib.canvas.triangulate.delaunay_sets`), the few larger ones by scipy's Qhull, one call
@@ -524,44 +553,36 @@ class _Canvas:
         return ok
 
 
-def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.ndarray, multi: np.ndarray,
-                batch: int) -> None:
-    """Whole-degree lattice cells: every cell of a corner code holds the same pixels, so their
-    values are one matrix product and their buffer indices a base plus fixed offsets. A pixel on an
-    edge shared by two cells is written by both with the same value (up to rounding), so plain
-    writes keep the larger of what is there and the new value; a unit with several polygons, which
-    may overlap, takes the exact maximum."""
+def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.ndarray, batch: int) -> None:
+    """Whole-degree lattice cells, triangle shape by triangle shape: every triangle of a shape
+    holds the same pixels, so their values are one matrix product (the same product, row by row,
+    whatever the batch) and their buffer indices a base plus fixed offsets; pixels on shared edges
+    take the largest value, as when drawing triangle by triangle."""
     for g in groups:
-        pdx, pdy, wts = cell_pattern(g.code, g.step)
-        per = max(1, batch // max(len(pdx), 1))
-        for s in range(0, len(g.corners), per):
-            sl = slice(s, s + per)
-            unit = g.unit[sl]
-            c4 = g.corners[sl]
-            ec = np.where(c4 >= 0, e[np.maximum(c4, 0)], 0.0)
-            # (cells, pixels) as four broadcast products: a BLAS call this thin is slower, and threaded
-            v = ec[:, 0, None] * wts[None, :, 0] + ec[:, 1, None] * wts[None, :, 1] \
-                + ec[:, 2, None] * wts[None, :, 2] + ec[:, 3, None] * wts[None, :, 3]
-            wu = canvas.w[unit]
-            cc = g.ox[sl] - canvas.x0[unit]
-            rr = g.oy[sl] - canvas.y0[unit]
-            idx = (canvas.off[unit] + rr * wu + cc)[:, None] + pdy[None, :] * wu[:, None] + pdx[None, :]
-            clip = canvas.clipped[unit]
-            if clip.any():  # only a window smaller than its points' box can miss a pixel
-                col = cc[clip, None] + pdx[None, :]
-                row = rr[clip, None] + pdy[None, :]
-                inside = (col >= 0) & (col < wu[clip, None]) & (row >= 0) & (row < canvas.h[unit][clip, None])
-                idx[clip] = np.where(inside, idx[clip], -1)
-            pos = v > 0
-            drew[g.poly[sl][pos.any(axis=1)]] = True
-            m = multi[unit]
-            if m.any():
-                canvas.draw(idx[m].ravel(), v[m].ravel())
-                idx, v, pos = idx[~m], v[~m], pos[~m]
-            idx, v = idx[pos], v[pos]
-            ok = idx >= 0
-            idx, v = idx[ok], v[ok]
-            canvas.values[idx] = np.maximum(canvas.values[idx], v)
+        for sh in CODE_SHAPES[g.code]:
+            wts, pdx, pdy = shape_pattern(sh, g.step)
+            cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
+            per = max(2, batch // max(len(pdx), 1))
+            n = len(g.corners)
+            for s in range(0, n, per):
+                stop = n if n - (s + per) < 2 else s + per  # no batch of one row: keep the same product
+                sl = slice(s, stop)
+                unit = g.unit[sl]
+                v = e[g.corners[sl][:, cols]] @ wts.T  # (triangles, pixels)
+                wu = canvas.w[unit]
+                cc = g.ox[sl] - canvas.x0[unit]
+                rr = g.oy[sl] - canvas.y0[unit]
+                idx = (canvas.off[unit] + rr * wu + cc)[:, None] + pdy[None, :] * wu[:, None] + pdx[None, :]
+                clip = canvas.clipped[unit]
+                if clip.any():  # only a window smaller than its points' box can miss a pixel
+                    col = cc[clip, None] + pdx[None, :]
+                    row = rr[clip, None] + pdy[None, :]
+                    inside = (col >= 0) & (col < wu[clip, None]) & (row >= 0) & (row < canvas.h[unit][clip, None])
+                    idx[clip] = np.where(inside, idx[clip], -1)
+                ok = canvas.draw(idx.ravel(), v.ravel()).reshape(v.shape)
+                drew[g.poly[sl][ok.any(axis=1)]] = True
+                if stop == n:
+                    break
 
 
 def _draw_triangles(canvas: _Canvas, t: _Triangles | None, xu, y, e, drew, batch: int) -> None:
@@ -645,8 +666,7 @@ def rasterize(pts: FlatPoints, *, spread: float = 0.0, pad: float = 0.0, batch: 
         is_lat, cells, lat_tri = _lattice_cells(pts, xu, lat_cand, unit_of_poly)
         general = np.setdiff1d(big, lat_cand[is_lat], assume_unique=True)
         del_tri = _delaunay_triangles(pts, xu, general, unit_of_poly)
-        multi = np.diff(pts.det_off) > 1
-        _draw_cells(canvas, cells, pts.e, drew, multi, batch)
+        _draw_cells(canvas, cells, pts.e, drew, batch)
         _draw_triangles(canvas, lat_tri, xu, pts.y, pts.e, drew, batch)
         _draw_triangles(canvas, del_tri, xu, pts.y, pts.e, drew, batch)
         # polygons of fewer than 3 points, or that drew nothing: their points' pixels

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.canvas.hull import convex_hulls, inside_hulls
+from calib.canvas.hull import convex_hulls, inside_hulls, row_spans
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_ids
 from calib.canvas.raster import rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
@@ -11,6 +11,13 @@ from calib.stages.base import Stage, Tables, register
 from calib.stages.emit.common import check_positive, emit_one, rewrite_points
 
 _RING = 16  # directions sampled on the circle a point is grown by
+#: degrees the region grows by default. The official renderer already fills the convex hull of a
+#: polygon's points, so a hull emitted without growth draws what the points alone draw (measured:
+#: identical mAP on the sparse system). Sparse peaks are the tops of blobs several degrees wide;
+#: growing by 8 degrees recovers most of them (dcase2026 macro mAP on the 4-clip synthetic set,
+#: sparse: 0.000 at pad 0, 0.025 at 3, 0.199 at 6, 0.240 at 8, 0.260 at 10, 0.194 at 14; lowthr:
+#: 0.036, 0.047, 0.050, 0.050, 0.045, 0.016).
+DEFAULT_PAD = 8.0
 
 
 def _unique_points(seg, x, y, n):
@@ -21,7 +28,7 @@ def _unique_points(seg, x, y, n):
     return s[new], xs[new], ys[new]
 
 
-def hull_regions(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, *, pad: float = 0.0,
+def hull_regions(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, *, pad: float = DEFAULT_PAD,
                  min_radius: float = 1.5) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each set's region: the convex hull of its points grown by ``pad`` degrees; a flat set (fewer
     than 3 distinct points, or collinear) is grown by at least ``min_radius``. y is kept within the
@@ -54,7 +61,7 @@ def hull_regions(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, *, pad: 
     return offsets_of(counts), sx[o], sy[o]
 
 
-def hull_batch(fp: FlatPoints, scores=None, *, pad: float = 0.0, spacing: float = 3.0, min_radius: float = 1.5,
+def hull_batch(fp: FlatPoints, scores=None, *, pad: float = DEFAULT_PAD, spacing: float = 3.0, min_radius: float = 1.5,
                flat: bool = False) -> tuple[FlatPoints, np.ndarray]:
     """Batch ``hull``: each detection's region (:func:`hull_regions`) as its vertices plus fill
     points on a lattice every ``spacing`` degrees inside it, sorted by x then y. Every point carries
@@ -82,12 +89,19 @@ def hull_batch(fp: FlatPoints, scores=None, *, pad: float = 0.0, spacing: float 
     c0y = np.ceil(lo_y[d] / spacing) * spacing
     nx = np.maximum(np.ceil((hi_x[d] + 1e-9 - c0x) / spacing), 0).astype(np.int64)
     ny = np.maximum(np.ceil((hi_y[d] + 1e-9 - c0y) / spacing), 0).astype(np.int64)
-    k = nx * ny
-    ls = np.repeat(d, k)
-    loc = ragged_arange(k)
-    iy, ix = np.divmod(loc, np.repeat(nx, k))
-    lx = np.repeat(c0x, k) + ix * spacing
-    ly = np.repeat(c0y, k) + iy * spacing
+    # lattice rows, each cut to the hull's span on it (widened by a hair), then the exact test
+    rs = np.repeat(d, ny)
+    ry = np.repeat(c0y, ny) + ragged_arange(ny) * spacing
+    lo, hi = row_spans(off, vx, vy, rs, ry)
+    cx0 = np.repeat(c0x, ny)
+    i0 = np.maximum(np.ceil((lo - 1e-6 - cx0) / spacing), 0)
+    i1 = np.minimum(np.floor((hi + 1e-6 - cx0) / spacing), np.repeat(nx, ny) - 1)
+    ok = np.isfinite(lo) & (i1 >= i0)
+    k = np.where(ok, i1 - i0 + 1, 0).astype(np.int64)
+    row = np.repeat(np.arange(rs.size), k)
+    ls = rs[row]
+    lx = cx0[row] + (i0[row].astype(np.int64) + ragged_arange(k)) * spacing
+    ly = ry[row]
     inside = inside_hulls(off, vx, vy, ls, lx, ly)
     ls, lx, ly = ls[inside], lx[inside], ly[inside]
     # vertices and lattice points, each once, sorted by x then y
@@ -114,7 +128,7 @@ def hull_batch(fp: FlatPoints, scores=None, *, pad: float = 0.0, spacing: float 
     return group_sets(wrap_sets(sets, (s_set, s_y, s_e)), dets, fp.n)
 
 
-def hull_points(polygons: list[np.ndarray], *, pad: float = 0.0, spacing: float = 3.0, min_radius: float = 1.5,
+def hull_points(polygons: list[np.ndarray], *, pad: float = DEFAULT_PAD, spacing: float = 3.0, min_radius: float = 1.5,
                 flat: bool = False) -> list[np.ndarray]:
     """:func:`hull_batch` of one detection (rounded)."""
     return emit_one(lambda fp, s: hull_batch(fp, pad=pad, spacing=spacing, min_radius=min_radius, flat=flat),
@@ -123,16 +137,18 @@ def hull_points(polygons: list[np.ndarray], *, pad: float = 0.0, spacing: float 
 
 @register("hull")
 class Hull(Stage):
-    """Emit each sparse detection as its convex-hull region, filled so the interpolation covers it.
+    """Emit each sparse detection as its convex-hull region grown by ``pad`` degrees, filled so the interpolation covers it.
 
-    The points are the hull vertices (grown by ``pad``
-    degrees; flat or 1-2 point detections by at least ``min_radius``) plus lattice points every
-    ``spacing`` degrees inside, all carrying the detection's energy (or 1 with ``flat``), so the
-    official linear interpolation covers the intended region. For sparse point sets."""
+    The points are the hull vertices (grown by ``pad`` degrees, default 8; flat or 1-2 point
+    detections by at least ``min_radius``) plus lattice points every ``spacing`` degrees inside,
+    all carrying the detection's energy (the nearest point's outside its own hull; or 1 with
+    ``flat``), so the official linear interpolation covers the intended region. For sparse point
+    sets: the official renderer already fills a polygon's hull, so ``pad=0`` changes nothing for
+    them but 1-2 point or collinear detections (which it draws as single pixels)."""
 
     needs_columns = ("points",)
 
-    def __init__(self, *, pad: float = 0.0, spacing: float = 3.0, min_radius: float = 1.5, flat: bool = False):
+    def __init__(self, *, pad: float = DEFAULT_PAD, spacing: float = 3.0, min_radius: float = 1.5, flat: bool = False):
         self.pad = pad
         self.spacing = spacing
         self.min_radius = min_radius
