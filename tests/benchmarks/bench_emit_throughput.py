@@ -35,9 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-EMITTERS = [{"type": "grid"}, {"type": "dense"}, {"type": "rowmajor"}, {"type": "compress"}, {"type": "hull"},
-            {"type": "gaussian"}]
-SELECTION = [{"type": "nms"}, {"type": "nms", "iou": "box"}, {"type": "cap", "per_class": 1},
+# parameters the two paths share written out (hull's pad and nms's threshold have new defaults)
+EMITTERS = [{"type": "grid"}, {"type": "dense"}, {"type": "rowmajor"}, {"type": "compress"},
+            {"type": "hull", "pad": 0.0}, {"type": "hull", "pad": 8.0}, {"type": "gaussian"}]
+SELECTION = [{"type": "nms", "iou_threshold": 0.5}, {"type": "nms", "iou_threshold": 0.1},
+             {"type": "nms", "iou": "box", "iou_threshold": 0.5}, {"type": "cap", "per_class": 1},
              {"type": "cap", "per_class": 1, "tie_break": "energy"}, {"type": "objectness"},
              {"type": "objectness", "iou": "mask"}, {"type": "tracker"}, {"type": "tracker", "iou": "mask"}]
 DEFAULT_BASELINE = "37cc464"  # main before the canvas kit
@@ -209,8 +211,8 @@ dets, _ = ingest_predictions([f"{root}/systems/{system}"], system, progress=Fals
 t = ablate(dets, truth, emitters)
 print(json.dumps(dict(zip(t["emitter"].to_list(), t["macro_mAP"].to_list()))))
 '''
-ABLATION = {"lowthr": ["grid", "dense", "rowmajor", "compress", "hull", "gaussian"],
-            "sparse": ["grid", "dense", "rowmajor", "compress", "hull", "gaussian", "grid:spread=6", "hull:pad=8"]}
+ABLATION = {"lowthr": ["grid", "dense", "rowmajor", "compress", "hull:pad=0", "hull:pad=8", "gaussian"],
+            "sparse": ["grid", "dense", "rowmajor", "compress", "hull:pad=0", "hull:pad=8", "gaussian", "grid:spread=6"]}
 
 
 def ablation(tree: Path, tmp: Path, args) -> None:
