@@ -62,6 +62,7 @@ class Raster:
     off: np.ndarray  # int64 (n + 1,): unit i's values are values[off[i]:off[i+1]]
     values: np.ndarray  # float64, >= 0
     points: FlatPoints  # the units' points, x unwrapped
+    stamped: np.ndarray  # bool per point: drawn as the pixel it rounds to (pixel sets, degenerate polygons)
 
     @property
     def n(self) -> int:
@@ -650,6 +651,7 @@ def rasterize(pts: FlatPoints, *, spread: float = 0.0, pad: float = 0.0, batch: 
     grow = pad + (3.0 * spread if 0 < spread < np.inf else 0.0)
     x0, y0, w, h, clipped = _windows(pts, xu, grow)
     canvas = _Canvas(x0, y0, w, h, clipped)
+    stamped_pts = np.zeros(pts.n_points, bool)
     if pts.n_points:
         pixset = pixel_set_units(pts, xu)
         unit_of_poly = pts.det_of_poly
@@ -675,10 +677,11 @@ def rasterize(pts: FlatPoints, *, spread: float = 0.0, pad: float = 0.0, batch: 
         stamped[big[~drew[big]]] = True
         smask = stamped[pts.poly_of_point]
         _stamp(canvas, pts.row[smask], xu[smask], pts.y[smask], pts.e[smask])
+        stamped_pts = pmask | smask
     values = canvas.values
     if spread > 0 and values.size:
         values = _spread(values, canvas.off, w, h, spread)
-    return Raster(x0, y0, w, h, canvas.off, values, pts.with_values(x=xu))
+    return Raster(x0, y0, w, h, canvas.off, values, pts.with_values(x=xu), stamped_pts)
 
 
 def _spread(values, off, w, h, spread) -> np.ndarray:

@@ -10,7 +10,7 @@ from calib.stages.base import Stage, Tables, register
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points
 
 
-def detection_boxes(r: Raster, frac: float = 0.0) -> np.ndarray:
+def detection_boxes(r: Raster, frac: float = 0.0, spread: float = 0.0) -> np.ndarray:
     """Per map (x0, x1, y0, y1), x unwrapped: the bounding box of the detection's points and
     energy-map pixels at or above ``frac`` of their peak (NaN without points)."""
     pts = r.points
@@ -22,15 +22,30 @@ def detection_boxes(r: Raster, frac: float = 0.0) -> np.ndarray:
     hi_x = pts.reduce(np.maximum, np.where(keep, pts.x, -np.inf), empty=-np.inf)
     lo_y = pts.reduce(np.minimum, np.where(keep, pts.y, np.inf), empty=np.inf)
     hi_y = pts.reduce(np.maximum, np.where(keep, pts.y, -np.inf), empty=-np.inf)
-    thr = np.where(r.peak > 0, frac * r.peak, np.inf)
-    unit, px, py, _ = r.pixels(thr)  # unit by unit, row-major
-    if unit.size:
-        first = np.r_[0, np.flatnonzero(np.diff(unit)) + 1]
-        u = unit[first]
-        lo_x[u] = np.minimum(lo_x[u], np.minimum.reduceat(px, first))
-        hi_x[u] = np.maximum(hi_x[u], np.maximum.reduceat(px, first))
-        lo_y[u] = np.minimum(lo_y[u], py[first])
-        hi_y[u] = np.maximum(hi_y[u], py[np.r_[first[1:] - 1, unit.size - 1]])
+    if frac == 0 and spread == 0 and not (pts.e < 0).any():
+        # the interpolated pixels lie inside the points' hull: only the pixels stamped points round
+        # to (when they carry energy) can reach past the points' box
+        st = np.flatnonzero(r.stamped & (pts.e > 0))
+        if st.size:
+            u = pts.row[st]
+            px = np.round(pts.x[st]).astype(np.int64)
+            py = np.round(pts.y[st]).astype(np.int64)
+            inside = r._flat_index(u, px, py) >= 0
+            u, px, py = u[inside], px[inside], py[inside]
+            np.minimum.at(lo_x, u, px)
+            np.maximum.at(hi_x, u, px)
+            np.minimum.at(lo_y, u, py)
+            np.maximum.at(hi_y, u, py)
+    else:
+        thr = np.where(r.peak > 0, frac * r.peak, np.inf)
+        unit, px, py, _ = r.pixels(thr)  # unit by unit, row-major
+        if unit.size:
+            first = np.r_[0, np.flatnonzero(np.diff(unit)) + 1]
+            u = unit[first]
+            lo_x[u] = np.minimum(lo_x[u], np.minimum.reduceat(px, first))
+            hi_x[u] = np.maximum(hi_x[u], np.maximum.reduceat(px, first))
+            lo_y[u] = np.minimum(lo_y[u], py[first])
+            hi_y[u] = np.maximum(hi_y[u], py[np.r_[first[1:] - 1, unit.size - 1]])
     has = pts.count > 0
     box[has] = np.column_stack([lo_x, hi_x, lo_y, hi_y])[has]
     return box
@@ -46,7 +61,7 @@ def grid_batch(fp: FlatPoints, scores=None, *, n: int = 3, frac: float = 0.0, sp
     seam becomes two polygons that meet on the seam: support points on x = 360 at each grid row
     carry the grid's own interpolation along that row."""
     r = rasterize(fp, spread=spread)
-    box = detection_boxes(r, frac)
+    box = detection_boxes(r, frac, spread)
     dets = np.flatnonzero(~np.isnan(box[:, 0]))
     x0, x1, y0, y1 = (box[dets, k] for k in range(4))
     cx, cy = 0.5 * (x0 + x1), 0.5 * (y0 + y1)
