@@ -12,9 +12,13 @@ Which parts need a triangulation: a polygon whose points sit on a regular lattic
 x and y, at least 10 points, at least half the sites present) is triangulated cell by cell (two
 triangles per full cell, one per cell with three corners, as Delaunay does inside a lattice)
 without Qhull, for all such polygons at once; on a whole-degree lattice every triangle of a shape
-holds the same pixel pattern, so its pixels are one matrix product. Only the other polygons of 3 or
-more points (scattered peaks, grids too small to count as lattices) go through scipy's Delaunay,
-one call each. Every triangle of every polygon is then rasterized in one vectorized pass.
+holds the same pixel pattern, so its pixels are one matrix product. The other polygons of 3 or
+more points (scattered peaks, grids too small to count as lattices) are triangulated together by
+:func:`calib.canvas.triangulate.delaunay_sets` (Qhull, one call each, only past 64 points). Where
+several points lie on one circle the Delaunay triangulation is not unique, and the one chosen may
+differ from Qhull's: the map then differs inside those cells (the emitted files' mAP does not move,
+see tests/benchmarks/bench_emit_throughput.py). Every other triangle is rasterized row by row in
+one vectorized pass.
 
 All maps of a call share one flat buffer (:class:`Raster`): unit i's window is ``h[i] x w[i]``
 pixels from column ``x0[i]`` (unwrapped) and row ``y0[i]``, row-major at ``off[i]``. Emitters,
@@ -25,13 +29,11 @@ peak-normalised masks and their soft IoU -- without a per-detection Python loop.
 nearest pixel on them (scipy's Euclidean distance transform, one call per map) times a Gaussian
 fall-off ``exp(-d^2 / (2 spread^2))`` (``inf``: no fall-off), over a window grown by 3 spread.
 :meth:`Raster.fill_nearest` gives the same nearest-pixel values at chosen pixels only, without
-building the whole spread map (ties between equidistant pixels go to the first in row-major order;
-scipy's transform may pick another of them).
+building the whole spread map (ties resolved as scipy resolves them: lowest column, then row).
 """
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -219,36 +221,50 @@ class Raster:
             vals[q[ok]] = v[np.arange(q.size), best][ok]
             found[q] = ok
         rest = np.flatnonzero(~found)
-        if rest.size == 0:
-            return vals
-        # farther pixels scan every row of their window: in each row the support pixel nearest to
-        # their column (the left one on a tie), then the nearest over rows (ties: lowest column, row)
-        left, right = self._row_support
-        per = max(1, batch // max(int(self.h[unit[rest]].max()), 1))
-        for s in range(0, rest.size, per):
-            q = rest[s: s + per]
-            k = self.h[unit[q]]
-            qq = np.repeat(np.arange(q.size), k)
-            u = unit[q][qq]
-            at = self.off[u] + ragged_arange(k) * self.w[u] + (px[q][qq] - self.x0[u])
-            lc, rc = left[at], right[at]
-            dl = np.where(lc >= 0, at - lc, big)
-            dr = np.where(rc >= 0, rc - at, big)
-            cand = np.where(dl <= dr, lc, rc)
-            cu = u
-            crow = (at - self.off[cu]) // self.w[cu]
-            ccol = np.where(cand >= 0, cand - self.off[cu] - crow * self.w[cu], 0)
-            qrow = py[q][qq] - self.y0[cu]
-            qcol = px[q][qq] - self.x0[cu]
-            d2 = np.where(cand >= 0, (crow - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)  # no support: never the min
-            key = (d2 * 1024 + ccol) * 1024 + crow  # windows are at most 360 x 181
-            first = offsets_of(k)[:-1]
-            kmin = np.minimum.reduceat(key, first)
-            krow = kmin % 1024
-            kcol = (kmin // 1024) % 1024
-            u0 = unit[q]
-            vals[q] = self.values[self.off[u0] + krow * self.w[u0] + kcol]
+        # farther pixels scan rows: in each row the support pixel nearest to their column (the left
+        # one on a tie), then the nearest over rows (ties: lowest column, then row). Rows within
+        # BAND of the pixel first; only a pixel with nothing nearer than BAND scans its whole window.
+        for band in (8, None):
+            if rest.size == 0:
+                break
+            key = self._scan_rows(rest, unit[rest], px[rest], py[rest], band, batch)
+            d2 = key >> 20
+            done = np.ones(rest.size, bool) if band is None else d2 < (band + 1) ** 2
+            krow, kcol = key & 1023, (key >> 10) & 1023
+            q, u0 = rest[done], unit[rest][done]
+            vals[q] = self.values[self.off[u0] + krow[done] * self.w[u0] + kcol[done]]
+            rest = rest[~done]
         return vals
+
+    def _scan_rows(self, q, unit, px, py, band, batch):
+        """For off-support pixels (their units, columns, rows), the nearest support pixel over the
+        rows within ``band`` of each (all rows for None), as a key d2 << 20 | col << 10 | row
+        (window coordinates; d2 = 1 << 40 when none): its minimum is the nearest, ties to the lowest
+        column, then row."""
+        left, right = self._row_support
+        lo = np.zeros(q.size, np.int64) if band is None else np.maximum(py - self.y0[unit] - band, 0)
+        hi = self.h[unit] if band is None else np.minimum(py - self.y0[unit] + band + 1, self.h[unit])
+        out = np.empty(q.size, np.int64)
+        k_all = hi - lo
+        per = max(1, batch // max(int(k_all.max()), 1))
+        for s in range(0, q.size, per):
+            sl = slice(s, s + per)
+            k = k_all[sl]
+            qq = np.repeat(np.arange(k.size), k)
+            u = unit[sl][qq]
+            row = lo[sl][qq] + ragged_arange(k)
+            qcol = px[sl][qq] - self.x0[u]
+            at = self.off[u] + row * self.w[u] + qcol
+            lc, rc = left[at], right[at]
+            dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
+            dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
+            cand = np.where(dl <= dr, lc, rc)
+            ccol = np.where(cand >= 0, cand - self.off[u] - row * self.w[u], 0)
+            qrow = py[sl][qq] - self.y0[u]
+            d2 = np.where(cand >= 0, (row - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)
+            key = (d2 << 20) | (ccol << 10) | row  # windows are at most 360 x 181
+            out[sl] = np.minimum.reduceat(key, offsets_of(k)[:-1])
+        return out
 
     # -- masks ----------------------------------------------------------------------------------
     @cached_property
@@ -394,20 +410,44 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
     xmin = np.minimum.reduceat(x, first)
     ymin = np.minimum.reduceat(y, first)
 
-    def min_step(v, vmin):
-        # smallest positive difference between a polygon's distinct values
-        vs = np.sort(seg * 4096.0 + (v - vmin[seg]))  # sorted within each polygon (x - min < 720)
-        d = np.diff(vs)
+    def min_step(v, vmin, which):
+        # smallest positive difference between the distinct values of the polygons ``which``
+        sel = which[seg]
+        sv, vv = seg[sel], v[sel]
+        out = np.full(polys.size, np.inf)
+        if sv.size:
+            vs = np.sort(sv * 4096.0 + (vv - vmin[sv]))  # sorted within each polygon (x - min < 720)
+            d = np.diff(vs)
+            d = np.where((d > 0) & (sv[1:] == sv[:-1]), d, np.inf)
+            f = offsets_of(np.bincount(sv, minlength=polys.size))[:-1][which]
+            out[which] = np.minimum.reduceat(np.r_[d, np.inf], f)
+        return out
+
+    def step_along(v):
+        # smallest positive difference between consecutive points (in the polygon's own order)
+        d = np.abs(np.diff(v))
         d = np.where((d > 0) & (seg[1:] == seg[:-1]), d, np.inf)
         return np.minimum.reduceat(np.r_[d, np.inf], first)
 
-    step = min_step(x, xmin)
-    step_y = min_step(y, ymin)
+    def on_grid(v, vmin, st):
+        f = (v - vmin[seg]) / np.where(np.isfinite(st) & (st > 0), st, 1.0)[seg]
+        return np.bincount(seg, weights=np.abs(f - np.round(f)) > 1e-6, minlength=polys.size) == 0
+
+    # Quick path: a lattice stored row by row has consecutive points one step apart, so the
+    # smallest consecutive difference is the step whenever every value sits on its multiples (then
+    # no two distinct values are closer, but for copies of one site, which disqualify anyway).
+    # Polygons it does not settle get the smallest difference between sorted distinct values.
+    step = step_along(x)
+    step_y = step_along(y)
+    quick = np.isfinite(step) & np.isfinite(step_y) & (np.abs(step_y - step) <= 1e-9 * np.maximum(step, 1.0))
+    quick &= on_grid(x, xmin, step) & on_grid(y, ymin, step)
+    if (~quick).any():
+        step = np.where(quick, step, min_step(x, xmin, ~quick))
+        step_y = np.where(quick, step_y, min_step(y, ymin, ~quick))
     ok = np.isfinite(step) & np.isfinite(step_y) & (step > 0)
     ok &= np.abs(step_y - step) <= 1e-9 * np.maximum(step, 1.0)
     if not ok.any():
         return is_lat, [], None
-    # the exact step: the difference the sorted values differ by (recomputed from the points)
     s = np.where(ok, step, 1.0)[seg]
     fi = (x - xmin[seg]) / s
     fj = (y - ymin[seg]) / s
@@ -580,8 +620,11 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
                     row = rr[clip, None] + pdy[None, :]
                     inside = (col >= 0) & (col < wu[clip, None]) & (row >= 0) & (row < canvas.h[unit][clip, None])
                     idx[clip] = np.where(inside, idx[clip], -1)
-                ok = canvas.draw(idx.ravel(), v.ravel()).reshape(v.shape)
-                drew[g.poly[sl][ok.any(axis=1)]] = True
+                    ok = canvas.draw(idx.ravel(), v.ravel()).reshape(v.shape)
+                    drew[g.poly[sl][ok.any(axis=1)]] = True
+                else:  # every pixel is in its window; a value <= 0 leaves the buffer (>= 0) as it is
+                    np.fmax.at(canvas.values, idx.ravel(), v.ravel())  # fmax: a NaN energy draws nothing
+                    drew[g.poly[sl][v.max(axis=1) > 0]] = True
                 if stop == n:
                     break
 

@@ -118,17 +118,6 @@ def pair_overlaps(fp: FlatPoints, boxes: np.ndarray, a: np.ndarray, b: np.ndarra
     return out
 
 
-def overlap_matrix(fp: FlatPoints, boxes: np.ndarray, rows: np.ndarray, mode: str) -> np.ndarray:
-    """IoU between every pair of the given detections (1 on the diagonal)."""
-    rows = np.asarray(rows, np.int64)
-    i, j = np.triu_indices(rows.size, 1)
-    v = pair_overlaps(fp, boxes, rows[i], rows[j], mode)
-    out = np.eye(rows.size)
-    out[i, j] = v
-    out[j, i] = v
-    return out
-
-
 def class_map(values, what: str) -> dict[int, float]:
     """A per-class parameter from a recipe (TOML keys are strings) as {class_id: value}."""
     out = {}

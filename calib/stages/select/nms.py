@@ -10,16 +10,6 @@ from calib.stages.select.common import (CLASS_KEYS, FRAME_KEYS, group_ids, keep_
                                         rank_within, ranking_order)
 
 
-def greedy_nms(iou: np.ndarray, threshold: float) -> np.ndarray:
-    """Boolean keep mask for items already sorted best first: an item is dropped when its IoU with
-    a kept, better item exceeds ``threshold``."""
-    n = len(iou)
-    i, j = np.triu_indices(n, 1)
-    hit = iou[i, j] > threshold
-    pos = np.arange(n)
-    return greedy_suppression(np.zeros(n, np.int64), pos, i[hit], j[hit])
-
-
 def greedy_suppression(group: np.ndarray, pos: np.ndarray, better: np.ndarray, worse: np.ndarray) -> np.ndarray:
     """Greedy NMS in every group at once. ``pos`` is each item's rank in its group (0 = best);
     ``(better[k], worse[k])`` are the overlapping pairs above the threshold. Items are decided rank

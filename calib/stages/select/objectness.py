@@ -13,14 +13,6 @@ from calib.stages.select.common import FRAME_KEYS, group_ids, pair_overlaps, pai
 REDUCERS = ("max", "noisy_or", "sum")
 
 
-def objectness_scores(scores: np.ndarray, iou: np.ndarray, threshold: float, reduce: str) -> np.ndarray:
-    """For each detection, combine the scores of the detections overlapping it (IoU >= threshold,
-    itself included, any class): ``max``, ``noisy_or`` (1 - prod(1 - s), s clipped to [0, 1]) or ``sum``."""
-    n = len(scores)
-    i, j = np.nonzero((iou >= threshold) & ~np.eye(n, dtype=bool))
-    return combine_neighbours(np.asarray(scores, np.float64), i, j, reduce)
-
-
 def combine_neighbours(scores: np.ndarray, i: np.ndarray, j: np.ndarray, reduce: str) -> np.ndarray:
     """Per detection i, the ``reduce`` of its own score and those of its neighbours j (pairs
     (i[k], j[k]), each direction listed)."""
