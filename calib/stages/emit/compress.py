@@ -6,7 +6,7 @@ import numpy as np
 from calib.canvas.hull import convex_hulls
 from calib.canvas.points import FlatPoints, offsets_of
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points
+from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 from calib.stages.emit.dense import _wrap, dense_sets
 
 
@@ -126,5 +126,6 @@ class Compress(Stage):
         check_positive("compress: spread", self.spread, allow_zero=True)
         params = dict(frac=self.frac, cell=int(self.cell), cell_high=int(self.cell_high),
                       high_score=self.high_score, spread=self.spread)
-        df = rewrite_points(tables["detections"], lambda fp, s: compress_batch(fp, s, **params))
+        df = rewrite_points(tables["detections"], lambda fp, s: compress_batch(fp, s, **params),
+                            grow=3.0 * spread_reach(self.spread))
         return tables.replace(detections=df)

@@ -10,7 +10,7 @@ from calib.canvas.points import FlatPoints, offsets_of
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points
+from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,8 @@ class Dense(Stage):
         check_fraction("dense: frac", self.frac)
         check_positive("dense: spread", self.spread, allow_zero=True)
         frac, spread = self.frac, self.spread
-        df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, frac=frac, spread=spread))
+        df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, frac=frac, spread=spread),
+                            grow=3.0 * spread_reach(spread))
         return tables.replace(detections=df)
 
 
@@ -125,5 +126,6 @@ class RowMajor(Stage):
         check_fraction("rowmajor: frac", self.frac)
         check_positive("rowmajor: spread", self.spread, allow_zero=True)
         params = dict(step=int(self.step), frac=self.frac, spread=self.spread)
-        df = rewrite_points(tables["detections"], lambda fp, s: rowmajor_batch(fp, **params))
+        df = rewrite_points(tables["detections"], lambda fp, s: rowmajor_batch(fp, **params),
+                            grow=3.0 * spread_reach(self.spread))
         return tables.replace(detections=df)

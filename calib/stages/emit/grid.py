@@ -7,7 +7,7 @@ from calib.canvas.points import FlatPoints, offsets_of
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import CANVAS_WIDTH, group_sets, wrap_sets
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points
+from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
 def detection_boxes(r: Raster, frac: float = 0.0, spread: float = 0.0) -> np.ndarray:
@@ -155,5 +155,5 @@ class Grid(Stage):
     def apply(self, tables: Tables) -> Tables:
         self._check()
         params = self.params()
-        df = rewrite_points(tables["detections"], lambda fp, s: grid_batch(fp, **params))
+        df = rewrite_points(tables["detections"], lambda fp, s: grid_batch(fp, **params), grow=3.0 * spread_reach(self.spread))
         return tables.replace(detections=df)

@@ -159,5 +159,6 @@ class Hull(Stage):
         check_positive("hull: spacing", self.spacing)
         check_positive("hull: min_radius", self.min_radius, allow_zero=True)
         params = dict(pad=self.pad, spacing=self.spacing, min_radius=self.min_radius, flat=bool(self.flat))
-        df = rewrite_points(tables["detections"], lambda fp, s: hull_batch(fp, **params))
+        df = rewrite_points(tables["detections"], lambda fp, s: hull_batch(fp, **params),
+                            grow=self.pad + max(self.min_radius, 0.0) + 1.0)
         return tables.replace(detections=df)
