@@ -61,12 +61,10 @@ def convex_hulls(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int) -> tuple
     up_rev = np.lexsort((-np.arange(upper.size), up_seg))
     upper = upper[up_rev]
     up_seg = up_seg[up_rev]
-    lo_seg = seg[lower]
     pts = np.concatenate([lower, upper])
-    part = np.concatenate([np.zeros(lower.size, np.int64), np.ones(upper.size, np.int64)])
-    pseg = np.concatenate([lo_seg, up_seg])
-    o = np.lexsort((np.arange(pts.size), pseg))
-    pts, part, pseg = pts[o], part[o], pseg[o]
+    pseg = np.concatenate([seg[lower], up_seg])
+    o = np.argsort(pseg, kind="stable")  # per set: its lower chain, then its upper chain reversed
+    pts, pseg = pts[o], pseg[o]
     # drop a point equal (same coordinates) to the one before it in the same set, and the closing
     # point equal to the set's first
     same_prev = np.r_[False, (pseg[1:] == pseg[:-1]) & (x[pts[1:]] == x[pts[:-1]]) & (y[pts[1:]] == y[pts[:-1]])]

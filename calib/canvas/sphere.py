@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_ids
+from calib.canvas.points import FlatPoints, concat, offsets_of, ragged_arange, segment_ids
 from calib.io.seld import from_canvas, to_canvas
 
 __all__ = [
@@ -414,8 +414,6 @@ def seam_split(sets: FlatPoints) -> FlatPoints:
     halves = _drop_empty_polygons(halves)
     rows = np.arange(n)
     rows[c] = n + np.arange(c.size)
-    from calib.canvas.points import concat
-
     return concat([whole, halves]).take(rows)
 
 
