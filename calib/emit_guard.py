@@ -27,10 +27,10 @@ import orjson
 import polars as pl
 
 from calib.io.dcase import MAX_FILE_BYTES, _annotation_dicts, export_table
-from calib.render import flatten, polygons_series
-from calib.stages.emit.common import emit_one
-from calib.stages.emit.compress import compress_points
-from calib.stages.emit.grid import grid_points
+from calib.canvas.points import FlatPoints, concat, flatten, offsets_of, points_column
+from calib.stages.emit.common import emit_points
+from calib.stages.emit.compress import compress_batch
+from calib.stages.emit.grid import grid_batch
 
 STEPS = ("round", "drop_low", "compress4", "compress8", "grid3", "drop")
 REPORT_SCHEMA = {"system": pl.String, "clip": pl.String, "step": pl.String, "detections": pl.Int64,
@@ -39,25 +39,28 @@ REPORT_SCHEMA = {"system": pl.String, "clip": pl.String, "step": pl.String, "det
 _EMPTY_FILE = len(b'{"annotations":[]}')
 
 
-def _round(polys, score):
-    peak = max(float(p[:, 2].max()) for p in polys)
-    scale = 1.0 / peak if peak > 0 else 1.0
-    return [np.column_stack([np.round(p[:, 0], 2), np.round(p[:, 1], 2), np.round(p[:, 2] * scale, 3)]) for p in polys]
+def _round(fp: FlatPoints, scores) -> tuple[FlatPoints, np.ndarray]:
+    peak = fp.reduce(np.maximum, fp.e, empty=0.0)
+    scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 1.0)[fp.row]
+    return fp.with_values(np.round(fp.x, 2), np.round(fp.y, 2), np.round(fp.e * scale, 3)), fp.count > 0
 
 
-def _drop_low(polys, score):
-    peak = max(float(p[:, 2].max()) for p in polys)
-    kept = [p[p[:, 2] >= 0.1 * peak] for p in polys]
-    kept = [p for p in kept if len(p)]
-    return kept if sum(len(p) for p in kept) >= 3 else []
+def _drop_low(fp: FlatPoints, scores) -> tuple[FlatPoints, np.ndarray]:
+    peak = fp.reduce(np.maximum, fp.e, empty=0.0)
+    kept = fp.e >= 0.1 * peak[fp.row]
+    per_poly = np.bincount(fp.poly_of_point[kept], minlength=fp.n_polys)
+    polys = per_poly > 0  # polygons left empty go
+    out = FlatPoints(fp.x[kept], fp.y[kept], fp.e[kept],
+                     offsets_of(np.bincount(fp.det_of_poly[polys], minlength=fp.n)), offsets_of(per_poly[polys]))
+    return out, out.count >= 3
 
 
 COARSEN = {
     "round": _round,
     "drop_low": _drop_low,
-    "compress4": lambda polys, score: compress_points(polys, score, cell=4, cell_high=4),
-    "compress8": lambda polys, score: compress_points(polys, score, cell=8, cell_high=8),
-    "grid3": lambda polys, score: grid_points(polys, n=3),
+    "compress4": lambda fp, scores: compress_batch(fp, scores, cell=4, cell_high=4),
+    "compress8": lambda fp, scores: compress_batch(fp, scores, cell=8, cell_high=8),
+    "grid3": lambda fp, scores: grid_batch(fp, n=3),
 }
 
 
@@ -100,7 +103,7 @@ def size_upper_bound(df: pl.DataFrame) -> int:
     bound skip the exact, slower measurement."""
     fp = flatten(df.get_column("points"))
     extra = df.get_column("extra").str.len_bytes().fill_null(0).sum()
-    return int(_EMPTY_FILE + len(fp.xye) * _POINT_MAX + (len(fp.poly_off) - 1) * _POLY_MAX
+    return int(_EMPTY_FILE + fp.n_points * _POINT_MAX + fp.n_polys * _POLY_MAX
                + len(df) * (_ANN_MAX + 1) + extra)
 
 
@@ -113,9 +116,8 @@ def _guard_clip(part: pl.DataFrame, max_bytes: int, steps, batch: int) -> tuple[
     if total <= max_bytes:
         return part, report
     system, clip = part.get_column("system")[0], part.get_column("clip")[0]
-    fp = flatten(part.get_column("points"))
-    polys = [fp.polygons(i) for i in range(len(part))]  # edited in place; the column is rebuilt once
-    npts = fp.n_points().copy()
+    fp = flatten(part.get_column("points"))  # replaced chunk by chunk; the column is rebuilt once
+    npts = fp.count.copy()
     scores = part.get_column("score").to_numpy()
     det_ids = part.get_column("det_id").to_numpy()
     alive = np.ones(len(part), bool)
@@ -141,11 +143,10 @@ def _guard_clip(part: pl.DataFrame, max_bytes: int, steps, batch: int) -> tuple[
         points_before = points_after = 0
         for start in range(0, len(candidates), batch):
             chunk = candidates[start:start + batch]
-            new = [emit_one(fn, polys[i], float(scores[i])) for i in chunk]
-            sizes[chunk] = annotation_sizes(part[chunk].with_columns(polygons_series(new)))
-            for i, g in zip(chunk, new):
-                polys[i] = g
-            n_new = np.array([sum(len(p) for p in g) for g in new], np.int64)
+            new = emit_points(fp.take(chunk), scores[chunk], fn)
+            sizes[chunk] = annotation_sizes(part[chunk].with_columns(points_column(new)))
+            fp = _replace_rows(fp, chunk, new)
+            n_new = new.count
             points_before += int(npts[chunk].sum())
             points_after += int(n_new.sum())
             npts[chunk] = n_new
@@ -159,8 +160,15 @@ def _guard_clip(part: pl.DataFrame, max_bytes: int, steps, batch: int) -> tuple[
     if total > max_bytes:
         raise ValueError(f"size guard: clip {clip!r} of system {system!r} is still {total / 2**20:.2f} MiB after "
                          f"steps {list(steps)}; add 'drop' to the steps")
-    part = part.with_columns(polygons_series(polys))
+    part = part.with_columns(points_column(fp))
     return part.filter(pl.Series(alive)), report
+
+
+def _replace_rows(fp: FlatPoints, rows: np.ndarray, new: FlatPoints) -> FlatPoints:
+    """``fp`` with the detections ``rows`` replaced by those of ``new`` (in that order)."""
+    pick = np.arange(fp.n)
+    pick[rows] = fp.n + np.arange(len(rows))
+    return concat([fp, new]).take(pick)
 
 
 def guard_sizes(df: pl.DataFrame, max_bytes: int = MAX_FILE_BYTES, steps=STEPS, *, batch: int = 64) -> GuardResult:

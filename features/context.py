@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from features.points import CANVAS_WIDTH
+from calib.canvas.sphere import CANVAS_WIDTH
 from features.registry import FeatureContext, feature
 
 

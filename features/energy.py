@@ -77,7 +77,13 @@ def energy_top10_share(ctx: FeatureContext) -> np.ndarray:
     long = p.count > 10
     if long.any():
         sub, pos = p.select(long)
-        es = e[pos][sub.order_within(e[pos], descending=True)]
+        el = e[pos]
+        # each run sorted by decreasing intensity: one sort of the intensities gives every point a
+        # distinct rank (ties in any order: they add up the same), then one integer sort of
+        # (run, rank) keeps runs in place
+        by_e = np.empty(el.size, np.int64)
+        by_e[np.argsort(-el)] = np.arange(el.size)
+        es = el[np.argsort(sub.row * el.size + by_e)]
         rank = np.arange(es.size) - sub.start[sub.row]
         top = rank < np.ceil(0.1 * sub.count)[sub.row]
         top_sum[long] = np.bincount(sub.row[top], weights=es[top], minlength=sub.n)

@@ -38,7 +38,8 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 import polars as pl
 
-from features.points import Box, Points, bounding_box, flatten_points
+from calib.canvas.points import FlatPoints, flatten
+from calib.canvas.sphere import Boxes, boxes
 
 PREFIX = "feat_"
 #: built-in feature modules, imported in this order (which is the default features' order)
@@ -267,12 +268,16 @@ class FeatureContext:
         return self.detections.height
 
     @cached_property
-    def points(self) -> Points:
-        return flatten_points(self.detections.get_column("points"))
+    def points(self) -> FlatPoints:
+        """All points of the detections as flat arrays (x, y, e, per-detection ``start``/``count``,
+        ``row`` of each point, segment reductions, ``seam_x``): :class:`calib.canvas.points.FlatPoints`."""
+        return flatten(self.detections.get_column("points"))
 
     @cached_property
-    def box(self) -> Box:
-        return bounding_box(self.points)
+    def box(self) -> Boxes:
+        """Seam-aware bounding box of each detection (x0, y0, w, h, cx, cy; all-zero without
+        points): :func:`calib.canvas.sphere.boxes`."""
+        return boxes(self.points).zero_filled()
 
     @cached_property
     def score(self) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from features.energy import peak_index
-from features.points import CANVAS_WIDTH
+from calib.canvas.sphere import CANVAS_WIDTH
 from features.registry import FeatureContext, feature
 
 #: peaks closer than this (canvas degrees) count as the same place in nbr_score_near

@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
+from calib.canvas.points import FlatPoints, offsets_of, points_arrow
+
 CANVAS_W, CANVAS_H = 360.0, 180.0
-_POINT = pa.struct([("x", pa.float64()), ("y", pa.float64()), ("e", pa.float64())])
 
 
 def adaptive_mean(maps: np.ndarray, k: int) -> np.ndarray:
@@ -72,11 +73,7 @@ def map_points(boxes: np.ndarray, maps: np.ndarray, *, mode: str = "dense", grid
         raise ValueError(f"points mode {mode!r}: use 'dense' or 'grid'")
     per_det = int(np.prod(keep.shape[1:]))
     keep = keep.reshape(n, per_det)
-    counts = keep.sum(axis=1)
     flat = keep.ravel()
-    xs, ys, es = (np.asarray(a).reshape(n, per_det).ravel()[flat] for a in (x, y, e))
-    struct = pa.StructArray.from_arrays([pa.array(xs), pa.array(ys), pa.array(es)], fields=list(_POINT))
-    poly_offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(counts, out=poly_offsets[1:])
-    polygons = pa.ListArray.from_arrays(pa.array(poly_offsets, pa.int64()), struct)
-    return pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), polygons)
+    xs, ys, es = (np.asarray(a, np.float64).reshape(n, per_det).ravel()[flat] for a in (x, y, e))
+    fp = FlatPoints(xs, ys, es, np.arange(n + 1, dtype=np.int64), offsets_of(keep.sum(axis=1)))
+    return points_arrow(fp, large=False)

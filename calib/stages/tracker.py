@@ -6,6 +6,10 @@ threshold stay unmatched). A matched track takes the detection; an unmatched det
 track; an unmatched track *coasts*: for up to ``max_age`` frames it emits a copy of its last
 detection with the score decayed by ``decay`` per frame (it can still be matched again), then dies.
 Tracks matched fewer than ``min_hits`` times are removed with all their rows.
+
+The IoU of every pair a track could ask for (a detection and one of the same class up to
+``max_age + 1`` frames later) is computed up front for the whole table (box or mask IoU, batched);
+the frame-by-frame association then only looks them up.
 """
 from __future__ import annotations
 
@@ -15,9 +19,28 @@ import numpy as np
 import polars as pl
 from scipy.optimize import linear_sum_assignment
 
-from calib.render import detection_boxes, flatten
+from calib.canvas.points import flatten, ragged_arange
+from calib.canvas.sphere import boxes
 from calib.stages.base import Stage, Tables, register
-from calib.stages.select.common import cross_overlap, group_rows
+from calib.stages.select.common import group_ids, group_rows, pair_overlaps
+
+
+def candidate_pairs(df: pl.DataFrame, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (a, b) of rows of the same system, clip and class with
+    ``1 <= frame[b] - frame[a] <= max_gap``: the pairs a tracker may compare."""
+    if len(df) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    series = group_ids(df, ("system", "clip", "class_id"))
+    frames = df.get_column("frame").to_numpy().astype(np.int64)
+    order = np.lexsort((frames, series))
+    f = frames[order] - frames.min()
+    key = series[order] * (int(f.max()) + max_gap + 2) + f  # sorted: series, then frame
+    first_later = np.searchsorted(key, key, side="right")  # the first row of a later frame
+    reach = np.searchsorted(key, key + max_gap, side="right")  # past the last row within reach
+    n_after = reach - first_later
+    a = np.repeat(np.arange(order.size), n_after)
+    b = np.repeat(first_later, n_after) + ragged_arange(n_after)
+    return order[a], order[b]
 
 
 @dataclass
@@ -112,7 +135,6 @@ class Tracker(Stage):
         if len(df) == 0:
             return tables.replace(detections=pl.DataFrame(schema=out_schema))
         fp = flatten(df.get_column("points"))
-        boxes = detection_boxes(fp)
         scores = df.get_column("score").to_numpy().astype(np.float64)
         frames = df.get_column("frame").to_numpy()
         classes = df.get_column("class_id").to_numpy()
@@ -120,10 +142,19 @@ class Tracker(Stage):
         keep = np.zeros(len(df), bool)
         coast_src, coast_frame, coast_age, coast_score, coast_track, coast_det = [], [], [], [], [], []
         det_ids = df.get_column("det_id").to_numpy()
-        cache: dict = {}
+        # the IoU of every pair a track can ask for, looked up by (last row, detection row)
+        pa, pb = candidate_pairs(df, int(self.max_age) + 1)
+        piou = pair_overlaps(fp, boxes(fp).rows(), pa, pb, self.iou)
+        n = len(df)
+        pkey = pa * n + pb
+        o = np.argsort(pkey)
+        pkey, piou = pkey[o], piou[o]
 
         def iou_fn(a_rows, b_rows):
-            return cross_overlap(fp, a_rows, boxes, fp, b_rows, boxes, self.iou, cache, cache)
+            k = (np.asarray(a_rows, np.int64)[:, None] * n + np.asarray(b_rows, np.int64)[None, :]).ravel()
+            i = np.minimum(np.searchsorted(pkey, k), max(pkey.size - 1, 0))
+            found = pkey[i] == k if pkey.size else np.zeros(k.size, bool)
+            return np.where(found, piou[i] if pkey.size else 0.0, 0.0).reshape(len(a_rows), len(b_rows))
 
         for clip_rows in group_rows(df, ("system", "clip")):
             last_frame = int(frames[clip_rows].max())
@@ -146,7 +177,6 @@ class Tracker(Stage):
                     track_of[t.rows] = t.track_id
                     keep[t.rows] = True
                     clip_coasts += [(fr_, c, t.track_id, src, age, sc) for src, fr_, age, sc in t.coasts]
-            cache.clear()
             for fr_, c, tid, src, age, sc in sorted(clip_coasts):
                 coast_src.append(src)
                 coast_frame.append(fr_)

@@ -9,7 +9,7 @@ import pytest
 
 from calib.tables import DETECTIONS, TRUTH
 from features import FeatureError, compute_features, default_features, registry, resolve
-from features.points import flatten_points
+from calib.canvas.points import flatten as flatten_points
 
 
 def det(frame, cls, score, polys, system="s", clip="a", det_id=0):

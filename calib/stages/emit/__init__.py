@@ -1,6 +1,9 @@
 """Emitters: stages that rewrite each detection's ``points`` as DCASE points.
 
-Each emitter is a pure per-detection function (polygons in, polygons out) plus a stage that applies
-it to every row of a detections table. They share :mod:`calib.render` for the detection's energy
-map and for the seam. The size guard (:mod:`calib.emit_guard`) chains them to keep files small.
+Each emitter is a batch function over many detections at once (a
+:class:`~calib.canvas.points.FlatPoints` in, their new polygons out; :mod:`.common` runs it over a
+table chunk by chunk) plus a stage that applies it. They share :mod:`calib.canvas` for the
+detections' energy maps (:mod:`calib.canvas.raster`), hulls and the seam
+(:mod:`calib.canvas.sphere`). The size guard (:mod:`calib.emit_guard`) chains them to keep files
+small.
 """

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 
 from calib.io.dcase import dumps_clip
-from calib.render import flatten
+from calib.canvas.points import flatten
 from calib.stages.base import Tables, make_stage
 
 DEFAULT_EMITTERS = ("grid", "dense", "rowmajor", "compress", "hull")
@@ -65,7 +65,7 @@ def ablate(detections: pl.DataFrame, truth: pl.DataFrame, emitters, *, protocol:
                      "macro_pearson_r": _float(metrics.get("macro_pearson_r", metrics.get("pearson_r"))),
                      "largest_MiB": float(sizes.max() / 2**20) if sizes.size else 0.0,
                      "mean_MiB": float(sizes.mean() / 2**20) if sizes.size else 0.0,
-                     "points": int(len(flatten(out.get_column("points")).xye)), "emit_s": emit_s})
+                     "points": flatten(out.get_column("points")).n_points, "emit_s": emit_s})
     base = rows[0]["macro_mAP"]
     for r in rows:
         r["rel_mAP"] = (r["macro_mAP"] / base - 1.0) if base and r["macro_mAP"] is not None else None

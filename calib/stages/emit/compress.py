@@ -2,60 +2,101 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 
-from calib.render import seam_split
+from calib.canvas.hull import convex_hulls
+from calib.canvas.points import FlatPoints, offsets_of
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.common import check_fraction, check_positive, rewrite_points
-from calib.stages.emit.dense import dense_sets
+from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
+from calib.stages.emit.dense import _wrap, dense_sets
 
 
-def outline_points(pts: np.ndarray) -> np.ndarray:
-    """Indices of the points spanning the set's convex hull (its vertices; for a flat set, the
-    extreme points along x and y). Only each row's two ends can be vertices, so only they are
-    handed to Qhull."""
-    order = np.lexsort((pts[:, 0], pts[:, 1]))
-    y = pts[order, 1]
-    first = np.r_[True, y[1:] != y[:-1]]
-    last = np.r_[y[1:] != y[:-1], True]
-    cand = np.unique(np.concatenate([order[first], order[last]]))
-    if len(cand) >= 3:
-        try:
-            return np.sort(cand[ConvexHull(pts[cand, :2]).vertices])
-        except (QhullError, ValueError):
-            pass
-    ext = [np.argmin(pts[:, 0]), np.argmax(pts[:, 0]), np.argmin(pts[:, 1]), np.argmax(pts[:, 1])]
-    return np.unique(ext)
+def _row_major(sets: FlatPoints) -> np.ndarray | None:
+    """None when every set's points are already in row-major order (y, then x), else the order."""
+    r, y, x = sets.row, sets.y, sets.x
+    if sets.n_points < 2:
+        return None
+    same = r[1:] == r[:-1]
+    ok = ~same | (y[1:] > y[:-1]) | ((y[1:] == y[:-1]) & (x[1:] >= x[:-1]))
+    return None if ok.all() else np.lexsort((x, y, r))
 
 
-def thin_to_cells(pts: np.ndarray, cell: int) -> np.ndarray:
-    """Indices of the strongest point in each ``cell`` x ``cell`` block (anchored at the set's
-    lowest x and y; ties go to the first in row-major order)."""
-    cx = np.floor((pts[:, 0] - pts[:, 0].min()) / cell).astype(np.int64)
-    cy = np.floor((pts[:, 1] - pts[:, 1].min()) / cell).astype(np.int64)
-    order = np.lexsort((pts[:, 0], pts[:, 1], -pts[:, 2], cx, cy))
-    key = cy[order] * (cx.max() + 1) + cx[order]
-    first = np.r_[True, key[1:] != key[:-1]]
-    return order[first]
+def outline_points(sets: FlatPoints) -> np.ndarray:
+    """Mask of the points spanning each set's convex hull (its vertices; for a flat set, the
+    extreme points along x and y: the first lowest x, highest x, lowest y, highest y). Only each
+    row's two ends can be vertices, so only they are candidates."""
+    row = sets.row
+    order = _row_major(sets)
+    order = np.arange(sets.n_points) if order is None else order
+    ys, rs = sets.y[order], row[order]
+    new = np.r_[True, (ys[1:] != ys[:-1]) | (rs[1:] != rs[:-1])]
+    last = np.r_[new[1:], True]
+    cand = np.unique(np.concatenate([order[new], order[last]]))
+    off, verts, flat = convex_hulls(row[cand], sets.x[cand], sets.y[cand], sets.n)
+    out = np.zeros(sets.n_points, bool)
+    out[cand[verts]] = True
+    f = flat & (sets.count > 0)
+    if f.any():
+        sub, pos = sets.select(f)
+        for values, pick in ((sub.x, np.minimum), (sub.x, np.maximum), (sub.y, np.minimum), (sub.y, np.maximum)):
+            best = sub.reduce(pick, values)
+            hit = np.flatnonzero(values == best[sub.row])
+            first = np.full(sub.n, np.iinfo(np.int64).max)
+            np.minimum.at(first, sub.row[hit], hit)
+            out[pos[first]] = True
+    return out
+
+
+def thin_to_cells(sets: FlatPoints, cell: np.ndarray) -> np.ndarray:
+    """Mask of the strongest point in each ``cell[set]`` x ``cell[set]`` block of each set
+    (anchored at the set's lowest x and y; ties go to the first in row-major order)."""
+    row = sets.row
+    g = np.asarray(cell, np.float64)[row]
+    cx = np.floor((sets.x - sets.reduce(np.minimum, sets.x)[row]) / g).astype(np.int64)
+    cy = np.floor((sets.y - sets.reduce(np.minimum, sets.y)[row]) / g).astype(np.int64)
+    ncx = sets.reduce(np.maximum, cx.astype(np.float64), empty=-1).astype(np.int64) + 1
+    ncy = sets.reduce(np.maximum, cy.astype(np.float64), empty=-1).astype(np.int64) + 1
+    goff = np.concatenate([[0], np.cumsum(ncx * ncy)])
+    cell_id = goff[row] + cy * ncx[row] + cx
+    best = np.full(int(goff[-1]), -np.inf)
+    np.maximum.at(best, cell_id, sets.e)
+    # the first in row-major order among a cell's strongest points
+    order = _row_major(sets)
+    rank = np.arange(sets.n_points)
+    if order is not None:
+        rank[order] = np.arange(sets.n_points)
+    top = np.flatnonzero(sets.e == best[cell_id])
+    first = np.full(best.size, np.iinfo(np.int64).max)
+    np.minimum.at(first, cell_id[top], rank[top])
+    out = np.zeros(sets.n_points, bool)
+    winners = first[first < np.iinfo(np.int64).max]
+    out[winners if order is None else order[winners]] = True
+    return out
+
+
+def compress_batch(fp: FlatPoints, scores: np.ndarray, *, frac: float = 0.1, cell: int = 5, cell_high: int = 4,
+                   high_score: float = 0.5, spread: float = 0.0):
+    """Batch ``compress``, polygon by polygon (as the scorer draws them): the energy map's pixels at
+    or above ``frac`` of the peak, thinned to the strongest pixel of each G x G cell (G =
+    ``cell_high`` when ``score >= high_score``, else ``cell``), plus the set's outline (convex-hull
+    vertices) so the interpolated mask covers the same region and does not shrink. A set crossing
+    the seam gets support points on the seam every G degrees so both halves reach it."""
+    ds = dense_sets(fp, frac=frac, spread=spread)
+    g = np.where(np.asarray(scores, np.float64) >= high_score, int(cell_high), int(cell))[ds.det]
+    sets = ds.sets
+    keep = np.ones(sets.n_points, bool)
+    thin = g > 1
+    if thin.any():
+        keep = ~thin[sets.row] | thin_to_cells(sets, np.maximum(g, 1)) | outline_points(sets)
+    sub = FlatPoints(sets.x[keep], sets.y[keep], sets.e[keep], sets.det_off,
+                     offsets_of(np.bincount(sets.row[keep], minlength=sets.n)))
+    return _wrap(ds, sub, np.maximum(g, 1).astype(np.float64), fp.n)
 
 
 def compress_points(polygons: list[np.ndarray], score: float = 0.0, *, frac: float = 0.1, cell: int = 5,
                     cell_high: int = 4, high_score: float = 0.5, spread: float = 0.0) -> list[np.ndarray]:
-    """Compressed dense emission, polygon by polygon (as the scorer draws them): the
-    energy map's pixels at or above ``frac`` of the peak, thinned to the strongest pixel of each
-    G x G cell (G = ``cell_high`` when ``score >= high_score``, else ``cell``), plus the set's
-    outline (convex-hull vertices) so the interpolated mask covers the same region and does not
-    shrink. A set crossing the seam gets support points on the seam every G degrees so both
-    halves reach it."""
-    g = int(cell_high if score >= high_score else cell)
-    out = []
-    for d in dense_sets(polygons, frac=frac, spread=spread):
-        if g > 1:
-            idx = np.union1d(thin_to_cells(d, g), outline_points(d))
-            d = d[idx]
-            d = d[np.lexsort((d[:, 0], d[:, 1]))]
-        out += seam_split(d[:, 0], d[:, 1], d[:, 2], support_step=float(max(g, 1)))
-    return out
+    """:func:`compress_batch` of one detection (rounded)."""
+    return emit_one(lambda fp, s: compress_batch(fp, s, frac=frac, cell=cell, cell_high=cell_high,
+                                                 high_score=high_score, spread=spread), polygons, score)
 
 
 @register("compress")
@@ -85,5 +126,6 @@ class Compress(Stage):
         check_positive("compress: spread", self.spread, allow_zero=True)
         params = dict(frac=self.frac, cell=int(self.cell), cell_high=int(self.cell_high),
                       high_score=self.high_score, spread=self.spread)
-        df = rewrite_points(tables["detections"], lambda polys, score: compress_points(polys, score, **params))
+        df = rewrite_points(tables["detections"], lambda fp, s: compress_batch(fp, s, **params),
+                            grow=3.0 * spread_reach(self.spread))
         return tables.replace(detections=df)

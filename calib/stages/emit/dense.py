@@ -2,46 +2,86 @@
 regular subsample of those pixels."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from calib.render import polygon_maps, seam_split
+from calib.canvas.points import FlatPoints, offsets_of
+from calib.canvas.raster import Raster, rasterize
+from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.common import check_fraction, check_positive, rewrite_points
+from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
-def dense_sets(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float = 0.0) -> list[np.ndarray]:
-    """Per polygon of the detection, a (k, 3) array x (unwrapped), y, e of the pixels of its
-    1 px/degree energy map at or above ``frac`` of the detection's peak, row-major (y, then x).
-    Polygons left without pixels are omitted."""
-    maps = [m for m in polygon_maps(polygons, spread=spread) if not m.empty]
-    if not maps:
-        return []
-    peak = max(m.peak for m in maps)
-    sets = [m.pixels(frac * peak) for m in maps]
-    return [d for d in sets if len(d)]
+@dataclass(frozen=True)
+class DenseSets:
+    """Per polygon of each detection, the pixels of its 1 px/degree energy map at or above ``frac``
+    of the detection's peak, row-major (y, then x), x unwrapped: one set (a detection of ``sets``)
+    per polygon that keeps any pixel."""
+
+    sets: FlatPoints
+    det: np.ndarray  # detection of each set
+    unit: np.ndarray  # raster unit (polygon) of each set
+    raster: Raster  # one map per polygon
+
+
+def dense_sets(fp: FlatPoints, *, frac: float = 0.1, spread: float = 0.0) -> DenseSets:
+    """The dense sets of every detection of ``fp`` (each polygon mapped on its own, as the scorer
+    draws it; the threshold is ``frac`` of the largest peak over the detection's polygons)."""
+    r = rasterize(fp.per_polygon(), spread=spread)
+    det_peak = np.zeros(fp.n)
+    np.maximum.at(det_peak, fp.det_of_poly, r.peak)
+    unit, x, y, v = r.pixels(frac * det_peak[fp.det_of_poly])
+    counts = np.bincount(unit, minlength=fp.n_polys)
+    units = np.flatnonzero(counts)
+    sets = FlatPoints(x.astype(np.float64), y.astype(np.float64), v, np.arange(units.size + 1, dtype=np.int64),
+                      offsets_of(counts[units]))
+    return DenseSets(sets, fp.det_of_poly[units], units, r)
+
+
+def _wrap(ds: DenseSets, sets: FlatPoints, step, n: int) -> tuple[FlatPoints, np.ndarray]:
+    """Sets back on the canvas, support points on the seam carrying each polygon's map there."""
+    s_set, s_y, s_in, s_x = seam_support_rows(sets, step)
+    s_e = ds.raster.sample(ds.unit[s_set], s_x, s_in)
+    return group_sets(wrap_sets(sets, (s_set, s_y, s_e)), ds.det, n)
+
+
+def dense_batch(fp: FlatPoints, scores=None, *, frac: float = 0.1, spread: float = 0.0):
+    """Batch ``dense``: every pixel of each polygon's dense set (a set crossing the seam is split
+    into two polygons, the seam column going to both)."""
+    ds = dense_sets(fp, frac=frac, spread=spread)
+    return _wrap(ds, ds.sets, 1.0, fp.n)
+
+
+def subsample_by_intensity(sets: FlatPoints, step: int) -> np.ndarray:
+    """Mask keeping every ``step``-th point of each set ordered by decreasing intensity (ties in
+    row-major order, i.e. the set's own order), starting with its peak."""
+    order = np.lexsort((np.arange(sets.n_points), -sets.e, sets.row))
+    rank = np.empty(sets.n_points, np.int64)
+    rank[order] = np.arange(sets.n_points) - np.repeat(sets.start, sets.count)
+    return rank % step == 0
+
+
+def rowmajor_batch(fp: FlatPoints, scores=None, *, step: int = 2, frac: float = 0.1, spread: float = 0.0):
+    """Batch ``rowmajor``: every ``step``-th point of each polygon's dense set ordered by
+    decreasing intensity (ties in row-major order), starting with its peak, kept in row-major
+    order: the subsample keeps every intensity level and so the region."""
+    ds = dense_sets(fp, frac=frac, spread=spread)
+    keep = subsample_by_intensity(ds.sets, step)
+    sub = FlatPoints(ds.sets.x[keep], ds.sets.y[keep], ds.sets.e[keep], ds.sets.det_off,
+                     offsets_of(np.bincount(ds.sets.row[keep], minlength=ds.sets.n)))
+    return _wrap(ds, sub, float(step), fp.n)
 
 
 def dense_points(polygons: list[np.ndarray], *, frac: float = 0.1, spread: float = 0.0) -> list[np.ndarray]:
-    """Every pixel of the energy map at or above ``frac`` of its peak, polygon by polygon (a polygon
-    crossing the seam is split into two, the seam column going to both)."""
-    out = []
-    for d in dense_sets(polygons, frac=frac, spread=spread):
-        out += seam_split(d[:, 0], d[:, 1], d[:, 2], support_step=1.0)
-    return out
+    """:func:`dense_batch` of one detection (rounded)."""
+    return emit_one(lambda fp, s: dense_batch(fp, frac=frac, spread=spread), polygons)
 
 
 def rowmajor_points(polygons: list[np.ndarray], *, step: int = 2, frac: float = 0.1,
                     spread: float = 0.0) -> list[np.ndarray]:
-    """Every ``step``-th point of each polygon's dense set ordered by decreasing intensity (ties in
-    row-major order), starting with its peak: the subsample keeps every intensity level and so the
-    region."""
-    out = []
-    for d in dense_sets(polygons, frac=frac, spread=spread):
-        order = np.lexsort((d[:, 0], d[:, 1], -d[:, 2]))
-        keep = d[order[::step]]
-        keep = keep[np.lexsort((keep[:, 0], keep[:, 1]))]
-        out += seam_split(keep[:, 0], keep[:, 1], keep[:, 2], support_step=float(step))
-    return out
+    """:func:`rowmajor_batch` of one detection (rounded)."""
+    return emit_one(lambda fp, s: rowmajor_batch(fp, step=step, frac=frac, spread=spread), polygons)
 
 
 @register("dense")
@@ -62,7 +102,8 @@ class Dense(Stage):
         check_fraction("dense: frac", self.frac)
         check_positive("dense: spread", self.spread, allow_zero=True)
         frac, spread = self.frac, self.spread
-        df = rewrite_points(tables["detections"], lambda polys, score: dense_points(polys, frac=frac, spread=spread))
+        df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, frac=frac, spread=spread),
+                            grow=3.0 * spread_reach(spread))
         return tables.replace(detections=df)
 
 
@@ -85,5 +126,6 @@ class RowMajor(Stage):
         check_fraction("rowmajor: frac", self.frac)
         check_positive("rowmajor: spread", self.spread, allow_zero=True)
         params = dict(step=int(self.step), frac=self.frac, spread=self.spread)
-        df = rewrite_points(tables["detections"], lambda polys, score: rowmajor_points(polys, **params))
+        df = rewrite_points(tables["detections"], lambda fp, s: rowmajor_batch(fp, **params),
+                            grow=3.0 * spread_reach(self.spread))
         return tables.replace(detections=df)

@@ -7,18 +7,14 @@ import math
 import numpy as np
 import polars as pl
 
-from calib.io.seld import from_canvas, to_canvas
-from calib.render import flatten, polygons_series, round_points, seam_split
+from calib.canvas.points import FlatPoints, flatten, offsets_of, points_column, points_series, ragged_arange, round_points
+from calib.canvas.sphere import from_canvas, great_circle_haversine, group_sets, seam_support_rows, to_canvas, wrap_sets
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.common import check_fraction, check_positive
+from calib.stages.emit.common import check_fraction, check_positive, emit_chunks
 from calib.tables import DETECTIONS, conform
 
-
-def great_circle_deg(az0, el0, az1, el1) -> np.ndarray:
-    """Angle in degrees between directions (degrees), by the haversine formula."""
-    az0, el0, az1, el1 = (np.radians(np.asarray(v, np.float64)) for v in (az0, el0, az1, el1))
-    h = np.sin((el1 - el0) / 2) ** 2 + np.cos(el0) * np.cos(el1) * np.sin((az1 - az0) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+#: kept for callers of the old name: the haversine angle between directions
+great_circle_deg = great_circle_haversine
 
 
 def _check(sigma_deg: float, threshold: float, scale: float, step: float) -> None:
@@ -28,51 +24,86 @@ def _check(sigma_deg: float, threshold: float, scale: float, step: float) -> Non
     check_fraction("gaussian: threshold", threshold, low_open=True)
 
 
-def gaussian_points(azimuth: float, elevation: float, sigma_deg: float = 8.0, threshold: float = 0.25,
-                    scale: float = 1.3, *, step: float = 2.0) -> list[np.ndarray]:
-    """Polygons (arrays of x, y, e) of a spherical-Gaussian blob around a direction.
+def gaussian_blobs(azimuth, elevation, sigma_deg: float = 8.0, threshold: float = 0.25, scale: float = 1.3, *,
+                   step: float = 2.0) -> FlatPoints:
+    """Polygons of a spherical-Gaussian blob around each direction (one detection each, rounded).
 
     Intensity exp(-d^2 / (2 (scale sigma_deg)^2)) with d the great-circle angle to the direction,
     kept where it is >= ``threshold``: the lattice points every ``step`` degrees (aligned to the
     canvas; the official renderer's pixels are 3.6 degrees wide, so 2 loses nothing it can see and
-    is 4 times smaller than 1) plus the direction itself (intensity 1). A blob over the seam is cut into two polygons
-    meeting on it; a blob over a pole spans every x near that pole."""
+    is 4 times smaller than 1) plus the direction itself (intensity 1). A blob over the seam is cut
+    into two polygons meeting on it (support points on the seam carry the Gaussian there); a blob
+    over a pole spans every x near that pole. Each row's kept columns form one interval around the
+    direction (the angle grows with the azimuth difference), found in closed form, so only a margin
+    of candidates around it is tested."""
     _check(sigma_deg, threshold, scale, step)
+    az = np.asarray(azimuth, np.float64).ravel()
+    el = np.asarray(elevation, np.float64).ravel()
+    m = az.size
     s = sigma_deg * scale
     radius = s * math.sqrt(-2.0 * math.log(threshold))  # where the intensity falls to the threshold
-    xc, yc = (float(v) for v in to_canvas(azimuth, elevation))
-    y_lo = max(0.0, math.ceil((yc - radius - step) / step) * step)
-    y_hi = min(180.0, yc + radius + step)
-    ys = np.arange(y_lo, y_hi + 1e-9, step)
-    xs = np.arange(math.ceil((xc - 180.0) / step) * step, xc + 180.0 + 1e-9, step)  # one turn, unwrapped
-    gx, gy = np.meshgrid(xs, ys)
-    gx, gy = gx.ravel(), gy.ravel()
-    az, el = from_canvas(np.mod(gx, 360.0), gy)
+    xc, yc = (np.asarray(v, np.float64).ravel() for v in to_canvas(az, el))
     az0, el0 = from_canvas(xc, yc)
-    e = np.exp(-great_circle_deg(az0, el0, az, el) ** 2 / (2.0 * s * s))
+    y_lo = np.maximum(0.0, np.ceil((yc - radius - step) / step) * step)
+    y_hi = np.minimum(180.0, yc + radius + step)
+    ny = np.maximum(np.ceil((y_hi + 1e-9 - y_lo) / step), 0).astype(np.int64)
+    x_start = np.ceil((xc - 180.0) / step) * step  # one turn, unwrapped
+    nx = np.maximum(np.ceil((xc + 180.0 + 1e-9 - x_start) / step), 0).astype(np.int64)
+    # rows, and on each row the interval of columns that can pass the threshold (plus a margin)
+    rb = np.repeat(np.arange(m), ny)
+    gy = y_lo[rb] + ragged_arange(ny) * step
+    _, row_el = from_canvas(np.zeros_like(gy), gy)
+    e0, e1 = np.radians(el0[rb]), np.radians(row_el)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = (math.cos(math.radians(radius)) - np.sin(e0) * np.sin(e1)) / (np.cos(e0) * np.cos(e1))
+    half = np.degrees(np.arccos(np.clip(np.nan_to_num(q, nan=-2.0), -1.0, 1.0)))
+    half = np.where(q > 1.0, -1.0, half)  # the row misses the blob
+    lo_i = np.clip(np.floor((xc[rb] - half - step - x_start[rb]) / step), 0, None).astype(np.int64)
+    hi_i = np.minimum(np.ceil((xc[rb] + half + step - x_start[rb]) / step), nx[rb] - 1).astype(np.int64)
+    cnt = np.where(half >= 0, np.maximum(hi_i - lo_i + 1, 0), 0)
+    cb = np.repeat(np.arange(rb.size), cnt)
+    b = rb[cb]
+    gx = x_start[b] + (lo_i[cb] + ragged_arange(cnt)) * step
+    gyy = gy[cb]
+    p_az, p_el = from_canvas(np.mod(gx, 360.0), gyy)
+    e = np.exp(-great_circle_haversine(az0[b], el0[b], p_az, p_el) ** 2 / (2.0 * s * s))
     keep = e >= threshold
-    pts = np.column_stack([gx[keep], gy[keep], e[keep]])
-    if not np.any((pts[:, 0] == xc) & (pts[:, 1] == yc)):
-        pts = np.concatenate([pts, [[xc, yc, 1.0]]])
-    pts = pts[np.lexsort((pts[:, 0], pts[:, 1]))]
-    return [round_points(p) for p in seam_split(pts[:, 0], pts[:, 1], pts[:, 2], support_step=step)]
+    b, gx, gyy, e = b[keep], gx[keep], gyy[keep], e[keep]
+    # the direction itself, when no lattice point is on it
+    on_centre = np.zeros(m, bool)
+    hit = (gx == xc[b]) & (gyy == yc[b])
+    on_centre[b[hit]] = True
+    add = np.flatnonzero(~on_centre)
+    b = np.concatenate([b, add])
+    gx = np.concatenate([gx, xc[add]])
+    gyy = np.concatenate([gyy, yc[add]])
+    e = np.concatenate([e, np.ones(add.size)])
+    o = np.lexsort((gx, gyy, b))  # row-major per blob
+    b, gx, gyy, e = b[o], gx[o], gyy[o], e[o]
+    sets = FlatPoints(gx, gyy, e, np.arange(m + 1, dtype=np.int64), offsets_of(np.bincount(b, minlength=m)))
+    s_set, s_y, s_in, s_x = seam_support_rows(sets, step)
+    s_az, s_el = from_canvas(np.mod(s_x, 360.0), s_in)
+    s_e = np.exp(-great_circle_haversine(az0[s_set], el0[s_set], s_az, s_el) ** 2 / (2.0 * s * s))
+    out, _ = group_sets(wrap_sets(sets, (s_set, s_y, s_e)), np.arange(m), m)
+    return round_points(out)
+
+
+def gaussian_points(azimuth: float, elevation: float, sigma_deg: float = 8.0, threshold: float = 0.25,
+                    scale: float = 1.3, *, step: float = 2.0) -> list[np.ndarray]:
+    """:func:`gaussian_blobs` of one direction: its polygons (arrays of x, y, e)."""
+    return gaussian_blobs([azimuth], [elevation], sigma_deg, threshold, scale, step=step).polygons(0)
 
 
 def peak_directions(points: pl.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(azimuth, elevation, has_points) of each detection's peak point (the first with the largest
     intensity)."""
     fp = flatten(points)
-    n = len(fp)
-    az = np.full(n, np.nan)
-    el = np.full(n, np.nan)
-    has = fp.n_points() > 0
-    if fp.xye.size:
-        det = fp.detection_of_point()
-        order = np.lexsort((np.arange(len(det)), -fp.xye[:, 2], det))
-        first = np.r_[True, det[order][1:] != det[order][:-1]]
-        idx = order[first]
-        a, e = from_canvas(fp.xye[idx, 0], fp.xye[idx, 1])
-        az[det[idx]], el[det[idx]] = a, e
+    idx = fp.first_argmax(fp.e)
+    has = idx >= 0
+    az = np.full(fp.n, np.nan)
+    el = np.full(fp.n, np.nan)
+    a, e = from_canvas(fp.x[idx[has]], fp.y[idx[has]])
+    az[has], el[has] = a, e
     return az, el, has
 
 
@@ -100,8 +131,8 @@ class Gaussian(Stage):
         self.system = system
         self.score = score
 
-    def _blob(self, az: float, el: float) -> list[np.ndarray]:
-        return gaussian_points(az, el, self.sigma, self.threshold, self.scale, step=self.step)
+    def _blobs(self, az, el) -> FlatPoints:
+        return gaussian_blobs(az, el, self.sigma, self.threshold, self.scale, step=self.step)
 
     def apply(self, tables: Tables) -> Tables:
         _check(self.sigma, self.threshold, self.scale, self.step)
@@ -110,16 +141,22 @@ class Gaussian(Stage):
         if self.source != "detections":
             raise ValueError(f"gaussian: source must be 'detections' or 'teacher', got {self.source!r}")
         df = tables["detections"]
-        az, el, has = peak_directions(df.get_column("points"))
-        blobs = [self._blob(az[i], el[i]) if has[i] else [] for i in range(len(df))]
-        keep_old = flatten(df.get_column("points"))
-        groups = [b if b else keep_old.polygons(i) for i, b in enumerate(blobs)]
-        return tables.replace(detections=df.with_columns(polygons_series(groups)) if len(df) else df)
+        if len(df) == 0:
+            return tables
+        fp = flatten(df.get_column("points"))
+
+        def emit(sub: FlatPoints, scores):
+            idx = sub.first_argmax(sub.e)
+            has = idx >= 0
+            a, e = from_canvas(sub.x[np.maximum(idx, 0)], sub.y[np.maximum(idx, 0)])
+            return self._blobs(a, e), has
+
+        return tables.replace(detections=df.with_columns(points_series(emit_chunks(fp, np.zeros(fp.n), emit))))
 
     def _from_teacher(self, teacher: pl.DataFrame) -> pl.DataFrame:
         t = teacher.sort(["clip", "frame", "class_id", "track", "azimuth", "elevation"], nulls_last=True,
                          maintain_order=True)
-        blobs = [self._blob(a, e) for a, e in zip(t.get_column("azimuth").to_list(), t.get_column("elevation").to_list())]
+        blobs = self._blobs(t.get_column("azimuth").to_numpy(), t.get_column("elevation").to_numpy())
         out = t.select(
             pl.lit(self.system, pl.String).alias("system"),
             "clip", "frame",
@@ -128,5 +165,5 @@ class Gaussian(Stage):
             pl.lit(float(self.score), pl.Float64).alias("score"),
             pl.col("distance"),
             pl.col("track").alias("instance_id"),
-        ).with_columns(polygons_series(blobs), pl.lit(None, pl.String).alias("extra"))
+        ).with_columns(points_column(blobs), pl.lit(None, pl.String).alias("extra"))
         return conform(out.select(list(DETECTIONS)), "detections", where="gaussian(source=teacher)")

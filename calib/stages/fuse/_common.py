@@ -6,7 +6,7 @@ from typing import Mapping
 import numpy as np
 import polars as pl
 
-from calib.geometry import peak_points
+from calib.canvas.points import peak_points
 from calib.io.seld import from_canvas
 from calib.tables import DETECTIONS, N_CLASSES, POLYGONS
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from calib.geometry import ACS_TRANSFORMS, acs_canvas_coefficients, transform_points
+from calib.canvas.sphere import ACS_TRANSFORMS, acs_canvas_coefficients, transform_points
 from calib.stages.base import Stage, Tables, register
 from calib.stages.fuse._common import with_score_raw
 from calib.stages.fuse.checkpoint_cluster import check_cluster_params, cluster_sources
@@ -13,7 +13,7 @@ FUSES = ("cluster", "none")
 
 def map_views_back(det: pl.DataFrame) -> pl.DataFrame:
     """Every detection's mask points moved by the inverse of its view's ACS transform
-    (calib.geometry.ACS_TRANSFORMS); rows keep their order."""
+    (calib.canvas.sphere.ACS_TRANSFORMS); rows keep their order."""
     views = det.get_column("view")
     bad = det.filter(views.is_null() | ~views.is_in(list(range(len(ACS_TRANSFORMS)))))
     if bad.height:
@@ -31,7 +31,7 @@ def map_views_back(det: pl.DataFrame) -> pl.DataFrame:
 class AcsViews(Stage):
     """Fuse the outputs of the 8 test-time ACS views of a tetrahedral MIC (or FOA) array.
 
-    Detections carry their view in ``view`` (0..7, the index into calib.geometry.ACS_TRANSFORMS,
+    Detections carry their view in ``view`` (0..7, the index into calib.canvas.sphere.ACS_TRANSFORMS,
     the eight azimuth/elevation transforms of Mazzon et al. 2019). Each detection's mask points are
     mapped back with the inverse of its view's transform; then, with ``fuse = "cluster"``, the
     directions (peak points) of one clip, frame and class are clustered across views by

@@ -6,10 +6,10 @@ import polars as pl
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from calib.geometry import pairwise_great_circle, to_canvas, unit_vectors, vector_directions
-from calib.render import polygons_series
+from calib.canvas.points import points_column
+from calib.canvas.sphere import pairwise_great_circle, to_canvas, unit_vectors, vector_directions
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.gaussian import gaussian_points
+from calib.stages.emit.gaussian import gaussian_blobs
 from calib.stages.fuse._common import empty_detections, peak_directions, point_polygons, renumber, with_score_raw
 
 LINKAGES = ("single", "complete", "average")
@@ -94,7 +94,7 @@ def _emitted(emit: str, az, el, x, y, sigma_deg: float):
         return point_polygons(x, y)
     if emit == "mask":
         return pl.col("_mask").alias("points")
-    return polygons_series([gaussian_points(a, e, sigma_deg) for a, e in zip(az.tolist(), el.tolist())])
+    return points_column(gaussian_blobs(az, el, sigma_deg))
 
 
 def resolve_sources(det: pl.DataFrame, source_column: str, n_sources: int) -> tuple[str, int]:

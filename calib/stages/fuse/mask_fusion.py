@@ -7,7 +7,8 @@ import polars as pl
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
-from calib.render import box_iou, detection_boxes, flatten, polygons_series
+from calib.canvas.points import flatten, polygons_series
+from calib.canvas.sphere import box_iou, boxes
 from calib.score.render import H, W
 from calib.score.render import render_annotation as official_render
 from calib.stages.base import Stage, Tables, register
@@ -161,7 +162,7 @@ class MaskFusion(Stage):
         if multi.height:
             order = multi.get_column("_order").to_numpy()
             flat = flatten(multi.get_column("points"))
-            boxes = detection_boxes(flat) + np.array([-1.0, 1.0, -1.0, 1.0]) * BOX_MARGIN_DEG
+            det_boxes = boxes(flat).rows() + np.array([-1.0, 1.0, -1.0, 1.0]) * BOX_MARGIN_DEG
             score = multi.get_column("score").to_numpy()
             raw = multi.get_column("score_raw").to_numpy()
             dist = multi.get_column("distance").to_numpy()
@@ -173,7 +174,7 @@ class MaskFusion(Stage):
                 idx = np.arange(a, a + n)
                 if self.iou_threshold > 0:
                     # members whose box meets no other system's box stay alone: no need to render them
-                    near = (box_iou(boxes[idx], boxes[idx]) > 0) & (src[idx][:, None] != src[idx][None, :])
+                    near = (box_iou(det_boxes[idx], det_boxes[idx]) > 0) & (src[idx][:, None] != src[idx][None, :])
                     alone = ~near.any(axis=1)
                     kept.extend(int(order[i]) for i in idx[alone])
                     idx = idx[~alone]

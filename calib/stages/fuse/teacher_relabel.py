@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from calib.geometry import great_circle
+from calib.canvas.sphere import great_circle
 from calib.stages.base import Stage, Tables, register
 from calib.stages.fuse._common import peak_directions
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from calib.render import flatten
+from calib.canvas.points import flatten
 from calib.stages.base import Stage, Tables, register
 from calib.stages.select.common import CLASS_KEYS, FRAME_KEYS, detection_energy, keep_rows, ranking_order
 

@@ -1,25 +1,67 @@
-"""Shared pieces of the selection stages and the tracker: groups of rows, overlaps, energies."""
+"""Shared pieces of the selection stages and the tracker: groups of rows, pairs, overlaps, energies.
+
+Overlaps are computed for whole lists of detection pairs at once: box IoU (seam-aware, pixel
+inclusive) directly, mask IoU (soft IoU of the peak-normalised 1 px/degree maps) only for the pairs
+whose boxes meet (a mask lies inside its box), the maps of the detections involved rendered
+together (:mod:`calib.canvas.raster`) a bounded number of points at a time.
+"""
 from __future__ import annotations
 
 import numpy as np
 import polars as pl
 
-from calib.render import FlatPoints, Mask, box_iou, mask_iou
+from calib.canvas.points import FlatPoints, offsets_of, ragged_arange
+from calib.canvas.raster import rasterize
+from calib.canvas.sphere import pair_box_iou
 from calib.tables import N_CLASSES
 
 FRAME_KEYS = ("system", "clip", "frame")
 CLASS_KEYS = ("system", "clip", "frame", "class_id")
 IOU_MODES = ("mask", "box")
+#: points rendered at a time when comparing masks
+MASK_CHUNK_POINTS = 200_000
+
+
+def group_ids(df: pl.DataFrame, keys) -> np.ndarray:
+    """Group index of every row (groups numbered in sorted key order)."""
+    if len(df) == 0:
+        return np.zeros(0, np.int64)
+    return df.select(pl.struct(list(keys)).rank("dense").cast(pl.Int64)).to_series().to_numpy() - 1
 
 
 def group_rows(df: pl.DataFrame, keys) -> list[np.ndarray]:
     """Row indices of each group of ``keys``, groups in sorted key order, rows in table order."""
     if len(df) == 0:
         return []
-    g = (df.select(list(keys)).with_row_index("_row")
-         .group_by(list(keys), maintain_order=True).agg(pl.col("_row"))
-         .sort(list(keys)))
-    return [np.asarray(r, np.int64) for r in g.get_column("_row").to_list()]
+    g = group_ids(df, keys)
+    order = np.argsort(g, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(g[order])) + 1)
+
+
+def rank_within(groups: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Each row's 0-based position within its group when rows are visited in ``order``."""
+    g = groups[order]
+    o = np.argsort(g, kind="stable")
+    start = offsets_of(np.bincount(g, minlength=int(g.max()) + 1 if g.size else 0))[:-1]
+    pos = np.empty(order.size, np.int64)
+    pos[order[o]] = np.arange(order.size) - start[g[o]]
+    return pos
+
+
+def pairs_within(groups: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair (a, b) of rows in the same group with a before b in ``order`` (a permutation of
+    the rows): a is the better one when ``order`` ranks best first."""
+    g = groups[order]
+    o = np.argsort(g, kind="stable")  # by group, keeping ``order`` within each
+    rows = order[o]
+    size = np.bincount(g, minlength=int(g.max()) + 1 if g.size else 0)
+    start = offsets_of(size)[:-1]
+    gs = groups[rows]
+    pos = np.arange(rows.size) - start[gs]  # position within the group
+    n_after = size[gs] - pos - 1
+    a = np.repeat(rows, n_after)
+    b_pos = np.repeat(np.arange(rows.size), n_after) + 1 + ragged_arange(n_after)
+    return a, rows[b_pos]
 
 
 def ranking_order(df: pl.DataFrame, column: str, tie_break: str = "det_id", energy: np.ndarray | None = None) -> np.ndarray:
@@ -39,61 +81,41 @@ def ranking_order(df: pl.DataFrame, column: str, tie_break: str = "det_id", ener
 
 def detection_energy(fp: FlatPoints) -> np.ndarray:
     """Total intensity of each detection's points."""
-    if fp.xye.size == 0:
-        return np.zeros(len(fp))
-    return np.bincount(fp.detection_of_point(), weights=fp.xye[:, 2], minlength=len(fp))
+    return fp.sum(fp.e)
 
 
-def _pairwise(biou: np.ndarray, masks_a: list, masks_b: list) -> np.ndarray:
-    """Mask IoU for the pairs whose boxes meet (the others are 0: a mask lies inside its box)."""
-    out = np.zeros_like(biou)
-    for i, j in zip(*np.nonzero(biou > 0)):
-        out[i, j] = mask_iou(masks_a[i], masks_b[j])
-    return out
-
-
-def overlap_matrix(fp: FlatPoints, boxes: np.ndarray, rows: np.ndarray, mode: str) -> np.ndarray:
-    """IoU between every pair of the given detections: box IoU, or soft IoU of their 1 px/degree
-    maps (:class:`calib.render.Mask`; only pairs whose boxes meet are rendered and compared)."""
+def pair_overlaps(fp: FlatPoints, boxes: np.ndarray, a: np.ndarray, b: np.ndarray, mode: str,
+                  max_points: int = MASK_CHUNK_POINTS) -> np.ndarray:
+    """IoU of the detection pairs (a[k], b[k]): box IoU, or the soft IoU of their peak-normalised
+    1 px/degree masks (0 for pairs whose boxes do not meet)."""
     if mode not in IOU_MODES:
         raise ValueError(f"iou must be one of {IOU_MODES}, got {mode!r}")
-    b = boxes[rows]
-    biou = box_iou(b, b)
-    if mode == "box":
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    biou = pair_box_iou(boxes[a], boxes[b])
+    if mode == "box" or a.size == 0:
         return biou
-    masks = [Mask.of(fp.polygons(int(r))) if (biou[k] > 0).sum() > 1 else None for k, r in enumerate(rows)]
-    np.fill_diagonal(biou, 0.0)
-    out = _pairwise(biou, masks, masks)
-    np.fill_diagonal(out, 1.0)
-    return out
-
-
-def cross_overlap(fp_a: FlatPoints, rows_a, boxes_a, fp_b: FlatPoints, rows_b, boxes_b, mode: str,
-                  cache_a: dict | None = None, cache_b: dict | None = None) -> np.ndarray:
-    """IoU between detections ``rows_a`` of one table and ``rows_b`` of another (box or mask); masks
-    are kept in the caches (row -> Mask) when given."""
-    if mode not in IOU_MODES:
-        raise ValueError(f"iou must be one of {IOU_MODES}, got {mode!r}")
-    biou = box_iou(boxes_a[rows_a], boxes_b[rows_b])
-    if mode == "box":
-        return biou
-
-    def masks(fp, rows, cache, needed):
-        out = []
-        for r, need in zip(rows, needed):
-            r = int(r)
-            if not need:
-                out.append(None)
-            elif cache is not None:
-                if r not in cache:
-                    cache[r] = Mask.of(fp.polygons(r))
-                out.append(cache[r])
-            else:
-                out.append(Mask.of(fp.polygons(r)))
+    out = np.zeros(a.size)
+    meet = np.flatnonzero(biou > 0)
+    if meet.size == 0:
         return out
-
-    return _pairwise(biou, masks(fp_a, rows_a, cache_a, (biou > 0).any(axis=1)),
-                     masks(fp_b, rows_b, cache_b, (biou > 0).any(axis=0)))
+    # render the detections of the meeting pairs a bounded number of points at a time: pairs
+    # sorted by their first detection, each batch rendering the detections its pairs touch
+    meet = meet[np.argsort(np.minimum(a[meet], b[meet]), kind="stable")]
+    lo = np.minimum(a[meet], b[meet])
+    cum = np.cumsum(fp.count[a[meet]] + fp.count[b[meet]])
+    start = 0
+    while start < meet.size:
+        stop = max(int(np.searchsorted(cum, (cum[start - 1] if start else 0) + max_points, side="right")), start + 1)
+        # keep pairs sharing a first detection together
+        if stop < meet.size:
+            stop = max(int(np.searchsorted(lo, lo[stop - 1], side="right")), start + 1)
+        k = meet[start:stop]
+        dets, inv = np.unique(np.concatenate([a[k], b[k]]), return_inverse=True)
+        r = rasterize(fp.take(dets))
+        out[k] = r.mask_iou(inv[: k.size], inv[k.size:])
+        start = stop
+    return out
 
 
 def class_map(values, what: str) -> dict[int, float]:

@@ -3,23 +3,42 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.render import detection_boxes, flatten
+from calib.canvas.points import flatten
+from calib.canvas.sphere import boxes
 from calib.stages.base import Stage, Tables, register
-from calib.stages.select.common import CLASS_KEYS, FRAME_KEYS, group_rows, keep_rows, overlap_matrix, ranking_order
+from calib.stages.select.common import (CLASS_KEYS, FRAME_KEYS, group_ids, keep_rows, pair_overlaps, pairs_within,
+                                        rank_within, ranking_order)
 
 
-def greedy_nms(iou: np.ndarray, threshold: float) -> np.ndarray:
-    """Boolean keep mask for items already sorted best first: an item is dropped when its IoU with
-    a kept, better item exceeds ``threshold``."""
-    n = len(iou)
+def greedy_suppression(group: np.ndarray, pos: np.ndarray, better: np.ndarray, worse: np.ndarray) -> np.ndarray:
+    """Greedy NMS in every group at once. ``pos`` is each item's rank in its group (0 = best);
+    ``(better[k], worse[k])`` are the overlapping pairs above the threshold. Items are decided rank
+    by rank across all groups: an item is kept unless a kept, better item overlaps it."""
+    n = pos.size
     keep = np.zeros(n, bool)
     suppressed = np.zeros(n, bool)
-    for i in range(n):
-        if suppressed[i]:
-            continue
-        keep[i] = True
-        suppressed |= iou[i] > threshold
+    if n == 0:
+        return keep
+    by_rank = np.argsort(pos, kind="stable")
+    rank_start = np.searchsorted(pos[by_rank], np.arange(int(pos.max()) + 2))
+    order = np.argsort(pos[better], kind="stable")
+    better, worse = better[order], worse[order]
+    edge_start = np.searchsorted(pos[better], np.arange(int(pos.max()) + 2))
+    for r in range(int(pos.max()) + 1):
+        items = by_rank[rank_start[r]: rank_start[r + 1]]
+        kept = items[~suppressed[items]]
+        keep[kept] = True
+        eb, ew = better[edge_start[r]: edge_start[r + 1]], worse[edge_start[r]: edge_start[r + 1]]
+        suppressed[ew[keep[eb]]] = True
     return keep
+
+
+#: Two sound blobs a few degrees apart rarely reach a soft IoU of 0.5 (a box detector's usual NMS
+#: threshold): on the synthetic ``lowthr`` system (4 clips x 300 frames, 5,536 detections, 412 of
+#: them duplicates 8-25 degrees from their hit) mask NMS at 0.5 removes 4 rows (3 duplicates) and
+#: changes no metric; at 0.1 it removes 220 (171 duplicates, 43 false positives, 6 hits) and raises
+#: dcase2026 macro mAP 0.0356 -> 0.0364 (dense system: 46 rows, 0.4296 -> 0.4301).
+DEFAULT_IOU_THRESHOLD = 0.1
 
 
 @register("nms")
@@ -27,13 +46,14 @@ class NMS(Stage):
     """Non-maximum suppression per (frame, class) on soft-mask IoU or box IoU.
 
     Visiting detections by ``column``
-    (descending, then det_id), drop any whose IoU with an already kept one exceeds ``iou_threshold``.
+    (descending, then det_id), drop any whose IoU with an already kept one exceeds ``iou_threshold``
+    (default 0.1: the soft IoU of a blob and its duplicate a few degrees away is small).
     ``iou="mask"``: soft IoU of the 1 px/degree energy maps (what the scorer compares); ``"box"``:
     seam-aware box IoU (faster). ``class_agnostic`` suppresses across classes within a frame."""
 
     needs_columns = ("points", "score")
 
-    def __init__(self, *, iou_threshold: float = 0.5, iou: str = "mask", column: str = "score",
+    def __init__(self, *, iou_threshold: float = DEFAULT_IOU_THRESHOLD, iou: str = "mask", column: str = "score",
                  class_agnostic: bool = False):
         self.iou_threshold = iou_threshold
         self.iou = iou
@@ -47,15 +67,11 @@ class NMS(Stage):
         if len(df) == 0:
             return tables
         order = ranking_order(df, self.column)
-        rank = np.empty(len(df), np.int64)
-        rank[order] = np.arange(len(df))
+        groups = group_ids(df, FRAME_KEYS if self.class_agnostic else CLASS_KEYS)
         fp = flatten(df.get_column("points"))
-        boxes = detection_boxes(fp)
-        keep = np.ones(len(df), bool)
-        for rows in group_rows(df, FRAME_KEYS if self.class_agnostic else CLASS_KEYS):
-            if len(rows) < 2:
-                continue
-            rows = rows[np.argsort(rank[rows])]
-            iou = overlap_matrix(fp, boxes, rows, self.iou)
-            keep[rows] = greedy_nms(iou, self.iou_threshold)
+        a, b = pairs_within(groups, order)  # a ranks above b in their group
+        iou = pair_overlaps(fp, boxes(fp).rows(), a, b, self.iou)
+        hit = iou > self.iou_threshold
+        pos = rank_within(groups, order)
+        keep = greedy_suppression(groups, pos, a[hit], b[hit])
         return tables.replace(detections=keep_rows(df, keep))

@@ -5,25 +5,30 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from calib.render import detection_boxes, flatten
+from calib.canvas.points import flatten
+from calib.canvas.sphere import boxes
 from calib.stages.base import Stage, Tables, register
-from calib.stages.select.common import FRAME_KEYS, group_rows, overlap_matrix
+from calib.stages.select.common import FRAME_KEYS, group_ids, pair_overlaps, pairs_within
 
 REDUCERS = ("max", "noisy_or", "sum")
 
 
-def objectness_scores(scores: np.ndarray, iou: np.ndarray, threshold: float, reduce: str) -> np.ndarray:
-    """For each detection, combine the scores of the detections overlapping it (IoU >= threshold,
-    itself included, any class): ``max``, ``noisy_or`` (1 - prod(1 - s), s clipped to [0, 1]) or ``sum``."""
-    near = iou >= threshold
-    np.fill_diagonal(near, True)
+def combine_neighbours(scores: np.ndarray, i: np.ndarray, j: np.ndarray, reduce: str) -> np.ndarray:
+    """Per detection i, the ``reduce`` of its own score and those of its neighbours j (pairs
+    (i[k], j[k]), each direction listed)."""
     if reduce == "max":
-        return np.where(near, scores[None, :], -np.inf).max(axis=1)
+        out = scores.copy()
+        np.maximum.at(out, i, scores[j])
+        return out
     if reduce == "noisy_or":
         s = np.clip(scores, 0.0, 1.0)
-        return 1.0 - np.prod(np.where(near, 1.0 - s[None, :], 1.0), axis=1)
+        miss = 1.0 - s
+        np.multiply.at(miss, i, 1.0 - s[j])
+        return 1.0 - miss
     if reduce == "sum":
-        return np.where(near, scores[None, :], 0.0).sum(axis=1)
+        out = scores.copy()
+        np.add.at(out, i, scores[j])
+        return out
     raise ValueError(f"objectness: reduce must be one of {REDUCERS}, got {reduce!r}")
 
 
@@ -57,10 +62,12 @@ class Objectness(Stage):
         out = scores.copy()
         if len(df):
             fp = flatten(df.get_column("points"))
-            boxes = detection_boxes(fp)
-            for rows in group_rows(df, FRAME_KEYS):
-                iou = overlap_matrix(fp, boxes, rows, self.iou) if len(rows) > 1 else np.ones((1, 1))
-                out[rows] = objectness_scores(scores[rows], iou, self.iou_threshold, self.reduce)
+            a, b = pairs_within(group_ids(df, FRAME_KEYS), np.arange(len(df)))
+            iou = pair_overlaps(fp, boxes(fp).rows(), a, b, self.iou)
+            near = iou >= self.iou_threshold
+            i = np.concatenate([a[near], b[near]])
+            j = np.concatenate([b[near], a[near]])
+            out = combine_neighbours(scores, i, j, self.reduce)
         df = df.with_columns(pl.Series("score_objectness", out, pl.Float64))
         if self.as_score:
             if "score_raw" not in df.columns:

@@ -42,7 +42,7 @@ def test_stages_json_and_details(capsys):
     args = parser(stages).parse_args(["stages", "nms"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert out.startswith("nms\n") and "iou_threshold=0.5" in out and "reads tables: detections" in out
+    assert out.startswith("nms\n") and "iou_threshold=0.1" in out and "reads tables: detections" in out
     args = parser(stages).parse_args(["stages", "nope"])
     assert args.func(args) == 2
     assert "unknown stage 'nope'" in capsys.readouterr().err

@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 from scipy.spatial import ConvexHull
 
-from calib.render import energy_map, flatten, soft_iou_matrix
+from calib.canvas.points import flatten
+from calib.canvas.raster import render, soft_iou_matrix
 from calib.stages.base import Tables, make_stage
 from calib.stages.emit.compress import compress_points
 from calib.stages.emit.dense import dense_points, rowmajor_points
@@ -132,7 +133,7 @@ def test_compress_keeps_the_masks_extent():
     (c,) = compress_points([blob], cell=4)
     assert len(c) < len(d) / 5
     assert ConvexHull(c[:, :2]).volume == pytest.approx(ConvexHull(d[:, :2]).volume)
-    maps = np.stack([energy_map([d]).canvas(), energy_map([c]).canvas()])
+    maps = np.stack([render([d]), render([c])])
     assert soft_iou_matrix(maps)[0, 1] > 0.9
 
 
@@ -146,22 +147,22 @@ def test_compress_across_the_seam_both_halves_reach_it():
 
 # ---------------------------------------------------------------- hull
 def test_hull_is_vertices_plus_lattice_fill_with_energy():
-    (h,) = hull_points([P([100, 50, 1], [110, 50, 1], [100, 60, 1])], spacing=5.0)
+    (h,) = hull_points([P([100, 50, 1], [110, 50, 1], [100, 60, 1])], pad=0.0, spacing=5.0)
     assert sorted((x, y) for x, y, _ in rows(h)) == [(100, 50), (100, 55), (100, 60), (105, 50), (105, 55), (110, 50)]
     assert np.all(h[:, 2] == 1)
 
 
 def test_hull_grows_flat_detections_and_never_emits_zero():
-    (h,) = hull_points([P([100, 50, 1.0], [110, 50, 0.5])], min_radius=1.5, spacing=3.0)
+    (h,) = hull_points([P([100, 50, 1.0], [110, 50, 0.5])], pad=0.0, min_radius=1.5, spacing=3.0)
     assert h[:, 0].min() == pytest.approx(98.5) and h[:, 0].max() == pytest.approx(111.5)
     assert h[:, 1].min() == pytest.approx(48.5) and h[:, 1].max() == pytest.approx(51.5)
     assert h[:, 2].min() >= 0.5 and h[:, 2].max() <= 1.0
-    (h,) = hull_points([P([100, 50, 1.0], [110, 50, 0.5])], flat=True)
+    (h,) = hull_points([P([100, 50, 1.0], [110, 50, 0.5])], pad=0.0, flat=True)
     assert np.all(h[:, 2] == 1)
 
 
 def test_hull_at_the_seam_and_the_pole():
-    a, b = hull_points([P([355, 50, 1], [5, 50, 1], [0, 60, 1])])
+    a, b = hull_points([P([355, 50, 1], [5, 50, 1], [0, 60, 1])], pad=0.0)
     assert a[:, 0].max() == 360 and b[:, 0].min() == 0
     (h,) = hull_points([P([100, 1, 1], [110, 1, 1], [105, 5, 1])], pad=3.0)
     assert h[:, 1].min() == 0 and np.all(h[:, 2] > 0)
@@ -264,3 +265,25 @@ def test_separate_lobes_stay_separate_polygons(fn):
     # the two halves of a blob cut at the seam stay two polygons, each where it was
     a, b = fn([square(350, 50, 10, 5), square(0, 50, 10, 5)])
     assert 350 <= a[:, 0].min() and a[:, 0].max() <= 359 and 0 <= b[:, 0].min() and b[:, 0].max() <= 9
+
+
+# ---------------------------------------------------------------- hull: the default does something
+def test_default_hull_grows_sparse_peaks_towards_their_blob():
+    """A sparse detection (the 12 strongest pixels of a Gaussian blob, off the pixel grid) against
+    the blob itself, both rendered by the official dcase2026 renderer: without growth the hull is
+    what the renderer draws from the points anyway (the same map); the default growth covers much
+    more of the blob."""
+    from calib.score.render import render_annotation
+
+    yy, xx = np.mgrid[60:121, 150:211]
+    g = np.exp(-((xx - 180.0) ** 2 + (yy - 90.0) ** 2) / (2 * 8.0 ** 2))
+    blob = np.column_stack([xx.ravel(), yy.ravel(), g.ravel()])[g.ravel() >= 0.24]
+    top = blob[np.argsort(-blob[:, 2], kind="stable")[:12]] + [0.3, 0.4, 0.0]
+
+    def soft_iou(polys):
+        a, b = render_annotation(polys)[0], render_annotation([blob])[0]
+        return float(np.minimum(a, b).sum() / np.maximum(a, b).sum())
+
+    points = soft_iou([top])
+    assert soft_iou(hull_points([top], pad=0.0)) == pytest.approx(points, abs=0.02)
+    assert soft_iou(hull_points([top])) > points + 0.25

@@ -6,7 +6,7 @@ import pytest
 from calib.emit_guard import (STEPS, annotation_sizes, export_guarded, file_bytes, guard_sizes,
                                size_upper_bound)
 from calib.io.dcase import MAX_FILE_BYTES, dumps_clip
-from calib.render import flatten
+from calib.canvas.points import flatten
 from calib.stages.base import Tables, make_stage
 
 
@@ -104,6 +104,6 @@ def test_size_guard_stage(dets):
     out = st.apply(Tables(detections=df))["detections"]
     assert file_bytes(annotation_sizes(out)) <= 0.01 * 2**20
     assert len(st.report_) >= 1
-    assert flatten(out.get_column("points")).n_points()[0] < flatten(df.get_column("points")).n_points()[0]
+    assert flatten(out.get_column("points")).count[0] < flatten(df.get_column("points")).count[0]
     empty = df.clear()
     assert make_stage({"type": "size_guard"}).apply(Tables(detections=empty))["detections"].equals(empty)

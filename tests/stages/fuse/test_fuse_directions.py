@@ -3,7 +3,8 @@ import polars as pl
 import pytest
 from fusedata import blob, det
 
-from calib.geometry import acs_canvas_coefficients, acs_forward, great_circle, peak_points, transform_points
+from calib.canvas.points import peak_points
+from calib.canvas.sphere import acs_canvas_coefficients, acs_forward, great_circle, transform_points
 from calib.io.seld import from_canvas
 from calib.stages.base import Tables
 from calib.stages.fuse.acs_views import AcsViews

@@ -2,7 +2,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from calib.render import polygons_series
+from calib.canvas.points import polygons_series
 from calib.tables import conform
 
 

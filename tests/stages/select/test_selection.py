@@ -206,3 +206,34 @@ def test_class_filter_learns_the_most_reliable_classes(dets):
     assert make_stage({"type": "class_filter", "k": 10}).fit(tables).classes_ == [0, 1, 2]
     with pytest.raises(RuntimeError, match="fit"):
         make_stage({"type": "class_filter"}).apply(tables)
+
+
+# ---------------------------------------------------------------- nms: the default does something
+def test_default_nms_removes_a_duplicate_blob_that_iou_half_keeps(dets):
+    # two uniform 10 x 10 squares 6 degrees apart: soft IoU 40 / 160 = 0.25 (by hand)
+    df = dets([{"polys": [square(100, 50, 10, 10)], "score": 0.9},
+               {"polys": [square(106, 50, 10, 10)], "score": 0.5}])
+    assert kept(run({"type": "nms", "iou_threshold": 0.5}, df)) == [0, 1]
+    assert kept(run({"type": "nms"}, df)) == [0]
+    assert kept(run({"type": "nms", "iou_threshold": 0.26}, df)) == [0, 1]
+
+
+def test_default_nms_removes_the_synthetic_duplicates(synth_small):
+    """On the generator's ``lowthr`` system (whose duplicates are weaker copies 8-25 degrees from a
+    hit), NMS at 0.5 removes almost nothing; the default removes many rows, most of them the
+    generator's duplicates and false positives, few of its hits."""
+    from calib.io.dcase import ingest_predictions
+
+    d, _ = ingest_predictions([synth_small / "systems" / "lowthr"], "lowthr", progress=False)
+    labels = pl.read_csv(synth_small / "labels" / "lowthr.csv").select("clip", "det_id", "kind")
+
+    def removed(spec):
+        out = run(spec, d)
+        gone = d.join(out.select("clip", "det_id"), on=["clip", "det_id"], how="anti").join(labels, on=["clip", "det_id"])
+        return dict(gone.group_by("kind").len().rows())
+
+    at_half = removed({"type": "nms", "iou_threshold": 0.5})
+    default = removed({"type": "nms"})
+    assert sum(at_half.values()) <= 3
+    assert default.get("dup", 0) >= 10 * max(at_half.get("dup", 0), 1)
+    assert default.get("tp", 0) <= 0.1 * sum(default.values())

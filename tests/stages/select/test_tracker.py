@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from calib.render import flatten
+from calib.canvas.points import flatten
 from calib.stages.base import Tables, make_stage
 
 

@@ -1,12 +1,14 @@
+"""calib.canvas.sphere: directions, ACS transforms (the seam and boxes are in test_seam_boxes.py)."""
 import math
 
 import numpy as np
 import polars as pl
 import pytest
 
-from calib.geometry import (ACS_TRANSFORMS, acs_canvas_coefficients, acs_forward, acs_inverse, great_circle,
-                            mean_direction, pairwise_great_circle, peak_points, transform_points, unit_vectors,
-                            vector_directions, wrap_azimuth)
+from calib.canvas.points import peak_points
+from calib.canvas.sphere import (ACS_TRANSFORMS, acs_canvas_coefficients, acs_forward, acs_inverse, great_circle,
+                                 mean_direction, pairwise_great_circle, transform_points, unit_vectors,
+                                 vector_directions, wrap_azimuth)
 from calib.io.seld import from_canvas, to_canvas
 from calib.tables import POLYGONS
 

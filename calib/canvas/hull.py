@@ -1,0 +1,135 @@
+"""Convex hulls of many point sets at once, without a Qhull call per set.
+
+Each set's points are sorted by x; per column the lowest point is a candidate for the lower chain
+and the highest for the upper chain. A candidate that does not make a strict left turn (lower
+chain) or right turn (upper chain) with its current neighbours lies on or inside the segment
+between them, so it is not a vertex; all such candidates of all sets are dropped at once, and the
+pass repeats until every chain is strictly convex. What remains are the hull's vertices (points on
+an edge are not vertices, as with Qhull), returned counter-clockwise.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from calib.canvas.points import offsets_of, ragged_arange
+
+
+def _chain(seg: np.ndarray, x: np.ndarray, y: np.ndarray, idx: np.ndarray, sign: float) -> np.ndarray:
+    """Survivors (indices into ``idx``) of a chain given left to right per segment: points whose
+    turn with their neighbours has the sign ``sign`` (+1: left turns, the lower chain; -1: right
+    turns, the upper chain) until none is dropped."""
+    alive = np.arange(idx.size)
+    while True:
+        s = seg[alive]
+        xa, ya = x[idx[alive]], y[idx[alive]]
+        interior = np.zeros(alive.size, bool)
+        if alive.size > 2:
+            interior[1:-1] = (s[1:-1] == s[:-2]) & (s[1:-1] == s[2:])
+        if not interior.any():
+            return alive
+        i = np.flatnonzero(interior)
+        cross = (xa[i] - xa[i - 1]) * (ya[i + 1] - ya[i]) - (ya[i] - ya[i - 1]) * (xa[i + 1] - xa[i])
+        drop = sign * cross <= 0
+        if not drop.any():
+            return alive
+        keep = np.ones(alive.size, bool)
+        keep[i[drop]] = False
+        alive = alive[keep]
+
+
+def convex_hulls(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convex hull vertices of ``n`` point sets (point k belongs to set ``seg[k]``).
+
+    Returns (offsets (n + 1,), vertex point indices counter-clockwise from the lowest of the
+    leftmost points, flat (n,) bool): set i's vertices are ``vertices[offsets[i]:offsets[i+1]]``; a
+    set with fewer than 3 vertices (fewer than 3 distinct points, or all on a line) is flat and
+    has no vertices."""
+    seg = np.asarray(seg, np.int64)
+    if seg.size == 0:
+        return np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.ones(n, bool)
+    order = np.lexsort((y, x, seg))
+    s, xs = seg[order], x[order]
+    new_col = np.r_[True, (s[1:] != s[:-1]) | (xs[1:] != xs[:-1])]
+    first = np.flatnonzero(new_col)
+    last = np.r_[first[1:] - 1, order.size - 1]
+    lo_idx, hi_idx = order[first], order[last]
+    lower = lo_idx[_chain(seg[lo_idx], x, y, lo_idx, 1.0)]
+    upper = hi_idx[_chain(seg[hi_idx], x, y, hi_idx, -1.0)]
+    # counter-clockwise: the lower chain left to right, then the upper one right to left, each
+    # set's shared end points once
+    up_seg = seg[upper]
+    up_rev = np.lexsort((-np.arange(upper.size), up_seg))
+    upper = upper[up_rev]
+    up_seg = up_seg[up_rev]
+    pts = np.concatenate([lower, upper])
+    pseg = np.concatenate([seg[lower], up_seg])
+    o = np.argsort(pseg, kind="stable")  # per set: its lower chain, then its upper chain reversed
+    pts, pseg = pts[o], pseg[o]
+    # drop a point equal (same coordinates) to the one before it in the same set, and the closing
+    # point equal to the set's first
+    same_prev = np.r_[False, (pseg[1:] == pseg[:-1]) & (x[pts[1:]] == x[pts[:-1]]) & (y[pts[1:]] == y[pts[:-1]])]
+    keep = ~same_prev
+    pts, pseg = pts[keep], pseg[keep]
+    counts = np.bincount(pseg, minlength=n)
+    off = offsets_of(counts)
+    has = counts > 0
+    firsts = off[:-1][has]
+    lasts = off[1:][has] - 1
+    closing = (lasts > firsts) & (x[pts[lasts]] == x[pts[firsts]]) & (y[pts[lasts]] == y[pts[firsts]])
+    drop = np.zeros(pts.size, bool)
+    drop[lasts[closing]] = True
+    pts, pseg = pts[~drop], pseg[~drop]
+    counts = np.bincount(pseg, minlength=n)
+    flat = counts < 3
+    keep = ~flat[pseg]
+    pts, pseg = pts[keep], pseg[keep]
+    return offsets_of(np.bincount(pseg, minlength=n)), pts, flat
+
+
+def inside_hulls(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, qset: np.ndarray, qx: np.ndarray,
+                 qy: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """Whether each query (qx, qy) lies inside (or within ``tol`` of) the hull of its set
+    ``qset``, given counter-clockwise vertices per set (``vx[off[i]:off[i+1]]``): every edge's
+    outward unit normal n and offset c have n . q + c <= tol (Qhull's facet equations)."""
+    counts = np.diff(off)
+    out = np.ones(qset.size, bool)
+    if qset.size == 0:
+        return out
+    nxt = np.arange(vx.size) + 1
+    ends = off[1:] - 1
+    nxt[ends[counts > 0]] = off[:-1][counts > 0]
+    ex, ey = vx[nxt] - vx, vy[nxt] - vy
+    norm = np.hypot(ex, ey)
+    nx, ny = ey / norm, -ex / norm  # outward for a counter-clockwise polygon
+    c = -(nx * vx + ny * vy)
+    # queries against every edge of their set
+    k = counts[qset]
+    q = np.repeat(np.arange(qset.size), k)
+    edge = np.repeat(off[qset], k) + ragged_arange(k)
+    bad = nx[edge] * qx[q] + ny[edge] * qy[q] + c[edge] > tol
+    out[np.unique(q[bad])] = False
+    return out
+
+
+def row_spans(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, rset: np.ndarray, ry: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """The x extent (lo, hi) of the hull of set ``rset[k]`` on the horizontal line y = ``ry[k]``
+    (hulls as from :func:`convex_hulls`; lo > hi where the line misses it): the extremes of where
+    the line meets the hull's edges."""
+    counts = np.diff(off)
+    k = counts[rset]
+    q = np.repeat(np.arange(rset.size), k)
+    a = np.repeat(off[rset], k) + ragged_arange(k)
+    nxt = a + 1
+    nxt = np.where(nxt == np.repeat(off[rset] + counts[rset], k), np.repeat(off[rset], k), nxt)
+    xa, ya, xb, yb, y = vx[a], vy[a], vx[nxt], vy[nxt], ry[q]
+    meets = (np.minimum(ya, yb) <= y) & (y <= np.maximum(ya, yb))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        t = np.where(yb != ya, (y - ya) / (yb - ya), 0.0)
+    xm = xa + t * (xb - xa)
+    lo = np.full(rset.size, np.inf)
+    hi = np.full(rset.size, -np.inf)
+    flat = ya == yb  # a horizontal edge on the line: both its ends
+    np.minimum.at(lo, q[meets], np.where(flat, np.minimum(xa, xb), xm)[meets])
+    np.maximum.at(hi, q[meets], np.where(flat, np.maximum(xa, xb), xm)[meets])
+    return lo, hi

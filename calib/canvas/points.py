@@ -1,0 +1,298 @@
+"""A table's ``points`` column as flat numpy arrays, and the segment reductions taken over them.
+
+Every consumer (emitters, features, selection, fusion) takes :class:`FlatPoints`: the x, y, e of
+all points of all detections in row order, with two offset arrays, so a per-detection statistic is a
+segment reduction (``np.bincount`` / ``ufunc.reduceat``) instead of a Python loop over rows. It is
+built from the Arrow buffers of the column without touching a row in Python (:func:`flatten`) and
+turned back into a column the same way (:func:`points_column`). Detection ``i`` owns polygons
+``det_off[i]:det_off[i+1]``; polygon ``j`` owns points ``poly_off[j]:poly_off[j+1]``. A detection
+without points has an empty run; reductions give it the ``empty`` value their caller chooses.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from calib.tables import POLYGONS
+
+XY_DECIMALS, E_DECIMALS = 4, 6  # emitted numbers: enough precision, short JSON
+_POINT_FIELDS = [pa.field("x", pa.float64()), pa.field("y", pa.float64()), pa.field("e", pa.float64())]
+
+
+def segment_ids(counts: np.ndarray) -> np.ndarray:
+    """``[0]*counts[0] + [1]*counts[1] + ...``: the segment of every element of a ragged layout."""
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+
+
+def ragged_arange(counts: np.ndarray) -> np.ndarray:
+    """``concat(arange(c) for c in counts)``: each element's position within its segment."""
+    counts = np.asarray(counts, np.int64)
+    total = int(counts.sum())
+    return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
+def offsets_of(counts: np.ndarray) -> np.ndarray:
+    """Offsets (length n + 1, starting at 0) of segments with these lengths."""
+    out = np.zeros(len(counts) + 1, np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class FlatPoints:
+    """All points of ``n`` detections (their polygons kept), as flat float64 arrays."""
+
+    x: np.ndarray
+    y: np.ndarray
+    e: np.ndarray
+    det_off: np.ndarray  # int64 (n + 1,): detection i owns polygons det_off[i]:det_off[i+1]
+    poly_off: np.ndarray  # int64 (n_polys + 1,): polygon j owns points poly_off[j]:poly_off[j+1]
+
+    # -- shape ---------------------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        """Number of detections."""
+        return len(self.det_off) - 1
+
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def n_polys(self) -> int:
+        return len(self.poly_off) - 1
+
+    @property
+    def n_points(self) -> int:
+        return int(self.x.size)
+
+    @cached_property
+    def start(self) -> np.ndarray:
+        """Index of each detection's first point."""
+        return self.poly_off[self.det_off[:-1]]
+
+    @cached_property
+    def count(self) -> np.ndarray:
+        """Number of points of each detection."""
+        return self.poly_off[self.det_off[1:]] - self.start
+
+    @cached_property
+    def poly_count(self) -> np.ndarray:
+        """Number of points of each polygon."""
+        return np.diff(self.poly_off)
+
+    @cached_property
+    def row(self) -> np.ndarray:
+        """Detection (row) index of every point."""
+        return segment_ids(self.count)
+
+    @cached_property
+    def poly_of_point(self) -> np.ndarray:
+        """Polygon index of every point."""
+        return segment_ids(self.poly_count)
+
+    @cached_property
+    def det_of_poly(self) -> np.ndarray:
+        """Detection index of every polygon."""
+        return segment_ids(np.diff(self.det_off))
+
+    @cached_property
+    def xye(self) -> np.ndarray:
+        """(n_points, 3) x, y, e."""
+        return np.column_stack([self.x, self.y, self.e]) if self.x.size else np.zeros((0, 3))
+
+    def polygons(self, i: int) -> list[np.ndarray]:
+        """Detection i's non-empty polygons, each an (k, 3) array of x, y, e (for tests and
+        inspection; batch code never walks detections one by one)."""
+        out = []
+        for j in range(int(self.det_off[i]), int(self.det_off[i + 1])):
+            a, b = int(self.poly_off[j]), int(self.poly_off[j + 1])
+            if b > a:
+                out.append(self.xye[a:b])
+        return out
+
+    # -- reshaping -----------------------------------------------------------------------------
+    def slice(self, a: int, b: int) -> "FlatPoints":
+        """Detections a..b-1 (a view: no copy)."""
+        p0, p1 = int(self.det_off[a]), int(self.det_off[b])
+        q0, q1 = int(self.poly_off[p0]), int(self.poly_off[p1])
+        return FlatPoints(self.x[q0:q1], self.y[q0:q1], self.e[q0:q1], self.det_off[a: b + 1] - p0,
+                          self.poly_off[p0: p1 + 1] - q0)
+
+    def per_polygon(self) -> "FlatPoints":
+        """The same points with every polygon its own detection (``det_of_poly`` maps back)."""
+        return FlatPoints(self.x, self.y, self.e, np.arange(self.n_polys + 1, dtype=np.int64), self.poly_off)
+
+    def take(self, rows: np.ndarray) -> "FlatPoints":
+        """The detections ``rows`` (indices, in that order; repeats allowed), polygons kept."""
+        rows = np.asarray(rows, np.int64)
+        npoly = np.diff(self.det_off)[rows]
+        polys = np.repeat(self.det_off[rows], npoly) + ragged_arange(npoly)
+        pcount = self.poly_count[polys]
+        pts = np.repeat(self.poly_off[polys], pcount) + ragged_arange(pcount)
+        return FlatPoints(self.x[pts], self.y[pts], self.e[pts], offsets_of(npoly), offsets_of(pcount))
+
+    def select(self, rows: np.ndarray) -> tuple["FlatPoints", np.ndarray]:
+        """The detections where the boolean ``rows`` is true (in order) and the positions of their
+        points in this set."""
+        sub = self.take(np.flatnonzero(rows))
+        pos = np.flatnonzero(np.asarray(rows, bool)[self.row])
+        return sub, pos
+
+    def with_values(self, x=None, y=None, e=None) -> "FlatPoints":
+        """The same layout with some coordinate arrays replaced."""
+        return FlatPoints(self.x if x is None else np.asarray(x, np.float64),
+                          self.y if y is None else np.asarray(y, np.float64),
+                          self.e if e is None else np.asarray(e, np.float64), self.det_off, self.poly_off)
+
+    # -- segment reductions over detections ----------------------------------------------------
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """Per-detection sum (0 for an empty detection); sequential, so deterministic."""
+        return np.bincount(self.row, weights=values, minlength=self.n).astype(np.float64, copy=False)
+
+    def reduce(self, ufunc: np.ufunc, values: np.ndarray, empty: float = 0.0) -> np.ndarray:
+        """Per-detection ``ufunc.reduce`` (e.g. np.maximum) over ``values`` laid out like the points."""
+        out = np.full(self.n, empty, dtype=np.float64)
+        nonempty = self.count > 0
+        if nonempty.any():
+            out[nonempty] = ufunc.reduceat(values, self.start[nonempty])
+        return out
+
+    def first_argmax(self, values: np.ndarray) -> np.ndarray:
+        """Point index of each detection's first largest value (-1 for a detection without points)."""
+        out = np.full(self.n, -1, dtype=np.int64)
+        nonempty = self.count > 0
+        if not nonempty.any():
+            return out
+        top = self.reduce(np.maximum, values, empty=-np.inf)
+        idx = np.arange(values.size)
+        cand = np.where(values == top[self.row], idx, values.size)
+        first = np.minimum.reduceat(cand, self.start[nonempty])
+        # all-NaN runs have no candidate: take their first point
+        out[nonempty] = np.where(first < values.size, first, self.start[nonempty])
+        return out
+
+    def order_within(self, key: np.ndarray, descending: bool = False) -> np.ndarray:
+        """Permutation sorting every detection's run by ``key`` (stable: equal keys keep their
+        order) while runs keep their place: what ``np.lexsort((key, row))`` gives."""
+        df = pl.DataFrame({"r": self.row, "k": key})
+        return df.select(pl.arg_sort_by(["r", "k"], descending=[False, descending], maintain_order=True)
+                         ).to_series().to_numpy()
+
+    @cached_property
+    def seam_x(self) -> np.ndarray:
+        """x of every point unwrapped across the seam, per detection (:func:`calib.canvas.sphere.unwrap`)."""
+        from calib.canvas.sphere import unwrap
+
+        return unwrap(self.x, self.start, self.count)
+
+
+EMPTY = FlatPoints(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(1, np.int64), np.zeros(1, np.int64))
+
+
+# ----------------------------------------------------------------------------------------------
+# points column <-> FlatPoints
+def flatten(points: pl.Series) -> FlatPoints:
+    """Flat arrays of a ``points`` column (list of polygons of struct{x, y, e}); nulls are empty."""
+    arr = points.to_arrow()
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if len(arr) == 0:
+        return EMPTY
+    if arr.null_count:
+        arr = pc.fill_null(arr, pa.scalar([], arr.type))
+    # Offsets are absolute into ``.values`` (which ignores slicing), so a slice is handled too.
+    outer = np.asarray(arr.offsets, dtype=np.int64)
+    polys = arr.values
+    inner = np.asarray(polys.offsets, dtype=np.int64)[outer[0]: outer[-1] + 1]
+    lo, hi = int(inner[0]), int(inner[-1])
+    leaf = polys.values.slice(lo, hi - lo)
+    x, y, e = (np.asarray(leaf.field(c).to_numpy(zero_copy_only=False), dtype=np.float64) for c in "xye")
+    return FlatPoints(x, y, e, outer - outer[0], inner - lo)
+
+
+def points_arrow(fp: FlatPoints, *, large: bool = True) -> pa.Array:
+    """``fp`` as an Arrow list (one per detection) of lists (one per polygon) of struct{x, y, e}
+    (float64); ``large=False`` gives 32-bit offsets (when the sizes allow)."""
+    struct = pa.StructArray.from_arrays([pa.array(np.asarray(a, np.float64)) for a in (fp.x, fp.y, fp.e)],
+                                        fields=_POINT_FIELDS)
+    if large or fp.n_points >= 2**31:
+        inner = pa.LargeListArray.from_arrays(pa.array(fp.poly_off, pa.int64()), struct)
+        return pa.LargeListArray.from_arrays(pa.array(fp.det_off, pa.int64()), inner)
+    inner = pa.ListArray.from_arrays(pa.array(fp.poly_off, pa.int32()), struct)
+    return pa.ListArray.from_arrays(pa.array(fp.det_off, pa.int32()), inner)
+
+
+def points_column(fp: FlatPoints, name: str = "points") -> pl.Series:
+    """A ``points`` column (POLYGONS) holding ``fp`` (one row per detection)."""
+    return pl.Series(name, points_arrow(fp)).cast(POLYGONS)
+
+
+def from_polygons(groups: list[list[np.ndarray]]) -> FlatPoints:
+    """FlatPoints from, per detection, a list of (k, 3) arrays (one per polygon)."""
+    polys = [np.asarray(p, np.float64).reshape(-1, 3) for g in groups for p in g]
+    det_off = offsets_of(np.fromiter((len(g) for g in groups), np.int64, len(groups)))
+    poly_off = offsets_of(np.fromiter((len(p) for p in polys), np.int64, len(polys)))
+    xye = np.concatenate(polys) if polys else np.zeros((0, 3))
+    return FlatPoints(xye[:, 0].copy(), xye[:, 1].copy(), xye[:, 2].copy(), det_off, poly_off)
+
+
+def polygons_series(groups: list[list[np.ndarray]], name: str = "points") -> pl.Series:
+    """A ``points`` column from, per detection, a list of (k, 3) arrays (one per polygon)."""
+    return points_column(from_polygons(groups), name)
+
+
+def concat(parts: list[FlatPoints]) -> FlatPoints:
+    """The detections of several sets, one after the other."""
+    parts = [p for p in parts if p.n] or [EMPTY]
+    if len(parts) == 1:
+        return parts[0]
+    poly_shift = np.cumsum([0] + [p.n_polys for p in parts[:-1]])
+    point_shift = np.cumsum([0] + [p.n_points for p in parts[:-1]])
+    det_off = np.concatenate([[0]] + [p.det_off[1:] + s for p, s in zip(parts, poly_shift)])
+    poly_off = np.concatenate([[0]] + [p.poly_off[1:] + s for p, s in zip(parts, point_shift)])
+    return FlatPoints(*(np.concatenate([getattr(p, c) for p in parts]) for c in "xye"), det_off, poly_off)
+
+
+def choose_rows(old: FlatPoints, new: FlatPoints, use_new: np.ndarray) -> FlatPoints:
+    """Per detection, its polygons from ``new`` where ``use_new`` is true, else from ``old`` (both
+    sets have the same number of detections)."""
+    both = concat([old, new])
+    rows = np.where(use_new, np.arange(old.n) + old.n, np.arange(old.n))
+    return both.take(rows)
+
+
+def round_points(fp: FlatPoints) -> FlatPoints:
+    """Emitted numbers rounded (coordinates to 4, intensities to 6 decimals) and kept on the canvas."""
+    return fp.with_values(np.minimum(np.maximum(np.round(fp.x, XY_DECIMALS), 0.0), 360.0),
+                          np.minimum(np.maximum(np.round(fp.y, XY_DECIMALS), 0.0), 180.0), np.round(fp.e, E_DECIMALS))
+
+
+def points_series(parts: list[FlatPoints], name: str = "points") -> pl.Series:
+    """A ``points`` column made of several sets of detections, one after the other (kept as
+    chunks: nothing is copied to join them)."""
+    series = [points_column(p, name) for p in parts]
+    if not series:
+        return points_column(EMPTY, name).head(0)
+    return pl.concat(series, rechunk=False) if len(series) > 1 else series[0]
+
+
+def peak_points(points: pl.Series) -> pl.DataFrame:
+    """Peak point of each detection: the first point (in polygon, then point order) with the
+    largest intensity. Columns ``x``, ``y``, ``e``, one row per input row; null where it has no
+    points."""
+    fp = flatten(points)
+    idx = fp.first_argmax(fp.e)
+    has = idx >= 0
+    cols = {}
+    for c in "xye":
+        v = np.full(fp.n, np.nan)
+        v[has] = getattr(fp, c)[idx[has]]
+        cols[c] = pl.Series(c, v, pl.Float64)
+    # only a detection without points is null: a NaN coordinate read from the file stays NaN
+    return pl.DataFrame(cols).with_columns(
+        [pl.when(pl.Series(has)).then(pl.col(c)).otherwise(None).alias(c) for c in "xye"])

@@ -1,0 +1,776 @@
+"""Energy maps of many detections at 1 px/degree, computed together.
+
+The *energy map* of a unit (a detection, or one polygon of it) is what the official renderer would
+draw at 1 px/degree: the unit's x are unwrapped by the seam rule (:func:`calib.canvas.sphere.unwrap`)
+and its map lives on its own window of integer pixels (columns unwrapped, rows 0..180). A dense
+pixel set (integer points most of which touch a 4-neighbour) is drawn as its pixels; anything
+else is linearly interpolated polygon by polygon over a triangulation of the polygon's points,
+max-combined, and a polygon with fewer than 3 points (or whose triangles hold no pixel) is drawn as
+the pixels its points round to.
+
+Which parts need a triangulation: a polygon whose points sit on a regular lattice (equal steps in
+x and y, at least 10 points, at least half the sites present) is triangulated cell by cell (two
+triangles per full cell, one per cell with three corners, as Delaunay does inside a lattice)
+without Qhull, for all such polygons at once; on a whole-degree lattice every triangle of a shape
+holds the same pixel pattern, so its pixels are one matrix product. The other polygons of 3 or
+more points (scattered peaks, grids too small to count as lattices) are triangulated together by
+:func:`calib.canvas.triangulate.delaunay_sets` (Qhull, one call each, only past 64 points). Where
+several points lie on one circle the Delaunay triangulation is not unique, and the one chosen may
+differ from Qhull's: the map then differs inside those cells (the emitted files' mAP does not move,
+see tests/benchmarks/bench_emit_throughput.py). Every other triangle is rasterized row by row in
+one vectorized pass.
+
+All maps of a call share one flat buffer (:class:`Raster`): unit i's window is ``h[i] x w[i]``
+pixels from column ``x0[i]`` (unwrapped) and row ``y0[i]``, row-major at ``off[i]``. Emitters,
+selection and fusion read what they need from it -- peaks, pixels above a level, bilinear samples,
+peak-normalised masks and their soft IoU -- without a per-detection Python loop.
+
+``spread`` extends a map beyond its points: every pixel off the points takes the value of the
+nearest pixel on them (scipy's Euclidean distance transform, one call per map) times a Gaussian
+fall-off ``exp(-d^2 / (2 spread^2))`` (``inf``: no fall-off), over a window grown by 3 spread.
+:meth:`Raster.fill_nearest` gives the same nearest-pixel values at chosen pixels only, without
+building the whole spread map (ties resolved as scipy resolves them: lowest column, then row).
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import Delaunay, QhullError
+
+from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_ids
+from calib.canvas.triangulate import MAX_POINTS, delaunay_sets
+
+WIDTH, HEIGHT = 360, 181  # lattice columns x = 0..359, rows y = 0..180
+_TOL = 1e-9  # barycentric slack: a pixel on a triangle's edge is inside it
+#: a polygon counts as a regular lattice from this many points and this share of its sites present
+LATTICE_MIN_POINTS, LATTICE_MIN_FILL = 10, 0.5
+PIXEL_SET_TOUCHING = 0.9
+
+
+# ----------------------------------------------------------------------------------------------
+# the raster
+@dataclass(frozen=True, eq=False)
+class Raster:
+    """Energy maps of n units, each on its own window, in one flat row-major buffer."""
+
+    x0: np.ndarray  # int64 (n,): first column of the window (unwrapped x)
+    y0: np.ndarray  # int64 (n,): first row
+    w: np.ndarray  # int64 (n,)
+    h: np.ndarray  # int64 (n,)
+    off: np.ndarray  # int64 (n + 1,): unit i's values are values[off[i]:off[i+1]]
+    values: np.ndarray  # float64, >= 0
+    points: FlatPoints  # the units' points, x unwrapped
+    stamped: np.ndarray  # bool per point: drawn as the pixel it rounds to (pixel sets, degenerate polygons)
+
+    @property
+    def n(self) -> int:
+        return len(self.x0)
+
+    @cached_property
+    def unit_of_value(self) -> np.ndarray:
+        return segment_ids(np.diff(self.off))
+
+    @cached_property
+    def peak(self) -> np.ndarray:
+        """Largest value of each map (0 for an empty one)."""
+        out = np.zeros(self.n)
+        size = np.diff(self.off)
+        has = size > 0
+        if has.any():
+            out[has] = np.maximum.reduceat(self.values, self.off[:-1][has])
+        return out
+
+    def _flat_index(self, unit, px, py):
+        """Buffer index of integer pixels (unwrapped x) of given units; -1 outside the window."""
+        c = px - self.x0[unit]
+        r = py - self.y0[unit]
+        ok = (c >= 0) & (c < self.w[unit]) & (r >= 0) & (r < self.h[unit])
+        return np.where(ok, self.off[unit] + r * self.w[unit] + c, -1)
+
+    def at(self, unit, px, py) -> np.ndarray:
+        """Values at integer pixels (unwrapped x) of the given units; 0 off their windows."""
+        idx = self._flat_index(np.asarray(unit, np.int64), np.asarray(px, np.int64), np.asarray(py, np.int64))
+        return np.where(idx >= 0, self.values[np.maximum(idx, 0)] if self.values.size else 0.0, 0.0)
+
+    def sample(self, unit, qx, qy, value_at=None) -> np.ndarray:
+        """Bilinear samples at arbitrary (unwrapped) positions of the given units, 0 outside a
+        window (what ``scipy.ndimage.map_coordinates(order=1, mode="constant")`` gives on it).
+        ``value_at(unit, px, py)`` replaces :meth:`at` for the pixel values (e.g. a filled map)."""
+        unit = np.asarray(unit, np.int64)
+        qx = np.asarray(qx, np.float64) - self.x0[unit]
+        qy = np.asarray(qy, np.float64) - self.y0[unit]
+        inside = (qx >= 0) & (qx <= self.w[unit] - 1) & (qy >= 0) & (qy <= self.h[unit] - 1)
+        out = np.zeros(qx.shape)
+        if not inside.any():
+            return out
+        u, fx, fy = unit[inside], qx[inside], qy[inside]
+        cx = np.floor(fx).astype(np.int64)
+        cy = np.floor(fy).astype(np.int64)
+        tx, ty = fx - cx, fy - cy
+        get = value_at if value_at is not None else self.at
+        x0, y0 = self.x0[u], self.y0[u]
+        # the four neighbours in one call; those with weight 0 (a sample on the window's last row or
+        # column) are read at the sample's own pixel instead, never off the window
+        ox = np.where(tx > 0, 1, 0)
+        oy = np.where(ty > 0, 1, 0)
+        v = get(np.tile(u, 4), np.concatenate([x0 + cx, x0 + cx + ox, x0 + cx, x0 + cx + ox]),
+                np.concatenate([y0 + cy, y0 + cy, y0 + cy + oy, y0 + cy + oy])).reshape(4, -1)
+        v00, v10, v01, v11 = v
+        val = (1 - ty) * ((1 - tx) * v00 + tx * v10) + ty * ((1 - tx) * v01 + tx * v11)
+        out[inside] = np.maximum(val, 0.0)
+        return out
+
+    def pixels(self, min_value=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(unit, x unwrapped, y, value) of the pixels with value > 0 and >= ``min_value`` (a
+        number or one per unit), unit by unit in row-major order (y, then x)."""
+        thr = np.broadcast_to(np.asarray(min_value, np.float64), (self.n,))
+        if self.values.size == 0:
+            z = np.zeros(0, np.int64)
+            return z, z, z, np.zeros(0)
+        keep = (self.values > 0) & (self.values >= thr[self.unit_of_value])
+        idx = np.flatnonzero(keep)
+        unit = self.unit_of_value[idx]
+        local = idx - self.off[unit]
+        r, c = np.divmod(local, self.w[unit])
+        return unit, c + self.x0[unit], r + self.y0[unit], self.values[idx]
+
+    def window(self, i: int) -> np.ndarray:
+        """Unit i's map as an (h, w) array (a view)."""
+        return self.values[self.off[i]: self.off[i + 1]].reshape(int(self.h[i]), int(self.w[i]))
+
+    def canvas(self, i: int, normalize: bool = True) -> np.ndarray:
+        """Unit i's map on the full 181 x 360 lattice (float32, x wrapped; peak 1 when ``normalize``)."""
+        out = np.zeros((HEIGHT, WIDTH), np.float32)
+        block = self.window(i)
+        if block.size == 0:
+            return out
+        peak = float(self.peak[i])
+        if normalize and peak > 1e-12:
+            block = block / peak
+        cols = np.mod(np.arange(self.x0[i], self.x0[i] + self.w[i]), WIDTH)
+        rows = np.arange(self.y0[i], self.y0[i] + self.h[i])
+        np.maximum.at(out, (rows[:, None], cols[None, :]), block.astype(np.float32))
+        return out
+
+    # -- nearest fill ---------------------------------------------------------------------------
+    @cached_property
+    def _row_support(self) -> tuple[np.ndarray, np.ndarray]:
+        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or left of
+        it in its row, and at or right of it (-1 where there is none)."""
+        n = self.values.size
+        if n == 0:
+            z = np.zeros(0, np.int64)
+            return z, z
+        unit = self.unit_of_value
+        local = np.arange(n) - self.off[unit]
+        row_start = np.arange(n) - local % self.w[unit]
+        row_end = row_start + self.w[unit] - 1
+        sup = self.values > 0
+        idx = np.arange(n)
+        left = np.maximum.accumulate(np.where(sup, idx, row_start - 1))
+        right = np.minimum.accumulate(np.where(sup, idx, row_end + 1)[::-1])[::-1]
+        return np.where(left >= row_start, left, -1), np.where(right <= row_end, right, -1)
+
+    def fill_nearest(self, unit, px, py, batch: int = 65_536) -> np.ndarray:
+        """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
+        takes the value of the nearest pixel on it (Euclidean; among equally near ones the one with
+        the lowest column, then row, as scipy's distance transform picks): the ``spread=inf`` map
+        read at those pixels only. Off the window: 0.
+
+        Each pixel first looks in the 5 x 5 square around it (enough when the support is that
+        near); the others scan every row of their window, taking from each row its support pixels
+        nearest to the pixel's column."""
+        unit = np.asarray(unit, np.int64)
+        px = np.asarray(px, np.int64)
+        py = np.asarray(py, np.int64)
+        idx = self._flat_index(unit, px, py)
+        out = np.where(idx >= 0, self.values[np.maximum(idx, 0)] if self.values.size else 0.0, 0.0)
+        need = (idx >= 0) & (out <= 0) & (self.peak[unit] > 0)
+        if not need.any():
+            return out
+        # each pixel once
+        pix, inv = np.unique(idx[need], return_inverse=True)
+        out[need] = self._nearest_support_values(pix, batch)[inv]
+        return out
+
+    def _nearest_support_values(self, pix: np.ndarray, batch: int) -> np.ndarray:
+        """Value of the nearest support pixel of each off-support buffer pixel ``pix`` (same map)."""
+        unit = self.unit_of_value[pix]
+        py, px = np.divmod(pix - self.off[unit], self.w[unit])
+        px, py = px + self.x0[unit], py + self.y0[unit]
+        vals = np.zeros(pix.size)
+        big = np.iinfo(np.int64).max
+        radius = 2
+        side = 2 * radius + 1
+        dx, dy = np.divmod(np.arange(side * side), side)  # column-major: ties to the lowest column, row
+        dx, dy = dx - radius, dy - radius
+        per = max(1, batch // (side * side))
+        found = np.zeros(pix.size, bool)
+        for s in range(0, pix.size, per):
+            q = np.arange(s, min(s + per, pix.size))
+            ci = self._flat_index(np.repeat(unit[q], side * side), (px[q][:, None] + dx[None, :]).ravel(),
+                                  (py[q][:, None] + dy[None, :]).ravel())
+            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0).reshape(q.size, -1)
+            d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], big)
+            best = np.argmin(d2, axis=1)
+            ok = d2[np.arange(q.size), best] <= radius * radius  # nothing outside the square is nearer
+            vals[q[ok]] = v[np.arange(q.size), best][ok]
+            found[q] = ok
+        rest = np.flatnonzero(~found)
+        # farther pixels scan rows: in each row the support pixel nearest to their column (the left
+        # one on a tie), then the nearest over rows (ties: lowest column, then row). Rows within
+        # BAND of the pixel first; only a pixel with nothing nearer than BAND scans its whole window.
+        for band in (8, None):
+            if rest.size == 0:
+                break
+            key = self._scan_rows(rest, unit[rest], px[rest], py[rest], band, batch)
+            d2 = key >> 20
+            done = np.ones(rest.size, bool) if band is None else d2 < (band + 1) ** 2
+            krow, kcol = key & 1023, (key >> 10) & 1023
+            q, u0 = rest[done], unit[rest][done]
+            vals[q] = self.values[self.off[u0] + krow[done] * self.w[u0] + kcol[done]]
+            rest = rest[~done]
+        return vals
+
+    def _scan_rows(self, q, unit, px, py, band, batch):
+        """For off-support pixels (their units, columns, rows), the nearest support pixel over the
+        rows within ``band`` of each (all rows for None), as a key d2 << 20 | col << 10 | row
+        (window coordinates; d2 = 1 << 40 when none): its minimum is the nearest, ties to the lowest
+        column, then row."""
+        left, right = self._row_support
+        lo = np.zeros(q.size, np.int64) if band is None else np.maximum(py - self.y0[unit] - band, 0)
+        hi = self.h[unit] if band is None else np.minimum(py - self.y0[unit] + band + 1, self.h[unit])
+        out = np.empty(q.size, np.int64)
+        k_all = hi - lo
+        per = max(1, batch // max(int(k_all.max()), 1))
+        for s in range(0, q.size, per):
+            sl = slice(s, s + per)
+            k = k_all[sl]
+            qq = np.repeat(np.arange(k.size), k)
+            u = unit[sl][qq]
+            row = lo[sl][qq] + ragged_arange(k)
+            qcol = px[sl][qq] - self.x0[u]
+            at = self.off[u] + row * self.w[u] + qcol
+            lc, rc = left[at], right[at]
+            dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
+            dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
+            cand = np.where(dl <= dr, lc, rc)
+            ccol = np.where(cand >= 0, cand - self.off[u] - row * self.w[u], 0)
+            qrow = py[sl][qq] - self.y0[u]
+            d2 = np.where(cand >= 0, (row - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)
+            key = (d2 << 20) | (ccol << 10) | row  # windows are at most 360 x 181
+            out[sl] = np.minimum.reduceat(key, offsets_of(k)[:-1])
+        return out
+
+    # -- masks ----------------------------------------------------------------------------------
+    @cached_property
+    def mask_values(self) -> np.ndarray:
+        """Each map divided by its peak (when above 1e-12), as float32: the masks the selection
+        stages compare (what ``canvas(normalize=True)`` holds)."""
+        peak = self.peak[self.unit_of_value] if self.values.size else np.zeros(0)
+        return np.where(peak > 1e-12, self.values / np.where(peak > 1e-12, peak, 1.0), self.values).astype(np.float32)
+
+    @cached_property
+    def mask_sums(self) -> np.ndarray:
+        """Sum of each mask (float64 over the float32 values)."""
+        return np.bincount(self.unit_of_value, weights=self.mask_values.astype(np.float64), minlength=self.n)
+
+    def mask_iou(self, a, b, batch: int = 4_000_000) -> np.ndarray:
+        """Soft IoU sum(min) / sum(max) of the masks of unit pairs (a[k], b[k]) on the canvas (x
+        wrapped), 0 when the union is below 1e-8."""
+        a = np.asarray(a, np.int64)
+        b = np.asarray(b, np.int64)
+        inter = np.zeros(a.size)
+        if a.size:
+            # overlap of the windows on the circle: b shifted by -360, 0, +360
+            for shift in (-WIDTH, 0, WIDTH):
+                lo = np.maximum(self.x0[a], self.x0[b] + shift)
+                hi = np.minimum(self.x0[a] + self.w[a], self.x0[b] + self.w[b] + shift)
+                r0 = np.maximum(self.y0[a], self.y0[b])
+                r1 = np.minimum(self.y0[a] + self.h[a], self.y0[b] + self.h[b])
+                nx = np.clip(hi - lo, 0, None)
+                ny = np.clip(r1 - r0, 0, None)
+                cnt = nx * ny
+                pairs = np.flatnonzero(cnt > 0)
+                if pairs.size == 0:
+                    continue
+                cum = np.cumsum(cnt[pairs])
+                start = 0
+                while start < pairs.size:
+                    stop = max(int(np.searchsorted(cum, (cum[start - 1] if start else 0) + batch, side="right")),
+                               start + 1)
+                    p = pairs[start:stop]
+                    k = cnt[p]
+                    pp = np.repeat(p, k)
+                    loc = ragged_arange(k)
+                    dy, dx = np.divmod(loc, np.repeat(nx[p], k))
+                    yy = np.repeat(r0[p], k) + dy
+                    xx = np.repeat(lo[p], k) + dx
+                    ia = self.off[a[pp]] + (yy - self.y0[a[pp]]) * self.w[a[pp]] + (xx - self.x0[a[pp]])
+                    ib = self.off[b[pp]] + (yy - self.y0[b[pp]]) * self.w[b[pp]] + (xx - shift - self.x0[b[pp]])
+                    m = np.minimum(self.mask_values[ia], self.mask_values[ib]).astype(np.float64)
+                    inter += np.bincount(pp, weights=m, minlength=a.size)
+                    start = stop
+        union = self.mask_sums[a] + self.mask_sums[b] - inter
+        return np.where(union > 1e-8, inter / np.where(union > 1e-8, union, 1.0), 0.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# building it
+def _windows(pts: FlatPoints, xu: np.ndarray, grow: float):
+    has = pts.count > 0
+    xlo = np.floor(pts.reduce(np.minimum, xu) - grow)
+    xhi = np.ceil(pts.reduce(np.maximum, xu) + grow)
+    extra = np.maximum(xhi - xlo + 1 - WIDTH, 0)  # never wider than the circle: trim evenly
+    xlo = xlo + extra // 2
+    xhi = xhi - (extra - extra // 2)
+    ylo = np.maximum(0.0, np.floor(pts.reduce(np.minimum, pts.y) - grow))
+    yhi = np.minimum(HEIGHT - 1.0, np.ceil(pts.reduce(np.maximum, pts.y) + grow))
+    w = np.where(has, xhi - xlo + 1, 0).astype(np.int64)
+    h = np.where(has, np.maximum(yhi - ylo + 1, 0), 0).astype(np.int64)
+    clipped = (extra > 0) | (pts.reduce(np.minimum, pts.y) < 0) | (pts.reduce(np.maximum, pts.y) > HEIGHT - 1)
+    return np.where(has, xlo, 0).astype(np.int64), np.where(has, ylo, 0).astype(np.int64), w, h, clipped
+
+
+def pixel_set_units(pts: FlatPoints, xu: np.ndarray, min_touching: float = PIXEL_SET_TOUCHING) -> np.ndarray:
+    """True for each unit that is a dense pixel set: at least 3 points, all integer, and at least
+    ``min_touching`` of them with a 4-neighbour in the set (in unwrapped x)."""
+    n = pts.n
+    integer = (xu == np.round(xu)) & (pts.y == np.round(pts.y))
+    all_int = np.bincount(pts.row, weights=~integer, minlength=n) == 0
+    cand = all_int & (pts.count >= 3)
+    if not cand.any():
+        return cand
+    sub, pos = pts.select(cand)
+    x = xu[pos]
+    y = pts.y[pos]
+    xi = (x - sub.reduce(np.minimum, x)[sub.row]).astype(np.int64) + 1
+    yi = (y - sub.reduce(np.minimum, y)[sub.row]).astype(np.int64) + 1
+    wide = sub.reduce(np.maximum, xi)[sub.row].astype(np.int64) + 2  # a free border: no neighbours
+    tall = sub.reduce(np.maximum, yi).astype(np.int64) + 2  # across rows or units
+    area = (sub.reduce(np.maximum, xi).astype(np.int64) + 2) * tall
+    occ = np.zeros(int(area.sum()), bool)
+    key = offsets_of(area)[sub.row] + yi * wide + xi
+    occ[key] = True
+    touching = occ[key - 1] | occ[key + 1] | occ[key - wide] | occ[key + wide]
+    frac = np.bincount(sub.row, weights=touching, minlength=sub.n) / np.maximum(sub.count, 1)
+    out = np.zeros(n, bool)
+    out[np.flatnonzero(cand)] = frac >= min_touching
+    return out
+
+
+@dataclass
+class _Triangles:
+    """Triangles of many polygons: corner point indices (k, 3) and the unit they draw into."""
+
+    corners: np.ndarray
+    unit: np.ndarray
+    poly: np.ndarray
+
+
+@dataclass
+class _Cells:
+    """Cells of whole-degree lattices with three or four corners, one group per step and corner
+    code (bit k set when corner k of (0,0), (1,0), (0,1), (1,1) is present): the code says which
+    triangles the cell holds (:data:`CODE_SHAPES`)."""
+
+    step: int
+    code: int
+    corners: np.ndarray  # (k, 4) point indices (-1 where absent)
+    ox: np.ndarray  # (k,) pixel of the cell's (0, 0) corner (unwrapped, integer)
+    oy: np.ndarray
+    unit: np.ndarray
+    poly: np.ndarray
+
+
+# The triangles of a lattice cell, as corner offsets in cells: the two halves of a full cell (split
+# along its (0,0)-(1,1) diagonal) and the two other shapes a cell with three corners can have.
+CELL_SHAPES = (((0, 0), (1, 0), (1, 1)), ((0, 0), (1, 1), (0, 1)), ((1, 0), (1, 1), (0, 1)), ((0, 0), (1, 0), (0, 1)))
+_CORNERS = ((0, 0), (1, 0), (0, 1), (1, 1))
+#: the triangle shapes a cell draws, by corner code: full; missing (0,1), (1,0), (0,0), (1,1)
+CODE_SHAPES = {0b1111: (0, 1), 0b1011: (0,), 0b1101: (1,), 0b1110: (2,), 0b0111: (3,)}
+
+
+def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
+    """Cell-by-cell triangulations of the polygons ``polys`` that are regular lattices. Returns
+    (is_lattice per polygon of ``polys``, cell groups of whole-degree lattices, triangles of the
+    other lattices)."""
+    is_lat = np.zeros(polys.size, bool)
+    if polys.size == 0:
+        return is_lat, [], None
+    cnt = pts.poly_count[polys]
+    pos = np.repeat(pts.poly_off[polys], cnt) + ragged_arange(cnt)
+    seg = segment_ids(cnt)
+    first = offsets_of(cnt)[:-1]
+    x, y = xu[pos], pts.y[pos]
+    xmin = np.minimum.reduceat(x, first)
+    ymin = np.minimum.reduceat(y, first)
+
+    def min_step(v, vmin, which):
+        # smallest positive difference between the distinct values of the polygons ``which``
+        sel = which[seg]
+        sv, vv = seg[sel], v[sel]
+        out = np.full(polys.size, np.inf)
+        if sv.size:
+            vs = np.sort(sv * 4096.0 + (vv - vmin[sv]))  # sorted within each polygon (x - min < 720)
+            d = np.diff(vs)
+            d = np.where((d > 0) & (sv[1:] == sv[:-1]), d, np.inf)
+            f = offsets_of(np.bincount(sv, minlength=polys.size))[:-1][which]
+            out[which] = np.minimum.reduceat(np.r_[d, np.inf], f)
+        return out
+
+    def step_along(v):
+        # smallest positive difference between consecutive points (in the polygon's own order)
+        d = np.abs(np.diff(v))
+        d = np.where((d > 0) & (seg[1:] == seg[:-1]), d, np.inf)
+        return np.minimum.reduceat(np.r_[d, np.inf], first)
+
+    def on_grid(v, vmin, st):
+        f = (v - vmin[seg]) / np.where(np.isfinite(st) & (st > 0), st, 1.0)[seg]
+        return np.bincount(seg, weights=np.abs(f - np.round(f)) > 1e-6, minlength=polys.size) == 0
+
+    # Quick path: a lattice stored row by row has consecutive points one step apart, so the
+    # smallest consecutive difference is the step whenever every value sits on its multiples (then
+    # no two distinct values are closer, but for copies of one site, which disqualify anyway).
+    # Polygons it does not settle get the smallest difference between sorted distinct values.
+    step = step_along(x)
+    step_y = step_along(y)
+    quick = np.isfinite(step) & np.isfinite(step_y) & (np.abs(step_y - step) <= 1e-9 * np.maximum(step, 1.0))
+    quick &= on_grid(x, xmin, step) & on_grid(y, ymin, step)
+    if (~quick).any():
+        step = np.where(quick, step, min_step(x, xmin, ~quick))
+        step_y = np.where(quick, step_y, min_step(y, ymin, ~quick))
+    ok = np.isfinite(step) & np.isfinite(step_y) & (step > 0)
+    ok &= np.abs(step_y - step) <= 1e-9 * np.maximum(step, 1.0)
+    if not ok.any():
+        return is_lat, [], None
+    s = np.where(ok, step, 1.0)[seg]
+    fi = (x - xmin[seg]) / s
+    fj = (y - ymin[seg]) / s
+    i = np.round(fi).astype(np.int64)
+    j = np.round(fj).astype(np.int64)
+    off_grid = (np.abs(fi - i) > 1e-6) | (np.abs(fj - j) > 1e-6)
+    ok &= np.bincount(seg, weights=off_grid, minlength=polys.size) == 0
+    gw = np.maximum.reduceat(i, first) + 1
+    gh = np.maximum.reduceat(j, first) + 1
+    ok &= (cnt >= LATTICE_MIN_FILL * gw * gh) & (gw >= 2) & (gh >= 2)
+    if not ok.any():
+        return is_lat, [], None
+    # the site grid of each candidate polygon: point index or -1
+    area = np.where(ok, gw * gh, 0)
+    goff = offsets_of(area)
+    grid = np.full(int(goff[-1]), -1, np.int64)
+    pk = ok[seg]
+    site = goff[seg[pk]] + j[pk] * gw[seg[pk]] + i[pk]
+    grid[site] = pos[pk]
+    # a repeated site disqualifies the polygon (one of its points was overwritten)
+    ok &= np.bincount(seg[pk], weights=grid[site] != pos[pk], minlength=polys.size) == 0
+    cand = np.flatnonzero(ok)
+    if cand.size == 0:
+        return is_lat, [], None
+    # cells of each lattice, (gw - 1) x (gh - 1), and their corner codes
+    ncell = (gw[cand] - 1) * (gh[cand] - 1)
+    cseg = np.repeat(cand, ncell)
+    cj, ci = np.divmod(ragged_arange(ncell), gw[cseg] - 1)
+    base = goff[cseg] + cj * gw[cseg] + ci
+    corners = np.column_stack([grid[base], grid[base + 1], grid[base + gw[cseg]], grid[base + gw[cseg] + 1]])
+    code = (corners >= 0) @ np.array([1, 2, 4, 8])
+    drawn = np.isin(code, list(CODE_SHAPES))
+    is_lat[cand] = np.bincount(cseg[drawn], minlength=polys.size)[cand] > 0
+    cseg, ci, cj, corners, code = cseg[drawn], ci[drawn], cj[drawn], corners[drawn], code[drawn]
+    keep = is_lat[cseg]
+    cseg, ci, cj, corners, code = cseg[keep], ci[keep], cj[keep], corners[keep], code[keep]
+    whole = (np.abs(step - np.round(step)) < 1e-9) & (np.abs(xmin - np.round(xmin)) < 1e-9) & \
+        (np.abs(ymin - np.round(ymin)) < 1e-9)
+    wc = whole[cseg]
+    groups = []
+    if wc.any():
+        st = np.round(step[cseg[wc]]).astype(np.int64)
+        key = st * 16 + code[wc]
+        for k in np.unique(key):
+            g = np.flatnonzero(wc)[key == k]
+            sv = int(k // 16)
+            p = cseg[g]
+            groups.append(_Cells(sv, int(k % 16), corners[g], np.round(xmin[p]).astype(np.int64) + ci[g] * sv,
+                                 np.round(ymin[p]).astype(np.int64) + cj[g] * sv, unit_of_poly[polys[p]], polys[p]))
+    tri = None
+    if (~wc).any():
+        o = np.flatnonzero(~wc)
+        parts = []
+        for shape_code, shapes in CODE_SHAPES.items():
+            m = o[code[o] == shape_code]
+            for sh in shapes:
+                cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
+                parts.append((corners[m][:, cols], cseg[m]))
+        tri = _Triangles(np.concatenate([c for c, _ in parts]), unit_of_poly[polys[np.concatenate([q for _, q in parts])]],
+                         polys[np.concatenate([q for _, q in parts])])
+    return is_lat, groups, tri
+
+
+def _delaunay_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
+    """Delaunay triangles of each polygon: small ones all at once
+    (:func:`calib.canvas.triangulate.delaunay_sets`), the few larger ones by scipy's Qhull, one call
+    each. Returns the triangles."""
+    cnt = pts.poly_count[polys]
+    small = polys[cnt <= MAX_POINTS]
+    corners, units, owner = [], [], []
+    if small.size:
+        sc = pts.poly_count[small]
+        pos = np.repeat(pts.poly_off[small], sc) + ragged_arange(sc)
+        tri, tset = delaunay_sets(offsets_of(sc), xu[pos], pts.y[pos])
+        corners.append(pos[tri])
+        units.append(unit_of_poly[small[tset]])
+        owner.append(small[tset])
+    for p in polys[cnt > MAX_POINTS].tolist():
+        a, b = int(pts.poly_off[p]), int(pts.poly_off[p + 1])
+        try:
+            tri = Delaunay(np.column_stack([xu[a:b], pts.y[a:b]]))
+        except (QhullError, ValueError):
+            continue
+        corners.append(tri.simplices.astype(np.int64) + a)
+        units.append(np.full(len(tri.simplices), unit_of_poly[p]))
+        owner.append(np.full(len(tri.simplices), p))
+    if not corners:
+        return None
+    return _Triangles(np.concatenate(corners), np.concatenate(units), np.concatenate(owner))
+
+
+def barycentric(ax, ay, bx, by, cx, cy, qx, qy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Barycentric weights of points (qx, qy) in triangles (a, b, c), elementwise; NaN for flat
+    triangles."""
+    v0x, v0y = bx - ax, by - ay
+    v1x, v1y = cx - ax, cy - ay
+    v2x, v2y = qx - ax, qy - ay
+    d00 = v0x * v0x + v0y * v0y
+    d01 = v0x * v1x + v0y * v1y
+    d11 = v1x * v1x + v1y * v1y
+    d20 = v2x * v0x + v2y * v0y
+    d21 = v2x * v1x + v2y * v1y
+    den = d00 * d11 - d01 * d01
+    flat = np.abs(den) <= 1e-12 * np.maximum(d00 * d11, 1e-300)
+    den = np.where(flat, np.nan, den)
+    b1 = (d11 * d20 - d01 * d21) / den
+    b2 = (d00 * d21 - d01 * d20) / den
+    return 1.0 - b1 - b2, b1, b2
+
+
+@functools.lru_cache(maxsize=64)
+def shape_pattern(shape: int, s: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Barycentric weights (k, 3) and offsets (dx, dy) of the pixels inside one triangle shape of a
+    cell ``s`` pixels wide."""
+    dy, dx = np.mgrid[0: s + 1, 0: s + 1]
+    dx, dy = dx.ravel(), dy.ravel()
+    (ax, ay), (bx, by), (cx, cy) = (np.multiply(c, s, dtype=np.float64) for c in CELL_SHAPES[shape])
+    w = np.column_stack(barycentric(ax, ay, bx, by, cx, cy, dx.astype(np.float64), dy.astype(np.float64)))
+    inside = np.all(w >= -_TOL, axis=1)
+    return w[inside], dx[inside], dy[inside]
+
+
+class _Canvas:
+    """The flat buffer being drawn, with the windows."""
+
+    def __init__(self, x0, y0, w, h, clipped):
+        self.x0, self.y0, self.w, self.h = x0, y0, w, h
+        self.clipped = clipped  # windows smaller than their points' box (trimmed at 360 wide, poles)
+        self.off = offsets_of(w * h)
+        self.values = np.zeros(int(self.off[-1]))
+
+    def index(self, unit, c, r):
+        """Buffer index of column c, row r (absolute, unwrapped) of each unit; -1 off the window."""
+        cc = c - self.x0[unit]
+        rr = r - self.y0[unit]
+        ok = (cc >= 0) & (cc < self.w[unit]) & (rr >= 0) & (rr < self.h[unit])
+        return np.where(ok, self.off[unit] + rr * self.w[unit] + cc, -1)
+
+    def draw(self, idx, v) -> np.ndarray:
+        """Max positive values into the buffer; True where a value landed."""
+        ok = (idx >= 0) & (v > 0)
+        if ok.any():
+            np.maximum.at(self.values, idx[ok], v[ok])
+        return ok
+
+
+def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.ndarray, batch: int) -> None:
+    """Whole-degree lattice cells, triangle shape by triangle shape: every triangle of a shape
+    holds the same pixels, so their values are one matrix product (the same product, row by row,
+    whatever the batch) and their buffer indices a base plus fixed offsets; pixels on shared edges
+    take the largest value, as when drawing triangle by triangle."""
+    for g in groups:
+        for sh in CODE_SHAPES[g.code]:
+            wts, pdx, pdy = shape_pattern(sh, g.step)
+            cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
+            per = max(2, batch // max(len(pdx), 1))
+            n = len(g.corners)
+            for s in range(0, n, per):
+                stop = n if n - (s + per) < 2 else s + per  # no batch of one row: keep the same product
+                sl = slice(s, stop)
+                unit = g.unit[sl]
+                v = e[g.corners[sl][:, cols]] @ wts.T  # (triangles, pixels)
+                wu = canvas.w[unit]
+                cc = g.ox[sl] - canvas.x0[unit]
+                rr = g.oy[sl] - canvas.y0[unit]
+                idx = (canvas.off[unit] + rr * wu + cc)[:, None] + pdy[None, :] * wu[:, None] + pdx[None, :]
+                clip = canvas.clipped[unit]
+                if clip.any():  # only a window smaller than its points' box can miss a pixel
+                    col = cc[clip, None] + pdx[None, :]
+                    row = rr[clip, None] + pdy[None, :]
+                    inside = (col >= 0) & (col < wu[clip, None]) & (row >= 0) & (row < canvas.h[unit][clip, None])
+                    idx[clip] = np.where(inside, idx[clip], -1)
+                    ok = canvas.draw(idx.ravel(), v.ravel()).reshape(v.shape)
+                    drew[g.poly[sl][ok.any(axis=1)]] = True
+                else:  # every pixel is in its window; a value <= 0 leaves the buffer (>= 0) as it is
+                    np.fmax.at(canvas.values, idx.ravel(), v.ravel())  # fmax: a NaN energy draws nothing
+                    drew[g.poly[sl][v.max(axis=1) > 0]] = True
+                if stop == n:
+                    break
+
+
+def _draw_triangles(canvas: _Canvas, t: _Triangles | None, xu, y, e, drew, batch: int) -> None:
+    """Rasterize triangles row by row: on each pixel row a triangle meets, the pixels of its span
+    (widened by a hair) are tested with their barycentric weights, so a long thin triangle costs
+    its pixels, not its bounding box."""
+    if t is None or len(t.corners) == 0:
+        return
+    tx, ty = xu[t.corners], y[t.corners]
+    cy0 = np.ceil(ty.min(axis=1) - _TOL).astype(np.int64)
+    cy1 = np.floor(ty.max(axis=1) + _TOL).astype(np.int64)
+    nrow = np.clip(cy1 - cy0 + 1, 0, None)
+    # (triangle, row) pairs and the row's span over the triangle's three edges
+    k = np.repeat(np.arange(len(nrow)), nrow)
+    ry = (cy0[k] + ragged_arange(nrow)).astype(np.float64)
+    lo = np.full(k.size, np.inf)
+    hi = np.full(k.size, -np.inf)
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        xa, ya, xb, yb = tx[k, a], ty[k, a], tx[k, b], ty[k, b]
+        meets = (np.minimum(ya, yb) - _TOL <= ry) & (ry <= np.maximum(ya, yb) + _TOL)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            xr = np.where(yb != ya, xa + (np.clip(ry, np.minimum(ya, yb), np.maximum(ya, yb)) - ya) * (xb - xa) / (yb - ya), xa)
+        lo = np.where(meets, np.minimum(lo, np.where(yb != ya, xr, np.minimum(xa, xb))), lo)
+        hi = np.where(meets, np.maximum(hi, np.where(yb != ya, xr, np.maximum(xa, xb))), hi)
+    c0 = np.ceil(lo - 1e-6)
+    c1 = np.floor(hi + 1e-6)
+    ncol = np.where(np.isfinite(c0) & np.isfinite(c1), np.clip(c1 - c0 + 1, 0, None), 0).astype(np.int64)
+    c0 = np.where(ncol > 0, c0, 0).astype(np.int64)
+    cum = np.cumsum(ncol)
+    start = 0
+    while start < len(ncol):
+        stop = max(int(np.searchsorted(cum, (cum[start - 1] if start else 0) + batch, side="right")), start + 1)
+        sl = np.arange(start, stop)
+        cnt = ncol[sl]
+        rowp = np.repeat(sl, cnt)
+        qx = c0[rowp] + ragged_arange(cnt)
+        qy = ry[rowp]
+        tri = k[rowp]
+        corners = t.corners[tri]
+        w0, w1, w2 = barycentric(tx[tri, 0], ty[tri, 0], tx[tri, 1], ty[tri, 1], tx[tri, 2], ty[tri, 2],
+                                 qx.astype(np.float64), qy)
+        inside = (w0 >= -_TOL) & (w1 >= -_TOL) & (w2 >= -_TOL)
+        v = np.where(inside, w0 * e[corners[:, 0]] + w1 * e[corners[:, 1]] + w2 * e[corners[:, 2]], 0.0)
+        ok = canvas.draw(canvas.index(t.unit[tri], qx, qy.astype(np.int64)), v)
+        if ok.any():
+            drew[t.poly[tri[ok]]] = True
+        start = stop
+
+
+def _stamp(canvas: _Canvas, unit, x, y, e) -> None:
+    c = np.round(x).astype(np.int64)
+    r = np.round(y).astype(np.int64)
+    canvas.draw(canvas.index(unit, c, r), np.maximum(e, 0.0))
+
+
+def rasterize(pts: FlatPoints, *, spread: float = 0.0, pad: float = 0.0, batch: int = 32_768) -> Raster:
+    """The energy map of every detection of ``pts`` (use ``pts.per_polygon()`` for one map per
+    polygon), on a window around its points grown by ``pad`` degrees (and 3 ``spread``).
+
+    ``spread`` (degrees): 0 keeps each map to its points; a positive value fills every pixel off
+    the points with the value of the nearest pixel on them times exp(-d^2 / (2 spread^2)) (d in
+    degrees); ``inf`` fills with the nearest value, no decay."""
+    n = pts.n
+    xu = pts.seam_x
+    grow = pad + (3.0 * spread if 0 < spread < np.inf else 0.0)
+    x0, y0, w, h, clipped = _windows(pts, xu, grow)
+    canvas = _Canvas(x0, y0, w, h, clipped)
+    stamped_pts = np.zeros(pts.n_points, bool)
+    if pts.n_points:
+        pixset = pixel_set_units(pts, xu)
+        unit_of_poly = pts.det_of_poly
+        # pixel sets: their points are the map
+        pmask = pixset[pts.row]
+        _stamp(canvas, pts.row[pmask], xu[pmask], pts.y[pmask], pts.e[pmask])
+        # everything else, polygon by polygon
+        pc = pts.poly_count
+        todo = ~pixset[unit_of_poly]
+        small = np.flatnonzero(todo & (pc > 0) & (pc < 3))
+        big = np.flatnonzero(todo & (pc >= 3))
+        drew = np.zeros(pts.n_polys, bool)
+        lat_cand = big[pc[big] >= LATTICE_MIN_POINTS]
+        is_lat, cells, lat_tri = _lattice_cells(pts, xu, lat_cand, unit_of_poly)
+        general = np.setdiff1d(big, lat_cand[is_lat], assume_unique=True)
+        del_tri = _delaunay_triangles(pts, xu, general, unit_of_poly)
+        _draw_cells(canvas, cells, pts.e, drew, batch)
+        _draw_triangles(canvas, lat_tri, xu, pts.y, pts.e, drew, batch)
+        _draw_triangles(canvas, del_tri, xu, pts.y, pts.e, drew, batch)
+        # polygons of fewer than 3 points, or that drew nothing: their points' pixels
+        stamped = np.zeros(pts.n_polys, bool)
+        stamped[small] = True
+        stamped[big[~drew[big]]] = True
+        smask = stamped[pts.poly_of_point]
+        _stamp(canvas, pts.row[smask], xu[smask], pts.y[smask], pts.e[smask])
+        stamped_pts = pmask | smask
+    values = canvas.values
+    if spread > 0 and values.size:
+        values = _spread(values, canvas.off, w, h, spread)
+    return Raster(x0, y0, w, h, canvas.off, values, pts.with_values(x=xu), stamped_pts)
+
+
+def _spread(values, off, w, h, spread) -> np.ndarray:
+    """Each map's pixels off its support filled with the nearest support pixel's value (scipy's
+    Euclidean distance transform, one call per map), times the Gaussian fall-off."""
+    out = values.copy()
+    size = np.diff(off)
+    peak = np.zeros(len(w))
+    has = size > 0
+    peak[has] = np.maximum.reduceat(values, off[:-1][has])
+    for i in np.flatnonzero(peak > 0).tolist():
+        block = values[off[i]: off[i + 1]].reshape(int(h[i]), int(w[i]))
+        offp = block <= 0
+        if not offp.any():
+            continue
+        dist, (ri, ci) = ndimage.distance_transform_edt(offp, return_indices=True)
+        fill = block[ri, ci]
+        if np.isfinite(spread):
+            fill = fill * np.exp(-(dist ** 2) / (2.0 * spread ** 2))
+        out[off[i]: off[i + 1]] = np.where(offp, fill, block).ravel()
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# one detection at a time (tests, inspection)
+def energy_map(polygons: list[np.ndarray], *, spread: float = 0.0, pad: float = 0.0) -> Raster:
+    """The :class:`Raster` of one detection given its polygons ((k, 3) arrays of x, y, e)."""
+    from calib.canvas.points import from_polygons
+
+    return rasterize(from_polygons([[p for p in polygons if len(p)]]), spread=spread, pad=pad)
+
+
+def render(polygons: list[np.ndarray], *, normalize: bool = True) -> np.ndarray:
+    """A detection's energy map on the full 181 x 360 lattice (float32, peak 1 when normalized)."""
+    return energy_map(polygons).canvas(0, normalize=normalize)
+
+
+def soft_iou_matrix(maps: np.ndarray) -> np.ndarray:
+    """Pairwise soft IoU sum(min) / sum(max) of maps stacked as (n, H, W); 0 when the union is ~0."""
+    n = len(maps)
+    flat = np.asarray(maps, np.float32).reshape(n, -1)
+    out = np.zeros((n, n))
+    for i in range(n):
+        inter = np.minimum(flat[i], flat[i:]).sum(axis=1, dtype=np.float64)
+        union = np.maximum(flat[i], flat[i:]).sum(axis=1, dtype=np.float64)
+        v = np.where(union > 1e-8, inter / np.where(union > 1e-8, union, 1.0), 0.0)
+        out[i, i:] = v
+        out[i:, i] = v
+    return out

@@ -1,0 +1,478 @@
+"""The sphere and its canvas: directions, ACS transforms, the seam, seam-aware boxes.
+
+Angles are degrees. Azimuth φ in (-180, 180], elevation θ in [-90, 90]; the canvas has
+``x = (-φ + 180) mod 360`` and ``y = 90 - θ`` (calib.io.seld.to_canvas / from_canvas), x in
+[0, 360] (x = 360 is the meridian x = 0), y in [0, 180].
+
+**The seam rule** (one for every consumer): a detection's x values, sorted, are cut at their widest
+gap when that gap exceeds 180 degrees, and the x at or left of it move by +360, so the points lie
+contiguously on a 720-wide strip. This is the official renderer's rule (which applies it per
+polygon); a set that fits in half the circle is always unwrapped to its shortest arc, and a set
+spread over more than half of it is left as it is.
+
+The test-time ACS (audio channel swap) transforms for a tetrahedral MIC (or FOA) array are the
+eight of Mazzon et al. 2019 ("First order ambisonics domain spatial augmentation for DNN-based
+direction of arrival estimation", DCASE 2019), view k applying ``ACS_TRANSFORMS[k]``:
+
+====  ==================  =======================
+view  (φ, θ) →            inverse (φ', θ') →
+====  ==================  =======================
+0     (φ − 90, −θ)        (φ' + 90, −θ')
+1     (−φ − 90, θ)        (−φ' − 90, θ')
+2     (φ, θ) identity     (φ', θ')
+3     (−φ, −θ)            (−φ', −θ')
+4     (φ + 90, −θ)        (φ' − 90, −θ')
+5     (−φ + 90, θ)        (−φ' + 90, θ')
+6     (φ + 180, θ)        (φ' − 180, θ')
+7     (−φ + 180, −θ)      (−φ' + 180, −θ')
+====  ==================  =======================
+
+Each is ``φ' = s·φ + c``, ``θ' = t·θ`` with s, t in {−1, 1}, so the inverse is
+``φ = s·(φ' − c)``, ``θ = t·θ'`` (tests check every inverse by composition).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from calib.canvas.points import FlatPoints, concat, offsets_of, ragged_arange, segment_ids
+from calib.io.seld import from_canvas, to_canvas
+
+__all__ = [
+    "ACS_TRANSFORMS", "acs_forward", "acs_inverse", "acs_canvas_coefficients", "transform_points",
+    "wrap_azimuth", "unit_vectors", "vector_directions", "great_circle", "great_circle_haversine",
+    "pairwise_great_circle", "mean_direction", "from_canvas", "to_canvas", "CANVAS_WIDTH", "SEAM_GAP",
+    "unwrap", "Boxes", "boxes", "box_iou", "pair_box_iou", "shift_to_canvas", "seam_crossing_rows",
+    "seam_split", "seam_support_rows", "wrap_sets", "group_sets",
+]
+
+CANVAS_WIDTH = 360.0
+#: a gap between a detection's sorted x values wider than this is where it crosses the seam
+SEAM_GAP = 180.0
+
+#: (s, c, t): azimuth → s·φ + c (degrees), elevation → t·θ; index = view.
+ACS_TRANSFORMS: tuple[tuple[int, float, int], ...] = (
+    (1, -90.0, -1),
+    (-1, -90.0, 1),
+    (1, 0.0, 1),
+    (-1, 0.0, -1),
+    (1, 90.0, -1),
+    (-1, 90.0, 1),
+    (1, 180.0, 1),
+    (-1, 180.0, -1),
+)
+
+
+# ----------------------------------------------------------------------------------------------
+# directions
+def wrap_azimuth(az):
+    """Azimuth in degrees wrapped to (-180, 180]."""
+    az = np.mod(np.asarray(az, dtype=np.float64) + 180.0, 360.0) - 180.0
+    return np.where(az <= -180.0, az + 360.0, az)
+
+
+def _view_coefficients(view: int) -> tuple[int, float, int]:
+    if not 0 <= int(view) < len(ACS_TRANSFORMS):
+        raise ValueError(f"ACS view {view} outside 0..{len(ACS_TRANSFORMS) - 1}")
+    return ACS_TRANSFORMS[int(view)]
+
+
+def acs_forward(azimuth, elevation, view: int):
+    """Direction as seen by ACS view ``view`` (its channel swap applied to the scene)."""
+    s, c, t = _view_coefficients(view)
+    return wrap_azimuth(s * np.asarray(azimuth, dtype=np.float64) + c), t * np.asarray(elevation, dtype=np.float64)
+
+
+def acs_inverse(azimuth, elevation, view: int):
+    """Map a direction estimated on view ``view`` back to the original scene."""
+    s, c, t = _view_coefficients(view)
+    return wrap_azimuth(s * (np.asarray(azimuth, dtype=np.float64) - c)), t * np.asarray(elevation, dtype=np.float64)
+
+
+def acs_canvas_coefficients(view: int, *, inverse: bool = True) -> tuple[float, float, float, float]:
+    """(a, b, p, q) with ``x' = (a·x + b) mod 360`` and ``y' = p·y + q`` on the canvas.
+
+    From φ = 180 − x and θ = 90 − y: φ' = s·φ + c gives x' = s·x + 180 − 180·s − c, and θ' = t·θ
+    gives y' = t·y + 90 − 90·t. The inverse transform has s' = s, c' = −s·c, t' = t."""
+    s, c, t = _view_coefficients(view)
+    if inverse:
+        c = -s * c
+    return float(s), 180.0 - 180.0 * s - c, float(t), 90.0 - 90.0 * t
+
+
+def transform_points(points: pl.Expr, a: float, b: float, p: float, q: float) -> pl.Expr:
+    """Apply ``x' = (a·x + b) mod 360``, ``y' = p·y + q`` to every point of a polygons column,
+    keeping polygons, order and intensities."""
+    pt = pl.element()
+    return points.list.eval(pt.list.eval(pl.struct(
+        x=(pt.struct.field("x") * a + b) % 360.0,
+        y=pt.struct.field("y") * p + q,
+        e=pt.struct.field("e"),
+    )))
+
+
+def unit_vectors(azimuth, elevation) -> np.ndarray:
+    """(..., 3) unit vectors (x forward, y left, z up) of directions in degrees."""
+    az = np.radians(np.asarray(azimuth, dtype=np.float64))
+    el = np.radians(np.asarray(elevation, dtype=np.float64))
+    ce = np.cos(el)
+    return np.stack([ce * np.cos(az), ce * np.sin(az), np.sin(el)], axis=-1)
+
+
+def vector_directions(vectors) -> tuple[np.ndarray, np.ndarray]:
+    """(azimuth, elevation) in degrees of (..., 3) vectors (any non-zero length)."""
+    v = np.asarray(vectors, dtype=np.float64)
+    az = np.degrees(np.arctan2(v[..., 1], v[..., 0]))
+    el = np.degrees(np.arctan2(v[..., 2], np.hypot(v[..., 0], v[..., 1])))
+    return wrap_azimuth(az), el
+
+
+def great_circle(az1, el1, az2, el2) -> np.ndarray:
+    """Great-circle distance in degrees, broadcasting; atan2 form, accurate at 0° and 180°."""
+    u, v = unit_vectors(az1, el1), unit_vectors(az2, el2)
+    cross = np.linalg.norm(np.cross(u, v), axis=-1)
+    return np.degrees(np.arctan2(cross, np.sum(u * v, axis=-1)))
+
+
+def great_circle_haversine(az0, el0, az1, el1) -> np.ndarray:
+    """Angle in degrees between directions (degrees), by the haversine formula (what the gaussian
+    emitter's intensities are defined with)."""
+    az0, el0, az1, el1 = (np.radians(np.asarray(v, np.float64)) for v in (az0, el0, az1, el1))
+    h = np.sin((el1 - el0) / 2) ** 2 + np.cos(el0) * np.cos(el1) * np.sin((az1 - az0) / 2) ** 2
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+
+
+def pairwise_great_circle(azimuth, elevation) -> np.ndarray:
+    """(n, n) matrix of great-circle distances in degrees between n directions."""
+    az, el = np.asarray(azimuth, dtype=np.float64), np.asarray(elevation, dtype=np.float64)
+    return great_circle(az[:, None], el[:, None], az[None, :], el[None, :])
+
+
+def mean_direction(azimuth, elevation, weights=None) -> tuple[float, float]:
+    """Mean direction on the sphere: the (weighted) mean of unit vectors, renormalized."""
+    u = unit_vectors(azimuth, elevation)
+    w = np.ones(len(u)) if weights is None else np.asarray(weights, dtype=np.float64)
+    m = (u * w[:, None]).sum(axis=0)
+    if not np.linalg.norm(m) > 1e-12:
+        raise ValueError("mean direction undefined: the directions cancel out")
+    az, el = vector_directions(m)
+    return float(az), float(el)
+
+
+# ----------------------------------------------------------------------------------------------
+# the seam
+def unwrap(x: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """x of segments (``start[i]``, ``count[i]`` points each, laid out in order) moved across the
+    seam by the seam rule: where a segment's widest gap between sorted neighbours exceeds 180
+    degrees, every x at or left of it gets +360 (x is taken as given, as the official renderer
+    does: 360 and 0 are 360 apart until the rule joins them). Only segments spanning more than 180
+    degrees can have such a gap, so only their points are sorted."""
+    out = np.array(x, np.float64)
+    n = len(count)
+    nonempty = count > 0
+    if not nonempty.any():
+        return out
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    lo[nonempty] = np.minimum.reduceat(out, start[nonempty])
+    hi[nonempty] = np.maximum.reduceat(out, start[nonempty])
+    maybe = np.flatnonzero(nonempty & (hi - lo > SEAM_GAP))
+    if maybe.size == 0:
+        return out
+    cnt = count[maybe]
+    pos = np.repeat(start[maybe], cnt) + ragged_arange(cnt)
+    seg = segment_ids(cnt)
+    xs = out[pos]
+    order = np.lexsort((xs, seg))
+    xs_sorted = xs[order]
+    gaps = np.full(xs.size, -np.inf)
+    same = seg[1:] == seg[:-1]  # segments stay in place under the sort
+    gaps[:-1] = np.where(same, np.diff(xs_sorted), -np.inf)
+    first = offsets_of(cnt)[:-1]
+    widest = np.maximum.reduceat(gaps, first)
+    crossing = widest > SEAM_GAP
+    at_gap = crossing[seg] & (gaps == widest[seg])  # unique: two gaps cannot both exceed 180
+    threshold = np.full(maybe.size, -np.inf)
+    threshold[seg[at_gap]] = xs_sorted[at_gap]
+    out[pos] = np.where(xs <= threshold[seg], xs + CANVAS_WIDTH, xs)
+    return out
+
+
+def shift_to_canvas(xu: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
+    """Unwrapped x of segments shifted by a multiple of 360 each so that each segment's minimum
+    lies in [0, 360)."""
+    if xu.size == 0:
+        return xu
+    lo = np.full(n, np.inf)
+    np.minimum.at(lo, seg, xu)
+    shift = CANVAS_WIDTH * np.floor(lo / CANVAS_WIDTH)
+    return xu - shift[seg]
+
+
+# ----------------------------------------------------------------------------------------------
+# boxes
+@dataclass(frozen=True)
+class Boxes:
+    """Seam-aware bounding box of each detection's points, in canvas degrees: x0 <= x1 on the
+    720-wide strip (x1 possibly beyond 360), y0 <= y1. NaN for a detection without
+    points (:meth:`zero_filled` makes those all-zero boxes)."""
+
+    x0: np.ndarray
+    x1: np.ndarray
+    y0: np.ndarray
+    y1: np.ndarray
+
+    @property
+    def w(self) -> np.ndarray:
+        """Width in degrees (0 for a single point)."""
+        return self.x1 - self.x0
+
+    @property
+    def h(self) -> np.ndarray:
+        return self.y1 - self.y0
+
+    @property
+    def cx(self) -> np.ndarray:
+        """Centre column on the strip (not wrapped)."""
+        return self.x0 + self.w / 2
+
+    @property
+    def cy(self) -> np.ndarray:
+        return self.y0 + self.h / 2
+
+    @property
+    def empty(self) -> np.ndarray:
+        return np.isnan(self.x0)
+
+    def rows(self) -> np.ndarray:
+        """(n, 4) rows x0, x1, y0, y1 (what :func:`box_iou` takes)."""
+        return np.column_stack([self.x0, self.x1, self.y0, self.y1])
+
+    def zero_filled(self) -> "Boxes":
+        return Boxes(*(np.nan_to_num(a, nan=0.0) for a in (self.x0, self.x1, self.y0, self.y1)))
+
+
+def boxes(fp: FlatPoints) -> Boxes:
+    """Seam-aware bounding box of each detection's points (the seam rule of :func:`unwrap`)."""
+    sx = fp.seam_x
+    return Boxes(fp.reduce(np.minimum, sx, empty=np.nan), fp.reduce(np.maximum, sx, empty=np.nan),
+                 fp.reduce(np.minimum, fp.y, empty=np.nan), fp.reduce(np.maximum, fp.y, empty=np.nan))
+
+
+def _x_overlap(ax0, ax1, bx0, bx1) -> np.ndarray:
+    """Pixel-inclusive overlap of x ranges on the circle (the other range shifted by -360, 0, +360),
+    at most the narrower width."""
+    wa = np.minimum(ax1 - ax0 + 1.0, CANVAS_WIDTH)
+    wb = np.minimum(bx1 - bx0 + 1.0, CANVAS_WIDTH)
+    ix = 0.0
+    for shift in (-CANVAS_WIDTH, 0.0, CANVAS_WIDTH):
+        ix = ix + np.clip(np.minimum(ax1, bx1 + shift) - np.maximum(ax0, bx0 + shift) + 1.0, 0.0, None)
+    return np.minimum(ix, np.minimum(wa, wb)), wa, wb
+
+
+def _iou(ax0, ax1, ay0, ay1, bx0, bx1, by0, by1) -> np.ndarray:
+    ix, wa, wb = _x_overlap(ax0, ax1, bx0, bx1)
+    iy = np.clip(np.minimum(ay1, by1) - np.maximum(ay0, by0) + 1.0, 0.0, None)
+    inter = ix * iy
+    union = wa * (ay1 - ay0 + 1.0) + wb * (by1 - by0 + 1.0) - inter
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, inter / union, 0.0)
+    return np.nan_to_num(iou, nan=0.0)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of seam-aware boxes (rows x0, x1, y0, y1 as :meth:`Boxes.rows`).
+
+    Boxes are pixel-inclusive at 1 px/degree (a single point is a 1 x 1 box); x overlap is
+    counted on the circle. NaN (empty) boxes overlap nothing."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    return _iou(*(a[:, None, k] for k in range(4)), *(b[None, :, k] for k in range(4)))
+
+
+def pair_box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of aligned pairs of boxes: row k of ``a`` with row k of ``b``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    return _iou(*(a[:, k] for k in range(4)), *(b[:, k] for k in range(4)))
+
+
+# ----------------------------------------------------------------------------------------------
+# emitted sets back onto the canvas
+def seam_crossing_rows(sets: FlatPoints, crossing: np.ndarray, step: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where support points go on the seam for the sets (detections of ``sets``, x unwrapped and
+    shifted to the canvas) marked ``crossing``: the rows where the set's convex hull meets the line
+    x = 360 -- both ends of that crossing and every multiple of ``step[set]`` between -- less the rows
+    that already have a point on it. Returns (set, y, y nudged a hair inside the crossing) arrays.
+
+    The crossing is the hull's, found without building it: the extremes over every pair of a
+    column left of the line and a column right of it (and points on it) of where the segment
+    joining their extreme points meets the line. A set whose points are all on one row has no
+    crossing (its hull is flat)."""
+    empty = (np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
+    ids = np.flatnonzero(crossing)
+    if ids.size == 0:
+        return empty
+    sub = sets.take(ids)
+    seg = sub.row
+    x, y = sub.x, sub.y
+    # per (set, column): lowest and highest y
+    order = np.lexsort((y, x, seg))
+    xs, ys, ss = x[order], y[order], seg[order]
+    new = np.r_[True, (ss[1:] != ss[:-1]) | (xs[1:] != xs[:-1])]
+    first = np.flatnonzero(new)
+    last = np.r_[first[1:] - 1, xs.size - 1]
+    cs, cx, ylo, yhi = ss[first], xs[first], ys[first], ys[last]
+    n_sub = ids.size
+    y0 = np.full(n_sub, np.inf)
+    y1 = np.full(n_sub, -np.inf)
+    on = cx == CANVAS_WIDTH
+    np.minimum.at(y0, cs[on], ylo[on])
+    np.maximum.at(y1, cs[on], yhi[on])
+    left = np.flatnonzero(cx < CANVAS_WIDTH)
+    right = np.flatnonzero(cx > CANVAS_WIDTH)
+    if left.size and right.size:
+        # all (left column, right column) pairs of the same set
+        n_right = np.bincount(cs[right], minlength=n_sub)
+        r_off = offsets_of(n_right)
+        per_left = n_right[cs[left]]
+        li = np.repeat(left, per_left)
+        ri = right[np.repeat(r_off[cs[left]], per_left) + ragged_arange(per_left)]
+        t = (CANVAS_WIDTH - cx[li]) / (cx[ri] - cx[li])
+        lo_y = ylo[li] + t * (ylo[ri] - ylo[li])
+        hi_y = yhi[li] + t * (yhi[ri] - yhi[li])
+        np.minimum.at(y0, cs[li], np.minimum(lo_y, hi_y))
+        np.maximum.at(y1, cs[li], np.maximum(lo_y, hi_y))
+    ymin = sub.reduce(np.minimum, y, empty=np.nan)
+    ymax = sub.reduce(np.maximum, y, empty=np.nan)
+    ok = np.isfinite(y0) & np.isfinite(y1) & (ymax > ymin) & (sub.count >= 3)
+    ok_ids = np.flatnonzero(ok)
+    if ok_ids.size == 0:
+        return empty
+    y0, y1, st = y0[ok_ids], y1[ok_ids], np.asarray(step, np.float64)[ids[ok_ids]]
+    # rows: both ends and every multiple of the step strictly between them
+    k0 = np.ceil(y0 / st)
+    n_inner = np.maximum(np.ceil(y1 / st) - k0, 0).astype(np.int64)  # multiples in [y0, y1)
+    rows_set = np.concatenate([np.arange(ok_ids.size), np.arange(ok_ids.size), segment_ids(n_inner)])
+    rows_y = np.concatenate([y0, y1, (k0[segment_ids(n_inner)] + ragged_arange(n_inner)) * st[segment_ids(n_inner)]])
+    key = np.lexsort((rows_y, rows_set))
+    rows_set, rows_y = rows_set[key], rows_y[key]
+    keep = np.r_[True, (rows_set[1:] != rows_set[:-1]) | (rows_y[1:] != rows_y[:-1])]
+    rows_set, rows_y = rows_set[keep], rows_y[keep]
+    # skip rows already holding a point on the seam
+    on_pts = np.flatnonzero(sub.x == CANVAS_WIDTH)
+    if on_pts.size:
+        sub_of_ok = np.full(n_sub, -1)
+        sub_of_ok[ok_ids] = np.arange(ok_ids.size)
+        taken = np.unique(np.column_stack([sub_of_ok[seg[on_pts]], sub.y[on_pts]]), axis=0)
+        hit = (taken[:, 0] >= 0)
+        taken = taken[hit]
+        if len(taken):
+            tk = taken[:, 0] * 1e4 + taken[:, 1]
+            rk = rows_set * 1e4 + rows_y
+            free = ~np.isin(rk, tk)
+            rows_set, rows_y = rows_set[free], rows_y[free]
+    # a hair inside the crossing, so that a value read there is inside the set's region
+    a, b = y0[rows_set], y1[rows_set]
+    eps = 1e-7 * np.maximum(1.0, b - a)
+    inside = np.where(b - a > 2 * eps, np.clip(rows_y, a + eps, b - eps), 0.5 * (a + b))
+    return ids[ok_ids[rows_set]], rows_y, inside
+
+
+def seam_split(sets: FlatPoints) -> FlatPoints:
+    """Emitted sets (the detections of ``sets``, one polygon each, x unwrapped) wrapped back onto
+    the canvas as polygons: a set is shifted so that its lowest x is in [0, 360); one reaching past
+    x = 360 becomes two polygons, ``x <= 360`` and ``x >= 360`` (shifted by -360), points exactly on
+    the seam going to both; y is clipped to [0, 180]. Returns one detection per set with its one or
+    two non-empty polygons, points in the set's order."""
+    n = sets.n
+    seg = sets.row
+    xu = shift_to_canvas(sets.x, seg, n)
+    y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
+    crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
+    whole = FlatPoints(xu, y, sets.e, np.arange(n + 1, dtype=np.int64), sets.poly_off)
+    if not crossing.any():
+        return whole
+    # crossing sets: their points at or left of the seam, then those at or right of it (-360)
+    c = np.flatnonzero(crossing)
+    sub = whole.take(c)
+    left = sub.x <= CANVAS_WIDTH
+    right = sub.x >= CANVAS_WIDTH
+    n_left = np.bincount(sub.row, weights=left, minlength=c.size).astype(np.int64)
+    n_right = np.bincount(sub.row, weights=right, minlength=c.size).astype(np.int64)
+    pts = np.concatenate([np.flatnonzero(left), np.flatnonzero(right)])
+    half = np.concatenate([np.zeros(int(left.sum()), np.int64), np.ones(int(right.sum()), np.int64)])
+    order = np.lexsort((pts, half, sub.row[pts]))
+    pts, half = pts[order], half[order]
+    counts = np.column_stack([n_left, n_right]).ravel()
+    halves = FlatPoints(sub.x[pts] - CANVAS_WIDTH * half, sub.y[pts], sub.e[pts],
+                        offsets_of(2 * np.ones(c.size, np.int64)), offsets_of(counts))
+    # drop empty halves, then put the split sets back in their places
+    halves = _drop_empty_polygons(halves)
+    rows = np.arange(n)
+    rows[c] = n + np.arange(c.size)
+    return concat([whole, halves]).take(rows)
+
+
+def _drop_empty_polygons(fp: FlatPoints) -> FlatPoints:
+    keep = fp.poly_count > 0
+    if keep.all():
+        return fp
+    per_det = np.bincount(fp.det_of_poly[keep], minlength=fp.n)
+    return FlatPoints(fp.x, fp.y, fp.e, offsets_of(per_det), offsets_of(fp.poly_count[keep]))
+
+
+def seam_support_rows(sets: FlatPoints, step) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Support rows for the emitted sets (x unwrapped, as the emitter made them) that cross the
+    seam once shifted onto the canvas (:func:`seam_crossing_rows`, ``step`` a number or one per
+    set). Returns (set, y, y nudged inside the crossing, x of the seam in the set's own frame):
+    the emitter evaluates its own values there and hands them to :func:`wrap_sets`."""
+    n = sets.n
+    z = np.zeros(0)
+    if n == 0 or sets.n_points == 0:
+        return np.zeros(0, np.int64), z, z, z
+    seg = sets.row
+    xu = shift_to_canvas(sets.x, seg, n)
+    shifted = sets.with_values(x=xu, y=np.clip(sets.y, 0.0, 180.0))
+    crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
+    s_set, s_y, s_in = seam_crossing_rows(shifted, crossing, np.broadcast_to(np.asarray(step, np.float64), (n,)))
+    shift = np.zeros(n)
+    shift[seg] = sets.x - xu
+    return s_set, s_y, s_in, CANVAS_WIDTH + shift[s_set]
+
+
+def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
+    """:func:`seam_split` of emitted sets (x unwrapped), with support points first where given.
+
+    ``support`` = (set, y, e): points on x = 360 appended to their set (after its own points), so
+    each half's triangulation reaches the seam and the two halves render as the whole."""
+    n = sets.n
+    if n == 0:
+        return sets
+    seg = sets.row
+    xu = shift_to_canvas(sets.x, seg, n)
+    y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
+    if support is None or len(support[0]) == 0:
+        return seam_split(sets.with_values(x=xu, y=y))
+    s_set, s_y, s_e = (np.asarray(a) for a in support)
+    x_all = np.concatenate([xu, np.full(s_set.size, CANVAS_WIDTH)])
+    y_all = np.concatenate([y, s_y])
+    e_all = np.concatenate([sets.e, np.maximum(s_e, 0.0)])
+    set_all = np.concatenate([seg, s_set.astype(np.int64)])
+    order = np.argsort(set_all, kind="stable")  # support points after the set's own
+    merged = FlatPoints(x_all[order], y_all[order], e_all[order], np.arange(n + 1, dtype=np.int64),
+                        offsets_of(np.bincount(set_all, minlength=n)))
+    return seam_split(merged)
+
+
+def group_sets(wrapped: FlatPoints, set_det: np.ndarray, n: int) -> tuple[FlatPoints, np.ndarray]:
+    """Wrapped sets (one detection per set, sets ordered by detection) regrouped into ``n``
+    detections: each detection's polygons are those of its sets, in order. Returns (points, whether
+    each detection got any set)."""
+    polys_per_set = np.diff(wrapped.det_off)
+    per_det = np.bincount(np.asarray(set_det, np.int64), weights=polys_per_set, minlength=n).astype(np.int64)
+    has = np.bincount(np.asarray(set_det, np.int64), minlength=n) > 0
+    return FlatPoints(wrapped.x, wrapped.y, wrapped.e, offsets_of(per_det), wrapped.poly_off), has
