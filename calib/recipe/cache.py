@@ -11,7 +11,7 @@ parameter recomputes that stage and the ones after it.
 stage defined outside calib) and the packages of the modules its parameters name
 (``Stage.code_modules``, e.g. the reranker's feature modules). A whole-package fingerprint is
 coarser than following each stage's imports, but it is exact where it matters: stages import
-lazily inside functions (``calib.score``, ``calib.render``, ``features``), which a static import
+lazily inside functions (``calib.score``, ``calib.canvas``, ``features``), which a static import
 walk misses, and any edit anywhere only costs a recomputation, never a stale output.
 
 An entry ``CACHE/stages/<key>/`` holds ``manifest.json`` (table name -> Parquet file, relative to

@@ -184,7 +184,7 @@ def test_the_code_fingerprint_covers_every_module_of_calib_and_features(tmp_path
     (tmp_path / "calib" / "__pycache__").mkdir(exist_ok=True)
     (tmp_path / "calib" / "__pycache__" / "render.cpython-311.pyc").write_bytes(b"compiled")
     assert source_fingerprint(roots) == base  # compiled caches are not the source
-    for rel in ("calib/render.py", "features/points.py", "calib/recipes/decision-calibrated.toml"):
+    for rel in ("calib/canvas/raster.py", "features/energy.py", "calib/recipes/decision-calibrated.toml"):
         f = tmp_path / rel
         original = f.read_bytes()
         f.write_bytes(original + b"\n# edited\n")
@@ -205,7 +205,7 @@ def test_an_edited_dependency_recomputes_every_stage(setup, tmp_path, monkeypatc
 
     assert not any(r.cached for r in chain().records)
     assert all(r.cached for r in chain().records)
-    # what editing calib/render.py (or any module of calib or features) does to the fingerprint
+    # what editing calib/canvas/raster.py (or any module of calib or features) does to the fingerprint
     monkeypatch.setattr(cache_module, "code_fingerprint", lambda: "another code base")
     assert not any(r.cached for r in chain().records)
 
