@@ -125,7 +125,7 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
         raise ValueError(f"variant {variant.name}: a portfolio needs ground truth (inputs.gt) to estimate anything")
     fit, evaluate = clip_sets(recipe, tables)
     dev = sorted(set(fit) | set(evaluate))
-    learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.stage_class().learns]
+    learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.learns]
     quiet = lambda s: None  # noqa: E731 - per-stage lines would drown the portfolio log
 
     final_key = ""
