@@ -16,36 +16,7 @@ from calib.stages import base
 from calib.stages.base import Stage, Tables
 from calib.stages.gate import (ROW, GatedStage, build_stage, class_ap, clip_folds, combine, gate_rule, relabels,
                                rows_follow_input, tag_rows)
-from calib.tables import DETECTIONS, TRUTH, conform
-
-CLIPS = [f"c{i}" for i in range(6)]
-FRAMES = range(3)
-
-
-def blob(cx: float, cy: float = 90.0) -> list:
-    """One polygon: a 5 x 5 lattice (2 px apart) around (cx, cy), peak intensity in the middle."""
-    return [[{"x": cx + 2.0 * i, "y": cy + 2.0 * j, "e": 1.0 - 0.1 * (abs(i) + abs(j))}
-             for i in range(-2, 3) for j in range(-2, 3)]]
-
-
-def dets(rows: list[tuple], system: str = "s") -> pl.DataFrame:
-    """Detections from (clip, frame, class_id, score, x) tuples; det_id counts rows per clip."""
-    seen: dict[str, int] = {}
-    out = []
-    for clip, frame, cls, score, x in rows:
-        out.append({"system": system, "clip": clip, "frame": frame, "det_id": seen.get(clip, 0), "class_id": cls,
-                    "score": score, "distance": None, "instance_id": None, "points": blob(x), "extra": None})
-        seen[clip] = seen.get(clip, 0) + 1
-    return conform(pl.DataFrame(out, schema=DETECTIONS) if out else pl.DataFrame(schema=DETECTIONS), "detections")
-
-
-def truth(rows: list[tuple]) -> pl.DataFrame:
-    """Truth from (clip, frame, class_id, x) tuples."""
-    out = [{"clip": c, "split": "dev-train-sony", "frame": f, "ann_id": i, "class_id": k, "instance_id": None,
-            "distance": None, "points": blob(x), "category_str": False, "extra": None}
-           for i, (c, f, k, x) in enumerate(rows)]
-    return conform(pl.DataFrame(out, schema=TRUTH), "truth")
-
+from tests.stages.gatedata import CLIPS, FRAMES, cap_tables, dets, truth
 
 # ----------------------------------------------------------------------------------------------
 # test-only stages, registered only inside the tests that use them
@@ -307,3 +278,19 @@ def test_gate_parameters_and_round_trip(toys):
             build_stage({"type": "hurt_three_help_five", **bad})
     with pytest.raises(RuntimeError, match="fit it"):
         gate.apply(hurt_help_tables())
+
+
+def test_real_cap_stage_gated_per_class():
+    """The real cap stage on data where it hurts class 3 and helps class 5 by construction."""
+    t = cap_tables()
+    ap = class_ap(t["detections"], t["truth"])
+    assert ap[3] == pytest.approx(1.0) and ap[5] < 1.0
+    ungated = build_stage({"type": "cap", "per_class": 1}).apply(t)["detections"]
+    ap_cap = class_ap(ungated, t["truth"])
+    # half the recall at precision 1: 51 of the scorer's 101 recall points (0, 0.01, ..., 0.5)
+    assert ap_cap[3] == pytest.approx(51 / 101) and ap_cap[5] == pytest.approx(1.0)
+    gate = build_stage({"type": "cap", "per_class": 1, "gate": "per_class", "gate_folds": 3}).fit(t)
+    assert gate.kept_classes_ == [5]
+    out = gate.apply(Tables(detections=t["detections"]))["detections"]
+    ap_gated = class_ap(out, t["truth"])
+    assert ap_gated[3] == pytest.approx(1.0) and ap_gated[5] == pytest.approx(1.0)
