@@ -386,13 +386,15 @@ def gate_report(chain: ChainResult) -> list[str]:
         return []
     lines = ["", "## Gated stages", "",
              "Each gated stage was cross-fitted on the fit clips (fit on the other clip folds, applied to the held-out "
-             "one) and acts only where the held-out gain (AP with the stage minus AP without) has a mean over folds "
-             "above `margin` x its fold-to-fold standard deviation, measured on at least 3 folds."]
+             "one) and acts only where the held-out gain (AP with the stage minus AP without), measured on at least 3 "
+             "folds, has a mean above the bar: Student's t quantile at the gate's confidence times the standard error "
+             "over folds (the one-sided lower confidence bound of the mean gain is above zero)."]
     for r, st in gated:
         summary = st.summary_
         kept = ", ".join(map(str, st.kept_classes_)) or "none"
         lines += ["", f"### {r.address} ({r.type}), gate `{r.gate}`", "",
-                  f"{summary.get('folds')} folds over {summary.get('clips')} clip(s), margin {summary.get('margin'):g}; "
+                  f"{summary.get('folds')} folds over {summary.get('clips')} clip(s), confidence "
+                  f"{summary.get('confidence'):g}; "
                   f"applied to class(es): {kept}."
                   + (f" It relabels detections: a change is taken only when both its classes are kept "
                      f"({summary.get('refinement_rounds')} re-check round(s))." if summary.get("relabels") else ""),
@@ -422,7 +424,7 @@ def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_m
         if r.gate is not None:  # the wrapped stage's parameters, then the gate's
             inner = {k: v for k, v in r.params["stage"].items() if k != "type"}
             params = (f"{_params_text(inner)}; gate {r.gate} (folds={r.params['folds']}, seed={r.params['seed']}, "
-                      f"margin={r.params['margin']})")
+                      f"confidence={r.params['confidence']})")
         lines.append(f"| {i + 1} | {r.address} | {r.type} | {on}{params} | {'yes' if r.learns else ''} | "
                      f"{'yes' if r.cached else ''} | {'' if r.cached else f'{r.seconds:.2f}'} | {r.rows if r.rows or not r.cached else ''} |")
     skipped = [s.address for _, s in recipe.chain(enabled_only=False) if not s.enabled]

@@ -38,7 +38,8 @@ stage type) and the scoring protocol. In TOML::
                                       # the fit clips ("global": everywhere or nowhere); needs gt
     gate_folds = 4                    # clip folds of the cross-fit (>= 3)
     gate_seed = 0                     # their seeded assignment
-    gate_margin = 1.0                 # keep where mean gain > margin x fold-to-fold s.d.
+    gate_confidence = 0.95            # keep where the mean held-out gain is > 0 at this one-sided
+                                      # confidence over the folds (Student's t)
 
     [emit]
     type = "grid3"
@@ -229,7 +230,7 @@ class StageSpec:
     optional ``on_system`` (run the stage on that input system's table instead of the primary
     detections), optional ``gate`` (``"per_class"`` / ``"global"``: wrap the stage in a
     :class:`calib.stages.gate.GatedStage`; ``"none"`` or absent: not gated) with its
-    ``gate_folds`` / ``gate_seed`` / ``gate_margin`` (in ``gate_params``) and the parameters given
+    ``gate_folds`` / ``gate_seed`` / ``gate_confidence`` (in ``gate_params``) and the parameters given
     in the recipe (unlisted ones take the stage's defaults)."""
 
     type: str

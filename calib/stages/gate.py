@@ -12,14 +12,18 @@ where the stage may act:
    without the stage. The gain of a class in a fold is its AP with the stage minus its AP
    without; the global gain is the same difference of the macro mAP (mean AP over the classes
    with ground truth in that fold).
-2. The rule (per class, or once for the global gain): keep the stage where the gain was measured
-   on at least 3 folds and its mean over folds exceeds ``gate_margin`` times its fold-to-fold
-   standard deviation (sample s.d., ddof = 1), the mean being above 0 in any case.
-   Why the standard deviation rather than the standard error: with 3 to 5 folds of a few clips,
-   the spread between folds is the very thing the decision must survive on test (another set of
-   clips); asking the mean to clear one standard deviation is a one-sided t-test at t > sqrt(K)
-   (about 93 % at 4 folds, 95 % at 5), so a stage is kept only where nearly every fold agrees,
-   and the bar does not fall as fast as the standard error would when folds are added.
+2. The rule (per class, or once for the global gain): with ``n`` folds measuring the gain (folds
+   whose clips hold ground truth of the class; at least 3), mean ``m`` and sample standard
+   deviation ``s`` (ddof = 1) over them, keep the stage when
+
+       m > t(gate_confidence, n - 1) * s / sqrt(n)   and   m > 0,
+
+   ``t(q, df)`` being Student's t quantile: the one-sided lower confidence bound of the mean gain
+   (at ``gate_confidence``, default 0.95) is above zero. Why this bar: it is a multiple of the
+   standard error whose factor grows as folds get fewer (2.92 at 3 folds, 2.35 at 4, 2.13 at 5,
+   1.83 at 10), so with a dozen clips a class is kept only where nearly every fold agrees, and a
+   fixed multiple would treat 3 folds like 30. ``gate_confidence = 0.5`` asks for a positive
+   mean only.
 3. The wrapped stage is then fit on all fit clips (``stage_``).
 
 What "applied to class c" means (``apply``, and the gated detections scored in fit):
@@ -36,15 +40,17 @@ What "applied to class c" means (``apply``, and the gated detections scored in f
 
 Rows passed through from the input get ``score_raw`` = ``score`` and ``fuse_class_raw`` =
 ``class_id`` when the stage adds those columns (the upstream score and class, which they are);
-other columns the stage adds are null on them. When rows from both sides are mixed the table
-takes the stage output's ``system`` name, and ``det_id`` is renumbered per clip only where the
-two sides' ids collide.
+other columns the stage adds are null on them. A stage that names its output system (a fusion's
+``system_name``) names the gated output so whatever the gate decided (learned in fit as
+``system_``: every clip fold and every decision give one system name, which scoring and pooling
+need); ``det_id`` is renumbered per clip only where the two sides' ids collide.
 
 Learned (stored by :mod:`calib.recipe.state` without pickles, the wrapped stage's own state
 nested): ``stage_`` (the wrapped stage fit on all fit clips), ``kept_classes_`` (class ids where
 it acts), ``fold_gains_`` (fold, class_id (null: macro), ap_without, ap_with, gain),
 ``decision_table_`` (per class and the macro row: folds, mean gain, s.d., bar, passes, kept,
-reason) and ``summary_``.
+reason), ``system_`` (the system name the stage gives its output, None when it keeps the
+input's) and ``summary_``.
 """
 from __future__ import annotations
 
@@ -63,7 +69,7 @@ MODES = ("per_class", "global")
 RECIPE_MODES = (*MODES, "none")
 #: recipe keys of a gated entry -> (GatedStage parameter, default)
 RECIPE_PARAMS: dict[str, tuple[str, Any]] = {"gate_folds": ("folds", 4), "gate_seed": ("seed", 0),
-                                             "gate_margin": ("margin", 1.0)}
+                                             "gate_confidence": ("confidence", 0.95)}
 RECIPE_KEYS = ("gate", *RECIPE_PARAMS)
 #: a gain must be measured on at least this many folds (a spread needs three values to mean much)
 MIN_FOLDS = 3
@@ -89,9 +95,10 @@ def gate_param_problem(key: str, value: Any) -> str | None:
     if key == "gate_seed":
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
         return None if ok else f"expected a whole number >= 0, got {value!r}"
-    if key == "gate_margin":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
-        return None if ok else f"expected a number >= 0 (how many fold-to-fold standard deviations), got {value!r}"
+    if key == "gate_confidence":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.5 <= value < 1
+        return None if ok else (f"expected a number in [0.5, 1) (the one-sided confidence that the mean held-out "
+                                f"gain is positive), got {value!r}")
     return f"not a gate key; gate keys: {', '.join(RECIPE_KEYS)}"
 
 
@@ -151,10 +158,18 @@ def macro_gain(ap_with: np.ndarray, ap_without: np.ndarray) -> float:
     return float(np.mean(ap_with[has]) - np.mean(ap_without[has])) if has.any() else math.nan
 
 
-def gate_rule(gains: np.ndarray, margin: float) -> tuple[int, float, float, float, bool, str]:
+def gate_bar(sd: float, n: int, confidence: float) -> float:
+    """The bar a mean gain over ``n`` folds must clear: Student's t quantile at ``confidence``
+    with n - 1 degrees of freedom times the standard error ``sd / sqrt(n)``."""
+    from scipy.stats import t
+
+    return float(t.ppf(float(confidence), n - 1)) * sd / math.sqrt(n)
+
+
+def gate_rule(gains: np.ndarray, confidence: float) -> tuple[int, float, float, float, bool, str]:
     """(folds measured, mean gain, s.d., bar, passes, reason) for one class's (or the macro)
     gains over folds (NaN where a fold has no ground truth of it): passes when at least
-    :data:`MIN_FOLDS` folds measured it and mean > max(margin x s.d., 0)."""
+    :data:`MIN_FOLDS` folds measured it, the mean is above 0 and above :func:`gate_bar`."""
     g = np.asarray(gains, dtype=np.float64)
     g = g[~np.isnan(g)]
     n = int(g.size)
@@ -162,12 +177,12 @@ def gate_rule(gains: np.ndarray, margin: float) -> tuple[int, float, float, floa
         return n, (float(g.mean()) if n else math.nan), math.nan, math.nan, False, \
             f"ground truth in {n} fold(s): too few to measure a spread (needs {MIN_FOLDS})"
     mean, sd = float(g.mean()), float(g.std(ddof=1))
-    bar = float(margin) * sd
+    bar = gate_bar(sd, n, confidence)
     if mean > bar and mean > 0:
         return n, mean, sd, bar, True, "mean gain clears the bar"
     if mean <= 0:
         return n, mean, sd, bar, False, "no mean gain"
-    return n, mean, sd, bar, False, f"mean gain within {float(margin):g} s.d. of the folds' spread"
+    return n, mean, sd, bar, False, f"mean gain not above zero at {float(confidence):g} confidence (folds disagree)"
 
 
 def clip_folds(clips, n_folds: int, seed: int) -> dict[str, int]:
@@ -220,6 +235,14 @@ def relabels(inp: pl.DataFrame, out: pl.DataFrame) -> bool:
     return bool((moved.get_column("class_id") != moved.get_column("_in")).any())
 
 
+def renamed_system(inp: pl.DataFrame, out: pl.DataFrame) -> str | None:
+    """The one system name of ``out`` when it differs from ``inp``'s (a stage naming its output
+    system), else None."""
+    names = out.get_column("system").unique().to_list() if "system" in out.columns else []
+    before = inp.get_column("system").unique().to_list() if "system" in inp.columns else []
+    return names[0] if len(names) == 1 and names != before else None
+
+
 def combine(inp: pl.DataFrame, out: pl.DataFrame, kept) -> pl.DataFrame:
     """The gated detections from the stage's input (tagged with :func:`tag_rows`) and output,
     the stage acting on the classes ``kept`` only (see the module docstring). The tag is dropped."""
@@ -263,24 +286,24 @@ class GatedStage(Stage):
 
     Parameters: ``stage`` (the wrapped stage's recipe entry ``{"type": ..., **params}``), ``gate``
     (``"per_class"`` or ``"global"``), ``folds`` (clip folds, at least 3; fewer clips than folds:
-    one fold per clip), ``seed`` (fold assignment), ``margin`` (the mean gain must exceed
-    ``margin`` fold-to-fold standard deviations) and ``scoring`` (the recipe's ``[scoring]`` table:
-    protocol, iou_thresholds, options). In a recipe: ``gate``, ``gate_folds``, ``gate_seed``,
-    ``gate_margin`` on the stage's entry; the scoring is the recipe's.
+    one fold per clip), ``seed`` (fold assignment), ``confidence`` (the one-sided confidence, over
+    the folds, that the mean held-out gain is positive) and ``scoring`` (the recipe's ``[scoring]``
+    table: protocol, iou_thresholds, options). In a recipe: ``gate``, ``gate_folds``,
+    ``gate_seed``, ``gate_confidence`` on the stage's entry; the scoring is the recipe's.
     """
 
     name = "gate"
     learns = True
     learned_attributes = {"stage_": Stage, "kept_classes_": list, "fold_gains_": pl.DataFrame,
-                          "decision_table_": pl.DataFrame, "summary_": dict}
+                          "decision_table_": pl.DataFrame, "system_": (str, type(None)), "summary_": dict}
 
     def __init__(self, *, stage: Mapping[str, Any], gate: str = "per_class", folds: int = 4, seed: int = 0,
-                 margin: float = 1.0, scoring: Mapping[str, Any] | None = None):
+                 confidence: float = 0.95, scoring: Mapping[str, Any] | None = None):
         self.stage = stage
         self.gate = gate
         self.folds = folds
         self.seed = seed
-        self.margin = margin
+        self.confidence = confidence
         self.scoring = scoring
 
     # -- what the wrapped stage is
@@ -312,13 +335,13 @@ class GatedStage(Stage):
         """The recipe entry: the wrapped stage's entry plus the gate keys (the scoring is the
         recipe's; rebuild with :func:`build_stage`)."""
         return {**copy.deepcopy(dict(self.stage)), "gate": self.gate, "gate_folds": self.folds,
-                "gate_seed": self.seed, "gate_margin": self.margin}
+                "gate_seed": self.seed, "gate_confidence": self.confidence}
 
     def _check(self) -> None:
         if not isinstance(self.stage, Mapping) or not isinstance(self.stage.get("type"), str):
             raise ValueError(f"gate: stage must be a stage entry with a 'type', got {self.stage!r}")
         for key, value in (("gate", self.gate), ("gate_folds", self.folds), ("gate_seed", self.seed),
-                           ("gate_margin", self.margin)):
+                           ("gate_confidence", self.confidence)):
             problem = gate_param_problem(key, value)
             if problem or value == "none":
                 raise ValueError(f"gate: {key}: {problem or 'a gated stage needs per_class or global'}")
@@ -353,8 +376,8 @@ class GatedStage(Stage):
             has = ~np.isnan(ap_wo[f])
             means = (float(np.mean(ap_wo[f, has])), float(np.mean(ap_w[f, has]))) if has.any() else (math.nan, math.nan)
             rows_gains.append((f, None, *means, macro[f]))
-        rules = [gate_rule(gains[:, c], self.margin) for c in range(N_CLASSES)]
-        macro_rule = gate_rule(macro, self.margin)
+        rules = [gate_rule(gains[:, c], self.confidence) for c in range(N_CLASSES)]
+        macro_rule = gate_rule(macro, self.confidence)
         if k < MIN_FOLDS:
             why = f"{len(clips)} clip(s) with ground truth: too few to cross-fit (needs {MIN_FOLDS})"
             rules = [(0, math.nan, math.nan, math.nan, False, why)] * N_CLASSES
@@ -372,9 +395,14 @@ class GatedStage(Stage):
         table = [(c, CLASS_NAMES[c], *rules[c][:5], c in kept, reasons[c]) for c in range(N_CLASSES)]
         table.append((None, MACRO_NAME, *macro_rule[:5], self.gate == "global" and bool(kept), macro_rule[5]))
         self.decision_table_ = pl.DataFrame(table, schema=DECISION_SCHEMA, orient="row")
-        self.summary_ = {"mode": self.gate, "folds": k, "clips": len(clips), "margin": float(self.margin),
+        self.summary_ = {"mode": self.gate, "folds": k, "clips": len(clips), "confidence": float(self.confidence),
                          "relabels": relabel, "refinement_rounds": rounds}
         self.stage_ = inner.fit(tables)
+        if not parts:  # nothing cross-fitted: see what the stage makes of the fit clips
+            tagged = tag_rows(tables["detections"])
+            parts = [(clips, tagged, self.stage_.apply(blind(tables.replace(detections=tagged)))["detections"])]
+        names = {renamed_system(inp, out) for _, inp, out in parts if out.height}
+        self.system_ = names.pop() if len(names) == 1 else None
         return self
 
     def _cross_fit(self, tables: Tables, fold_of: dict[str, int], k: int) -> list[tuple]:
@@ -407,7 +435,7 @@ class GatedStage(Stage):
             rounds += 1
             ap_g = np.array([class_ap(combine(inp, out, kept), t, self.scoring)
                              for (_, inp, out), t in zip(parts, truths)])
-            still = {c for c in kept if gate_rule(ap_g[:, c] - ap_wo[:, c], self.margin)[4]}
+            still = {c for c in kept if gate_rule(ap_g[:, c] - ap_wo[:, c], self.confidence)[4]}
             for c in kept - still:
                 reasons[c] = ("dropped: once the classes it trades detections with are gated, its own gain "
                               "no longer clears the bar")
@@ -425,12 +453,17 @@ class GatedStage(Stage):
             raise RuntimeError(f"gate: the learned stage {self.stage_!r} is not the wrapped {want!r}")
         kept = set(self.kept_classes_)
         if not kept:
-            return Tables(tables)
-        if kept >= set(range(N_CLASSES)):
-            return self.stage_.apply(tables)
-        tagged = tag_rows(tables["detections"])
-        out = self.stage_.apply(tables.replace(detections=tagged))
-        return out.replace(detections=combine(tagged, out["detections"], kept))
+            out, det = Tables(tables), tables["detections"]
+        elif kept >= set(range(N_CLASSES)):
+            out = self.stage_.apply(tables)
+            det = out["detections"]
+        else:
+            tagged = tag_rows(tables["detections"])
+            out = self.stage_.apply(tables.replace(detections=tagged))
+            det = combine(tagged, out["detections"], kept)
+        if self.system_ is not None and "system" in det.columns:
+            det = det.with_columns(pl.lit(self.system_, pl.String).alias("system"))
+        return out.replace(detections=det) if det is not tables["detections"] else out
 
     def report(self) -> str:
         """The decision table as text."""
@@ -442,4 +475,4 @@ class GatedStage(Stage):
 
     def __repr__(self) -> str:
         return (f"GatedStage({self.stage.get('type')!r}, gate={self.gate!r}, folds={self.folds!r}, seed={self.seed!r}, "
-                f"margin={self.margin!r})")
+                f"confidence={self.confidence!r})")

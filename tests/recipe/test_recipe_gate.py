@@ -41,10 +41,10 @@ def recipe_doc(**stage) -> dict:
 
 
 def test_gate_keys_parse_write_back_and_build():
-    doc = recipe_doc(gate="per_class", gate_folds=3, gate_margin=0.5)
+    doc = recipe_doc(gate="per_class", gate_folds=3, gate_confidence=0.9)
     recipe = Recipe.from_dict(doc)
     spec = recipe.stages[0]
-    assert (spec.gate, spec.gate_params, spec.params) == ("per_class", {"gate_folds": 3, "gate_margin": 0.5},
+    assert (spec.gate, spec.gate_params, spec.params) == ("per_class", {"gate_folds": 3, "gate_confidence": 0.9},
                                                           {"per_class": 1})
     assert spec.learns and "truth" in spec.needs_tables
     assert Recipe.from_dict(recipe.to_dict()) == recipe
@@ -54,7 +54,7 @@ def test_gate_keys_parse_write_back_and_build():
     stage = spec.build(recipe.scoring)
     assert isinstance(stage, GatedStage)
     assert stage.get_params() == {"stage": {"type": "cap", "per_class": 1}, "gate": "per_class", "folds": 3, "seed": 0,
-                                  "margin": 0.5, "scoring": {"protocol": "dcase2026"}}
+                                  "confidence": 0.9, "scoring": {"protocol": "dcase2026"}}
     # "none" (a portfolio axis value) builds the plain stage; no gate key: not gated either
     for d in (recipe_doc(gate="none"), recipe_doc()):
         s = Recipe.from_dict(d).stages[0]
@@ -65,7 +65,7 @@ def test_gate_keys_parse_write_back_and_build():
     ({"gate": "per-class"}, "stages[0].gate", "expected one of 'per_class', 'global', 'none'"),
     ({"gate": "global", "gate_folds": 2}, "stages[0].gate_folds", "clip folds >= 3"),
     ({"gate": "global", "gate_seed": 1.5}, "stages[0].gate_seed", "whole number"),
-    ({"gate": "per_class", "gate_margin": "1"}, "stages[0].gate_margin", "a number >= 0"),
+    ({"gate": "per_class", "gate_confidence": "0.9"}, "stages[0].gate_confidence", r"a number in \[0.5, 1\)"),
     ({"gate_folds": 5}, "stages[0].gate_folds", "a gate parameter without a gate"),
     ({"gate": 1}, "stages[0].gate", "expected str"),
 ])
@@ -102,7 +102,7 @@ def test_gated_run_keeps_the_class_the_stage_helps(data, tmp_path):
     assert "## Gated stages" in report and "### cap (cap), gate `per_class`" in report
     assert "applied to class(es): 5." in report
     assert "| 5 Domestic sounds | 3 |" in report and "| 3 Telephone | 3 | -0.4950 |" in report
-    assert "per_class=1; gate per_class (folds=3, seed=0, margin=1.0)" in report
+    assert "per_class=1; gate per_class (folds=3, seed=0, confidence=0.95)" in report
     # the state nests the wrapped stage's own state; it reads back onto a fresh gated stage
     state = out / "state" / "00-cap"
     doc = json.loads((state / STATE_FILE).read_text())

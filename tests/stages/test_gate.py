@@ -96,20 +96,26 @@ def toys():
 
 # ----------------------------------------------------------------------------------------------
 def test_rule_on_hand_computed_gains():
-    # mean 0.2, sample s.d. 0.1: clears a bar of 1 s.d., not of 2.5
-    n, mean, sd, bar, passes, _ = gate_rule(np.array([0.1, 0.2, 0.3]), 1.0)
-    assert (n, passes) == (3, True) and mean == pytest.approx(0.2) and sd == pytest.approx(0.1) and bar == pytest.approx(0.1)
-    assert not gate_rule(np.array([0.1, 0.2, 0.3]), 2.5)[4]
-    # mean 0.1, s.d. 0.2: within the spread
-    n, mean, sd, bar, passes, reason = gate_rule(np.array([0.1, -0.1, 0.3]), 1.0)
-    assert not passes and sd == pytest.approx(0.2) and "spread" in reason
+    # 3 folds: mean 0.2, s.d. 0.1, standard error 0.1 / sqrt(3) = 0.057735; Student's t with 2
+    # degrees of freedom: 2.919986 at 0.95 (bar 0.168585, cleared), 6.964557 at 0.99 (bar 0.402098, not)
+    n, mean, sd, bar, passes, _ = gate_rule(np.array([0.1, 0.2, 0.3]), 0.95)
+    assert (n, passes) == (3, True) and mean == pytest.approx(0.2) and sd == pytest.approx(0.1)
+    assert bar == pytest.approx(2.919986 * 0.1 / math.sqrt(3), rel=1e-6)
+    assert gate_rule(np.array([0.1, 0.2, 0.3]), 0.99)[3] == pytest.approx(0.402098, rel=1e-5)
+    assert not gate_rule(np.array([0.1, 0.2, 0.3]), 0.99)[4]
+    # 4 folds: mean 0.1, s.d. sqrt(0.04 / 3), standard error 0.057735, t(0.95, 3) = 2.353363:
+    # bar 0.135872 > 0.1, the folds disagree too much
+    n, mean, sd, bar, passes, reason = gate_rule(np.array([0.0, 0.2, 0.0, 0.2]), 0.95)
+    assert not passes and bar == pytest.approx(0.135872, rel=1e-5) and "folds disagree" in reason
+    # confidence 0.5: t = 0, a positive mean is enough
+    assert gate_rule(np.array([0.0, 0.2, 0.0, 0.2]), 0.5)[4]
     # a fold without ground truth (NaN) does not count; two folds are too few
-    n, mean, _, _, passes, reason = gate_rule(np.array([0.4, np.nan, 0.5]), 1.0)
+    n, mean, _, _, passes, reason = gate_rule(np.array([0.4, np.nan, 0.5]), 0.95)
     assert (n, passes) == (2, False) and mean == pytest.approx(0.45) and "too few" in reason
     # no change at all is no gain; the same gain in every fold (s.d. 0) is kept
-    assert not gate_rule(np.zeros(4), 0.0)[4]
-    assert gate_rule(np.full(3, 0.05), 1.0)[4]
-    assert not gate_rule(np.array([-0.2, -0.1, -0.3]), 0.0)[4]
+    assert not gate_rule(np.zeros(4), 0.5)[4]
+    assert gate_rule(np.full(3, 0.05), 0.95)[4]
+    assert not gate_rule(np.array([-0.2, -0.1, -0.3]), 0.5)[4]
 
 
 def test_clip_folds_are_seeded_and_balanced():
@@ -264,16 +270,17 @@ def test_too_few_clips_applies_nothing(toys):
 
 
 def test_gate_parameters_and_round_trip(toys):
-    gate = build_stage({"type": "hurt_three_help_five", "gate": "per_class", "gate_folds": 5, "gate_margin": 0.5},
+    gate = build_stage({"type": "hurt_three_help_five", "gate": "per_class", "gate_folds": 5, "gate_confidence": 0.9},
                        scoring={"protocol": "dcase2026-coco"})
     assert gate.get_params() == {"stage": {"type": "hurt_three_help_five"}, "gate": "per_class", "folds": 5, "seed": 0,
-                                 "margin": 0.5, "scoring": {"protocol": "dcase2026-coco"}}
+                                 "confidence": 0.9, "scoring": {"protocol": "dcase2026-coco"}}
     assert gate.to_dict() == {"type": "hurt_three_help_five", "gate": "per_class", "gate_folds": 5, "gate_seed": 0,
-                              "gate_margin": 0.5}
+                              "gate_confidence": 0.9}
     assert build_stage(gate.to_dict(), scoring=gate.scoring).get_params() == gate.get_params()
     assert not isinstance(build_stage({"type": "hurt_three_help_five", "gate": "none"}), GatedStage)
     for bad, msg in (({"gate": "sometimes"}, "gate"), ({"gate": "global", "gate_folds": 2}, "gate_folds"),
-                     ({"gate": "global", "gate_margin": -1}, "gate_margin")):
+                     ({"gate": "global", "gate_confidence": 1.0}, "gate_confidence"),
+                     ({"gate": "global", "gate_confidence": 0.4}, "gate_confidence")):
         with pytest.raises(ValueError, match=msg):
             build_stage({"type": "hurt_three_help_five", **bad})
     with pytest.raises(RuntimeError, match="fit it"):
@@ -294,3 +301,36 @@ def test_real_cap_stage_gated_per_class():
     out = gate.apply(Tables(detections=t["detections"]))["detections"]
     ap_gated = class_ap(out, t["truth"])
     assert ap_gated[3] == pytest.approx(1.0) and ap_gated[5] == pytest.approx(1.0)
+
+
+def test_fusion_gate_takes_whole_classes_and_names_its_output(toys):
+    """System a finds class 3 (x=60); system b finds class 5 (x=200) and adds class-3 false
+    positives (x=300) scored above a's hits. Their union gains class 5 (AP 0 -> 1) and loses
+    class 3: the gate takes class 5 from the union, class 3 from a, and names the table "fused"
+    whatever it keeps, so tables of different folds or decisions pool and score as one system."""
+    t_rows = [(c, f, k, x) for c in CLIPS for f in FRAMES for k, x in ((3, 60), (5, 200))]
+    a = dets([(c, f, 3, 0.5, 60) for c in CLIPS for f in FRAMES], system="a")
+    b = dets([r for c in CLIPS for f in FRAMES for r in ((c, f, 5, 0.5, 200), (c, f, 3, 0.9, 300))], system="b")
+    t = Tables(detections=a, systems={"a": a, "b": b}, truth=truth(t_rows))
+    gate = build_stage({"type": "toy_fuse", "gate": "per_class", "gate_folds": 3}).fit(t)
+    assert gate.kept_classes_ == [5] and gate.system_ == "fused"
+    out = gate.apply(Tables(detections=a, systems={"a": a, "b": b}))["detections"]
+    assert out.get_column("system").unique().to_list() == ["fused"]
+    assert out.group_by("class_id", "score").len().sort("class_id").rows() == [(3, 0.5, 18), (5, 0.5, 18)]
+    assert not out.select(pl.struct("clip", "det_id").is_duplicated().any()).item()
+    ap = class_ap(out, t["truth"])
+    assert ap[3] == pytest.approx(1.0) and ap[5] == pytest.approx(1.0)
+    # a global gate weighs the two: class 3 loses 0.5 (18 false positives ranked above its 18 hits:
+    # precision 0.5), class 5 gains 1, the macro mAP gains 0.25 in every fold: the union everywhere
+    glob = build_stage({"type": "toy_fuse", "gate": "global", "gate_folds": 3}).fit(t)
+    macro = glob.decision_table_.filter(pl.col("class_id").is_null()).row(0, named=True)
+    assert macro["mean_gain"] == pytest.approx(0.25) and macro["kept"] and glob.kept_classes_ == list(range(13))
+    out = glob.apply(Tables(detections=a, systems={"a": a, "b": b}))["detections"]
+    assert out.get_column("system").unique().to_list() == ["fused"] and out.height == 18 * 3
+    # a gate that keeps nothing still names the table as the stage does
+    none = build_stage({"type": "toy_fuse", "gate": "per_class", "gate_folds": 3, "gate_confidence": 0.5})
+    none.fit(Tables(detections=a, systems={"a": a}, truth=t["truth"]))  # the union of a alone changes nothing
+    assert none.kept_classes_ == [] and none.system_ == "fused"
+    out = none.apply(Tables(detections=a, systems={"a": a}))["detections"]
+    assert out.get_column("system").unique().to_list() == ["fused"]
+    assert_frame_equal(out.drop("system"), a.drop("system"))
