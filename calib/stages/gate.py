@@ -185,6 +185,18 @@ def gate_rule(gains: np.ndarray, confidence: float) -> tuple[int, float, float, 
     return n, mean, sd, bar, False, f"mean gain not above zero at {float(confidence):g} confidence (folds disagree)"
 
 
+def fold_gains_table(ap_without: np.ndarray, ap_with: np.ndarray, macro: np.ndarray) -> pl.DataFrame:
+    """One row per fold and class (and per fold a macro row, class_id null): the AP without and
+    with the stage and the gain; NaN where the fold has no ground truth of the class."""
+    rows = []
+    for f in range(len(ap_without)):
+        rows += [(f, c, ap_without[f, c], ap_with[f, c], ap_with[f, c] - ap_without[f, c]) for c in range(N_CLASSES)]
+        has = ~np.isnan(ap_without[f])
+        means = (float(np.mean(ap_without[f, has])), float(np.mean(ap_with[f, has]))) if has.any() else (math.nan,) * 2
+        rows.append((f, None, *means, macro[f]))
+    return pl.DataFrame(rows, schema=GAINS_SCHEMA, orient="row")
+
+
 def clip_folds(clips, n_folds: int, seed: int) -> dict[str, int]:
     """Fold (0..n_folds-1) of each clip: a seeded permutation of the sorted clips dealt round robin."""
     clips = sorted(set(clips))
@@ -352,33 +364,24 @@ class GatedStage(Stage):
     # -- learning where the stage may act
     def fit(self, tables: Tables) -> "GatedStage":
         self._check()
-        inner = self.wrapped_stage()
         truth = tables["truth"]
         clips = sorted(truth.get_column("clip").unique().to_list())
         k = min(int(self.folds), len(clips))
-        rows_gains: list[tuple] = []
-        relabel = False
-        rounds = 0
+        parts: list[tuple] = []
+        relabel, rounds = False, 0
         if k >= MIN_FOLDS:
             parts = self._cross_fit(tables, clip_folds(clips, k, int(self.seed)), k)
-            truths = [subset(Tables(truth=truth), fold_clips)["truth"] for fold_clips, _, _ in parts]
+            truths = [subset(Tables(truth=truth), held)["truth"] for held, _, _ in parts]
             ap_wo = np.array([class_ap(inp, t, self.scoring) for (_, inp, _), t in zip(parts, truths)])
             ap_w = np.array([class_ap(out, t, self.scoring) for (_, _, out), t in zip(parts, truths)])
             relabel = any(relabels(inp, out) for _, inp, out in parts)
+            gains = ap_w - ap_wo
+            macro = np.array([macro_gain(w, wo) for w, wo in zip(ap_w, ap_wo)])
+            rules = [gate_rule(gains[:, c], self.confidence) for c in range(N_CLASSES)]
+            macro_rule = gate_rule(macro, self.confidence)
         else:
-            parts, truths = [], []
             ap_wo = ap_w = np.full((0, N_CLASSES), np.nan)
-        gains = ap_w - ap_wo
-        macro = np.array([macro_gain(w, wo) for w, wo in zip(ap_w, ap_wo)])
-        for f in range(len(gains)):
-            for c in range(N_CLASSES):
-                rows_gains.append((f, c, ap_wo[f, c], ap_w[f, c], gains[f, c]))
-            has = ~np.isnan(ap_wo[f])
-            means = (float(np.mean(ap_wo[f, has])), float(np.mean(ap_w[f, has]))) if has.any() else (math.nan, math.nan)
-            rows_gains.append((f, None, *means, macro[f]))
-        rules = [gate_rule(gains[:, c], self.confidence) for c in range(N_CLASSES)]
-        macro_rule = gate_rule(macro, self.confidence)
-        if k < MIN_FOLDS:
+            macro = np.zeros(0)
             why = f"{len(clips)} clip(s) with ground truth: too few to cross-fit (needs {MIN_FOLDS})"
             rules = [(0, math.nan, math.nan, math.nan, False, why)] * N_CLASSES
             macro_rule = (0, math.nan, math.nan, math.nan, False, why)
@@ -391,13 +394,13 @@ class GatedStage(Stage):
             if relabel and kept:
                 kept, rounds, reasons = self._refine(parts, truths, ap_wo, kept, reasons)
         self.kept_classes_ = sorted(kept)
-        self.fold_gains_ = pl.DataFrame(rows_gains, schema=GAINS_SCHEMA, orient="row")
+        self.fold_gains_ = fold_gains_table(ap_wo, ap_w, macro)
         table = [(c, CLASS_NAMES[c], *rules[c][:5], c in kept, reasons[c]) for c in range(N_CLASSES)]
         table.append((None, MACRO_NAME, *macro_rule[:5], self.gate == "global" and bool(kept), macro_rule[5]))
         self.decision_table_ = pl.DataFrame(table, schema=DECISION_SCHEMA, orient="row")
         self.summary_ = {"mode": self.gate, "folds": k, "clips": len(clips), "confidence": float(self.confidence),
                          "relabels": relabel, "refinement_rounds": rounds}
-        self.stage_ = inner.fit(tables)
+        self.stage_ = self.wrapped_stage().fit(tables)
         if not parts:  # nothing cross-fitted: see what the stage makes of the fit clips
             tagged = tag_rows(tables["detections"])
             parts = [(clips, tagged, self.stage_.apply(blind(tables.replace(detections=tagged)))["detections"])]
