@@ -26,6 +26,11 @@ where the stage may act:
    mean only.
 3. The wrapped stage is then fit on all fit clips (``stage_``).
 
+A class whose gain cannot be measured (ground truth in fewer than 3 folds, or fewer than 3 clips
+with ground truth at all) is never acted on: without evidence the input passes. The gain is that
+of the stage's own output (scored before later stages and the emitter run). Cost: K fits of a
+learning stage (one apply for the others) and two scorings of the fit clips, once per fit.
+
 What "applied to class c" means (``apply``, and the gated detections scored in fit):
 
 - a stage whose output rows are the input's rows, changed or removed (thresholds, caps, NMS,
