@@ -1,5 +1,5 @@
-"""The portfolio report: Markdown plus three PNG plots (estimates per variant, per-class AP of the
-chosen systems, file sizes)."""
+"""The portfolio report: Markdown plus PNG plots (estimates per variant, per-class AP of the
+chosen systems, file sizes, and the gated stages' per-class gains when a variant has one)."""
 from __future__ import annotations
 
 import math
@@ -125,6 +125,74 @@ def plot_sizes(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def plot_gate_gains(gains: list[dict], title: str, path: Path) -> None:
+    """Per gated stage, the out-of-fold gain of the ungated stage per class (bars; green where the
+    gate applies it) and its site-held-out gain (dots)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    stages = list(dict.fromkeys(g["stage"] for g in gains))
+    fig, axes = plt.subplots(len(stages), 1, figsize=(10, 3 * len(stages)), squeeze=False)
+    x = np.arange(len(CLASS_NAMES))
+    for ax, stage in zip(axes[:, 0], stages):
+        rows = {g["class_id"]: g for g in gains if g["stage"] == stage and g["class_id"] is not None}
+        oof = [rows[k]["stage_oof"] if k in rows else math.nan for k in range(len(CLASS_NAMES))]
+        site = [rows[k]["stage_site"] if k in rows else math.nan for k in range(len(CLASS_NAMES))]
+        colors = ["tab:green" if k in rows and rows[k]["applied"] else "tab:gray" for k in range(len(CLASS_NAMES))]
+        ax.bar(x, [0 if math.isnan(v) else v for v in oof], 0.6, color=colors, label="out-of-fold (green: applied)")
+        ax.plot(x, site, "o", color="black", ms=4, label="site-held-out")
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylabel("AP gain")
+        ax.set_title(f"{stage}: gain of the stage (ungated) vs without it", fontsize=9)
+        ax.set_xticks(x, [n.split("/")[0] for n in CLASS_NAMES], rotation=45, ha="right", fontsize=8)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+    plt.close(fig)
+
+
+def gate_gain_lines(results, chosen: list[Choice]) -> list[str]:
+    """The report's section on gated stages (empty when no variant has one): for every variant a
+    macro line per gated stage, and for the chosen ones the per-class table."""
+    with_gates = [r for r in results if r.gate_gains]
+    if not with_gates:
+        return []
+    lines = ["## Gated stages: gain of applying each stage", "",
+             "Gain = AP of the chain with the stage minus AP of the chain without it, for the stage without its gate "
+             "(*stage*) and as gated (*gated*: the variant itself); in-sample, out-of-fold and site-held-out as above. "
+             "*applied*: the classes the submitted system's gate applies the stage to (decided on out-of-fold gains "
+             "over clip folds of the fit clips).", "",
+             "| variant | stage | gate | applied to | stage in-sample | stage out-of-fold | stage site | "
+             "gated in-sample | gated out-of-fold | gated site |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in with_gates:
+        for g in r.gate_gains:
+            if g["class_id"] is not None:
+                continue
+            applied = [str(x["class_id"]) for x in r.gate_gains if x["stage"] == g["stage"] and x["class_id"] is not None
+                       and x["applied"]]
+            lines.append(f"| {r.variant.name} | {g['stage']} ({g['type']}) | {g['gate']} | {', '.join(applied) or 'none'} | "
+                         + " | ".join(_f(g[f"{w}_{e}"], 4) for w in ("stage", "gated") for e in ("in_sample", "oof", "site"))
+                         + " |")
+    by_name = {r.variant.name: r for r in results}
+    for i, c in enumerate(chosen, start=1):
+        r = by_name[c.name]
+        for stage in dict.fromkeys(g["stage"] for g in r.gate_gains):
+            rows = [g for g in r.gate_gains if g["stage"] == stage]
+            lines += ["", f"### #{i} {c.name}: {stage} ({rows[0]['type']}), gate `{rows[0]['gate']}`", "",
+                      "| class | applied | stage in-sample | stage out-of-fold | stage site | gated in-sample | "
+                      "gated out-of-fold | gated site |", "|---|---|---|---|---|---|---|---|"]
+            for g in rows:
+                name = "all (macro mAP)" if g["class_id"] is None else f"{g['class_id']} {g['class_name']}"
+                applied = "–" if g["applied"] is None else ("**yes**" if g["applied"] else "no")
+                lines.append(f"| {name} | {applied} | " + " | ".join(
+                    _f(g[f"{w}_{e}"]) for w in ("stage", "gated") for e in ("in_sample", "oof", "site")) + " |")
+    return lines + [""]
+
+
 def portfolio_report(out: Path, grid, results, rows: list[dict], chosen: list[Choice], frag: list[Fragility]) -> str:
     by_name = {r.variant.name: r for r in results}
     plot_estimates(rows, out / "estimates.png")
@@ -176,6 +244,14 @@ def portfolio_report(out: Path, grid, results, rows: list[dict], chosen: list[Ch
         for k, name in enumerate(CLASS_NAMES):
             lines.append(f"| {k} {name} | " + " | ".join(_f(ap.get(k, math.nan)) for ap in aps) + " |")
         lines += ["", "![per-class AP](per_class_ap.png)", ""]
+    gate_lines = gate_gain_lines(results, chosen)
+    if gate_lines:
+        lines += gate_lines
+        first = next((by_name[c.name] for c in chosen if by_name[c.name].gate_gains), None)
+        if first is not None:
+            plot_gate_gains(first.gate_gains, f"Gated stages of {first.variant.name} ({first.variant.label})",
+                            out / "gate_gains.png")
+            lines += ["![gate gains](gate_gains.png)", ""]
     lines += ["## File sizes", "", "![file sizes](file_sizes.png)", ""]
     over = [r["variant"] for r in rows if r["max_file_bytes"] > LIMIT_MIB * 2**20]
     if over:

@@ -13,12 +13,21 @@ A variant with no stage that learns gives the same detections whatever it is fit
 out-of-fold estimate equals its in-sample one exactly and the extra runs are skipped. The system
 submitted for a variant is the one fit on all of D and applied to every clip.
 
+Gated stages (``gate = "per_class" | "global"``, :mod:`calib.stages.gate`): the three estimates
+are also computed for the chain without the stage and for the chain with the stage ungated, so
+the report shows, per gated stage and class, the gain of applying the stage (ungated, and as
+gated) vs not applying it, in-sample / out-of-fold / site-held-out, and the classes the submitted
+gate applies it to. Only gated stages get these extra runs (the stage cache shares the common
+prefix of the chains).
+
 Output folder: ``portfolio.json`` (the choice), ``estimates.json`` / ``estimates.csv`` (every
-variant), ``variants/<name>/`` (recipe.toml, detections.parquet of the submitted system,
-metrics.json with the three estimates), ``report.md`` and PNG plots, ``.cache/`` (stage cache).
+variant), ``gate_gains.csv`` (the gated stages' gains, when a variant has one),
+``variants/<name>/`` (recipe.toml, detections.parquet of the submitted system, metrics.json with
+the three estimates and the gate gains), ``report.md`` and PNG plots, ``.cache/`` (stage cache).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
@@ -38,7 +47,8 @@ from calib.portfolio.choose import Choice, Estimate, Fragility, choose
 from calib.portfolio.grid import Grid, Variant, expand
 from calib.recipe.cache import StageCache
 from calib.recipe.inputs import LoadedInputs, digest, load_inputs
-from calib.recipe.runner import _write_json, check_imports, clip_sets, run_chain
+from calib.recipe.runner import ChainResult, _write_json, check_imports, clip_sets, run_chain
+from calib.recipe.schema import Recipe
 from calib.recipe.scoring import Scorer, headline, restrict
 from calib.stages.base import Tables
 
@@ -61,6 +71,8 @@ class VariantResult:
     labeled_clips: list[str] = field(default_factory=list)  # clips with ground truth
     seconds: float = 0.0
     final_key: str = ""  # stage-cache key of the submitted system's tables
+    #: per gated stage and class: gains of applying the stage vs not (see :func:`gate_gains`)
+    gate_gains: list[dict] = field(default_factory=list)
 
     def load_detections(self, cache: StageCache | None) -> pl.DataFrame:
         if self.detections is not None:
@@ -115,32 +127,35 @@ def _site_clips(truth: pl.DataFrame, clips: list[str], needle: str) -> list[str]
     return sorted(hit.get_column("clip").unique().to_list())
 
 
-def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cache: StageCache | None,
-                     scorer: Scorer, log: Log = print, source: str | None = None) -> VariantResult:
-    t0 = time.perf_counter()
-    recipe = variant.recipe
+@dataclass
+class Estimates:
+    """The three estimates of one recipe, and the chain fit on all dev clips (the submitted system)."""
+
+    in_sample: dict
+    oof: dict
+    site: dict | None
+    site_note: str
+    folds: int
+    full: pl.DataFrame  # detections of the chain fit on every dev clip
+    chain: ChainResult
+
+
+def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[str], *, cache: StageCache | None,
+                    scorer: Scorer, source: str | None = None) -> Estimates:
+    """In-sample, out-of-fold and site-held-out metrics of ``recipe`` on the ``dev`` clips (see
+    the module docstring)."""
     tables: Tables = loaded.tables
-    truth = tables.get("truth")
-    if truth is None:
-        raise ValueError(f"variant {variant.name}: a portfolio needs ground truth (inputs.gt) to estimate anything")
-    fit, evaluate = clip_sets(recipe, tables)
-    dev = sorted(set(fit) | set(evaluate))
-    learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.stage_class().learns]
-    quiet = lambda s: None  # noqa: E731 - per-stage lines would drown the portfolio log
+    truth = tables["truth"]
+    learned = any(spec.learns for _, spec in recipe.chain())
 
-    final_key = ""
-
-    def chain_on(fit_clips, keep_key=False):
-        nonlocal final_key
-        res = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=quiet, source=source)
-        if keep_key:
-            final_key = res.key
-        return res.tables["detections"]
+    def chain_on(fit_clips) -> ChainResult:
+        return run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=lambda s: None, source=source)
 
     def score(det, clips):
         return scorer(restrict(det, clips), restrict(truth, clips), recipe.scoring)
 
-    full = chain_on(dev, keep_key=True)
+    full_chain = chain_on(dev)
+    full = full_chain.tables["detections"]
     in_sample = score(full, dev)
     k = min(grid.folds, len(dev))
     if not learned:
@@ -152,7 +167,7 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
         held = []
         for f in range(k):
             out_clips = [c for c in dev if folds[c] == f]
-            det = chain_on([c for c in dev if folds[c] != f])
+            det = chain_on([c for c in dev if folds[c] != f]).tables["detections"]
             held.append(restrict(det, out_clips))
         oof = score(pl.concat(held, how="diagonal_relaxed"), dev)
     site_fit = _site_clips(truth, dev, grid.site_fit)
@@ -162,14 +177,76 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
         note = (f"no dev clips from a split named like {grid.site_fit!r} and one like {grid.site_score!r}: "
                 "no site-held-out estimate")
     else:
-        det = full if not learned else chain_on(site_fit)
+        det = full if not learned else chain_on(site_fit).tables["detections"]
         site = score(det, site_score)
         note = f"fit on {len(site_fit)} {grid.site_fit} clip(s), scored on {len(site_score)} {grid.site_score} clip(s)"
+    return Estimates(in_sample, oof, site, note, k, full, full_chain)
+
+
+ESTIMATES = ("in_sample", "oof", "site")
+
+
+def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid, dev: list[str], *,
+               cache: StageCache | None, scorer: Scorer, source: str | None = None) -> list[dict]:
+    """Per gated stage and class (and the macro mAP, ``class_id`` None): the gain of applying the
+    stage vs not applying it, in-sample / out-of-fold / site-held-out: ``stage_*`` for the stage
+    without its gate, ``gated_*`` for the stage as gated (the variant itself), both against the
+    chain without the stage; ``applied``: the submitted system's gate acts on that class. The
+    stage's two counterfactual chains (without it, ungated) are run only for gated stages."""
+    from calib.tables import CLASS_NAMES
+
+    rows = []
+    records = {r.path: (r, st) for r, st in zip(est.chain.records, est.chain.stages)}
+    for i, spec in enumerate(recipe.stages):
+        if not (spec.enabled and spec.gated):
+            continue
+        path = f"stages[{i}]"
+        without = copy.deepcopy(recipe)
+        without.stages[i].enabled = False
+        ungated = copy.deepcopy(recipe)
+        ungated.stages[i].gate, ungated.stages[i].gate_params = None, {}
+        base = estimate_recipe(without, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
+        raw = estimate_recipe(ungated, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
+        record, stage = records[path]
+        applied = set(getattr(stage, "kept_classes_", []))
+        heads = {name: {e: _h(getattr(x, e)) for e in ESTIMATES} for name, x in
+                 (("base", base), ("stage", raw), ("gated", est))}
+        for cls in [*range(len(CLASS_NAMES)), None]:
+            row = {"stage": spec.address, "type": spec.type, "gate": spec.gate, "class_id": cls,
+                   "class_name": "macro" if cls is None else CLASS_NAMES[cls],
+                   "applied": (bool(applied) if spec.gate == "global" else None) if cls is None else cls in applied}
+            for which in ("stage", "gated"):
+                for e in ESTIMATES:
+                    if cls is None:
+                        a, b = heads[which][e]["mAP"], heads["base"][e]["mAP"]
+                    else:
+                        a = heads[which][e]["per_class_ap"].get(cls, math.nan)
+                        b = heads["base"][e]["per_class_ap"].get(cls, math.nan)
+                    row[f"{which}_{e}"] = a - b
+            rows.append(row)
+    return rows
+
+
+def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cache: StageCache | None,
+                     scorer: Scorer, log: Log = print, source: str | None = None) -> VariantResult:
+    t0 = time.perf_counter()
+    recipe = variant.recipe
+    tables: Tables = loaded.tables
+    truth = tables.get("truth")
+    if truth is None:
+        raise ValueError(f"variant {variant.name}: a portfolio needs ground truth (inputs.gt) to estimate anything")
+    fit, evaluate = clip_sets(recipe, tables)
+    dev = sorted(set(fit) | set(evaluate))
+    learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.learns]
+    est = estimate_recipe(recipe, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
+    in_sample, oof, site, note, k, full, final_key = (est.in_sample, est.oof, est.site, est.site_note, est.folds,
+                                                      est.full, est.chain.key)
+    gains = gate_gains(recipe, est, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
     # Keep the submitted system's table in memory only when the cache does not hold it.
     in_cache = cache is not None and cache.has(final_key)
     res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, None if in_cache else full,
                         file_sizes(full), list(loaded.clips), sorted(truth.get_column("clip").unique().to_list()),
-                        final_key=final_key)
+                        final_key=final_key, gate_gains=gains)
     res.seconds = time.perf_counter() - t0
     h_in, h_oof = headline(in_sample)["mAP"], headline(oof)["mAP"]
     h_site = headline(site)["mAP"] if site else math.nan
@@ -263,13 +340,21 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
             _write_json(d / "metrics.json", {"in_sample": r.in_sample, "out_of_fold": r.oof,
                                              "site_held_out": r.site, "site_note": r.site_note,
                                              "dev_clips": r.dev_clips, "folds": r.folds,
-                                             "all_clips": r.all_clips, "labeled_clips": r.labeled_clips})
+                                             "all_clips": r.all_clips, "labeled_clips": r.labeled_clips,
+                                             "gate_gains": r.gate_gains})
         _write_json(staging / "estimates.json", rows)
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["variant"], lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
         (staging / "estimates.csv").write_text(buf.getvalue())
+        gains = [{"variant": r.variant.name, **g} for r in results for g in r.gate_gains]
+        if gains:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(gains[0]), lineterminator="\n")
+            w.writeheader()
+            w.writerows(gains)
+            (staging / "gate_gains.csv").write_text(buf.getvalue())
         portfolio = {
             "grid": grid.to_dict(),
             "fragility": [{"component": f.component, "gap_with": f.gap_with, "gap_without": f.gap_without,

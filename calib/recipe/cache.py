@@ -122,6 +122,11 @@ def stage_key(prev_key: str, stage: Stage, fit_key: str | None, on_system: str |
     F.check_imports_allowed(modules, f"the {stage.name} stage's parameters")
     paths = {name: tree_digest(getattr(stage, name)) for name in getattr(type(stage), "path_params", ())
              if getattr(stage, name, None)}
+    # a stage wrapping another (calib.stages.gate) depends on all the wrapped one depends on:
+    # its class's source, the files its path parameters name
+    wrapped = stage.wrapped_stage() if hasattr(stage, "wrapped_stage") else None
+    if wrapped is not None:
+        paths["wrapped"] = stage_key("", wrapped, fit_key, None)
     return digest({
         "on": on_system,
         "prev": prev_key,

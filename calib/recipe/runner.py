@@ -47,6 +47,8 @@ class StageRecord:
     seconds: float = 0.0
     rows: int = 0
     on_system: str | None = None
+    gate: str | None = None  # "per_class" / "global" when the stage is gated
+    kept_classes: list[int] | None = None  # a gated stage: the classes it acts on
 
     def to_dict(self) -> dict:
         return dict(vars(self))
@@ -107,7 +109,7 @@ def check_imports(recipe: Recipe, source: str | None = None, stages: list[Stage]
     import features as F
 
     chain = recipe.chain()
-    for st, (path, spec) in zip(stages or [spec.build() for _, spec in chain], chain):
+    for st, (path, spec) in zip(stages or [spec.build(recipe.scoring) for _, spec in chain], chain):
         for module in st.code_modules():
             if not F.is_import_allowed(module):
                 raise RecipeError(path, f"stage {spec.type!r} names the module {module!r} to import; a recipe is data "
@@ -125,7 +127,7 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
     fit_clips = sorted(set(fit_clips))
     fit_key = digest(fit_clips)
     chain = recipe.chain()
-    stages = [spec.build() for _, spec in chain]
+    stages = [spec.build(recipe.scoring) for _, spec in chain]  # a gated stage scores as the recipe does
     check_imports(recipe, source, stages)
     keys: list[str] = []
     prev = input_key
@@ -133,7 +135,8 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
         prev = stage_key(prev, st, fit_key, spec.on_system)
         keys.append(prev)
     records = [StageRecord(path, "emit" if path == "emit" else spec.address, spec.type, st.get_params(), k, st.learns,
-                           on_system=spec.on_system) for (path, spec), st, k in zip(chain, stages, keys)]
+                           on_system=spec.on_system, gate=spec.gate if spec.gated else None)
+               for (path, spec), st, k in zip(chain, stages, keys)]
     n = len(stages)
     start = 0
     state_files: dict[str, Path] = {}
@@ -150,7 +153,8 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
             records[j].cached = True
             if stages[j].learns:
                 state_files[records[j].path] = cache.restore(keys[j], stages[j])
-            log(f"[{j + 1}/{n}] {records[j].address} ({records[j].type}): cached")
+            _note_gate(records[j], stages[j])
+            log(f"[{j + 1}/{n}] {records[j].address} ({records[j].type}): cached{_gate_text(records[j])}")
         if start:
             records[start - 1].rows = _rows(tables)
     truth = tables.get("truth")
@@ -190,9 +194,23 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
             sp = cache.state_path(rec.key)
             if sp is not None:
                 state_files[rec.path] = sp
+        _note_gate(rec, st)
         what = (f"on system {on}, " if on else "") + (f"fit on {rec.fit_clips} clips, " if st.learns else "")
-        log(f"[{i + 1}/{n}] {rec.address} ({rec.type}): {what}{rec.seconds:.2f} s, {rec.rows} detections")
+        log(f"[{i + 1}/{n}] {rec.address} ({rec.type}): {what}{rec.seconds:.2f} s, {rec.rows} detections"
+            f"{_gate_text(rec)}")
     return ChainResult(tables, records, stages, keys[-1] if keys else input_key, state_files)
+
+
+def _note_gate(rec: StageRecord, st: Stage) -> None:
+    if rec.gate is not None and hasattr(st, "kept_classes_"):
+        rec.kept_classes = [int(c) for c in st.kept_classes_]
+
+
+def _gate_text(rec: StageRecord) -> str:
+    if rec.gate is None or rec.kept_classes is None:
+        return ""
+    kept = ", ".join(map(str, rec.kept_classes)) or "none"
+    return f"; gate {rec.gate}: applied to class(es) {kept}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -369,6 +387,34 @@ def _params_text(params: dict) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in params.items()) or "–"
 
 
+def gate_report(chain: ChainResult) -> list[str]:
+    """Markdown lines: per gated stage, the classes it acts on and the out-of-fold gains the gate
+    decided on (empty when no stage is gated)."""
+    gated = [(r, st) for r, st in zip(chain.records, chain.stages) if r.gate is not None and hasattr(st, "decision_table_")]
+    if not gated:
+        return []
+    lines = ["", "## Gated stages", "",
+             "Each gated stage was cross-fitted on the fit clips (fit on the other clip folds, applied to the held-out "
+             "one) and acts only where the held-out gain (AP with the stage minus AP without), measured on at least 3 "
+             "folds, has a mean above the bar: Student's t quantile at the gate's confidence times the standard error "
+             "over folds (the one-sided lower confidence bound of the mean gain is above zero)."]
+    for r, st in gated:
+        summary = st.summary_
+        kept = ", ".join(map(str, st.kept_classes_)) or "none"
+        lines += ["", f"### {r.address} ({r.type}), gate `{r.gate}`", "",
+                  f"{summary.get('folds')} folds over {summary.get('clips')} clip(s), confidence "
+                  f"{summary.get('confidence'):g}; "
+                  f"applied to class(es): {kept}."
+                  + (f" It relabels detections: a change is taken only when both its classes are kept "
+                     f"({summary.get('refinement_rounds')} re-check round(s))." if summary.get("relabels") else ""),
+                  "", "| class | folds | mean gain | s.d. | bar | applied | reason |", "|---|---|---|---|---|---|---|"]
+        for row in st.decision_table_.iter_rows(named=True):
+            cls = "all (macro)" if row["class_id"] is None else f"{row['class_id']} {row['class_name']}"
+            lines.append(f"| {cls} | {row['folds']} | {_fmt(row['mean_gain'])} | {_fmt(row['sd_gain'])} | "
+                         f"{_fmt(row['bar'])} | {'**yes**' if row['kept'] else 'no'} | {row['reason']} |")
+    return lines
+
+
 def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_metrics: dict,
                fit_clips: list[str], eval_clips: list[str], sizes: dict[str, int]) -> str:
     from calib.tables import CLASS_NAMES
@@ -383,11 +429,17 @@ def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_m
               "|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(chain.records):
         on = f"on system {r.on_system}: " if r.on_system else ""
-        lines.append(f"| {i + 1} | {r.address} | {r.type} | {on}{_params_text(r.params)} | {'yes' if r.learns else ''} | "
+        params = _params_text(r.params)
+        if r.gate is not None:  # the wrapped stage's parameters, then the gate's
+            inner = {k: v for k, v in r.params["stage"].items() if k != "type"}
+            params = (f"{_params_text(inner)}; gate {r.gate} (folds={r.params['folds']}, seed={r.params['seed']}, "
+                      f"confidence={r.params['confidence']})")
+        lines.append(f"| {i + 1} | {r.address} | {r.type} | {on}{params} | {'yes' if r.learns else ''} | "
                      f"{'yes' if r.cached else ''} | {'' if r.cached else f'{r.seconds:.2f}'} | {r.rows if r.rows or not r.cached else ''} |")
     skipped = [s.address for _, s in recipe.chain(enabled_only=False) if not s.enabled]
     if skipped:
         lines += ["", f"Disabled: {', '.join(skipped)}."]
+    lines += gate_report(chain)
     if metrics is not None:
         h = headline(metrics)
         lines += ["", "## Metrics (scored clips)", "", f"- mAP: {_fmt(h['mAP'])}", f"- Pearson: {_fmt(h['pearson'])}"]

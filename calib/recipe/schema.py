@@ -42,6 +42,15 @@ stage type) and the scoring protocol. In TOML::
     on_system = "audio"               # run on another input system (its table is replaced), not
                                       # on the primary detections
 
+    [[stages]]
+    type = "max_envelope"
+    gate = "per_class"                # apply it only to the classes where it gains out-of-fold on
+                                      # the fit clips ("global": everywhere or nowhere); needs gt
+    gate_folds = 4                    # clip folds of the cross-fit (>= 3)
+    gate_seed = 0                     # their seeded assignment
+    gate_confidence = 0.95            # keep where the mean held-out gain is > 0 at this one-sided
+                                      # confidence over the folds (Student's t)
+
     [emit]
     type = "grid"                     # any emitter stage ('calib stages'), with its parameters
     n = 3
@@ -62,10 +71,13 @@ from typing import Any, Mapping
 
 from calib.io.clipnames import is_safe_clip_name
 from calib.io.errors import InputError
+from calib.stages.gate import MODES as GATE_MODES
+from calib.stages.gate import RECIPE_KEYS as GATE_KEYS
+from calib.stages.gate import gate_param_problem
 
 PROTOCOLS = ("dcase2026", "dcase2026-coco")
-#: keys of a stage entry that are not stage parameters
-STAGE_KEYS = ("type", "name", "enabled", "on_system")
+#: keys of a stage entry that are not stage parameters (the gate keys: :mod:`calib.stages.gate`)
+STAGE_KEYS = ("type", "name", "enabled", "on_system", *GATE_KEYS)
 #: tables a stage may need -> the recipe input that provides it
 TABLE_INPUTS = {"truth": "inputs.gt", "teacher": "inputs.teacher", "priors": "inputs.priors"}
 #: a stage's name is an address segment (stages.<name>.k) and names its state folder in a run's
@@ -227,17 +239,36 @@ class Scoring:
 class StageSpec:
     """One stage entry: registered ``type``, optional ``name`` (its address), ``enabled`` flag,
     optional ``on_system`` (run the stage on that input system's table instead of the primary
-    detections) and the parameters given in the recipe (unlisted ones take the stage's defaults)."""
+    detections), optional ``gate`` (``"per_class"`` / ``"global"``: wrap the stage in a
+    :class:`calib.stages.gate.GatedStage`; ``"none"`` or absent: not gated) with its
+    ``gate_folds`` / ``gate_seed`` / ``gate_confidence`` (in ``gate_params``) and the parameters given
+    in the recipe (unlisted ones take the stage's defaults)."""
 
     type: str
     params: dict[str, Any] = field(default_factory=dict)
     name: str | None = None
     enabled: bool = True
     on_system: str | None = None
+    gate: str | None = None
+    gate_params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def address(self) -> str:
         return self.name or self.type
+
+    @property
+    def gated(self) -> bool:
+        return self.gate in GATE_MODES
+
+    @property
+    def learns(self) -> bool:
+        """Whether the built stage learns in fit (a gated stage always does: it needs the truth)."""
+        return self.gated or self.stage_class().learns
+
+    @property
+    def needs_tables(self) -> tuple[str, ...]:
+        inner = tuple(self.stage_class().needs_tables)
+        return inner + (("truth",) if self.gated and "truth" not in inner else ())
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"type": self.type}
@@ -247,6 +278,9 @@ class StageSpec:
             d["enabled"] = False
         if self.on_system is not None:
             d["on_system"] = self.on_system
+        if self.gate is not None:
+            d["gate"] = self.gate
+        d.update(copy.deepcopy(self.gate_params))
         d.update(copy.deepcopy(self.params))
         return d
 
@@ -255,9 +289,17 @@ class StageSpec:
 
         return get_stage(self.type)
 
-    def build(self):
-        """A fresh, unfitted stage object with this entry's parameters."""
-        return self.stage_class()(**copy.deepcopy(self.params))
+    def build(self, scoring: "Scoring | None" = None):
+        """A fresh, unfitted stage object with this entry's parameters; a gated entry gives a
+        :class:`~calib.stages.gate.GatedStage` that scores with ``scoring`` (the recipe's)."""
+        inner = self.stage_class()(**copy.deepcopy(self.params))
+        if not self.gated:
+            return inner
+        from calib.stages.gate import RECIPE_PARAMS, GatedStage
+
+        return GatedStage(stage={"type": self.type, **copy.deepcopy(self.params)}, gate=self.gate,
+                          scoring=(scoring or Scoring()).to_dict(),
+                          **{RECIPE_PARAMS[k][0]: v for k, v in self.gate_params.items()})
 
     @classmethod
     def from_dict(cls, d: Mapping, where: str, source: str | None = None, *, check: bool = True) -> "StageSpec":
@@ -270,8 +312,18 @@ class StageSpec:
                               "100 characters: it is an address segment and names a folder", source)
         enabled = _typed(d, "enabled", bool, where, source, default=True)
         on_system = _typed(d, "on_system", str, where, source)
+        gate = _typed(d, "gate", str, where, source)
+        gate_params = {k: copy.deepcopy(d[k]) for k in GATE_KEYS if k != "gate" and k in d}
+        for k, v in (({"gate": gate} if gate is not None else {}) | gate_params).items():
+            problem = gate_param_problem(k, v)
+            if problem:
+                raise RecipeError(f"{where}.{k}", problem, source)
+        if gate_params and gate is None:
+            raise RecipeError(f"{where}.{next(iter(gate_params))}", "a gate parameter without a gate: add "
+                              "gate = \"per_class\" (or \"global\") to the entry", source)
         params = {k: copy.deepcopy(v) for k, v in d.items() if k not in STAGE_KEYS}
-        spec = cls(type=stype, params=params, name=name, enabled=enabled, on_system=on_system)
+        spec = cls(type=stype, params=params, name=name, enabled=enabled, on_system=on_system, gate=gate,
+                   gate_params=gate_params)
         if check:
             spec.check(where, source)
         return spec
@@ -393,8 +445,10 @@ class Recipe:
                 raise RecipeError(f"{path}.on_system", f"{spec.on_system!r} is not one of the systems "
                                   f"{list(self.inputs.systems)}", source)
         for path, spec in self.chain():
-            for table in spec.stage_class().needs_tables:
+            for table in spec.needs_tables:
                 key = TABLE_INPUTS.get(table)
                 if key and getattr(self.inputs, key.split(".")[1]) is None:
-                    raise RecipeError(path, f"stage {spec.type!r} needs the {table!r} table; the recipe has no {key} "
-                                      "(add it, or disable the stage with enabled = false)", source)
+                    gated = f" gated {spec.gate}: the gate scores it against the ground truth" if table == "truth" \
+                        and spec.gated and "truth" not in spec.stage_class().needs_tables else ""
+                    raise RecipeError(path, f"stage {spec.type!r}{gated} needs the {table!r} table; the recipe has no "
+                                      f"{key} (add it, or disable the stage with enabled = false)", source)

@@ -9,12 +9,16 @@ A fitted stage's learned attributes (public names ending in ``_``) are written t
   for a numpy scalar other than a bool, integer or float, which are stored as the equal Python
   number), ``{"$frame": "frame-0.parquet"}`` / ``{"$series": ...}`` (polars), and
   ``{"$model": "RerankModel", "folder": "model-0"}`` (a reranker model folder: LightGBM text or
-  JSON trees plus ``reranker.json``, as :meth:`calib.rerank.pipeline.RerankModel.save` writes it).
+  JSON trees plus ``reranker.json``, as :meth:`calib.rerank.pipeline.RerankModel.save` writes it),
+  and ``{"$stage": "cap", "params": {...}, "folder": "stage-0"}`` (a fitted stage held by another,
+  as a gated stage holds the stage it wraps: its registered type, its parameters, and its own
+  learned state in the folder ``stage-0/``, in this same format, nested).
 - ``arrays.npz`` (numpy arrays, read back with ``allow_pickle=False``), ``frame-<n>.parquet``,
-  ``model-<n>/``.
+  ``model-<n>/``, ``stage-<n>/``.
 
 Reading unpickles nothing and imports nothing a file names: the tags come from a closed list,
-file references must be the names the writer uses (no paths), attribute names must end in ``_``,
+file references must be the names the writer uses (no paths), a nested stage's type must be a
+registered stage (the registry is the closed list; nothing is imported by name), attribute names must end in ``_``,
 and where the stage declares ``learned_attributes`` the names and types must match. Anything else
 is a :class:`StateError` naming the file and the attribute. Writing is deterministic (same state,
 same bytes) and round trips losslessly.
@@ -43,9 +47,11 @@ _ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9_]*_")
 _ARRAY = re.compile(r"a[0-9]+")
 _FRAME = re.compile(r"frame-[0-9]+\.parquet")
 _MODEL = re.compile(r"model-[0-9]+")
+_STAGE = re.compile(r"stage-[0-9]+")
 _FLOATS = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 _TAG_KEYS = {"$float": {"$float"}, "$tuple": {"$tuple"}, "$dict": {"$dict"}, "$array": {"$array", "scalar"},
-             "$frame": {"$frame"}, "$series": {"$series"}, "$model": {"$model", "folder"}}
+             "$frame": {"$frame"}, "$series": {"$series"}, "$model": {"$model", "folder"},
+             "$stage": {"$stage", "params", "folder"}}
 
 
 class StateError(InputError):
@@ -72,6 +78,7 @@ class _Writer:
         self.arrays: dict[str, np.ndarray] = {}
         self.files = 0
         self.models = 0
+        self.stages = 0
 
     def encode(self, v: Any, where: str) -> Any:
         if isinstance(v, (np.bool_, np.integer, np.floating)):
@@ -106,6 +113,13 @@ class _Writer:
                 return {k: self.encode(x, f"{where}.{k}") for k, x in v.items()}
             return {"$dict": [[self.encode(k, f"{where} key {k!r}"), self.encode(x, f"{where}[{k!r}]")]
                               for k, x in v.items()]}
+        from calib.stages.base import Stage
+
+        if isinstance(v, Stage):
+            name = f"stage-{self.stages}"
+            self.stages += 1
+            write_state(learned_state(v), self.folder / name, stage_type=v.name)
+            return {"$stage": v.name, "params": self.encode(v.get_params(), f"{where}.params"), "folder": name}
         for kind, cls in model_kinds().items():
             if isinstance(v, cls):
                 name = f"model-{self.models}"
@@ -113,7 +127,7 @@ class _Writer:
                 v.save(self.folder / name)
                 return {"$model": kind, "folder": name}
         raise TypeError(f"{where}: cannot store a {type(v).__name__} as learned state (no pickling); use numbers, "
-                        "strings, lists, dicts, numpy arrays, polars DataFrames or a reranker model")
+                        "strings, lists, dicts, numpy arrays, polars DataFrames, a reranker model or a stage")
 
     def write_arrays(self) -> None:
         if not self.arrays:
@@ -232,6 +246,8 @@ class _Reader:
                     raise self.fail(where, f"{body} must hold one column for a series, has {df.width}")
                 return df.to_series(0)
             return df
+        if tag == "$stage":
+            return self.stage(body, v, where)
         # "$model": a kind from the closed list, a folder this format names
         kinds = model_kinds()
         if body not in kinds:
@@ -244,6 +260,25 @@ class _Reader:
             return kinds[body].load(folder)
         except (ModelMismatchError, FeatureError, OSError, ValueError, KeyError, TypeError) as e:
             raise self.fail(where, f"the {body} in {folder.name}/ cannot be loaded: {e}") from None
+
+    def stage(self, body: Any, v: dict, where: str):
+        """A nested fitted stage: a registered type built with its stored parameters, then its own
+        learned state read from its folder (checked as any stage's)."""
+        from calib.stages.base import UnknownStageError, make_stage
+
+        if not isinstance(body, str):
+            raise self.fail(where, f"$stage must name a registered stage type, got {body!r}")
+        folder = self._file(v.get("folder"), _STAGE, where)
+        params = self.decode(v.get("params", {}), f"{where}.params")
+        if not isinstance(params, dict) or "type" in params:
+            raise self.fail(where, "a nested stage's params must be a table of its parameters")
+        try:
+            stage = make_stage({"type": body, **params})
+        except UnknownStageError as e:
+            raise self.fail(where, str(e)) from None
+        except (ValueError, TypeError) as e:
+            raise self.fail(where, f"the {body!r} stage rejects its stored parameters: {e}") from None
+        return load_state(stage, folder, hint=self.hint)
 
 
 def read_state(folder: str | Path, *, stage_type: str | None = None,

@@ -86,3 +86,95 @@ def test_empty_detections(name, tables):
     assert out["detections"].height == 0
     for col in ("clip", "frame", "class_id", "score", "points"):
         assert col in out["detections"].columns
+
+
+# ----------------------------------------------------------------------------------------------
+# Gated wrappers (calib.stages.gate) of a few stages through the same checks: a row-keeping
+# selection, a relabeling, a fusion from the systems and a stage that learns; per class and global.
+GATED = {
+    "cap/per_class": {"type": "cap", "per_class": 1, "gate": "per_class"},
+    "teacher_relabel/per_class": {"type": "teacher_relabel", "gate": "per_class"},
+    "max_envelope/per_class": {"type": "max_envelope", "gate": "per_class"},
+    "class_filter/global": {"type": "class_filter", "k": 3, "gate": "global"},
+}
+
+
+@pytest.fixture(scope="module")
+def fitted_gates(conformance_tables) -> dict:
+    """Each gated wrapper fit once (the cross-fitting scores the held-out folds)."""
+    from calib.stages.gate import build_stage
+
+    out = {}
+    for key, entry in GATED.items():
+        stage = build_stage(entry)
+        assert stage.fit(conformance_tables) is stage, f"{key}: fit must return self"
+        out[key] = stage
+    return out
+
+
+@pytest.mark.parametrize("key", sorted(GATED))
+def test_gated_params_round_trip(key):
+    from calib.stages.gate import GatedStage, build_stage
+
+    stage = build_stage(GATED[key], scoring={"protocol": "dcase2026"})
+    assert isinstance(stage, GatedStage)
+    entry = stage.to_dict()
+    assert {k: v for k, v in entry.items() if not k.startswith("gate_")} == GATED[key]
+    assert build_stage(entry, scoring=stage.scoring).get_params() == stage.get_params()
+    assert stage.clone().get_params() == stage.get_params()
+    assert not [a for a in vars(stage) if a.endswith("_") and not a.startswith("_")], "learned state before fit"
+
+
+@pytest.mark.parametrize("key", sorted(GATED))
+def test_gated_apply_is_pure_and_deterministic(key, tables, fitted_gates):
+    stage = fitted_gates[key]
+    blind = Tables({k: v for k, v in tables.items() if k != "truth"})
+    before = _frames(tables)
+    a = stage.apply(blind)
+    b = stage.apply(blind)
+    after = _frames(tables)
+    for k in before:
+        if isinstance(before[k], dict):
+            for n in before[k]:
+                assert_frame_equal(before[k][n], after[k][n])
+        else:
+            assert_frame_equal(before[k], after[k])
+    assert isinstance(a, Tables)
+    assert_frame_equal(a["detections"], b["detections"])
+    if stage.kept_classes_:  # rows of the stage's output are in: its columns are there
+        for col in stage.adds_columns:
+            assert col in a["detections"].columns, f"{key} declares it adds {col!r}"
+    det = a["detections"]
+    assert not det.select(pl.struct("clip", "det_id").is_duplicated().any()).item(), "det_id unique per clip"
+    assert det.get_column("system").n_unique() <= 1
+    kept = set(stage.kept_classes_)
+    if stage.wrapped_class().needs_tables[0] == "detections":  # rows of classes not kept pass as they came
+        inp = tables["detections"].filter(~pl.col("class_id").is_in(sorted(kept)))
+        got = det.filter(~pl.col("class_id").is_in(sorted(kept)))
+        assert_frame_equal(got.select(inp.columns), inp, check_row_order=False)
+
+
+@pytest.mark.parametrize("key", sorted(GATED))
+def test_gated_empty_detections(key, tables, fitted_gates):
+    stage = fitted_gates[key]
+    empty = tables.replace(detections=tables["detections"].clear())
+    if "systems" in tables:
+        empty = empty.replace(systems={k: v.clear() for k, v in tables["systems"].items()})
+    out = stage.apply(empty)
+    assert out["detections"].height == 0
+    for col in ("clip", "frame", "class_id", "score", "points"):
+        assert col in out["detections"].columns
+
+
+@pytest.mark.parametrize("key", sorted(GATED))
+def test_gated_state_round_trips_through_disk(key, tables, fitted_gates, tmp_path):
+    from calib.recipe.state import load_state, save_state
+    from calib.stages.gate import build_stage
+
+    stage = fitted_gates[key]
+    save_state(stage, tmp_path / "state")
+    back = load_state(build_stage(GATED[key]), tmp_path / "state")
+    assert back.kept_classes_ == stage.kept_classes_
+    assert_frame_equal(back.decision_table_, stage.decision_table_)
+    blind = Tables({k: v for k, v in tables.items() if k != "truth"})
+    assert_frame_equal(back.apply(blind)["detections"], stage.apply(blind)["detections"])
