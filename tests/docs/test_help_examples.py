@@ -70,7 +70,8 @@ def test_recipe_and_grid_docstrings_show_valid_files():
 
     recipe_toml = textwrap.dedent(schema.__doc__.split("In TOML::\n", 1)[1].split("\nEach section")[0])
     recipe = Recipe.from_dict(tomllib.loads(recipe_toml))  # every type, parameter and input checked
-    assert [s.address for s in recipe.stages] == ["threshold", "rerank", "cap", "frame_cap", "gaussian"]
+    assert [s.address for s in recipe.stages] == ["threshold", "rerank", "cap", "frame_cap", "gaussian", "max_envelope"]
+    assert recipe.stages[-1].gate == "per_class"
     grid_toml = textwrap.dedent(grid_module.__doc__.split("\n\n", 1)[1])
     grid = Grid.from_dict(tomllib.loads(grid_toml))
     assert len(expand(grid, read_document(shipped_recipes()["decision-calibrated"]))) == 4
