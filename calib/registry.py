@@ -69,12 +69,14 @@ class Registry:
     called once); ``targets``: built-in name -> ``"module:attribute"``; ``error``: the exception
     class for unknown names (and ``clash``, for a name registered twice); ``check(obj, plugin)``: validates an object loaded from a
     target (raise to refuse it); ``identity(obj)``: objects with equal identities may be registered
-    again under one name; ``hint``: how to add one, appended to "unknown name" errors."""
+    again under one name; ``hint``: how to add one, appended to "unknown name" errors;
+    ``plugin_objects``: False when every entry point names a module to import (its ``:attribute``
+    ignored), as for features, whose modules register many at once."""
 
     def __init__(self, kind: str, group: str, *, modules: Iterable[str] | Callable[[], Iterable[str]] = (),
                  targets: Mapping[str, str] | None = None, error: type[Exception] = LookupError,
                  clash: type[Exception] | None = None, check: Callable[[Any, Plugin], None] | None = None,
-                 identity: Callable[[Any], Any] = _identity, hint: str = ""):
+                 identity: Callable[[Any], Any] = _identity, hint: str = "", plugin_objects: bool = True):
         self.kind = kind
         self.group = group
         self.error = error
@@ -84,8 +86,10 @@ class Registry:
         self._targets = dict(targets or {})
         self._check = check
         self._identity = identity
-        self._objects: dict[str, Any] = {}
+        self._plugin_objects = plugin_objects
+        self._objects: dict[str, Any] = {}  # registered by a module (a decorator)
         self._origin: dict[str, str] = {}
+        self._imported: dict[str, tuple[str, Any]] = {}  # name -> (its target, the object imported)
         #: entry point name -> why importing it failed
         self.broken: dict[str, str] = {}
         self._builtins_loaded = False
@@ -105,6 +109,7 @@ class Registry:
         """Forget ``name`` (e.g. what a test registered); unknown names are ignored."""
         self._objects.pop(name, None)
         self._origin.pop(name, None)
+        self._imported.pop(name, None)
 
     # -- what is installed
     def plugins(self) -> list[Plugin]:
@@ -123,7 +128,10 @@ class Registry:
         """Every declared ``name -> module:attribute`` (built-ins first, then entry points by name;
         duplicates kept), without importing anything."""
         return ([Plugin(n, t, BUILTIN) for n, t in self._targets.items()]
-                + [p for p in self.plugins() if p.attribute])
+                + [p for p in self.plugins() if self._is_target(p)])
+
+    def _is_target(self, p: Plugin) -> bool:
+        return bool(p.attribute) and self._plugin_objects
 
     def plugin_modules(self) -> dict[str, str]:
         """Entry-point name -> module of every installed entry point of this group."""
@@ -141,7 +149,7 @@ class Registry:
                 importlib.import_module(mod)
             self._builtins_loaded = True
         for p in self.plugins():
-            if p.attribute or p.name in self.broken or p.module in sys.modules:
+            if self._is_target(p) or p.name in self.broken or p.module in sys.modules:
                 continue
             try:
                 importlib.import_module(p.module)
@@ -165,14 +173,20 @@ class Registry:
         return matches[0]
 
     def get(self, name: str) -> Any:
-        """The object registered under ``name``, imported on first use."""
-        if name in self._objects:
-            return self._objects[name]
+        """The object registered under ``name``; a ``module:attribute`` declaration is imported on
+        first use (and checked again for a second declaration of the name every time)."""
         self.load()
+        declared = [s for s in self.specs() if s.name == name]
         if name in self._objects:
+            if declared:
+                raise self.clash(f"{self.kind} name {name!r} is registered by {self._origin[name]} and declared by "
+                                 f"{declared[0].target} (from {declared[0].source}); uninstall or rename one")
             return self._objects[name]
         spec = self.find(name)
-        return self.add(name, self.load_target(spec), origin=f"{spec.target} ({spec.source})")
+        cached = self._imported.get(name)
+        if cached is None or cached[0] != spec.target:
+            cached = self._imported[name] = (spec.target, self.load_target(spec))
+        return cached[1]
 
     def load_target(self, spec: Plugin) -> Any:
         """Import ``spec.target`` (``module:attribute``) and check it."""
@@ -201,9 +215,16 @@ class Registry:
         return dict(self._objects)
 
     def all(self) -> dict[str, Any]:
-        """Every object, ``module:attribute`` targets imported too (an error for a broken one)."""
+        """Every object, ``module:attribute`` targets imported too. A built-in that fails is an
+        error; an entry point that fails is left out and remembered in :attr:`broken`."""
         out = self.registered()
         for spec in self.specs():
-            if spec.name not in out:
+            if spec.name in out or spec.name in self.broken:
+                continue
+            try:
                 out[spec.name] = self.get(spec.name)
+            except Exception as e:
+                if spec.source == BUILTIN:
+                    raise
+                self.broken[spec.name] = f"{self.group} entry point {spec.name!r} ({spec.target}): {e}"
         return out
