@@ -157,6 +157,20 @@ class Tables(dict):
         """The tables without the ground truth (what a fitted stage is applied to)."""
         return Tables({k: v for k, v in self.items() if k != "truth"})
 
+    def subset(self, clips) -> "Tables":
+        """The tables restricted to ``clips``: every DataFrame with a ``clip`` column and every
+        system's table filtered; other values pass as they are."""
+        keep = pl.col("clip").is_in(sorted(clips))
+        out = Tables()
+        for name, value in self.items():
+            if isinstance(value, dict):
+                out[name] = {k: v.filter(keep) for k, v in value.items()}
+            elif isinstance(value, pl.DataFrame) and "clip" in value.columns:
+                out[name] = value.filter(keep)
+            else:
+                out[name] = value
+        return out
+
 
 class Stage(Declared):
     """Base class. A stage declares its parameters in ``PARAMS`` (:func:`~calib.params.declare`

@@ -213,25 +213,6 @@ def clip_folds(clips, n_folds: int, seed: int) -> dict[str, int]:
     return {clips[i]: int(k % n_folds) for k, i in enumerate(order)}
 
 
-def subset(tables: Tables, clips) -> Tables:
-    """The tables restricted to ``clips`` (tables without a ``clip`` column pass as they are)."""
-    keep = pl.col("clip").is_in(sorted(clips))
-    out = Tables()
-    for name, value in tables.items():
-        if isinstance(value, dict):
-            out[name] = {k: v.filter(keep) for k, v in value.items()}
-        elif isinstance(value, pl.DataFrame) and "clip" in value.columns:
-            out[name] = value.filter(keep)
-        else:
-            out[name] = value
-    return out
-
-
-def blind(tables: Tables) -> Tables:
-    """The tables without the ground truth (what a fitted stage is applied to)."""
-    return Tables({k: v for k, v in tables.items() if k != "truth"})
-
-
 # ----------------------------------------------------------------------------------------------
 def tag_rows(det: pl.DataFrame) -> pl.DataFrame:
     """``det`` with its row number in the hidden column :data:`ROW`."""
@@ -380,7 +361,7 @@ class GatedStage(Stage):
         relabel, rounds = False, 0
         if k >= MIN_FOLDS:
             parts = self._cross_fit(tables, clip_folds(clips, k, int(self.seed)), k)
-            truths = [subset(Tables(truth=truth), held)["truth"] for held, _, _ in parts]
+            truths = [Tables(truth=truth).subset(held)["truth"] for held, _, _ in parts]
             ap_wo = np.array([class_ap(inp, t, self.scoring) for (_, inp, _), t in zip(parts, truths)])
             ap_w = np.array([class_ap(out, t, self.scoring) for (_, _, out), t in zip(parts, truths)])
             relabel = any(relabels(inp, out) for _, inp, out in parts)
@@ -412,7 +393,7 @@ class GatedStage(Stage):
         self.stage_ = self.wrapped_stage().fit(tables)
         if not parts:  # nothing cross-fitted: see what the stage makes of the fit clips
             tagged = tag_rows(tables["detections"])
-            parts = [(clips, tagged, self.stage_.apply(blind(tables.replace(detections=tagged)))["detections"])]
+            parts = [(clips, tagged, self.stage_.apply(tables.replace(detections=tagged).without_truth())["detections"])]
         names = {renamed_system(inp, out) for _, inp, out in parts if out.height}
         self.system_ = names.pop() if len(names) == 1 else None
         return self
@@ -422,15 +403,15 @@ class GatedStage(Stage):
         stage fit on the other folds (or, when it does not learn, applied once to every clip)."""
         tagged = tables.replace(detections=tag_rows(tables["detections"]))
         inner = self.wrapped_stage()
-        whole = None if inner.learns else inner.fit(blind(tagged)).apply(blind(tagged))["detections"]
+        whole = None if inner.learns else inner.fit(tagged.without_truth()).apply(tagged.without_truth())["detections"]
         parts = []
         for f in range(k):
             held = [c for c, g in fold_of.items() if g == f]
             if whole is None:
                 train = [c for c, g in fold_of.items() if g != f]
-                st = self.wrapped_stage().fit(subset(tables, train))
-                test = subset(tagged, held)
-                out = st.apply(blind(test))["detections"]
+                st = self.wrapped_stage().fit(tables.subset(train))
+                test = tagged.subset(held)
+                out = st.apply(test.without_truth())["detections"]
                 parts.append((held, test["detections"], out))
             else:
                 keep = pl.col("clip").is_in(held)

@@ -35,6 +35,7 @@ class Rerank(Stage):
 
     #: the labels and features, then the model's own parameters (shared with calib.rerank.Reranker)
     PARAMS = declare(
+        model=MODEL_PARAMS["model"],
         features=Param((str, list), "default", "feature names, comma-separated or a list ('default': the default "
                        "set, 'all': every feature; see 'calib rerank features')", item=str),
         feature_modules=Param((str, list), "", "modules registering extra features (imported only with "
@@ -45,7 +46,7 @@ class Rerank(Stage):
                     unit="folds", ge=0),
         group=Param(str, "clip", "what a cross-fitting fold holds whole: clips or recording sites",
                     choices=("clip", "site")),
-        **MODEL_PARAMS,
+        **{k: p for k, p in MODEL_PARAMS.items() if k != "model"},
         model_dir=Param(str, "", "load this model folder (from 'calib rerank fit') instead of fitting one"),
     )
 
