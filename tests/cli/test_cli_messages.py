@@ -66,3 +66,21 @@ def test_every_stage_listed_by_calib_stages_ends_its_summary_at_a_sentence_end(c
     assert main(["stages", "--json", "checkpoint_cluster"]) == 0
     info = json.loads(capsys.readouterr().out)[0]
     assert info["summary"] == lines[[ln.split(":")[0] for ln in lines].index("checkpoint_cluster")].split(": ", 1)[1]
+
+
+def test_every_command_module_is_a_command_and_none_is_dropped(monkeypatch):
+    """calib/cli holds exactly the commands main lists; a command module that cannot be imported
+    makes 'calib' fail loudly instead of vanishing from --help."""
+    from pathlib import Path
+
+    import calib.cli
+    from calib.cli import main as main_module
+
+    modules = {p.stem for p in Path(calib.cli.__file__).parent.glob("*.py")} - {"__init__", "main"}
+    assert modules == set(main_module.COMMANDS)
+    parser = main_module.build_parser()
+    shown = parser._subparsers._group_actions[0].choices
+    assert {c.replace("_", "-") for c in main_module.COMMANDS} == set(shown)
+    monkeypatch.setitem(sys.modules, "calib.cli.stages", None)  # as if the module could not be imported
+    with pytest.raises(ImportError):
+        main_module.build_parser()
