@@ -22,6 +22,7 @@ def test_examples_are_found_in_every_commands_help():
     assert len(help_examples()) >= 50
 
 
+@pytest.mark.slow
 def test_every_help_example_runs(tmp_path, request):
     pytest.importorskip("torch", reason="calib adapt's examples need the torch extra")
     pytest.importorskip("soundfile", reason="calib adapt's examples need the torch extra")
@@ -70,7 +71,7 @@ def test_recipe_and_grid_docstrings_show_valid_files():
 
     recipe_toml = textwrap.dedent(schema.__doc__.split("In TOML::\n", 1)[1].split("\nEach section")[0])
     recipe = Recipe.from_dict(tomllib.loads(recipe_toml))  # every type, parameter and input checked
-    assert [s.address for s in recipe.stages] == ["threshold", "rerank", "cap", "frame_cap", "gaussian"]
+    assert [s.address for s in recipe.stages] == ["threshold", "rerank", "cap", "frame_cap", "gaussian", "max_envelope"]
     grid_toml = textwrap.dedent(grid_module.__doc__.split("\n\n", 1)[1])
     grid = Grid.from_dict(tomllib.loads(grid_toml))
     assert len(expand(grid, read_document(shipped_recipes()["decision-calibrated"]))) == 4

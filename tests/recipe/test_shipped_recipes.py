@@ -22,6 +22,7 @@ def test_all_five_are_shipped_and_valid():
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_shipped_recipe_runs_on_synthetic_data(name, synth_small, tmp_path):
     out = tmp_path / name
     res = run_recipe(load_recipe(name), out, base_dir=synth_small, log=lambda s: None)
@@ -40,6 +41,7 @@ RAW_TABLE: dict[str, tuple[float, float]] = {}
 
 
 @pytest.mark.parametrize("name", NAMES)
+@pytest.mark.slow
 def test_shipped_recipe_beats_its_raw_inputs(name, synth_small, tmp_path):
     """Every report claimed a gain from its post-processing: on the evaluation clips the recipe's
     macro mAP must exceed that of each input system scored as it comes (same scorer, same clips)."""
@@ -60,6 +62,7 @@ def test_shipped_recipe_beats_its_raw_inputs(name, synth_small, tmp_path):
     assert got > raw, (name, raw, got)
 
 
+@pytest.mark.slow
 def test_portfolio_and_package_with_real_stages(synth_small, tmp_path):
     grid = Grid.from_dict({"base": "av-ensemble", "folds": 2,
                            "axes": {"stages.max_envelope.enabled": [True, False], "stages.audio_blobs.sigma": [6.0, 10.0]}})
