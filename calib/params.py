@@ -32,8 +32,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Mapping
 
-#: the class ids of the challenge (13 classes); tables keyed by class accept "3" and 3 alike
-N_CLASSES = 13
+from calib.tables import N_CLASSES  # tables keyed by class id accept "3" and 3 alike
+
+CLASS_KEY = f"class id (0..{N_CLASSES - 1})"
 
 
 class ParamError(ValueError):
@@ -64,7 +65,7 @@ def _fmt(x: float) -> str:
 class Rule:
     """What a value may be: a type (or a tuple of types), bounds, choices, and for a list or a
     table the rule of its items (``item``) and, for a table, its keys (``keys="class"``: class ids
-    0..12, written "3" in TOML; ``None``: any string)."""
+    0..12, written "3" in TOML; ``None``: any string). ``nullable``: None is accepted too."""
 
     type: type | tuple[type, ...]
     ge: float | None = None
@@ -116,7 +117,7 @@ class Rule:
             word = many if plural else one
             if self.item is not None and t in (list, dict):
                 inner = self.item.describe(plural=True)
-                key = "class id (0..12)" if self.keys == "class" else "name"
+                key = CLASS_KEY if self.keys == "class" else "name"
                 word += f" of {key} -> {inner}" if t is dict else f" of {inner}"
             words.append(word)
         text = " or ".join(words)

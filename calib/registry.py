@@ -67,11 +67,12 @@ class Registry:
     ``kind``: what the objects are ("stage"), for messages; ``group``: the entry-point group;
     ``modules``: built-in modules whose import registers objects (or a function returning them,
     called once); ``targets``: built-in name -> ``"module:attribute"``; ``error``: the exception
-    class for unknown names (and ``clash``, for a name registered twice); ``check(obj, plugin)``: validates an object loaded from a
-    target (raise to refuse it); ``identity(obj)``: objects with equal identities may be registered
-    again under one name; ``hint``: how to add one, appended to "unknown name" errors;
-    ``plugin_objects``: False when every entry point names a module to import (its ``:attribute``
-    ignored), as for features, whose modules register many at once."""
+    class for unknown names, ``clash`` the one for a name registered twice (default ``error``);
+    ``check(obj, plugin)``: validates (and may prepare) an object loaded from a target, raising to
+    refuse it; ``identity(obj)``: objects with equal identities may be registered again under one
+    name; ``hint``: how to add one, appended to "unknown name" errors; ``plugin_objects``: False
+    when every entry point names a module to import (its ``:attribute`` ignored), as for features,
+    whose modules register many at once."""
 
     def __init__(self, kind: str, group: str, *, modules: Iterable[str] | Callable[[], Iterable[str]] = (),
                  targets: Mapping[str, str] | None = None, error: type[Exception] = LookupError,

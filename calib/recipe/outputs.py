@@ -58,10 +58,11 @@ def write_outputs(out: Path, recipe: Recipe, chain: ChainResult, *, clips: Itera
             "recipe": recipe.name, "inputs": input_keys, "final_key": chain.key,
             "fit_clips": fit_clips, "evaluate_clips": eval_clips,
             "stages": [r.to_dict() for r in chain.records],
-            "files": {"count": len(sizes), "total_bytes": sum(sizes.values()), "max_bytes": max(sizes.values(), default=0),
-                      "over_limit": over},
+            "files": {"count": len(sizes), "total_bytes": sum(sizes.values()),
+                      "max_bytes": max(sizes.values(), default=0), "over_limit": over},
         })
-        (stage / "report.md").write_text(run_report(recipe, chain, metrics, split_metrics, fit_clips, eval_clips, sizes))
+        report = run_report(recipe, chain, metrics, split_metrics, fit_clips, eval_clips, sizes)
+        (stage / "report.md").write_text(report)
         written = set(publish_staged(stage, out))
     for name in set(RUN_OUTPUTS) - written:
         if (out / name).is_file():

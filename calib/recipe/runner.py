@@ -65,7 +65,8 @@ def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Score
                 log: Log, progress: bool, score: bool) -> RunOutput:
     make_dirs(out)
     cache = StageCache(cache_dir if cache_dir is not None else out / ".cache")
-    loaded: LoadedInputs = load_inputs(recipe, base_dir, cache_dir=cache.root, source=source, progress=progress, log=log)
+    loaded: LoadedInputs = load_inputs(recipe, base_dir, cache_dir=cache.root, source=source, progress=progress,
+                                       log=log)
     cache.remember(loaded.files)
     tables = loaded.tables
     fit_clips, eval_clips = clip_sets(recipe, tables, source)

@@ -60,7 +60,9 @@ stage type) and the scoring protocol. In TOML::
 
 Each section is a dataclass with ``to_dict``/``from_dict``; ``Recipe.from_dict(r.to_dict()) == r``.
 Errors name the offending key by its path (``stages[2].alpha_x``) and, for unknown stage types,
-list the known ones.
+list the known ones. Each stage parameter (and gate key) is checked against the stage's own
+declaration (``PARAMS``, :mod:`calib.params`) when the recipe is loaded:
+``stages[2].n: must be an integer >= 1, got 0``.
 """
 from __future__ import annotations
 

@@ -19,7 +19,8 @@ from typing import Any, ClassVar, Mapping
 
 import polars as pl
 
-from calib.params import REQUIRED, Declared, Param, ParamError, Rule, declare, problems  # noqa: F401  (stages import them here)
+# stages import the declaration kit from here
+from calib.params import REQUIRED, Declared, Param, ParamError, Rule, declare, problems  # noqa: F401
 from calib.registry import Plugin, Registry
 
 #: the entry-point group through which installed packages add stages
