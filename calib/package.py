@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,7 +133,7 @@ def _plan(pdir: Path, portfolio: dict, clips: str) -> list[_System]:
     import polars as pl
 
     from calib.recipe.io import load_recipe
-    from calib.recipe.runner import check_clip_values
+    from calib.recipe.outputs import check_clip_values
     from calib.tables import read_table
 
     systems = []
@@ -172,11 +171,8 @@ def build_package(portfolio_dir: str | os.PathLike, out_dir: str | os.PathLike, 
                   log=print) -> PackageResult:
     """Write the package (see the module docstring). Everything read from the portfolio is checked
     before the first byte is written; on any refusal the file system is left as it was."""
-    import yaml
-
-    from calib.io.dcase import MAX_FILE_BYTES
     from calib.portfolio.run import load_portfolio
-    from calib.recipe.runner import export_clips
+    from calib.publish import publish_staged, staging
 
     pdir = Path(portfolio_dir)
     if not LABEL.fullmatch(label):
@@ -197,58 +193,65 @@ def build_package(portfolio_dir: str | os.PathLike, out_dir: str | os.PathLike, 
     systems = _plan(pdir, portfolio, clips)
     out = Path(out_dir)
     created = _first_missing(out.parent)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.staging-", dir=out.parent))
     done = False
     try:
-        system_dirs, clip_list = [], None
-        for s in systems:
-            entry, rank, variant, recipe = s.entry, s.rank, s.variant, s.recipe
-            clip_list = s.clips if clip_list is None else clip_list
-            sys_label = f"{label}_task3{track}_{rank}"  # built from checked parts only
-            sdir = staging / sys_label
-            export_clips(s.detections, sdir, s.clips, max_bytes=MAX_FILE_BYTES)
-            abbreviation = abbreviations[rank - 1] if abbreviations else default_abbreviation(recipe.name, rank)
-            meta = {
-                "submission": {
-                    "label": sys_label,
-                    "name": names[rank - 1] if names else f"{recipe.name} {variant} ({entry.get('label') or 'base'})",
-                    "abbreviation": abbreviation,
-                    "authors": [dict(a) for a in authors],
-                },
-                "system": {"description": {
-                    "summary": describe_recipe(recipe, entry),
-                    "recipe": recipe.name,
-                    "variant": variant,
-                    "settings": entry.get("settings") or {},
-                    "dev_fitted_components": entry.get("learned") or [],
-                    "portfolio_role": entry["role"],
-                }},
-                "results": _results(entry),
-            }
-            (sdir / f"{sys_label}.meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
-            system_dirs.append(sdir)
-            log(f"{sys_label}: {variant} ({entry['role']}), {len(s.clips)} clip files")
-        problems = check_package(staging, expected_clips=clip_list)
-        if problems:
-            raise InputError(out, "the package breaks the official rules:\n  " + "\n  ".join(problems))
-        zip_path = None
-        if make_zip:
-            zip_path = staging / f"{label}_task3{track}.zip"
-            write_zip(zip_path, [d for d in system_dirs])
-        out.mkdir(parents=True, exist_ok=True)
-        for item in sorted(staging.iterdir()):
-            dest = out / item.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(item, dest)
+        with staging(out) as stage:
+            system_dirs, clip_list, zip_path = _write_package(stage, out, systems, label, track, authors, names,
+                                                              abbreviations, make_zip, log)
+            publish_staged(stage, out)
         done = True
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
         if not done and created is not None:
             shutil.rmtree(created, ignore_errors=True)  # folders made for the refused package only
     final_dirs = [out / d.name for d in system_dirs]
     return PackageResult(out, final_dirs, out / zip_path.name if zip_path else None, clip_list or [])
+
+
+def _write_package(stage: Path, out: Path, systems: list, label: str, track: str, authors: Sequence[dict],
+                   names: Sequence[str] | None, abbreviations: Sequence[str] | None, make_zip: bool,
+                   log) -> tuple[list[Path], list[str] | None, Path | None]:
+    """The package's folders (and zip) in the staging folder ``stage``, checked against the rules."""
+    import yaml
+
+    from calib.io.dcase import MAX_FILE_BYTES
+    from calib.recipe.outputs import export_clips
+
+    system_dirs, clip_list = [], None
+    for s in systems:
+        entry, rank, variant, recipe = s.entry, s.rank, s.variant, s.recipe
+        clip_list = s.clips if clip_list is None else clip_list
+        sys_label = f"{label}_task3{track}_{rank}"  # built from checked parts only
+        sdir = stage / sys_label
+        export_clips(s.detections, sdir, s.clips, max_bytes=MAX_FILE_BYTES)
+        abbreviation = abbreviations[rank - 1] if abbreviations else default_abbreviation(recipe.name, rank)
+        meta = {
+            "submission": {
+                "label": sys_label,
+                "name": names[rank - 1] if names else f"{recipe.name} {variant} ({entry.get('label') or 'base'})",
+                "abbreviation": abbreviation,
+                "authors": [dict(a) for a in authors],
+            },
+            "system": {"description": {
+                "summary": describe_recipe(recipe, entry),
+                "recipe": recipe.name,
+                "variant": variant,
+                "settings": entry.get("settings") or {},
+                "dev_fitted_components": entry.get("learned") or [],
+                "portfolio_role": entry["role"],
+            }},
+            "results": _results(entry),
+        }
+        (sdir / f"{sys_label}.meta.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True))
+        system_dirs.append(sdir)
+        log(f"{sys_label}: {variant} ({entry['role']}), {len(s.clips)} clip files")
+    problems = check_package(stage, expected_clips=clip_list)
+    if problems:
+        raise InputError(out, "the package breaks the official rules:\n  " + "\n  ".join(problems))
+    zip_path = None
+    if make_zip:
+        zip_path = stage / f"{label}_task3{track}.zip"
+        write_zip(zip_path, [d for d in system_dirs])
+    return system_dirs, clip_list, zip_path
 
 
 def write_zip(path: Path, folders: Sequence[Path]) -> Path:

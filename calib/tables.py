@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -35,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from calib.io.clipnames import RULE, check_clip_name, is_safe_clip_name
+from calib.publish import atomic_path, current_umask  # noqa: F401  (their home was here)
 
 SCHEMA_VERSION = "1"
 N_CLASSES = 13
@@ -167,23 +167,6 @@ def metadata(kind: str, sources: Mapping[str, str] | None = None, recipe_hash: s
     for k, v in extra.items():
         md[f"calib.{k}"] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     return md
-
-
-def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
-    """(final, temporary) paths in the same folder, so a rename publishes the file at once."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; published files follow the umask as open() does
-    return final, Path(tmp)
-
-
-def current_umask() -> int:
-    """The process's umask (read by setting it and putting it back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def clip_splits(df: pl.DataFrame, clips: Mapping[str, str] | Iterable[str] | None = None, *,

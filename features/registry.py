@@ -29,10 +29,8 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
-import sys
 from dataclasses import dataclass
 from functools import cached_property
-from importlib.metadata import entry_points
 from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
@@ -40,6 +38,7 @@ import polars as pl
 
 from calib.canvas.points import FlatPoints, flatten
 from calib.canvas.sphere import Boxes, boxes
+from calib.registry import Registry
 
 PREFIX = "feat_"
 #: built-in feature modules, imported in this order (which is the default features' order)
@@ -83,7 +82,12 @@ class Feature:
         return self.doc.strip().splitlines()[0] if self.doc.strip() else ""
 
 
-_REGISTRY: dict[str, Feature] = {}
+#: every feature by name: the built-in modules and the installed entry-point modules register theirs
+#: when it is first consulted (:mod:`calib.registry`)
+FEATURES = Registry("feature", ENTRY_POINT_GROUP, modules=BUILTIN_MODULES, error=FeatureError,
+                    identity=lambda f: (f.module, f.func.__qualname__),
+                    hint=f"add your own with --feature-module or a {ENTRY_POINT_GROUP!r} entry point",
+                    plugin_objects=False)
 
 
 def feature(name: str | None = None, *, version: int = 1, train_only: bool = False, default: bool = True):
@@ -99,10 +103,7 @@ def feature(name: str | None = None, *, version: int = 1, train_only: bool = Fal
             raise FeatureError(f"feature {fname!r} ({func.__module__}) has no docstring saying what it measures")
         if not fname.isidentifier():
             raise FeatureError(f"feature name {fname!r} must be an identifier")
-        old = _REGISTRY.get(fname)
-        if old is not None and (old.module, old.func.__qualname__) != (func.__module__, func.__qualname__):
-            raise FeatureError(f"feature {fname!r} is already registered by {old.module}")
-        _REGISTRY[fname] = Feature(fname, func, int(version), bool(train_only), bool(default), func.__module__, doc)
+        FEATURES.add(fname, Feature(fname, func, int(version), bool(train_only), bool(default), func.__module__, doc))
         return func
 
     return deco
@@ -110,40 +111,17 @@ def feature(name: str | None = None, *, version: int = 1, train_only: bool = Fal
 
 def unregister(name: str) -> None:
     """Remove a feature (e.g. one a test registered); unknown names are ignored."""
-    _REGISTRY.pop(name, None)
+    FEATURES.remove(name)
 
 
 #: modules the user allowed in this process (command-line flags, explicit loads), besides the
 #: built-ins and the installed entry points
 _ALLOWED: set[str] = set()
-#: entry point -> the error importing it raised (reported when a feature cannot be found)
-_BROKEN_PLUGINS: dict[str, str] = {}
-#: (sys.path it was read under, entry-point name -> module): reading package metadata takes a
-#: while, and the registry is consulted often
-_PLUGINS: tuple[tuple[str, ...], dict[str, str]] | None = None
 
 
 def plugin_modules() -> dict[str, str]:
     """Entry-point name -> module of the installed packages' ``calib.features`` entry points."""
-    global _PLUGINS
-    path = tuple(sys.path)
-    if _PLUGINS is None or _PLUGINS[0] != path:
-        found = {ep.name: ep.value.partition(":")[0].strip()
-                 for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: (e.name, e.value))}
-        _PLUGINS = (path, found)
-    return dict(_PLUGINS[1])
-
-
-def _load_builtins() -> None:
-    for mod in BUILTIN_MODULES:
-        importlib.import_module(mod)
-    for name, mod in plugin_modules().items():
-        if name in _BROKEN_PLUGINS or mod in sys.modules:
-            continue
-        try:
-            importlib.import_module(mod)
-        except Exception as e:  # a broken plug-in must not stop the built-ins; say so where it matters
-            _BROKEN_PLUGINS[name] = f"{ENTRY_POINT_GROUP} entry point {name!r} ({mod}) failed to import: {e}"
+    return FEATURES.plugin_modules()
 
 
 def _covers(allowed: str, module: str) -> bool:
@@ -206,16 +184,13 @@ def load_feature_modules(modules: Iterable[str], *, source: str | None = None) -
 
 def registry() -> dict[str, Feature]:
     """All registered features by name, built-ins first in their modules' order."""
-    _load_builtins()
-    return dict(_REGISTRY)
+    return FEATURES.registered()
 
 
 def get_feature(name: str) -> Feature:
     reg = registry()
     if name not in reg:
-        broken = "".join(f"; {msg}" for msg in _BROKEN_PLUGINS.values())
-        raise FeatureError(f"unknown feature {name!r}; known features: {', '.join(reg)} "
-                           f"(add your own with --feature-module or a {ENTRY_POINT_GROUP!r} entry point){broken}")
+        raise FEATURES.unknown(name)
     return reg[name]
 
 

@@ -18,8 +18,7 @@ PICKLERS = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "marshal", "s
 #: must check where the module name came from and be added here by review
 IMPORTERS = {
     "calib/cli/main.py": "the fixed list of calib's own sub-commands",
-    "calib/stages/base.py": "calib.stages' own modules (pkgutil over the package)",
-    "calib/adapters/registry.py": "built-in adapters and installed 'calib.adapters' entry points",
+    "calib/registry.py": "built-in modules and targets named in calib's code, installed entry points",
     "calib/adapters/torch_adapter.py": "a model-config architecture, only after --allow-import",
     "features/registry.py": "built-ins, installed 'calib.features' entry points, allowed modules",
 }

@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
@@ -30,6 +28,7 @@ from calib.io.errors import InputError, InputWarning
 from calib.io.ingest import Ingested
 from calib.io.jsonfile import KNOWN_KEYS, Columns, parse_columns  # noqa: F401  (part of this module's API)
 from calib.io.validate import MAX_FILE_BYTES, repeated_objects, validate
+from calib.publish import publish_staged, staging
 from calib.tables import DETECTIONS, TRUTH, clip_splits, conform
 
 _POINT_ARROW = pa.struct([("x", pa.float64()), ("y", pa.float64()), ("e", pa.float64())])
@@ -237,10 +236,8 @@ def export_table(df: pl.DataFrame, out_dir: str | os.PathLike, kind: str = "pred
                          "export one system at a time (filter with --system)")
     order_col = "det_id" if kind == "pred" else "ann_id"
     splits = clip_splits(df, clips, where=where)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.staging-", dir=out_dir.parent))
     written = []
-    try:
+    with staging(out_dir) as stage:
         parts = df.sort(["clip", order_col], maintain_order=True).partition_by("clip", as_dict=True, maintain_order=True)
         empty = df.clear()
         for clip in _progress(list(splits), "export", progress):
@@ -255,12 +252,7 @@ def export_table(df: pl.DataFrame, out_dir: str | os.PathLike, kind: str = "pred
             (stage / rel).parent.mkdir(parents=True, exist_ok=True)
             (stage / rel).write_bytes(data)
             written.append(rel)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for rel in written:
-            (out_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-            os.replace(stage / rel, out_dir / rel)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        publish_staged(stage, out_dir, merge=True)  # files replace files: other files of out_dir stay
     return [out_dir / r for r in written]
 
 

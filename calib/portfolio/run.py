@@ -33,8 +33,6 @@ import io
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +45,8 @@ from calib.portfolio.choose import Choice, Estimate, Fragility, choose
 from calib.portfolio.grid import Grid, Variant, expand
 from calib.recipe.cache import StageCache
 from calib.recipe.inputs import LoadedInputs, digest, load_inputs
-from calib.recipe.runner import ChainResult, _write_json, check_imports, clip_sets, run_chain
+from calib.publish import publish_staged, staging, write_json
+from calib.recipe.chain import ChainResult, check_imports, clip_sets, run_chain
 from calib.recipe.schema import Recipe
 from calib.recipe.scoring import Scorer, headline, restrict
 from calib.stages.base import Tables
@@ -328,33 +327,32 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
 
     by_name = {r.variant.name: r for r in results}
     rows = estimate_rows(results, chosen)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=out))
-    try:
-        (staging / "grid.toml").write_text(dumps_recipe(grid.to_dict()))
+    with staging(out) as stage:
+        (stage / "grid.toml").write_text(dumps_recipe(grid.to_dict()))
         for r in results:
-            d = staging / "variants" / check_component(r.variant.name, "portfolio", "variant name")
+            d = stage / "variants" / check_component(r.variant.name, "portfolio", "variant name")
             d.mkdir(parents=True)
             dump_recipe(r.variant.recipe, d / "recipe.toml")
             write_table(r.load_detections(cache), d / "detections.parquet", "detections",
                         recipe_hash=digest(r.variant.recipe.to_dict()))
-            _write_json(d / "metrics.json", {"in_sample": r.in_sample, "out_of_fold": r.oof,
-                                             "site_held_out": r.site, "site_note": r.site_note,
-                                             "dev_clips": r.dev_clips, "folds": r.folds,
-                                             "all_clips": r.all_clips, "labeled_clips": r.labeled_clips,
-                                             "gate_gains": r.gate_gains})
-        _write_json(staging / "estimates.json", rows)
+            write_json(d / "metrics.json", {"in_sample": r.in_sample, "out_of_fold": r.oof,
+                                            "site_held_out": r.site, "site_note": r.site_note,
+                                            "dev_clips": r.dev_clips, "folds": r.folds,
+                                            "all_clips": r.all_clips, "labeled_clips": r.labeled_clips,
+                                            "gate_gains": r.gate_gains})
+        write_json(stage / "estimates.json", rows)
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=list(rows[0]) if rows else ["variant"], lineterminator="\n")
         w.writeheader()
         w.writerows(rows)
-        (staging / "estimates.csv").write_text(buf.getvalue())
+        (stage / "estimates.csv").write_text(buf.getvalue())
         gains = [{"variant": r.variant.name, **g} for r in results for g in r.gate_gains]
         if gains:
             buf = io.StringIO()
             w = csv.DictWriter(buf, fieldnames=list(gains[0]), lineterminator="\n")
             w.writeheader()
             w.writerows(gains)
-            (staging / "gate_gains.csv").write_text(buf.getvalue())
+            (stage / "gate_gains.csv").write_text(buf.getvalue())
         portfolio = {
             "grid": grid.to_dict(),
             "fragility": [{"component": f.component, "gap_with": f.gap_with, "gap_without": f.gap_without,
@@ -371,15 +369,9 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
                 "site_held_out": _h(r.site) | {"per_class_ap": None},
                 "protocol": r.variant.recipe.scoring.protocol,
             })
-        _write_json(staging / "portfolio.json", portfolio)
-        (staging / "report.md").write_text(portfolio_report(staging, grid, results, rows, chosen, frag))
-        for item in sorted(staging.iterdir()):
-            dest = out / item.name
-            if dest.is_dir():
-                shutil.rmtree(dest)
-            os.replace(item, dest)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        write_json(stage / "portfolio.json", portfolio)
+        (stage / "report.md").write_text(portfolio_report(stage, grid, results, rows, chosen, frag))
+        publish_staged(stage, out)
 
 
 def check_component(name, where, what: str) -> str:

@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 
@@ -76,100 +76,127 @@ def _cached(cache_dir: Path | None, name: str, kind: str, key: str, build: Calla
     return df, path
 
 
+@dataclass(frozen=True)
+class Source:
+    """What one input's path holds: its content ``key``, how to ``build`` its table (called only
+    when the cache has no table under that key) and the clips its files name (``clips``, with the
+    clips of prediction or GT files that hold no annotation)."""
+
+    key: str
+    build: Callable[[], pl.DataFrame]
+    clips: frozenset[str] = frozenset()
+
+
+def _system_source(p: Path, name: str, where: str, recipe_source: str | None, progress: bool) -> Source:
+    """A system: a detections .parquet (its rows of that system) or a folder of prediction JSON."""
+    from calib.io.dcase import clip_name, ingest_predictions, prediction_files
+
+    if p.suffix == ".parquet":
+        return Source(digest(["parquet", name, sha256_file(p)]),
+                      lambda: _system_from_table(read_table(p, "detections"), name, p, where, recipe_source),
+                      frozenset(table_clips(p)))  # clips without rows too (calib.clips metadata)
+    found = prediction_files([p])
+    if not found:
+        raise RecipeError(where, f"no prediction *.json files in {p}", recipe_source)
+    return Source(digest(["json", name, _files_key([(f.name, f) for f in found])]),
+                  lambda: ingest_predictions([p], system=name, progress=progress)[0],
+                  frozenset(clip_name(f) for f in found))
+
+
+def _truth_source(p: Path, inputs, progress: bool) -> Source:
+    """The GT: a truth .parquet or a folder of <seq>_std.json (split sub-folders allowed)."""
+    from calib.io.dcase import clip_name, ingest_truth, truth_files
+
+    if p.suffix == ".parquet":
+        return Source(digest(["parquet", sha256_file(p)]), lambda: read_table(p, "truth"), frozenset(table_clips(p)))
+    found = truth_files(p)
+    return Source(digest(["json", _files_key([(f"{split}/{f.name}", f) for f, split in found])]),
+                  lambda: ingest_truth(p, progress=progress)[0],
+                  frozenset(clip_name(f) for f, _ in found))  # GT files with no annotation too
+
+
+def _teacher_source(p: Path, inputs, progress: bool) -> Source:
+    """SELD teacher outputs: a teacher .parquet, or a CSV file or folder (``teacher_format``)."""
+    from calib.io.seld import read_teacher
+
+    if p.suffix == ".parquet":
+        return Source(digest(["parquet", sha256_file(p)]), lambda: read_table(p, "teacher"))
+    found = sorted(p.glob("*.csv")) if p.is_dir() else [p]
+    fmt = inputs.teacher_format
+    return Source(digest(["csv", fmt, _files_key([(f.name, f) for f in found])]),
+                  lambda: read_teacher([p], fmt=fmt)[0])
+
+
+def _priors_source(p: Path, inputs, progress: bool) -> Source:
+    """Class priors per clip window: a CSV or Parquet file."""
+    from calib.io.priors import read_priors
+
+    return Source(digest(["priors", p.suffix, sha256_file(p)]), lambda: read_priors(p)[0])
+
+
+@dataclass(frozen=True)
+class InputKind:
+    """One kind of recipe input besides the systems: the ``inputs.<field>`` path fills the table
+    ``table`` (of calib table kind ``table``), read by ``source``; ``adds_clips``: its clips are
+    clips of the run (the GT's are; a teacher's or the priors' are not)."""
+
+    field: str
+    table: str
+    label: str
+    source: Callable[[Path, Any, bool], Source]
+    adds_clips: bool = False
+
+
+#: the inputs besides the systems, in the order they are read (schema.TABLE_INPUTS names the same)
+INPUT_KINDS = (
+    InputKind("gt", "truth", "gt", _truth_source, adds_clips=True),
+    InputKind("teacher", "teacher", "teacher", _teacher_source),
+    InputKind("priors", "priors", "priors", _priors_source),
+)
+
+
 def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str | os.PathLike | None = None,
                 source: str | None = None, progress: bool = False,
                 log: Callable[[str], None] = lambda s: None) -> LoadedInputs:
-    """Read every input the recipe names. Relative paths resolve against ``base_dir``."""
-    from calib.io.dcase import clip_name, ingest_predictions, ingest_truth, prediction_files, truth_files
+    """Read every input the recipe names (the systems, then :data:`INPUT_KINDS`). Relative paths
+    resolve against ``base_dir``; ingested tables are cached under ``cache_dir`` by content key."""
+    from calib.io.clipnames import is_safe_clip_name
 
     base = Path(base_dir)
     cache = Path(cache_dir) if cache_dir is not None else None
     tables = Tables()
     keys: dict[str, str] = {}
     files: dict[int, tuple[pl.DataFrame, Path]] = {}
+    clips: set[str] = set()
 
-    def remember(df, path):
-        if path is not None:
+    def load(src: Source, name: str, kind: str, label: str) -> pl.DataFrame:
+        df, path = _cached(cache, name, kind, src.key, src.build, log, label)
+        if path is not None:  # stage outputs that keep this table refer to this file
             files[id(df)] = (df, path)
+        return df
 
     systems: dict[str, pl.DataFrame] = {}
-    clips: set[str] = set()
-    from calib.io.clipnames import is_safe_clip_name
-
     for name, raw in recipe.inputs.systems.items():
         where = f"inputs.systems.{name}"
         if not is_safe_clip_name(name):  # it names cache files; Inputs.from_dict checks it too
             raise RecipeError("inputs.systems", f"system name {name!r} cannot name a file", source)
-        p = _resolve_path(raw, base, where, source)
-        if p.suffix == ".parquet":
-            key = digest(["parquet", name, sha256_file(p)])
-
-            def build(p=p, name=name, where=where):
-                return _system_from_table(read_table(p, "detections"), name, p, where, source)
-        else:
-            found = prediction_files([p])
-            if not found:
-                raise RecipeError(where, f"no prediction *.json files in {p}", source)
-            key = digest(["json", name, _files_key([(f.name, f) for f in found])])
-            clips |= {clip_name(f) for f in found}
-
-            def build(p=p, name=name):
-                return ingest_predictions([p], system=name, progress=progress)[0]
-        if p.suffix == ".parquet":
-            clips |= set(table_clips(p))  # clips without rows too (calib.clips metadata)
-        df, path = _cached(cache, f"system-{name}", "detections", key, build, log, f"system {name}")
-        systems[name] = df
-        clips |= set(df.get_column("clip").unique().to_list())
-        keys[f"system:{name}"] = key
-        remember(df, path)
-    primary = recipe.inputs.primary_system
+        src = _system_source(_resolve_path(raw, base, where, source), name, where, source, progress)
+        systems[name] = df = load(src, f"system-{name}", "detections", f"system {name}")
+        clips |= src.clips | set(df.get_column("clip").unique().to_list())
+        keys[f"system:{name}"] = src.key
     tables["systems"] = systems
-    tables["detections"] = systems[primary]
-    keys["primary"] = primary
+    tables["detections"] = systems[recipe.inputs.primary_system]
+    keys["primary"] = recipe.inputs.primary_system
 
-    if recipe.inputs.gt is not None:
-        p = _resolve_path(recipe.inputs.gt, base, "inputs.gt", source)
-        if p.suffix == ".parquet":
-            key = digest(["parquet", sha256_file(p)])
-            build = lambda p=p: read_table(p, "truth")  # noqa: E731
-            clips |= set(table_clips(p))
-        else:
-            found = truth_files(p)
-            clips |= {clip_name(f) for f, _ in found}  # GT files with no annotation too
-            key = digest(["json", _files_key([(f"{split}/{f.name}", f) for f, split in found])])
-            build = lambda p=p: ingest_truth(p, progress=progress)[0]  # noqa: E731
-        df, path = _cached(cache, "truth", "truth", key, build, log, "gt")
-        tables["truth"] = df
-        clips |= set(df.get_column("clip").unique().to_list())
-        keys["truth"] = key
-        remember(df, path)
-
-    if recipe.inputs.teacher is not None:
-        from calib.io.seld import read_teacher
-
-        p = _resolve_path(recipe.inputs.teacher, base, "inputs.teacher", source)
-        fmt = recipe.inputs.teacher_format
-        if p.suffix == ".parquet":
-            key = digest(["parquet", sha256_file(p)])
-            build = lambda p=p: read_table(p, "teacher")  # noqa: E731
-        else:
-            found = sorted(p.glob("*.csv")) if p.is_dir() else [p]
-            key = digest(["csv", fmt, _files_key([(f.name, f) for f in found])])
-            build = lambda p=p: read_teacher([p], fmt=fmt)[0]  # noqa: E731
-        df, path = _cached(cache, "teacher", "teacher", key, build, log, "teacher")
-        tables["teacher"] = df
-        keys["teacher"] = key
-        remember(df, path)
-
-    if recipe.inputs.priors is not None:
-        from calib.io.priors import read_priors
-
-        p = _resolve_path(recipe.inputs.priors, base, "inputs.priors", source)
-        key = digest(["priors", p.suffix, sha256_file(p)])
-        df, path = _cached(cache, "priors", "priors", key, lambda p=p: read_priors(p)[0], log, "priors")
-        tables["priors"] = df
-        keys["priors"] = key
-        remember(df, path)
+    for kind in INPUT_KINDS:
+        raw = getattr(recipe.inputs, kind.field)
+        if raw is None:
+            continue
+        src = kind.source(_resolve_path(raw, base, f"inputs.{kind.field}", source), recipe.inputs, progress)
+        tables[kind.table] = df = load(src, kind.table, kind.table, kind.label)
+        if kind.adds_clips:
+            clips |= src.clips | set(df.get_column("clip").unique().to_list())
+        keys[kind.table] = src.key
     return LoadedInputs(tables, keys, files, sorted(clips))
 
 
@@ -180,17 +207,3 @@ def _system_from_table(df: pl.DataFrame, name: str, path: Path, where: str, sour
             raise RecipeError(where, f"{path} holds systems {present}; none is named {name!r}", source)
         df = df.filter(pl.col("system") == name)
     return df.with_columns(pl.lit(name, pl.String).alias("system"))
-
-
-def subset(tables: Tables, clips) -> Tables:
-    """The tables restricted to ``clips`` (every table has a ``clip`` column)."""
-    keep = pl.col("clip").is_in(sorted(clips))
-    out = Tables()
-    for name, value in tables.items():
-        if isinstance(value, dict):
-            out[name] = {k: v.filter(keep) for k, v in value.items()}
-        elif isinstance(value, pl.DataFrame) and "clip" in value.columns:
-            out[name] = value.filter(keep)
-        else:
-            out[name] = value
-    return out

@@ -10,7 +10,7 @@ from typing import Any, Mapping
 
 from calib.recipe import toml_writer
 from calib.recipe.schema import Recipe, RecipeError
-from calib.tables import atomic_path
+from calib.publish import write_atomic
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -92,11 +92,5 @@ def dump_recipe(recipe: Recipe | Mapping, path: str | os.PathLike) -> Path:
     """Write a recipe (format by suffix: .yaml/.yml or TOML), atomically."""
     path = Path(path)
     fmt = "yaml" if path.suffix.lower() in YAML_SUFFIXES else "toml"
-    final, tmp = atomic_path(path)
-    try:
-        tmp.write_text(dumps_recipe(recipe, fmt), encoding="utf-8")
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+    text = dumps_recipe(recipe, fmt)
+    return write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

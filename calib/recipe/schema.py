@@ -60,7 +60,9 @@ stage type) and the scoring protocol. In TOML::
 
 Each section is a dataclass with ``to_dict``/``from_dict``; ``Recipe.from_dict(r.to_dict()) == r``.
 Errors name the offending key by its path (``stages[2].alpha_x``) and, for unknown stage types,
-list the known ones.
+list the known ones. Each stage parameter (and gate key) is checked against the stage's own
+declaration (``PARAMS``, :mod:`calib.params`) when the recipe is loaded:
+``stages[2].n: must be an integer >= 1, got 0``.
 """
 from __future__ import annotations
 
@@ -312,7 +314,7 @@ class StageSpec:
                               "100 characters: it is an address segment and names a folder", source)
         enabled = _typed(d, "enabled", bool, where, source, default=True)
         on_system = _typed(d, "on_system", str, where, source)
-        gate = _typed(d, "gate", str, where, source)
+        gate = d.get("gate")  # checked with the other gate keys below
         gate_params = {k: copy.deepcopy(d[k]) for k in GATE_KEYS if k != "gate" and k in d}
         for k, v in (({"gate": gate} if gate is not None else {}) | gate_params).items():
             problem = gate_param_problem(k, v)
@@ -329,7 +331,8 @@ class StageSpec:
         return spec
 
     def check(self, where: str, source: str | None = None) -> None:
-        """Check the type is registered and every parameter is one the stage takes, of a fitting type."""
+        """Check the type is registered and every parameter is one the stage takes, with a value its
+        declaration (the stage's ``PARAMS``) accepts: ``stages[2].n: must be an integer >= 1, got 0``."""
         from calib.stages.base import UnknownStageError
 
         try:
@@ -340,42 +343,17 @@ class StageSpec:
         clash = [k for k in names if k in STAGE_KEYS]
         if clash:  # a stage author's mistake, but say so instead of mis-reading the recipe
             raise RecipeError(where, f"stage {self.type!r} has parameter(s) {clash} that clash with recipe keys {STAGE_KEYS}", source)
-        defaults = cls.param_defaults()
         for k, v in self.params.items():
             if k not in names:
                 raise RecipeError(f"{where}.{k}", f"unknown parameter of stage {self.type!r}; it takes: "
                                   f"{', '.join(names) or '(no parameters)'}", source)
-            problem = _type_problem(v, defaults.get(k))
+            problem = cls.PARAMS[k].problem(v)  # the stage's own declaration (calib.params)
             if problem:
-                raise RecipeError(f"{where}.{k}", f"{problem} (default {defaults.get(k)!r})", source)
+                raise RecipeError(f"{where}.{k}", problem, source)
         try:
             self.build()
         except Exception as e:  # __init__ only stores, but say which entry if a stage complains
             raise RecipeError(where, f"stage {self.type!r} rejects its parameters: {e}", source) from None
-
-
-def _type_problem(value: Any, default: Any) -> str | None:
-    """A loose type check against the default: catches strings for numbers, numbers for flags."""
-    if default is None or default is _inspect_empty():
-        return None
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else f"expected true/false, got {value!r}"
-    if isinstance(default, (int, float)):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else f"expected a number, got {value!r}"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else f"expected a string, got {value!r}"
-    if isinstance(default, (list, tuple)):
-        return None if isinstance(value, (list, tuple)) else f"expected a list, got {value!r}"
-    if isinstance(default, Mapping):
-        return None if isinstance(value, Mapping) else f"expected a table, got {value!r}"
-    return None
-
-
-def _inspect_empty():
-    import inspect
-
-    return inspect.Parameter.empty
 
 
 @dataclass

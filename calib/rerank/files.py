@@ -9,31 +9,7 @@ from typing import Callable
 
 import polars as pl
 
-from calib.tables import atomic_path
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _publish(tmp: Path, final: Path, mode: int = 0o666) -> None:
-    # mkstemp makes 0600 files; give the published file the usual permissions
-    os.chmod(tmp, mode & ~_umask())
-    os.replace(tmp, final)
-
-
-def write_atomic(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
-    """Call ``write(tmp_path)`` then move the file into place; nothing is left behind on failure."""
-    final, tmp = atomic_path(path)
-    try:
-        write(tmp)
-        _publish(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return final
+from calib.publish import current_umask, write_atomic
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -57,7 +33,7 @@ def publish_folder(out: str | os.PathLike, write: Callable[[Path], object], *, m
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         write(tmp)
-        os.chmod(tmp, 0o777 & ~_umask())
+        os.chmod(tmp, 0o777 & ~current_umask())
         if out.exists():
             old = tmp.with_name(tmp.name + ".old")
             os.replace(out, old)

@@ -25,6 +25,8 @@ from typing import Sequence
 
 import numpy as np
 
+from calib.params import Declared, Param, declare
+from calib.rerank.calibration import METHODS as CALIBRATIONS
 from calib.rerank.calibration import Calibrator
 
 BACKENDS = ("lightgbm", "hgb")
@@ -124,38 +126,39 @@ class TreeEnsemble:
         return cls(d["baseline"], d["trees"])
 
 
-class Reranker:
+#: the model's parameters, declared once: :class:`Reranker` takes them, and so does the ``rerank``
+#: recipe stage (:class:`calib.stages.rerank.Rerank`), which passes them on
+MODEL_PARAMS = declare(
+    model=Param(str, "lightgbm", "the gradient-boosting library: LightGBM or scikit-learn's HistGradientBoosting "
+                "('hgb')", choices=BACKENDS),
+    n_estimators=Param(int, 120, "boosting iterations (at most: early stopping may stop sooner)", unit="trees", ge=1),
+    max_depth=Param(int, 6, "depth limit of each tree", unit="levels", ge=1),
+    num_leaves=Param(int, 31, "leaves per tree at most (LightGBM)", unit="leaves", ge=2),
+    learning_rate=Param(float, 0.1, "shrinkage of each tree's contribution", gt=0),
+    l2=Param(float, 1.0, "L2 regularisation of the leaf values", ge=0),
+    min_samples_leaf=Param(int, 100, "fewest training detections in a leaf", unit="detections", ge=1),
+    early_stopping=Param(bool, True, "stop when the validation loss has not improved for patience rounds"),
+    validation_fraction=Param(float, 0.15, "share of the training rows (whole clips) held out for early stopping and "
+                              "calibration", unit="fraction", ge=0, lt=1),
+    patience=Param(int, 20, "early-stopping rounds without improvement", unit="rounds", ge=1),
+    calibration=Param(str, "none", "post-calibration on the validation split (isotonic creates ties, which change "
+                      "AP)", choices=CALIBRATIONS),
+    seed=Param(int, 0, "seed of the validation split and the trees", ge=0),
+    num_threads=Param(int, 2, "threads the model uses (fixed, for determinism)", unit="threads", ge=1),
+)
+
+
+class Reranker(Declared):
     """A gradient-boosted classifier of matchability with optional post-calibration."""
 
-    def __init__(self, *, model: str = "lightgbm", n_estimators: int = 120, max_depth: int = 6,
-                 num_leaves: int = 31, learning_rate: float = 0.1, l2: float = 1.0, min_samples_leaf: int = 100,
-                 early_stopping: bool = True, validation_fraction: float = 0.15, patience: int = 20,
-                 calibration: str = "none", seed: int = 0, num_threads: int = 2):
-        self.model = model
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.num_leaves = num_leaves
-        self.learning_rate = learning_rate
-        self.l2 = l2
-        self.min_samples_leaf = min_samples_leaf
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.patience = patience
-        self.calibration = calibration
-        self.seed = seed
-        self.num_threads = num_threads
-
-    PARAMS = ("model", "n_estimators", "max_depth", "num_leaves", "learning_rate", "l2", "min_samples_leaf",
-              "early_stopping", "validation_fraction", "patience", "calibration", "seed", "num_threads")
-
-    def get_params(self) -> dict:
-        return {k: getattr(self, k) for k in self.PARAMS}
+    PARAMS = MODEL_PARAMS
 
     # ------------------------------------------------------------------------------------------
     def fit(self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, *, feature_names: Sequence[str],
             zero_at_inference: Sequence[str] = ()) -> "Reranker":
         if self.model not in BACKENDS:
             raise ValueError(f"unknown model {self.model!r}; choose one of {BACKENDS}")
+        self.check_params()
         X = np.ascontiguousarray(X, dtype=np.float64)
         y = np.asarray(y, dtype=np.float64)
         if X.ndim != 2 or X.shape[0] != y.size or X.shape[1] != len(feature_names):

@@ -6,20 +6,25 @@ mutating its input. ``tables`` is a :class:`Tables` mapping of named polars Data
 ``detections`` (required by most stages), ``truth``, ``teacher``, ``priors`` and any named extra
 systems (``systems`` for multi-system stages: a dict name -> detections table).
 
-Each stage class is registered under a name with :func:`register`; a recipe refers to it by that
-name (``type = "cap"``) plus its parameters. One conformance suite (tests/stages/test_conformance.py)
-runs over every registered stage.
+Each stage class is registered under a name with :func:`register` (or, from an installed package,
+a ``calib.stages`` entry point: :mod:`calib.registry`); a recipe refers to it by that name
+(``type = "cap"``) plus its parameters, which the class declares in ``PARAMS`` (:mod:`calib.params`)
+so that recipes are validated at load and ``calib stages`` explains every parameter. One
+conformance suite (tests/stages/test_conformance.py) runs over every registered stage.
 """
 from __future__ import annotations
 
-import copy
 import inspect
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Mapping
 
 import polars as pl
 
-_REGISTRY: dict[str, type["Stage"]] = {}
+# stages import the declaration kit from here
+from calib.params import REQUIRED, Declared, Param, ParamError, Rule, declare, problems  # noqa: F401
+from calib.registry import Plugin, Registry
+
+#: the entry-point group through which installed packages add stages
+ENTRY_POINT_GROUP = "calib.stages"
 
 
 class UnknownStageError(KeyError):
@@ -27,44 +32,72 @@ class UnknownStageError(KeyError):
         return self.args[0]
 
 
+def _builtin_modules() -> list[str]:
+    # every module of the calib.stages package (each registers its stages with @register)
+    import pkgutil
+
+    import calib.stages
+
+    return [m.name for m in pkgutil.walk_packages(calib.stages.__path__, prefix="calib.stages.")
+            if m.name != "calib.stages.base"]
+
+
+def _prepare_plugin(cls, spec: Plugin) -> None:
+    """A stage class named by a ``calib.stages`` entry point (``module:Class``): a declared Stage,
+    registered under the entry point's name."""
+    if not (isinstance(cls, type) and issubclass(cls, Stage)):
+        raise UnknownStageError(f"stage {spec.name!r} ({spec.target}, from {spec.source}) is not a calib Stage class")
+    check_declared(cls, spec.name)
+    cls.name = spec.name
+
+
+STAGES = Registry("stage", ENTRY_POINT_GROUP, modules=_builtin_modules, error=UnknownStageError, clash=ValueError,
+                  check=_prepare_plugin)
+
+
+def check_declared(cls: type, name: str) -> None:
+    """A registered stage declares every parameter of its ``__init__`` in ``PARAMS`` with a
+    meaning (``calib stages`` shows it, recipes are validated with it)."""
+    sig = [p.name for p in inspect.signature(cls.__init__).parameters.values()
+           if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if sig != list(cls.PARAMS):
+        raise TypeError(f"stage {name!r} ({cls.__module__}.{cls.__qualname__}): __init__ takes {sig} but PARAMS "
+                        f"declares {list(cls.PARAMS)}; declare every parameter with Param(type, default, meaning)")
+    vague = [k for k, p in cls.PARAMS.items() if not p.meaning.strip()]
+    if vague:
+        raise TypeError(f"stage {name!r}: parameter(s) {vague} declared without a meaning")
+
+
 def register(name: str):
     """Class decorator: register a stage under ``name`` (its recipe ``type``)."""
 
     def deco(cls):
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"stage name {name!r} already registered by {_REGISTRY[name].__module__}")
+        check_declared(cls, name)
+        STAGES.add(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
 
     return deco
 
 
-def _load_builtin_stages() -> None:
-    # Importing the package registers the built-in stages (each module calls @register).
-    import calib.stages  # noqa: F401
-    import importlib
-    import pkgutil
-
-    for mod in pkgutil.walk_packages(calib.stages.__path__, prefix="calib.stages."):
-        if mod.name != "calib.stages.base":
-            importlib.import_module(mod.name)
+def unregister(name: str) -> None:
+    """Forget a stage (e.g. one a test registered); unknown names are ignored."""
+    STAGES.remove(name)
 
 
 def registry() -> dict[str, type["Stage"]]:
-    _load_builtin_stages()
-    return dict(sorted(_REGISTRY.items()))
+    """Every registered stage class by name, sorted (built-ins and installed ``calib.stages``
+    entry points)."""
+    return dict(sorted(STAGES.all().items()))
 
 
 def get_stage(name: str) -> type["Stage"]:
-    reg = registry()
-    if name not in reg:
-        raise UnknownStageError(f"unknown stage {name!r}; known stages: {', '.join(reg)}")
-    return reg[name]
+    return STAGES.get(name)
 
 
 def make_stage(spec: Mapping[str, Any]) -> "Stage":
-    """Build a stage from a recipe entry ``{"type": name, **params}``; unknown params are errors."""
+    """Build a stage from a recipe entry ``{"type": name, **params}``; unknown parameters and
+    values their declaration rejects are errors (:class:`~calib.params.ParamError`)."""
     spec = dict(spec)
     if "type" not in spec:
         raise ValueError(f"stage entry {spec!r} has no 'type'")
@@ -73,11 +106,18 @@ def make_stage(spec: Mapping[str, Any]) -> "Stage":
     unknown = [k for k in spec if k not in allowed]
     if unknown:
         raise ValueError(f"stage {cls.name!r}: unknown parameter(s) {unknown}; it takes {allowed}")
+    found = problems(cls.PARAMS, spec)
+    if found:
+        raise ParamError(cls.name, *found[0])
     return cls(**spec)
 
 
 class Tables(dict):
-    """Named tables flowing between stages. A plain dict with a helpful error for a missing name."""
+    """Named tables flowing between stages: a dict (``tables["detections"]``, ``tables.replace(...)``)
+    with a helpful error for a missing name and typed accessors for the tables calib knows.
+
+    ``systems`` is the one table that is not a DataFrame: the named input systems (name ->
+    detections table) that multi-system stages read; :attr:`systems` is ``{}`` when there are none."""
 
     def __missing__(self, key):
         raise KeyError(f"this stage needs a {key!r} table, which the inputs do not provide (have: {sorted(self)})")
@@ -87,9 +127,56 @@ class Tables(dict):
         new.update(tables)
         return new
 
+    @property
+    def detections(self) -> pl.DataFrame:
+        """The working detections (a KeyError saying so when absent)."""
+        return self["detections"]
 
-class Stage:
-    """Base class. Subclasses define ``__init__`` with keyword parameters stored as attributes."""
+    @property
+    def truth(self) -> pl.DataFrame | None:
+        return self.get("truth")
+
+    @property
+    def teacher(self) -> pl.DataFrame | None:
+        return self.get("teacher")
+
+    @property
+    def priors(self) -> pl.DataFrame | None:
+        return self.get("priors")
+
+    @property
+    def systems(self) -> dict[str, pl.DataFrame]:
+        """The named input systems, name -> detections table (``{}`` when none)."""
+        value = self.get("systems")
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise TypeError(f"tables['systems'] must map system names to detections tables, got {type(value).__name__}")
+        return dict(value)
+
+    def without_truth(self) -> "Tables":
+        """The tables without the ground truth (what a fitted stage is applied to)."""
+        return Tables({k: v for k, v in self.items() if k != "truth"})
+
+    def subset(self, clips) -> "Tables":
+        """The tables restricted to ``clips``: every DataFrame with a ``clip`` column and every
+        system's table filtered; other values pass as they are."""
+        keep = pl.col("clip").is_in(sorted(clips))
+        out = Tables()
+        for name, value in self.items():
+            if isinstance(value, dict):
+                out[name] = {k: v.filter(keep) for k, v in value.items()}
+            elif isinstance(value, pl.DataFrame) and "clip" in value.columns:
+                out[name] = value.filter(keep)
+            else:
+                out[name] = value
+        return out
+
+
+class Stage(Declared):
+    """Base class. A stage declares its parameters in ``PARAMS`` (:func:`~calib.params.declare`
+    of :class:`~calib.params.Param`: type, default, constraint, unit, meaning); its ``__init__``
+    only stores them (generated from the table unless written by hand)."""
 
     name: ClassVar[str] = ""
     #: names of tables this stage reads (``detections``, ``truth``, ``teacher``, ``priors``, ``systems``)
@@ -106,27 +193,6 @@ class Stage:
     #: parameters naming files or folders whose contents the output depends on (their contents
     #: are part of the stage cache key)
     path_params: ClassVar[tuple[str, ...]] = ()
-
-    @classmethod
-    def param_names(cls) -> list[str]:
-        sig = inspect.signature(cls.__init__)
-        return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.KEYWORD_ONLY
-                or (p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD)]
-
-    @classmethod
-    def param_defaults(cls) -> dict[str, Any]:
-        sig = inspect.signature(cls.__init__)
-        return {p.name: p.default for p in sig.parameters.values() if p.name != "self"}
-
-    def get_params(self) -> dict[str, Any]:
-        return {k: copy.deepcopy(getattr(self, k)) for k in self.param_names()}
-
-    def set_params(self, **params) -> "Stage":
-        for k, v in params.items():
-            if k not in self.param_names():
-                raise ValueError(f"stage {self.name!r} has no parameter {k!r}")
-            setattr(self, k, v)
-        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.name, **self.get_params()}
@@ -164,3 +230,8 @@ def describe(cls: type[Stage]) -> str:
     """The stage's summary plus its parameters with defaults (for ``calib stages``)."""
     params = ", ".join(f"{k}={v!r}" for k, v in cls.param_defaults().items())
     return f"{cls.name}: {summary(cls)}\n    params: {params or '(none)'}"
+
+
+def describe_params(params: Mapping[str, Param], indent: str = "    ") -> list[str]:
+    """One line per declared parameter: ``name=default  [type, constraint, unit] meaning``."""
+    return [indent + p.line(k) for k, p in params.items()]

@@ -66,18 +66,31 @@ from typing import Any, Mapping
 import numpy as np
 import polars as pl
 
-from calib.stages.base import Stage, Tables, get_stage, make_stage
+from calib.io.discover import PROTOCOLS
+from calib.stages.base import REQUIRED, Param, Stage, Tables, declare, get_stage, make_stage
 from calib.tables import CLASS_NAMES, N_CLASSES
 
 MODES = ("per_class", "global")
 #: ``gate`` values a recipe accepts ("none": not gated, handy as a portfolio axis value)
 RECIPE_MODES = (*MODES, "none")
-#: recipe keys of a gated entry -> (GatedStage parameter, default)
-RECIPE_PARAMS: dict[str, tuple[str, Any]] = {"gate_folds": ("folds", 4), "gate_seed": ("seed", 0),
-                                             "gate_confidence": ("confidence", 0.95)}
-RECIPE_KEYS = ("gate", *RECIPE_PARAMS)
 #: a gain must be measured on at least this many folds (a spread needs three values to mean much)
 MIN_FOLDS = 3
+#: the keys any recipe stage entry may carry to gate its stage, declared like stage parameters
+#: (``calib stages gate`` lists them; the recipe loader checks them with these declarations)
+GATE_KEYS = declare(
+    gate=Param(str, "none", "apply the stage only to the classes where it gains out-of-fold ('per_class'), "
+               "everywhere or nowhere ('global'), or ungated ('none')", choices=RECIPE_MODES),
+    gate_folds=Param(int, 4, "clip folds the gate cross-fits the stage over (fewer clips: one fold per clip)",
+                     unit="clip folds", ge=MIN_FOLDS),
+    gate_seed=Param(int, 0, "seed of the clips' assignment to folds", ge=0),
+    gate_confidence=Param(float, 0.95, "keep where the mean held-out gain is above zero at this one-sided "
+                          "confidence over the folds (Student's t; 0.5: a positive mean suffices)",
+                          unit="probability", ge=0.5, lt=1),
+)
+#: recipe keys of a gated entry -> (GatedStage parameter, default)
+RECIPE_PARAMS: dict[str, tuple[str, Any]] = {k: (k.removeprefix("gate_"), p.default)
+                                             for k, p in GATE_KEYS.items() if k != "gate"}
+RECIPE_KEYS = tuple(GATE_KEYS)
 #: hidden column tagging each input row while the wrapped stage runs
 ROW = "__gate_row"
 #: columns that hold the upstream value of a rewritten one: filled on rows passed through
@@ -91,20 +104,11 @@ MACRO_NAME = "macro (all classes)"
 
 
 def gate_param_problem(key: str, value: Any) -> str | None:
-    """What is wrong with the value of a recipe's gate key (None when it is fine)."""
-    if key == "gate":
-        return None if value in RECIPE_MODES else f"expected one of {', '.join(map(repr, RECIPE_MODES))}, got {value!r}"
-    if key == "gate_folds":
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= MIN_FOLDS
-        return None if ok else f"expected a whole number of clip folds >= {MIN_FOLDS}, got {value!r}"
-    if key == "gate_seed":
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 0
-        return None if ok else f"expected a whole number >= 0, got {value!r}"
-    if key == "gate_confidence":
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0.5 <= value < 1
-        return None if ok else (f"expected a number in [0.5, 1) (the one-sided confidence that the mean held-out "
-                                f"gain is positive), got {value!r}")
-    return f"not a gate key; gate keys: {', '.join(RECIPE_KEYS)}"
+    """What is wrong with the value of a recipe's gate key (None when it is fine), from its
+    declaration in :data:`GATE_KEYS`."""
+    if key not in GATE_KEYS:
+        return f"not a gate key; gate keys: {', '.join(RECIPE_KEYS)}"
+    return GATE_KEYS[key].problem(value)
 
 
 def build_stage(entry: Mapping[str, Any], scoring: Mapping[str, Any] | None = None) -> Stage:
@@ -209,25 +213,6 @@ def clip_folds(clips, n_folds: int, seed: int) -> dict[str, int]:
     return {clips[i]: int(k % n_folds) for k, i in enumerate(order)}
 
 
-def subset(tables: Tables, clips) -> Tables:
-    """The tables restricted to ``clips`` (tables without a ``clip`` column pass as they are)."""
-    keep = pl.col("clip").is_in(sorted(clips))
-    out = Tables()
-    for name, value in tables.items():
-        if isinstance(value, dict):
-            out[name] = {k: v.filter(keep) for k, v in value.items()}
-        elif isinstance(value, pl.DataFrame) and "clip" in value.columns:
-            out[name] = value.filter(keep)
-        else:
-            out[name] = value
-    return out
-
-
-def blind(tables: Tables) -> Tables:
-    """The tables without the ground truth (what a fitted stage is applied to)."""
-    return Tables({k: v for k, v in tables.items() if k != "truth"})
-
-
 # ----------------------------------------------------------------------------------------------
 def tag_rows(det: pl.DataFrame) -> pl.DataFrame:
     """``det`` with its row number in the hidden column :data:`ROW`."""
@@ -313,15 +298,15 @@ class GatedStage(Stage):
     learns = True
     learned_attributes = {"stage_": Stage, "kept_classes_": list, "fold_gains_": pl.DataFrame,
                           "decision_table_": pl.DataFrame, "system_": (str, type(None)), "summary_": dict}
-
-    def __init__(self, *, stage: Mapping[str, Any], gate: str = "per_class", folds: int = 4, seed: int = 0,
-                 confidence: float = 0.95, scoring: Mapping[str, Any] | None = None):
-        self.stage = stage
-        self.gate = gate
-        self.folds = folds
-        self.seed = seed
-        self.confidence = confidence
-        self.scoring = scoring
+    PARAMS = declare(
+        stage=Param(dict, REQUIRED, "the wrapped stage's recipe entry {\"type\": ..., **params}"),
+        gate=GATE_KEYS["gate"].but(default="per_class", choices=MODES),
+        folds=GATE_KEYS["gate_folds"],
+        seed=GATE_KEYS["gate_seed"],
+        confidence=GATE_KEYS["gate_confidence"],
+        scoring=Param(dict, None, "the recipe's [scoring] table the gate scores with (protocol, iou_thresholds, "
+                      "options; none: dcase2026)", nullable=True),
+    )
 
     # -- what the wrapped stage is
     def wrapped_class(self) -> type[Stage]:
@@ -363,7 +348,7 @@ class GatedStage(Stage):
             if problem or value == "none":
                 raise ValueError(f"gate: {key}: {problem or 'a gated stage needs per_class or global'}")
         protocol = (self.scoring or {}).get("protocol", "dcase2026")
-        if protocol not in ("dcase2026", "dcase2026-coco"):
+        if protocol not in PROTOCOLS:
             raise ValueError(f"gate: unknown scoring protocol {protocol!r}")
 
     # -- learning where the stage may act
@@ -376,7 +361,7 @@ class GatedStage(Stage):
         relabel, rounds = False, 0
         if k >= MIN_FOLDS:
             parts = self._cross_fit(tables, clip_folds(clips, k, int(self.seed)), k)
-            truths = [subset(Tables(truth=truth), held)["truth"] for held, _, _ in parts]
+            truths = [Tables(truth=truth).subset(held)["truth"] for held, _, _ in parts]
             ap_wo = np.array([class_ap(inp, t, self.scoring) for (_, inp, _), t in zip(parts, truths)])
             ap_w = np.array([class_ap(out, t, self.scoring) for (_, _, out), t in zip(parts, truths)])
             relabel = any(relabels(inp, out) for _, inp, out in parts)
@@ -408,7 +393,7 @@ class GatedStage(Stage):
         self.stage_ = self.wrapped_stage().fit(tables)
         if not parts:  # nothing cross-fitted: see what the stage makes of the fit clips
             tagged = tag_rows(tables["detections"])
-            parts = [(clips, tagged, self.stage_.apply(blind(tables.replace(detections=tagged)))["detections"])]
+            parts = [(clips, tagged, self.stage_.apply(tables.replace(detections=tagged).without_truth())["detections"])]
         names = {renamed_system(inp, out) for _, inp, out in parts if out.height}
         self.system_ = names.pop() if len(names) == 1 else None
         return self
@@ -418,15 +403,15 @@ class GatedStage(Stage):
         stage fit on the other folds (or, when it does not learn, applied once to every clip)."""
         tagged = tables.replace(detections=tag_rows(tables["detections"]))
         inner = self.wrapped_stage()
-        whole = None if inner.learns else inner.fit(blind(tagged)).apply(blind(tagged))["detections"]
+        whole = None if inner.learns else inner.fit(tagged.without_truth()).apply(tagged.without_truth())["detections"]
         parts = []
         for f in range(k):
             held = [c for c, g in fold_of.items() if g == f]
             if whole is None:
                 train = [c for c, g in fold_of.items() if g != f]
-                st = self.wrapped_stage().fit(subset(tables, train))
-                test = subset(tagged, held)
-                out = st.apply(blind(test))["detections"]
+                st = self.wrapped_stage().fit(tables.subset(train))
+                test = tagged.subset(held)
+                out = st.apply(test.without_truth())["detections"]
                 parts.append((held, test["detections"], out))
             else:
                 keep = pl.col("clip").is_in(held)

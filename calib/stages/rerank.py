@@ -16,7 +16,8 @@ from pathlib import Path
 
 import polars as pl
 
-from calib.stages.base import Stage, Tables, register
+from calib.rerank.model import MODEL_PARAMS
+from calib.stages.base import Param, Stage, Tables, declare, register
 
 
 @register("rerank")
@@ -32,27 +33,22 @@ class Rerank(Stage):
     #: parameters naming files whose contents the output depends on (part of the stage cache key)
     path_params = ("model_dir",)
 
-    def __init__(self, *, model: str = "lightgbm", features: str | list = "default", feature_modules: str | list = "",
-                 iou_threshold: float = 0.25, folds: int = 0, group: str = "clip", calibration: str = "none",
-                 n_estimators: int = 120, max_depth: int = 6, num_leaves: int = 31, learning_rate: float = 0.1,
-                 l2: float = 1.0, min_samples_leaf: int = 100, seed: int = 0, num_threads: int = 2,
-                 model_dir: str = ""):
-        self.model = model
-        self.features = features
-        self.feature_modules = feature_modules
-        self.iou_threshold = iou_threshold
-        self.folds = folds
-        self.group = group
-        self.calibration = calibration
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.num_leaves = num_leaves
-        self.learning_rate = learning_rate
-        self.l2 = l2
-        self.min_samples_leaf = min_samples_leaf
-        self.seed = seed
-        self.num_threads = num_threads
-        self.model_dir = model_dir
+    #: the labels and features, then the model's own parameters (shared with calib.rerank.Reranker)
+    PARAMS = declare(
+        model=MODEL_PARAMS["model"],
+        features=Param((str, list), "default", "feature names, comma-separated or a list ('default': the default "
+                       "set, 'all': every feature; see 'calib rerank features')", item=str),
+        feature_modules=Param((str, list), "", "modules registering extra features (imported only with "
+                              "--allow-import or as 'calib.features' entry points)", item=str),
+        iou_threshold=Param(float, 0.25, "a dev detection is labelled matchable when its best soft IoU with a "
+                            "same-class GT reaches this", unit="IoU", gt=0, le=1),
+        folds=Param(int, 0, "cross-fitting folds for the fit report's out-of-fold estimate (0 or 1: none)",
+                    unit="folds", ge=0),
+        group=Param(str, "clip", "what a cross-fitting fold holds whole: clips or recording sites",
+                    choices=("clip", "site")),
+        **{k: p for k, p in MODEL_PARAMS.items() if k != "model"},
+        model_dir=Param(str, "", "load this model folder (from 'calib rerank fit') instead of fitting one"),
+    )
 
     def _modules(self) -> list[str]:
         m = self.feature_modules
@@ -66,6 +62,7 @@ class Rerank(Stage):
         import features as F
         from calib.rerank.pipeline import RerankModel, fit_reranker
 
+        self.check_params()
         F.load_feature_modules(self._modules(), source="the rerank stage's feature_modules")
         if self.model_dir:
             from calib.io.errors import InputError
@@ -80,10 +77,7 @@ class Rerank(Stage):
         result = fit_reranker(
             tables["detections"], tables["truth"], match=tables.get("match"), features=self.features,
             feature_modules=self._modules(), iou_threshold=self.iou_threshold, folds=self.folds,
-            group=self.group, score_map=False, model=self.model, n_estimators=self.n_estimators,
-            max_depth=self.max_depth, num_leaves=self.num_leaves, learning_rate=self.learning_rate, l2=self.l2,
-            min_samples_leaf=self.min_samples_leaf, calibration=self.calibration, seed=self.seed,
-            num_threads=self.num_threads)
+            group=self.group, score_map=False, **{k: getattr(self, k) for k in MODEL_PARAMS})
         self.model_ = result.model
         self.report_ = result.report
         return self

@@ -21,8 +21,8 @@ from scipy.optimize import linear_sum_assignment
 
 from calib.canvas.points import flatten, ragged_arange
 from calib.canvas.sphere import boxes
-from calib.stages.base import Stage, Tables, register
-from calib.stages.select.common import group_ids, group_rows, pair_overlaps
+from calib.stages.base import Param, Stage, Tables, declare, register
+from calib.stages.select.common import IOU_MODES, group_ids, group_rows, pair_overlaps
 
 
 def candidate_pairs(df: pl.DataFrame, max_gap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -108,28 +108,20 @@ class Tracker(Stage):
     needs_columns = ("points", "score")
     adds_columns = ("track_id", "track_age")
 
-    def __init__(self, *, iou_threshold: float = 0.3, iou: str = "box", max_age: int = 2, decay: float = 0.8,
-                 min_hits: int = 2):
-        self.iou_threshold = iou_threshold
-        self.iou = iou
-        self.max_age = max_age
-        self.decay = decay
-        self.min_hits = min_hits
-
-    def _check(self) -> None:
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise ValueError(f"tracker: iou_threshold must be in [0, 1], got {self.iou_threshold!r}")
-        for name in ("max_age", "min_hits"):
-            v = getattr(self, name)
-            if int(v) != v or v < 0:
-                raise ValueError(f"tracker: {name} must be a non-negative integer, got {v!r}")
-        if not 0.0 <= self.decay <= 1.0:
-            raise ValueError(f"tracker: decay must be in [0, 1], got {self.decay!r}")
-        if self.iou not in ("box", "mask"):
-            raise ValueError(f"tracker: iou must be 'box' or 'mask', got {self.iou!r}")
+    PARAMS = declare(
+        iou_threshold=Param(float, 0.3, "a detection continues a track when its IoU with the track's last detection "
+                            "reaches this", unit="IoU", ge=0, le=1),
+        iou=Param(str, "box", "overlap measure: seam-aware box IoU ('box') or soft IoU of the energy maps ('mask')",
+                  choices=IOU_MODES),
+        max_age=Param(int, 2, "frames an unmatched track coasts (emitting decayed copies) before it ends",
+                      unit="frames", ge=0),
+        decay=Param(float, 0.8, "score factor per coasted frame", unit="factor per frame", ge=0, le=1),
+        min_hits=Param(int, 2, "tracks matched fewer times than this are removed with all their rows",
+                       unit="detections", ge=0),
+    )
 
     def apply(self, tables: Tables) -> Tables:
-        self._check()
+        self.check_params()
         df = tables["detections"]
         out_schema = df.schema | {"track_id": pl.Int64, "track_age": pl.Int64}
         if len(df) == 0:

@@ -52,7 +52,7 @@ from calib.recipe import Recipe, load_recipe, run_chain, shipped_recipes
 from calib.recipe.inputs import load_inputs
 from calib.recipe.scoring import official_scorer
 from calib.stages.base import Tables
-from calib.stages.gate import RECIPE_KEYS, blind
+from calib.stages.gate import RECIPE_KEYS
 from calib.tables import conform
 
 SYSTEMS = ("lowthr", "grid", "dense", "audio", "av")
@@ -94,10 +94,10 @@ def apply_fitted(recipe: Recipe, stages: list, tables: Tables) -> pl.DataFrame:
     """The chain's fitted stages applied in order to ``tables`` (new clips), as the runner applies
     them after fitting: without the truth, a stage ``on_system`` replacing that system's table."""
     for (path, spec), st in zip(recipe.chain(), stages):
-        view = tables if spec.on_system is None else tables.replace(detections=tables["systems"][spec.on_system])
-        out = Tables(st.apply(blind(view)))
+        view = tables if spec.on_system is None else tables.replace(detections=tables.systems[spec.on_system])
+        out = Tables(st.apply(view.without_truth()))
         if spec.on_system is not None:
-            systems = dict(out.get("systems") or tables["systems"])
+            systems = out.systems or tables.systems
             systems[spec.on_system] = conform(out["detections"], "detections", where=path)
             out = out.replace(systems=systems, detections=tables["detections"])
         else:
@@ -114,7 +114,7 @@ def evaluate(recipe: Recipe, dev_root: Path, test_root: Path, cache: Path) -> tu
     chain = run_chain(recipe, dev.tables, dev.key, fit_clips=dev_clips)
     det = apply_fitted(recipe, chain.stages, test.tables)
     truth = test.tables["truth"]
-    systems = test.tables.get("systems") or {"detections": test.tables["detections"]}
+    systems = test.tables.systems or {"detections": test.tables.detections}
     raw = max(official_scorer(d, truth, recipe.scoring)["macro_mAP"] for d in systems.values())
     got = official_scorer(det, truth, recipe.scoring)["macro_mAP"]
     kept = "; ".join(f"{r.address}: {','.join(map(str, r.kept_classes)) or 'none'}" for r in chain.records

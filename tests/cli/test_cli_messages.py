@@ -56,7 +56,8 @@ def test_summary_is_the_whole_first_paragraph_on_one_line():
 
 def test_every_stage_listed_by_calib_stages_ends_its_summary_at_a_sentence_end(capsys):
     assert main(["stages"]) == 0
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if not ln.startswith("    ")]
+    stages_part = capsys.readouterr().out.split("\n\n")[0]  # the gate keys follow after a blank line
+    lines = [ln for ln in stages_part.splitlines() if not ln.startswith("    ")]
     assert len(lines) == len(registry())
     cut = [ln for ln in lines if not ln.rstrip().endswith((".", "!", "?"))]
     assert cut == []
@@ -65,3 +66,21 @@ def test_every_stage_listed_by_calib_stages_ends_its_summary_at_a_sentence_end(c
     assert main(["stages", "--json", "checkpoint_cluster"]) == 0
     info = json.loads(capsys.readouterr().out)[0]
     assert info["summary"] == lines[[ln.split(":")[0] for ln in lines].index("checkpoint_cluster")].split(": ", 1)[1]
+
+
+def test_every_command_module_is_a_command_and_none_is_dropped(monkeypatch):
+    """calib/cli holds exactly the commands main lists; a command module that cannot be imported
+    makes 'calib' fail loudly instead of vanishing from --help."""
+    from pathlib import Path
+
+    import calib.cli
+    from calib.cli import main as main_module
+
+    modules = {p.stem for p in Path(calib.cli.__file__).parent.glob("*.py")} - {"__init__", "main"}
+    assert modules == set(main_module.COMMANDS)
+    parser = main_module.build_parser()
+    shown = parser._subparsers._group_actions[0].choices
+    assert {c.replace("_", "-") for c in main_module.COMMANDS} == set(shown)
+    monkeypatch.setitem(sys.modules, "calib.cli.stages", None)  # as if the module could not be imported
+    with pytest.raises(ImportError):
+        main_module.build_parser()

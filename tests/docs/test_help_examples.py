@@ -22,6 +22,7 @@ def test_examples_are_found_in_every_commands_help():
     assert len(help_examples()) >= 50
 
 
+@pytest.mark.slow
 def test_every_help_example_runs(tmp_path, request):
     pytest.importorskip("torch", reason="calib adapt's examples need the torch extra")
     pytest.importorskip("soundfile", reason="calib adapt's examples need the torch extra")

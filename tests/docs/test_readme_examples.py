@@ -39,6 +39,7 @@ def test_readme_shows_a_walkthrough_and_its_grid():
     assert 'base = "decision-calibrated"' in grid and '"stages.rerank.enabled" = [true, false]' in grid
 
 
+@pytest.mark.slow
 def test_readme_walkthrough_runs_as_written_on_synth_output(walked):
     ws, notes = walked
     assert notes == []  # nothing substituted: it runs as written
@@ -58,6 +59,7 @@ def test_readme_walkthrough_runs_as_written_on_synth_output(walked):
         assert sorted(p.stem for p in (ws / "submission" / s).glob("*.json")) == eval_clips
 
 
+@pytest.mark.slow
 def test_every_other_readme_example_runs(walked, demo_run):
     pytest.importorskip("torch", reason="README's adapter examples need the torch extra")
     pytest.importorskip("soundfile", reason="README's adapter examples need the torch extra")
@@ -66,6 +68,7 @@ def test_every_other_readme_example_runs(walked, demo_run):
     assert all("no CUDA device" in n for n in notes), notes
 
 
+@pytest.mark.slow
 def test_readme_demo_table_is_what_calib_demo_prints(demo_run):
     cwd, res = demo_run
     assert res.rc == 0, res.err[-3000:]

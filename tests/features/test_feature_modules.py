@@ -140,7 +140,7 @@ def test_a_broken_plugin_does_not_stop_the_builtins_and_is_named(tmp_path, monke
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: brokenfeats-test\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text("[calib.features]\nbroken = brokenfeats_test_missing\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(reg_module, "_BROKEN_PLUGINS", {})
+    monkeypatch.setattr(reg_module.FEATURES, "broken", {})
     assert "energy_max" in registry()
     with pytest.raises(FeatureError, match="entry point 'broken' .*failed to import"):
         get_feature("from_the_broken_plugin")

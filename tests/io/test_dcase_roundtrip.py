@@ -26,6 +26,7 @@ def test_golden_predictions_round_trip(golden, tmp_path, folder):
         assert _annotations(f) == _annotations(golden / folder / f.name)
 
 
+@pytest.mark.slow
 def test_golden_truth_round_trip_keeps_string_class_ids(golden, tmp_path):
     df, _ = ingest_truth(golden / "gt")
     assert df.get_column("category_str").any(), "golden GT has string category ids"

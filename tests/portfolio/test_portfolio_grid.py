@@ -28,7 +28,7 @@ def test_expand_product_in_axis_order():
 
 def test_bad_axis_value_names_the_variant():
     g = Grid.from_dict({"base": "r.toml", "axes": {"stages.t_scale.factor": [1, "x"]}})
-    with pytest.raises(RecipeError, match=r"variant v02 \(stages.t_scale.factor='x'\): stages\[2\].factor: expected a number"):
+    with pytest.raises(RecipeError, match=r"variant v02 \(stages.t_scale.factor='x'\): stages\[2\].factor: must be a number, got 'x'"):
         expand(g, recipe_dict())
 
 

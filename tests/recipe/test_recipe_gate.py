@@ -62,12 +62,12 @@ def test_gate_keys_parse_write_back_and_build():
 
 
 @pytest.mark.parametrize("stage, where, match", [
-    ({"gate": "per-class"}, "stages[0].gate", "expected one of 'per_class', 'global', 'none'"),
-    ({"gate": "global", "gate_folds": 2}, "stages[0].gate_folds", "clip folds >= 3"),
-    ({"gate": "global", "gate_seed": 1.5}, "stages[0].gate_seed", "whole number"),
-    ({"gate": "per_class", "gate_confidence": "0.9"}, "stages[0].gate_confidence", r"a number in \[0.5, 1\)"),
+    ({"gate": "per-class"}, "stages[0].gate", "must be one of 'per_class', 'global', 'none', got 'per-class'"),
+    ({"gate": "global", "gate_folds": 2}, "stages[0].gate_folds", "must be an integer >= 3, got 2"),
+    ({"gate": "global", "gate_seed": 1.5}, "stages[0].gate_seed", "must be an integer >= 0, got 1.5"),
+    ({"gate": "per_class", "gate_confidence": "0.9"}, "stages[0].gate_confidence", r"must be a number in \[0.5, 1\)"),
     ({"gate_folds": 5}, "stages[0].gate_folds", "a gate parameter without a gate"),
-    ({"gate": 1}, "stages[0].gate", "expected str"),
+    ({"gate": 1}, "stages[0].gate", "must be one of 'per_class', 'global', 'none', got 1"),
 ])
 def test_bad_gate_keys_are_named(stage, where, match):
     with pytest.raises(RecipeError, match=match) as e:

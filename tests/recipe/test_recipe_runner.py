@@ -206,3 +206,10 @@ def test_stage_on_another_system(toys, data):
     assert chain(Recipe.from_dict(d2), data).records[0].key != res.records[0].key
     with pytest.raises(RecipeError, match=r"stages\[0\].on_system: 'sysC' is not one of the systems \['sysA', 'sysB'\]"):
         Recipe.from_dict(set_values(d, {"stages.lift_b.on_system": "sysC"}))
+
+
+def test_input_kinds_fill_the_tables_the_schema_promises():
+    from calib.recipe.inputs import INPUT_KINDS
+    from calib.recipe.schema import TABLE_INPUTS
+
+    assert {k.table: f"inputs.{k.field}" for k in INPUT_KINDS} == TABLE_INPUTS

@@ -10,7 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from calib.stages import base
-from calib.stages.base import Stage, Tables
+from calib.stages.base import Param, Stage, Tables, declare
 
 
 def _with_raw(df: pl.DataFrame) -> pl.DataFrame:
@@ -23,8 +23,7 @@ class AddScore(Stage):
     adds_columns = ("score_raw",)
     applied = 0  # class-level call counter: tells the tests which stages really ran
 
-    def __init__(self, *, delta=0.1):
-        self.delta = delta
+    PARAMS = declare(delta=Param(float, 0.1, "added to every score", unit="score"))
 
     def apply(self, tables: Tables) -> Tables:
         type(self).applied += 1
@@ -38,8 +37,7 @@ class ScaleScore(Stage):
     adds_columns = ("score_raw",)
     applied = 0
 
-    def __init__(self, *, factor=1.0):
-        self.factor = factor
+    PARAMS = declare(factor=Param(float, 1.0, "every score is multiplied by it", unit="factor"))
 
     def apply(self, tables: Tables) -> Tables:
         type(self).applied += 1
@@ -58,8 +56,7 @@ class ClassBias(Stage):
     fitted_on: list = []  # clips of the last fit
     saw_truth_in_apply = False
 
-    def __init__(self, *, weight=1.0):
-        self.weight = weight
+    PARAMS = declare(weight=Param(float, 1.0, "multiplies the class's share of the GT before it is added"))
 
     def fit(self, tables: Tables) -> "ClassBias":
         truth = tables["truth"]
@@ -83,8 +80,7 @@ class RoundScore(Stage):
 
     applied = 0
 
-    def __init__(self, *, digits=3):
-        self.digits = digits
+    PARAMS = declare(digits=Param(int, 3, "decimals kept", unit="digits", ge=0))
 
     def apply(self, tables: Tables) -> Tables:
         type(self).applied += 1
@@ -94,8 +90,7 @@ class RoundScore(Stage):
 class Explode(Stage):
     """Always fails (to test that a failed run leaves no output)."""
 
-    def __init__(self, *, message="boom"):
-        self.message = message
+    PARAMS = declare(message=Param(str, "boom", "the error message raised"))
 
     def apply(self, tables: Tables) -> Tables:
         raise RuntimeError(self.message)
@@ -113,7 +108,7 @@ def toy_stages():
         yield TOYS
     finally:
         for name in TOYS:
-            base._REGISTRY.pop(name, None)
+            base.unregister(name)
 
 
 # ----------------------------------------------------------------------------------------------

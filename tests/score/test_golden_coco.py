@@ -49,11 +49,13 @@ def polar(golden):
 
 
 @pytest.mark.parametrize("folder", FOLDERS)
+@pytest.mark.slow
 def test_fast_engine_reproduces_every_official_coco_number(golden, expected, folder):
     got = score(golden / folder, golden / "gt", protocol="dcase2026-coco")
     assert_matches(got, expected[f"{folder}:dcase2026-coco"])
 
 
+@pytest.mark.slow
 def test_reference_engine_reproduces_every_official_coco_number(golden, expected):
     # sparse: every kind of blob (polar, seam, sub-pixel) against the dense GT, in ~20 s
     got = score(golden / "sparse", golden / "gt", protocol="dcase2026-coco", engine="reference")
@@ -95,6 +97,7 @@ def test_polar_set_from_tables_and_cli(polar, tmp_path):
     assert_matches(json.loads(out.read_text()), exp)
 
 
+@pytest.mark.slow
 def test_coco_from_tables_and_cli(golden, expected, tmp_path):
     from calib.cli.main import main
     from calib.io.dcase import ingest_predictions, ingest_truth
@@ -115,6 +118,7 @@ def test_coco_refuses_threshold_lists(golden):
         score(golden / "grid", golden / "gt", protocol="dcase2026-coco", iou_thresholds=[0.5])
 
 
+@pytest.mark.slow
 def test_coco_sigma_changes_the_numbers(golden, expected):
     got = score(golden / "grid", golden / "gt", protocol="dcase2026-coco", sigma=3.0)
     assert not _same(got["mask_mAP"], expected["grid:dcase2026-coco"]["mask_mAP"])

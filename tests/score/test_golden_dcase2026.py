@@ -48,6 +48,7 @@ def test_fast_engine_reproduces_official_numbers(golden, expected, gt, key):
 
 
 @pytest.mark.parametrize("key", ["grid:dcase2026", "sparse:dcase2026"])
+@pytest.mark.slow
 def test_reference_engine_reproduces_official_numbers(golden, expected, gt, key):
     folder = key.split(":")[0]
     got = score(load_dir(golden / folder, "pred"), gt, engine="reference")
@@ -55,6 +56,7 @@ def test_reference_engine_reproduces_official_numbers(golden, expected, gt, key)
 
 
 @pytest.mark.parametrize("spec", ["0.1,0.3", "0.05:0.1:0.45"])
+@pytest.mark.slow
 def test_engines_agree_on_other_thresholds(golden, gt, spec):
     pred = load_dir(golden / "grid", "pred")
     a = score(pred, gt, iou_thresholds=parse_thresholds(spec))
@@ -87,6 +89,7 @@ def test_threshold_specs():
         parse_thresholds("1.5")
 
 
+@pytest.mark.slow
 def test_cli_metrics_json_and_bad_file(golden, tmp_path, capsys, expected):
     from calib.cli.main import main
 

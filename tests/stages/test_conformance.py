@@ -178,3 +178,93 @@ def test_gated_state_round_trips_through_disk(key, tables, fitted_gates, tmp_pat
     assert_frame_equal(back.decision_table_, stage.decision_table_)
     blind = Tables({k: v for k, v in tables.items() if k != "truth"})
     assert_frame_equal(back.apply(blind)["detections"], stage.apply(blind)["detections"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Every parameter of every registered stage is declared (type, default, constraint, unit, meaning),
+# and the recipe loader rejects a bad value of each kind with the recipe key named.
+def test_every_parameter_is_declared_with_a_meaning():
+    from calib.params import Param
+    from calib.stages.gate import GATE_KEYS
+
+    tables = {name: get_stage(name).PARAMS for name in STAGES} | {"gate keys": GATE_KEYS}
+    for name, params in tables.items():
+        if name != "gate keys":
+            sig = [p for p in inspect.signature(get_stage(name).__init__).parameters if p != "self"]
+            assert sig == list(params), f"{name}: __init__ and PARAMS differ"
+        for key, p in params.items():
+            assert isinstance(p, Param), (name, key)
+            meaning = p.meaning.strip()
+            assert meaning and "\n" not in meaning and len(meaning) > 10, f"{name}.{key}: a one-line meaning"
+            assert p.problem(p.default) is None, f"{name}.{key}: the default {p.default!r} breaks its own rule"
+
+
+def _bad_values(p) -> list:
+    """Values the declaration ``p`` must reject, one per kind of rule it has."""
+    types = p.types
+    bad = []
+    if p.choices is not None:
+        bad.append("not-one-of-them")
+    elif bool in types:
+        bad.append("yes")
+    elif int in types and float not in types:
+        bad += [1.5, True]
+    elif float in types:
+        bad += ["1.0", False]
+    elif str in types:
+        bad.append(12345)
+    elif list in types or dict in types:
+        bad.append(3)
+    for key, delta in (("ge", -1), ("gt", 0), ("le", 1), ("lt", 0)):
+        bound = getattr(p, key)
+        if bound is not None:
+            bad.append(bound + delta if int in types and float not in types else float(bound + delta * 0.5))
+    if p.item is not None and list in types:
+        bad.append([{"not": "an item"}])
+    if p.keys == "class":
+        bad.append({"13": 1})
+    return bad
+
+
+def _recipe_with(entry: dict) -> dict:
+    return {"name": "params", "inputs": {"gt": "gt", "teacher": "teacher", "priors": "priors.csv",
+                                         "systems": {"a": "systems/a", "b": "systems/b"}},
+            "stages": [{"type": "threshold"}, entry], "scoring": {"protocol": "dcase2026"}}
+
+
+@pytest.mark.parametrize("name", STAGES)
+def test_bad_values_fail_at_recipe_load_naming_the_key(name):
+    from calib.recipe.schema import Recipe, RecipeError
+
+    cls = get_stage(name)
+    tried = 0
+    for key, p in cls.PARAMS.items():
+        for value in _bad_values(p):
+            with pytest.raises(RecipeError) as e:
+                Recipe.from_dict(_recipe_with({"type": name, key: value}), source="r.toml")
+            assert e.value.where == f"stages[1].{key}"
+            assert str(e.value).startswith(f"r.toml: stages[1].{key}: must be "), str(e.value)
+            assert str(e.value) == f"r.toml: stages[1].{key}: {p.problem(value)}"
+            tried += 1
+    assert tried >= len(cls.PARAMS)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"type": "grid", "n": 0}, "stages[1].n: must be an integer >= 1, got 0"),
+    ({"type": "grid", "frac": 1.5}, "stages[1].frac: must be a number in [0, 1], got 1.5"),
+    ({"type": "gaussian", "threshold": 0}, "stages[1].threshold: must be a number in (0, 1], got 0"),
+    ({"type": "nms", "iou": "circle"}, "stages[1].iou: must be one of 'mask', 'box', got 'circle'"),
+    ({"type": "nms", "class_agnostic": "no"}, "stages[1].class_agnostic: must be true or false, got 'no'"),
+    ({"type": "threshold", "name": "t2", "per_class": {"13": 0.5}},
+     "stages[1].per_class: must be a table of class id (0..12) -> numbers, got {'13': 0.5}: class 13 outside 0..12"),
+    ({"type": "class_filter", "classes": [1, 13]},
+     "stages[1].classes: must be a list of integers in [0, 12], got [1, 13]: item 1 (13) is not an integer in [0, 12]"),
+    ({"type": "rerank", "features": 3}, "stages[1].features: must be a string or a list of strings, got 3"),
+    ({"type": "cap", "gate": "global", "gate_folds": 2}, "stages[1].gate_folds: must be an integer >= 3, got 2"),
+])
+def test_bad_values_hand_written_messages(entry, message):
+    from calib.recipe.schema import Recipe, RecipeError
+
+    with pytest.raises(RecipeError) as e:
+        Recipe.from_dict(_recipe_with(entry))
+    assert str(e.value) == f"recipe: {message}"

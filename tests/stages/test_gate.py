@@ -13,7 +13,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from calib.stages import base
-from calib.stages.base import Stage, Tables
+from calib.stages.base import Param, Stage, Tables, declare
 from calib.stages.gate import (ROW, GatedStage, build_stage, class_ap, clip_folds, combine, gate_rule, relabels,
                                rows_follow_input, tag_rows)
 from tests.stages.gatedata import CLIPS, FRAMES, cap_tables, dets, truth
@@ -46,8 +46,7 @@ class LearnedHurtHelp(HurtThreeHelpFive):
 class MoveClasses(Stage):
     """Relabel detections by ``moves`` (from class -> to class) where their x is at least 150."""
 
-    def __init__(self, *, moves: dict = {}):
-        self.moves = moves
+    PARAMS = declare(moves=Param(dict, {}, "class id -> the class it moves to", keys="class", item=int))
 
     def apply(self, tables: Tables) -> Tables:
         d = tables["detections"]
@@ -84,7 +83,7 @@ def registered():
         yield
     finally:
         for name in TOYS:
-            base._REGISTRY.pop(name, None)
+            base.unregister(name)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import numpy as np
 
 from calib.canvas.hull import convex_hulls
 from calib.canvas.points import FlatPoints, offsets_of
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 from calib.stages.emit.dense import _wrap, dense_sets
 
@@ -109,13 +109,16 @@ class Compress(Stage):
 
     needs_columns = ("points", "score")
 
-    def __init__(self, *, frac: float = 0.1, cell: int = 5, cell_high: int = 4, high_score: float = 0.5,
-                 spread: float = 0.0):
-        self.frac = frac
-        self.cell = cell
-        self.cell_high = cell_high
-        self.high_score = high_score
-        self.spread = spread
+    PARAMS = declare(
+        frac=Param(float, 0.1, "drop pixels below this share of the detection's peak", unit="fraction of the peak",
+                   ge=0, le=1),
+        cell=Param(int, 5, "keep the strongest pixel per cell x cell block", unit="pixels (1 px = 1 degree)", ge=1),
+        cell_high=Param(int, 4, "the finer cell of detections scoring >= high_score (they matter most to AP)",
+                        unit="pixels (1 px = 1 degree)", ge=1),
+        high_score=Param(float, 0.5, "score from which a detection gets the finer cell_high", unit="score"),
+        spread=Param(float, 0.0, "grow sparse detections into a region first (Gaussian fall-off from the nearest "
+                     "point; 0: none)", unit="degrees", ge=0),
+    )
 
     def apply(self, tables: Tables) -> Tables:
         for name in ("cell", "cell_high"):

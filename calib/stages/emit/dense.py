@@ -9,7 +9,7 @@ import numpy as np
 from calib.canvas.points import FlatPoints, offsets_of
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
@@ -94,9 +94,12 @@ class Dense(Stage):
 
     needs_columns = ("points",)
 
-    def __init__(self, *, frac: float = 0.1, spread: float = 0.0):
-        self.frac = frac
-        self.spread = spread
+    PARAMS = declare(
+        frac=Param(float, 0.1, "emit the pixels at or above this share of the detection's peak",
+                   unit="fraction of the peak", ge=0, le=1),
+        spread=Param(float, 0.0, "grow sparse detections into a region first (Gaussian fall-off from the nearest "
+                     "point; 0: none)", unit="degrees", ge=0),
+    )
 
     def apply(self, tables: Tables) -> Tables:
         check_fraction("dense: frac", self.frac)
@@ -115,10 +118,14 @@ class RowMajor(Stage):
 
     needs_columns = ("points",)
 
-    def __init__(self, *, step: int = 2, frac: float = 0.1, spread: float = 0.0):
-        self.step = step
-        self.frac = frac
-        self.spread = spread
+    PARAMS = declare(
+        step=Param(int, 2, "emit every step-th pixel of the dense set (about 1/step of its size)", unit="pixels",
+                   ge=1),
+        frac=Param(float, 0.1, "the dense set: pixels at or above this share of the detection's peak",
+                   unit="fraction of the peak", ge=0, le=1),
+        spread=Param(float, 0.0, "grow sparse detections into a region first (Gaussian fall-off from the nearest "
+                     "point; 0: none)", unit="degrees", ge=0),
+    )
 
     def apply(self, tables: Tables) -> Tables:
         if int(self.step) != self.step or self.step < 1:

@@ -9,7 +9,7 @@ import polars as pl
 
 from calib.canvas.points import FlatPoints, flatten, offsets_of, points_column, points_series, ragged_arange, round_points
 from calib.canvas.sphere import from_canvas, great_circle_haversine, group_sets, seam_support_rows, to_canvas, wrap_sets
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.common import check_fraction, check_positive, emit_chunks
 from calib.tables import DETECTIONS, conform
 
@@ -121,15 +121,18 @@ class Gaussian(Stage):
     needs_tables = ("detections",)
     needs_columns = ("points",)
 
-    def __init__(self, *, sigma: float = 8.0, threshold: float = 0.25, scale: float = 1.3, step: float = 2.0,
-                 source: str = "detections", system: str = "teacher", score: float = 1.0):
-        self.sigma = sigma
-        self.threshold = threshold
-        self.scale = scale
-        self.step = step
-        self.source = source
-        self.system = system
-        self.score = score
+    PARAMS = declare(
+        sigma=Param(float, 8.0, "width of the spherical Gaussian (times scale)", unit="degrees", gt=0),
+        threshold=Param(float, 0.25, "cut the blob where it falls below this share of its peak",
+                        unit="fraction of the peak", gt=0, le=1),
+        scale=Param(float, 1.3, "factor on sigma (the SELD-to-image report's 1.3)", unit="factor", gt=0),
+        step=Param(float, 2.0, "lattice spacing of the blob's points (the official renderer's pixels are 3.6 "
+                   "degrees wide)", unit="degrees", gt=0),
+        source=Param(str, "detections", "where the directions come from: each detection's peak point, or the "
+                     "teacher table's rows (which then replace the detections)", choices=("detections", "teacher")),
+        system=Param(str, "teacher", "system name of the detections made from the teacher (source = 'teacher')"),
+        score=Param(float, 1.0, "score of the detections made from the teacher (source = 'teacher')", unit="score"),
+    )
 
     def _blobs(self, az, el) -> FlatPoints:
         return gaussian_blobs(az, el, self.sigma, self.threshold, self.scale, step=self.step)

@@ -6,7 +6,7 @@ import numpy as np
 from calib.canvas.points import FlatPoints, offsets_of
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import CANVAS_WIDTH, group_sets, wrap_sets
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
@@ -130,14 +130,17 @@ class Grid(Stage):
 
     needs_columns = ("points", "score")
 
-    def __init__(self, *, n: int = 3, frac: float = 0.0, spread: float = 0.0, scale: float = 1.0,
-                 min_size: float = 0.0, floor: float = 0.0):
-        self.n = n
-        self.frac = frac
-        self.spread = spread
-        self.scale = scale
-        self.min_size = min_size
-        self.floor = floor
+    PARAMS = declare(
+        n=Param(int, 3, "grid points per side: n x n points per detection", unit="points", ge=1),
+        frac=Param(float, 0.0, "tighten the box to the energy above this share of the peak (0: all points)",
+                   unit="fraction of the peak", ge=0, le=1),
+        spread=Param(float, 0.0, "grow sparse detections into a region first (Gaussian fall-off from the nearest "
+                     "point; 0: none)", unit="degrees", ge=0),
+        scale=Param(float, 1.0, "enlarge the box by this factor about its centre", unit="factor", gt=0),
+        min_size=Param(float, 0.0, "enlarge the box to at least this width and height", unit="degrees", ge=0),
+        floor=Param(float, 0.0, "the lowest grid value is lifted to this (values span [floor, 1])",
+                    unit="fraction of the peak", ge=0, le=1),
+    )
 
     def _check(self) -> None:
         if int(self.n) != self.n or self.n < 1:

@@ -7,7 +7,7 @@ from calib.canvas.hull import convex_hulls, inside_hulls, row_spans
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_ids
 from calib.canvas.raster import rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.common import check_positive, emit_one, rewrite_points
 
 _RING = 16  # directions sampled on the circle a point is grown by
@@ -148,11 +148,12 @@ class Hull(Stage):
 
     needs_columns = ("points",)
 
-    def __init__(self, *, pad: float = DEFAULT_PAD, spacing: float = 3.0, min_radius: float = 1.5, flat: bool = False):
-        self.pad = pad
-        self.spacing = spacing
-        self.min_radius = min_radius
-        self.flat = flat
+    PARAMS = declare(
+        pad=Param(float, DEFAULT_PAD, "grow the convex hull by this much", unit="degrees", ge=0),
+        spacing=Param(float, 3.0, "lattice points fill the hull every spacing degrees", unit="degrees", gt=0),
+        min_radius=Param(float, 1.5, "flat or 1-2 point detections grow by at least this much", unit="degrees", ge=0),
+        flat=Param(bool, False, "every point carries intensity 1 (default: the detection's energy)"),
+    )
 
     def apply(self, tables: Tables) -> Tables:
         check_positive("hull: pad", self.pad, allow_zero=True)

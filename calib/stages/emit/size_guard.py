@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from calib.emit_guard import STEPS, guard_sizes
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Rule, Stage, Tables, declare, register
 
 
 @register("size_guard")
@@ -15,9 +15,11 @@ class SizeGuard(Stage):
 
     needs_columns = ("points", "score")
 
-    def __init__(self, *, max_mib: float = 20.0, steps: list = list(STEPS)):
-        self.max_mib = max_mib
-        self.steps = steps
+    PARAMS = declare(
+        max_mib=Param(float, 20.0, "the largest file a clip may make (the challenge allows 20)", unit="MiB", gt=0),
+        steps=Param(list, list(STEPS), "coarsening steps, in the order they are tried (see calib.emit_guard)",
+                    item=Rule(str, choices=STEPS)),
+    )
 
     def apply(self, tables: Tables) -> Tables:
         if not self.max_mib > 0:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import polars as pl
 
 from calib.canvas.sphere import ACS_TRANSFORMS, acs_canvas_coefficients, transform_points
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.fuse._common import with_score_raw
-from calib.stages.fuse.checkpoint_cluster import check_cluster_params, cluster_sources
+from calib.stages.fuse.checkpoint_cluster import CLUSTER_PARAMS, cluster_sources
 
 FUSES = ("cluster", "none")
 
@@ -47,21 +47,20 @@ class AcsViews(Stage):
     needs_columns = ("view", "clip", "frame", "class_id", "score", "points")
     adds_columns = ("score_raw", "fuse_support")
 
-    def __init__(self, *, fuse: str = "cluster", threshold_deg: float = 20.0, min_support: int = 1,
-                 linkage: str = "average", emit: str = "point", sigma_deg: float = 8.0,
-                 system_name: str = "acs_views"):
-        self.fuse = fuse
-        self.threshold_deg = threshold_deg
-        self.min_support = min_support
-        self.linkage = linkage
-        self.emit = emit
-        self.sigma_deg = sigma_deg
-        self.system_name = system_name
+    PARAMS = declare(
+        fuse=Param(str, "cluster", "'cluster' the views' directions into one detection per cluster, or 'none': only "
+                   "map every view back (rows kept, for another fusion stage)", choices=FUSES),
+        threshold_deg=CLUSTER_PARAMS["threshold_deg"],
+        min_support=CLUSTER_PARAMS["min_support"].but(unit="views", meaning="clusters seen in fewer views are "
+                                                      "dropped"),
+        linkage=CLUSTER_PARAMS["linkage"],
+        emit=CLUSTER_PARAMS["emit"],
+        sigma_deg=CLUSTER_PARAMS["sigma_deg"],
+        system_name=Param(str, "acs_views", "the system name of the fused detections"),
+    )
 
     def apply(self, tables: Tables) -> Tables:
-        check_cluster_params(self.threshold_deg, self.min_support, self.linkage, self.emit, self.sigma_deg, "acs_views")
-        if self.fuse not in FUSES:
-            raise ValueError(f"acs_views: fuse={self.fuse!r}, expected one of {FUSES}")
+        self.check_params()
         det = tables["detections"]
         if "view" not in det.columns:
             raise ValueError("acs_views: the detections have no 'view' column (0..7, the ACS view of each row)")

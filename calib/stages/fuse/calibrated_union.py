@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 from sklearn.isotonic import IsotonicRegression
 
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.fuse import _scoring
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
 
@@ -79,30 +79,22 @@ class CalibratedUnion(Stage):
     learns = True
     learned_attributes = {"calibrators_": dict, "calibration_table_": pl.DataFrame}
 
-    def __init__(self, *, method: str = "isotonic", by_class: bool = True, min_class_count: int = 30,
-                 iou: float = 0.25, bins: int = 20, tie_break: float = 1e-6, system_name: str = "calibrated_union"):
-        self.method = method
-        self.by_class = by_class
-        self.min_class_count = min_class_count
-        self.iou = iou
-        self.bins = bins
-        self.tie_break = tie_break
-        self.system_name = system_name
-
-    def _check(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"calibrated_union: method={self.method!r}, expected one of {METHODS}")
-        if not 0.0 < float(self.iou) <= 1.0:
-            raise ValueError(f"calibrated_union: iou {self.iou} outside (0, 1]")
-        if int(self.bins) != self.bins or self.bins < 1:
-            raise ValueError(f"calibrated_union: bins must be a positive integer, got {self.bins!r}")
-        if int(self.min_class_count) != self.min_class_count or self.min_class_count < 1:
-            raise ValueError(f"calibrated_union: min_class_count must be a positive integer, got {self.min_class_count!r}")
-        if not 0.0 <= float(self.tie_break) < 1e-3:
-            raise ValueError(f"calibrated_union: tie_break {self.tie_break} outside [0, 1e-3)")
+    PARAMS = declare(
+        method=Param(str, "isotonic", "the monotone map from a system's score to matchability: 'isotonic', "
+                     "'quantile' (equal-count bins) or 'none' (raw scores: the naive union)", choices=METHODS),
+        by_class=Param(bool, True, "learn one map per class (where the class has min_class_count dev detections)"),
+        min_class_count=Param(int, 30, "dev detections a class needs for its own map (else the all-class map)",
+                              unit="detections", ge=1),
+        iou=Param(float, 0.25, "a dev detection is matchable when its best soft IoU with a same-class GT reaches "
+                  "this", unit="IoU", gt=0, le=1),
+        bins=Param(int, 20, "equal-count bins of the 'quantile' method", unit="bins", ge=1),
+        tie_break=Param(float, 1e-6, "added times the detection's within-system score quantile, so a system's own "
+                        "order survives inside a flat step (0: off)", unit="score", ge=0, lt=1e-3),
+        system_name=Param(str, "calibrated_union", "the system name of the fused detections"),
+    )
 
     def fit(self, tables: Tables) -> "CalibratedUnion":
-        self._check()
+        self.check_params()
         truth = tables["truth"]
         self.calibrators_: dict[str, dict[str, dict[str, list[float]]]] = {}
         for name, det in sorted(tables["systems"].items()):
@@ -133,7 +125,7 @@ class CalibratedUnion(Stage):
         return {"x": x.tolist(), "y": y.tolist()}
 
     def apply(self, tables: Tables) -> Tables:
-        self._check()
+        self.check_params()
         if not hasattr(self, "calibrators_"):
             raise RuntimeError("calibrated_union: fit it on dev tables (systems + truth) before apply")
         systems = tables["systems"]

@@ -8,7 +8,7 @@ from scipy.spatial.distance import squareform
 
 from calib.canvas.points import points_column
 from calib.canvas.sphere import pairwise_great_circle, to_canvas, unit_vectors, vector_directions
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.gaussian import gaussian_blobs
 from calib.stages.fuse._common import empty_detections, peak_directions, point_polygons, renumber, with_score_raw
 
@@ -16,6 +16,17 @@ LINKAGES = ("single", "complete", "average")
 EMITS = ("point", "mask", "gaussian")
 GROUP = ["clip", "frame", "class_id"]
 OUT_EXTRA = {"score_raw": pl.Float64, "fuse_support": pl.Int64}
+#: the clustering parameters checkpoint_cluster and acs_views share
+CLUSTER_PARAMS = declare(
+    threshold_deg=Param(float, 20.0, "directions closer than this (great-circle) cluster together (the linkage's "
+                        "cut)", unit="degrees", ge=0, le=180),
+    min_support=Param(int, 1, "clusters supported by fewer sources are dropped", unit="sources", ge=1),
+    linkage=Param(str, "average", "hierarchical clustering linkage ('average': separated sources do not chain "
+                  "into one)", choices=LINKAGES),
+    emit=Param(str, "point", "what a cluster becomes: one 'point' (render it with a later gaussian stage), a "
+               "'gaussian' blob of width sigma_deg, or the best member's 'mask'", choices=EMITS),
+    sigma_deg=Param(float, 8.0, "width of the blob when emit = 'gaussian'", unit="degrees", gt=0),
+)
 
 
 def cluster_labels(az: np.ndarray, el: np.ndarray, group_starts: np.ndarray, threshold_deg: float,
@@ -132,21 +143,22 @@ class CheckpointCluster(Stage):
     needs_columns = ("clip", "frame", "class_id", "score", "points")
     adds_columns = ("score_raw", "fuse_support")
 
-    def __init__(self, *, threshold_deg: float = 20.0, min_support: int = 4, n_sources: int = 0,
-                 source_column: str = "auto", linkage: str = "average", emit: str = "point",
-                 sigma_deg: float = 8.0, system_name: str = "checkpoint_cluster"):
-        self.threshold_deg = threshold_deg
-        self.min_support = min_support
-        self.n_sources = n_sources
-        self.source_column = source_column
-        self.linkage = linkage
-        self.emit = emit
-        self.sigma_deg = sigma_deg
-        self.system_name = system_name
+    PARAMS = declare(
+        threshold_deg=CLUSTER_PARAMS["threshold_deg"],
+        min_support=CLUSTER_PARAMS["min_support"].but(default=4, unit="checkpoints", meaning=(
+            "clusters whose members come from fewer distinct checkpoints are dropped")),
+        n_sources=Param(int, 0, "the score divisor: a cluster scores the sum of its checkpoints' best scores / "
+                        "n_sources (0: the number of checkpoints in the input)", unit="checkpoints", ge=0),
+        source_column=Param(str, "auto", "the column naming each detection's checkpoint ('auto': checkpoint when "
+                            "present, else system)"),
+        linkage=CLUSTER_PARAMS["linkage"],
+        emit=CLUSTER_PARAMS["emit"],
+        sigma_deg=CLUSTER_PARAMS["sigma_deg"],
+        system_name=Param(str, "checkpoint_cluster", "the system name of the fused detections"),
+    )
 
     def apply(self, tables: Tables) -> Tables:
-        check_cluster_params(self.threshold_deg, self.min_support, self.linkage, self.emit, self.sigma_deg,
-                             "checkpoint_cluster")
+        self.check_params()
         det = tables["detections"]
         source, n = resolve_sources(det, self.source_column, self.n_sources)
         out = cluster_sources(det, source, threshold_deg=self.threshold_deg, min_support=self.min_support,
@@ -154,15 +166,3 @@ class CheckpointCluster(Stage):
                               sigma_deg=self.sigma_deg)
         return tables.replace(detections=out)
 
-
-def check_cluster_params(threshold_deg, min_support, method, emit, sigma_deg, who: str) -> None:
-    if not 0.0 <= float(threshold_deg) <= 180.0:
-        raise ValueError(f"{who}: threshold_deg {threshold_deg} outside [0, 180]")
-    if int(min_support) != min_support or min_support < 1:
-        raise ValueError(f"{who}: min_support must be a positive integer, got {min_support!r}")
-    if method not in LINKAGES:
-        raise ValueError(f"{who}: linkage={method!r}, expected one of {LINKAGES}")
-    if emit not in EMITS:
-        raise ValueError(f"{who}: emit={emit!r}, expected one of {EMITS}")
-    if not float(sigma_deg) > 0:
-        raise ValueError(f"{who}: sigma_deg must be > 0, got {sigma_deg!r}")

@@ -11,7 +11,7 @@ from calib.canvas.points import flatten, polygons_series
 from calib.canvas.sphere import box_iou, boxes
 from calib.score.render import H, W
 from calib.score.render import render_annotation as official_render
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Rule, Stage, Tables, declare, register
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
 
 GROUP = ["clip", "frame", "class_id"]
@@ -113,23 +113,22 @@ class MaskFusion(Stage):
     needs_columns = ("clip", "frame", "class_id", "score", "points")
     adds_columns = ("score_raw", "fuse_support", "fuse_source")
 
-    def __init__(self, *, iou_threshold: float = 0.3, count_weighting: bool = True, keep_singletons: bool = True,
-                 weights: dict = {}, system_name: str = "mask_fusion"):  # noqa: B006
-        self.iou_threshold = iou_threshold
-        self.count_weighting = count_weighting
-        self.keep_singletons = keep_singletons
-        self.weights = weights
-        self.system_name = system_name
+    PARAMS = declare(
+        iou_threshold=Param(float, 0.3, "detections join a cluster when the soft IoU of their energy maps reaches "
+                            "this", unit="IoU", ge=0, le=1),
+        count_weighting=Param(bool, True, "multiply a cluster's score by (systems in it / systems): a detection no "
+                              "other system confirms keeps 1/N of its score"),
+        keep_singletons=Param(bool, True, "keep detections no other system overlaps (with their own mask)"),
+        weights=Param(dict, {}, "per-system weights, system name -> weight (default 1)", item=Rule(float, ge=0)),
+        system_name=Param(str, "mask_fusion", "the system name of the fused detections"),
+    )
 
     def apply(self, tables: Tables) -> Tables:
-        if not 0.0 <= float(self.iou_threshold) <= 1.0:
-            raise ValueError(f"mask_fusion: iou_threshold {self.iou_threshold} outside [0, 1]")
-        systems = tables["systems"]
+        self.check_params()
+        systems = tables.systems
         unknown = sorted(set(self.weights) - set(systems))
         if unknown:
             raise ValueError(f"mask_fusion: weights for unknown system(s) {unknown}; systems are {sorted(systems)}")
-        if any(float(w) < 0 for w in self.weights.values()):
-            raise ValueError("mask_fusion: weights must be >= 0")
         n_systems = max(len(systems), 1)
         weights = {k: float(v) for k, v in self.weights.items()}
         det = (stack_systems(systems).with_row_index("_order")

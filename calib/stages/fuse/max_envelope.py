@@ -13,7 +13,8 @@ from typing import Mapping
 import numpy as np
 import polars as pl
 
-from calib.stages.base import Stage, Tables, register
+from calib.io.discover import PROTOCOLS
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.fuse import _scoring
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
 from calib.tables import CLASS_NAMES, N_CLASSES
@@ -114,14 +115,15 @@ class MaxEnvelope(Stage):
     learns = True
     learned_attributes = {"metrics_": pl.DataFrame, "choice_table_": pl.DataFrame, "choice_": dict}
 
-    def __init__(self, *, eps: float = 1e-4, protocol: str = "dcase2026", system_name: str = "max_envelope"):
-        self.eps = eps
-        self.protocol = protocol
-        self.system_name = system_name
+    PARAMS = declare(
+        eps=Param(float, 1e-4, "class mAPs closer than this are a tie, broken by the class Pearson", unit="mAP", ge=0),
+        protocol=Param(str, "dcase2026", "the scoring protocol of the per-class choice learned in fit",
+                       choices=PROTOCOLS),
+        system_name=Param(str, "max_envelope", "the system name of the fused detections"),
+    )
 
     def fit(self, tables: Tables) -> "MaxEnvelope":
-        if not float(self.eps) >= 0:
-            raise ValueError(f"max_envelope: eps {self.eps} must be >= 0")
+        self.check_params()
         self.metrics_ = system_metrics(tables["systems"], tables["truth"], self.protocol)
         self.choice_table_ = choose_per_class(self.metrics_, float(self.eps))
         self.choice_ = dict(zip(self.choice_table_.get_column("class_id").to_list(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import polars as pl
 
 from calib.io.priors import priors_per_frame
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Rule, Stage, Tables, declare, register
 from calib.stages.fuse._common import check_class_keys, with_score_raw
 
 MISSING = ("keep", "floor", "error")
@@ -20,37 +20,33 @@ class PriorFusion(Stage):
     windows overlap). Mask, class and all other columns are untouched; the upstream score stays in
     ``score_raw`` and the prior used in ``score_prior`` (null where none covers the frame).
 
-    Parameters
-    - alpha: exponent on the prior (0 leaves scores unchanged, 1 multiplies by the prior).
-    - class_alpha: per-class exponents overriding ``alpha``, e.g. {"3" = 1.0} (keys are class ids).
-    - floor: lower bound on p, so a confident prior of 0 cannot erase a detection.
-    - missing: a detection whose frame no prior window covers: "keep" its score, use the "floor"
-      as its prior, or raise an "error".
+    ``alpha`` is the exponent on the prior (per class in ``class_alpha``); ``floor`` bounds p from
+    below so a confident prior of 0 cannot erase a detection; ``missing`` says what happens to a
+    detection whose frame no prior window covers.
     """
 
     needs_tables = ("detections", "priors")
     needs_columns = ("clip", "frame", "class_id", "score")
     adds_columns = ("score_raw", "score_prior")
 
-    def __init__(self, *, alpha: float = 0.5, class_alpha: dict = {}, floor: float = 0.0,  # noqa: B006
-                 missing: str = "keep"):
-        self.alpha = alpha
-        self.class_alpha = class_alpha
-        self.floor = floor
-        self.missing = missing
+    PARAMS = declare(
+        alpha=Param(float, 0.5, "exponent on the prior: 0 leaves scores unchanged, 1 multiplies them by the prior",
+                    ge=0),
+        class_alpha=Param(dict, {}, "per-class exponents overriding alpha, class id -> exponent (e.g. {\"3\" = 1.0})",
+                          keys="class", item=Rule(float, ge=0)),
+        floor=Param(float, 0.0, "lower bound on the prior, so a confident prior of 0 cannot erase a detection",
+                    unit="probability", ge=0, le=1),
+        missing=Param(str, "keep", "a detection whose frame no prior window covers: 'keep' its score, use the "
+                      "'floor' as its prior, or raise an 'error'", choices=MISSING),
+    )
 
-    def _check(self) -> dict[int, float]:
-        per_class = {k: float(v) for k, v in check_class_keys(self.class_alpha, "prior_fusion class_alpha").items()}
-        if min([float(self.alpha), *per_class.values()]) < 0:
-            raise ValueError("prior_fusion: alpha must be >= 0")
-        if not 0.0 <= float(self.floor) <= 1.0:
-            raise ValueError(f"prior_fusion: floor {self.floor} outside [0, 1]")
-        if self.missing not in MISSING:
-            raise ValueError(f"prior_fusion: missing={self.missing!r}, expected one of {MISSING}")
-        return per_class
+    def class_alphas(self) -> dict[int, float]:
+        """``class_alpha`` keyed by class id (TOML writes the keys as strings)."""
+        return {k: float(v) for k, v in check_class_keys(self.class_alpha, "prior_fusion class_alpha").items()}
 
     def apply(self, tables: Tables) -> Tables:
-        per_class = self._check()
+        self.check_params()
+        per_class = self.class_alphas()
         det = with_score_raw(tables["detections"]).drop("score_prior", strict=False)
         prior = priors_per_frame(tables["priors"]).rename({"prior": "score_prior"})
         det = det.join(prior, on=["clip", "frame", "class_id"], how="left", maintain_order="left")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 
 UNKNOWN_CLIPS = ("keep", "drop")
 
@@ -22,15 +22,15 @@ class TeacherCount(Stage):
     needs_columns = ("clip", "frame", "class_id", "score", "det_id")
     adds_columns = ()
 
-    def __init__(self, *, extra: int = 0, unknown_clips: str = "keep"):
-        self.extra = extra
-        self.unknown_clips = unknown_clips
+    PARAMS = declare(
+        extra=Param(int, 0, "detections kept beyond the teacher's count, per clip, frame and class",
+                    unit="detections", ge=0),
+        unknown_clips=Param(str, "keep", "a clip absent from the teacher table: 'keep' it as it is or 'drop' its "
+                            "detections", choices=UNKNOWN_CLIPS),
+    )
 
     def apply(self, tables: Tables) -> Tables:
-        if int(self.extra) != self.extra or self.extra < 0:
-            raise ValueError(f"teacher_count: extra must be a non-negative integer, got {self.extra!r}")
-        if self.unknown_clips not in UNKNOWN_CLIPS:
-            raise ValueError(f"teacher_count: unknown_clips={self.unknown_clips!r}, expected one of {UNKNOWN_CLIPS}")
+        self.check_params()
         det, teacher = tables["detections"], tables["teacher"]
         keys = ["clip", "frame", "class_id"]
         counts = teacher.group_by(keys).agg(pl.len().cast(pl.Int64).alias("_n_teacher"))

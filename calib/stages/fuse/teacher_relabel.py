@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 
 from calib.canvas.sphere import great_circle
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.fuse._common import peak_directions
 
 
@@ -24,12 +24,13 @@ class TeacherRelabel(Stage):
     needs_columns = ("clip", "frame", "class_id", "points")
     adds_columns = ("fuse_class_raw", "fuse_teacher_deg")
 
-    def __init__(self, *, threshold_deg: float = 20.0):
-        self.threshold_deg = threshold_deg
+    PARAMS = declare(
+        threshold_deg=Param(float, 20.0, "the nearest teacher direction relabels a detection when it is at most "
+                            "this far (great-circle)", unit="degrees", ge=0, le=180),
+    )
 
     def apply(self, tables: Tables) -> Tables:
-        if not 0.0 <= float(self.threshold_deg) <= 180.0:
-            raise ValueError(f"teacher_relabel: threshold_deg {self.threshold_deg} outside [0, 180]")
+        self.check_params()
         det = tables["detections"]
         if "fuse_class_raw" not in det.columns:
             det = det.with_columns(pl.col("class_id").alias("fuse_class_raw"))

@@ -5,7 +5,7 @@ import numpy as np
 import polars as pl
 
 from calib.canvas.points import flatten
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.select.common import CLASS_KEYS, FRAME_KEYS, detection_energy, keep_rows, ranking_order
 
 
@@ -31,20 +31,19 @@ class Cap(Stage):
     did, ``score`` still is the raw upstream score (a recipe variant with its reranker disabled)."""
 
     needs_columns = ("score",)
-
-    def __init__(self, *, per_class: int = 0, per_frame: int = 0, column: str = "score",
-                 tie_break: str = "det_id"):
-        self.per_class = per_class
-        self.per_frame = per_frame
-        self.column = column
-        self.tie_break = tie_break
+    PARAMS = declare(
+        per_class=Param(int, 0, "detections kept per (frame, class), best first (0: no cap)", unit="detections", ge=0),
+        per_frame=Param(int, 0, "detections kept per frame after the class cap, best first (0: no cap)",
+                        unit="detections", ge=0),
+        column=Param(str, "score", "the score column that ranks them (score, score_raw, score_objectness, a fused "
+                     "score_*)"),
+        tie_break=Param(str, "det_id", "among equal scores: 'energy' prefers more total energy; then the lower det_id",
+                        choices=("det_id", "energy")),
+    )
 
     def apply(self, tables: Tables) -> Tables:
+        self.check_params()
         df = tables["detections"]
-        for name in ("per_class", "per_frame"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or int(v) != v or v < 0:
-                raise ValueError(f"cap: {name} must be a non-negative integer (0: no cap), got {v!r}")
         energy = detection_energy(flatten(df.get_column("points"))) if self.tie_break == "energy" else None
         column = "score" if self.column == "score_raw" and "score_raw" not in df.columns else self.column
         order = ranking_order(df, column, self.tie_break, energy)

@@ -5,7 +5,8 @@ import math
 
 import polars as pl
 
-from calib.stages.base import Stage, Tables, register
+from calib.io.discover import PROTOCOLS
+from calib.stages.base import Param, Rule, Stage, Tables, declare, register
 from calib.tables import CLASS_NAMES, N_CLASSES
 
 
@@ -44,21 +45,20 @@ class ClassFilter(Stage):
     learns = True
     learned_attributes = {"ap_": dict, "classes_": list}
 
-    def __init__(self, *, k: int = 5, classes: list = [], protocol: str = "dcase2026"):
-        self.k = k
-        self.classes = classes
-        self.protocol = protocol
+    PARAMS = declare(
+        k=Param(int, 5, "how many classes to keep: those with the highest dev AP (when classes is empty)",
+                unit="classes", ge=1),
+        classes=Param(list, [], "class ids to keep as given (empty: learn the k best in fit)",
+                      item=Rule(int, ge=0, le=N_CLASSES - 1)),
+        protocol=Param(str, "dcase2026", "the scoring protocol of the per-class AP learned in fit", choices=PROTOCOLS),
+    )
 
     def fit(self, tables: Tables) -> "ClassFilter":
+        self.check_params()
         if self.classes:
-            bad = [c for c in self.classes if isinstance(c, bool) or int(c) != c or not 0 <= int(c) < N_CLASSES]
-            if bad:
-                raise ValueError(f"class_filter: classes {bad} are not class ids 0..{N_CLASSES - 1}")
             self.ap_ = {}
             self.classes_ = sorted({int(c) for c in self.classes})
             return self
-        if isinstance(self.k, bool) or int(self.k) != self.k or self.k < 1:
-            raise ValueError(f"class_filter: k must be a positive integer, got {self.k!r}")
         self.ap_ = per_class_ap(tables["detections"], tables["truth"], self.protocol)
         self.classes_ = top_classes(self.ap_, int(self.k))
         return self

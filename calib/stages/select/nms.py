@@ -5,8 +5,8 @@ import numpy as np
 
 from calib.canvas.points import flatten
 from calib.canvas.sphere import boxes
-from calib.stages.base import Stage, Tables, register
-from calib.stages.select.common import (CLASS_KEYS, FRAME_KEYS, group_ids, keep_rows, pair_overlaps, pairs_within,
+from calib.stages.base import Param, Stage, Tables, declare, register
+from calib.stages.select.common import (CLASS_KEYS, FRAME_KEYS, IOU_MODES, group_ids, keep_rows, pair_overlaps, pairs_within,
                                         rank_within, ranking_order)
 
 
@@ -53,17 +53,19 @@ class NMS(Stage):
 
     needs_columns = ("points", "score")
 
-    def __init__(self, *, iou_threshold: float = DEFAULT_IOU_THRESHOLD, iou: str = "mask", column: str = "score",
-                 class_agnostic: bool = False):
-        self.iou_threshold = iou_threshold
-        self.iou = iou
-        self.column = column
-        self.class_agnostic = class_agnostic
+    PARAMS = declare(
+        iou_threshold=Param(float, DEFAULT_IOU_THRESHOLD, "drop a detection whose IoU with a better, kept one "
+                            "exceeds this", unit="IoU", ge=0, le=1),
+        iou=Param(str, "mask", "overlap measure: soft IoU of the 1 px/degree energy maps ('mask', what the scorer "
+                  "compares) or seam-aware box IoU ('box', faster)", choices=IOU_MODES),
+        column=Param(str, "score", "the score column that ranks detections (descending, then det_id)"),
+        class_agnostic=Param(bool, False, "suppress across classes within a frame (default: within a frame and "
+                             "class)"),
+    )
 
     def apply(self, tables: Tables) -> Tables:
+        self.check_params()
         df = tables["detections"]
-        if not 0.0 <= self.iou_threshold <= 1.0:
-            raise ValueError(f"nms: iou_threshold must be in [0, 1], got {self.iou_threshold!r}")
         if len(df) == 0:
             return tables
         order = ranking_order(df, self.column)

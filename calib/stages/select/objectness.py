@@ -7,8 +7,8 @@ import polars as pl
 
 from calib.canvas.points import flatten
 from calib.canvas.sphere import boxes
-from calib.stages.base import Stage, Tables, register
-from calib.stages.select.common import FRAME_KEYS, group_ids, pair_overlaps, pairs_within
+from calib.stages.base import Param, Stage, Tables, declare, register
+from calib.stages.select.common import FRAME_KEYS, IOU_MODES, group_ids, pair_overlaps, pairs_within
 
 REDUCERS = ("max", "noisy_or", "sum")
 
@@ -44,18 +44,19 @@ class Objectness(Stage):
     needs_columns = ("points", "score")
     adds_columns = ("score_objectness",)
 
-    def __init__(self, *, iou_threshold: float = 0.3, iou: str = "box", reduce: str = "max", column: str = "score",
-                 as_score: bool = False):
-        self.iou_threshold = iou_threshold
-        self.iou = iou
-        self.reduce = reduce
-        self.column = column
-        self.as_score = as_score
+    PARAMS = declare(
+        iou_threshold=Param(float, 0.3, "detections of any class overlapping by at least this IoU count as one "
+                            "object", unit="IoU", ge=0, le=1),
+        iou=Param(str, "box", "overlap measure: seam-aware box IoU ('box') or soft IoU of the energy maps ('mask')",
+                  choices=IOU_MODES),
+        reduce=Param(str, "max", "how the overlapping detections' scores combine", choices=REDUCERS),
+        column=Param(str, "score", "the score column combined"),
+        as_score=Param(bool, False, "also make score_objectness the score (the old score kept in score_raw)"),
+    )
 
     def apply(self, tables: Tables) -> Tables:
+        self.check_params()
         df = tables["detections"]
-        if self.reduce not in REDUCERS:
-            raise ValueError(f"objectness: reduce must be one of {REDUCERS}, got {self.reduce!r}")
         if self.column not in df.columns:
             raise ValueError(f"objectness: no column {self.column!r} in the detections (have {df.columns})")
         scores = df.get_column(self.column).cast(pl.Float64).fill_null(0.0).fill_nan(0.0).to_numpy()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from calib.stages.base import Stage, Tables, register
+from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.select.common import class_map
 
 
@@ -15,12 +15,16 @@ class Threshold(Stage):
 
     needs_columns = ("score",)
 
-    def __init__(self, *, threshold: float = 0.0, per_class: dict = {}, column: str = "score"):
-        self.threshold = threshold
-        self.per_class = per_class
-        self.column = column
+    PARAMS = declare(
+        threshold=Param(float, 0.0, "keep detections whose score reaches this (classes without a per_class value)",
+                        unit="score"),
+        per_class=Param(dict, {}, "per-class thresholds, class id -> threshold (e.g. {\"3\" = 0.4})", unit="score",
+                        keys="class", item=float),
+        column=Param(str, "score", "the score column compared (score or any score_* column)"),
+    )
 
     def apply(self, tables: Tables) -> Tables:
+        self.check_params()
         df = tables["detections"]
         if self.column not in df.columns:
             raise ValueError(f"threshold: no column {self.column!r} in the detections (have {df.columns})")

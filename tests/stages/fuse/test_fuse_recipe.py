@@ -74,6 +74,6 @@ def test_fusion_recipe_round_trips_and_builds():
     built = [make_stage({"type": s.type, **s.params}) for s in again.stages]
     assert [b.name for b in built] == ["prior_fusion", "teacher_relabel", "teacher_count", "acs_views",
                                        "checkpoint_cluster", "calibrated_union", "mask_fusion", "max_envelope"]
-    assert built[0].class_alpha == {"3": 1.0, "8": 0.25} and built[0]._check() == {3: 1.0, 8: 0.25}
+    assert built[0].class_alpha == {"3": 1.0, "8": 0.25} and built[0].class_alphas() == {3: 1.0, 8: 0.25}
     assert built[6].weights == {"audio": 2.0, "av": 1.0}
     assert built[3].get_params()["sigma_deg"] == 6.0

@@ -1,3 +1,5 @@
+"""Fixtures of the stage tests (emit, select, fuse, gate): ``dets`` builds a detections table
+from hand-written rows."""
 import numpy as np
 import polars as pl
 import pytest
