@@ -134,16 +134,15 @@ def parallel_map(fn, items, *, jobs: int = 1, backend: str = "loky", scheduler: 
 
 
 class _Source:
-    """One side of one clip: annotations in hand (objects, or :class:`ClipAnnotations` columns), or
-    a file read when needed (in a worker for predictions, only on a cache miss for GT).
+    """One side of one clip: annotations in hand (objects, or columns: a
+    :class:`~calib.score.columns.ClipAnnotations` or a table's :class:`~calib.score.columns.TableClip`),
+    or a file read when needed (in a worker for predictions, only on a cache miss for GT).
     ``digest`` is the content hash: of the file's bytes, or of the annotations."""
 
     __slots__ = ("anns", "cols", "path", "kind", "protocol", "_digest")
 
     def __init__(self, anns=None, path=None, kind="pred", protocol="dcase2026"):
-        from calib.score.columns import ClipAnnotations
-
-        self.cols = anns if isinstance(anns, ClipAnnotations) else None
+        self.cols = anns if hasattr(anns, "columns") else None
         self.anns = None if self.cols is not None else anns
         self.path, self.kind, self.protocol, self._digest = path, kind, protocol, None
 
@@ -151,7 +150,7 @@ class _Source:
         """The annotations as objects (the reference engine, GT rendering, the coco protocol)."""
         if self.anns is None:
             if self.cols is not None:
-                return self.cols.to_annotations()
+                return self.cols.columns().to_annotations()
             from calib.score.annotations import load_file
 
             return load_file(self.path, self.kind, self.protocol)
@@ -164,7 +163,7 @@ class _Source:
         if self.cols is None and self.anns is not None:
             self.cols = ClipAnnotations.from_annotations(self.anns)
         if self.cols is not None:
-            return self.cols, None
+            return self.cols.columns(), None
         return load_file_columns(self.path, self.kind, self.protocol)
 
     def digest(self, cache_dir=None) -> str:
@@ -190,13 +189,13 @@ class _Source:
             except OSError:
                 return 0
         if self.cols is not None:
-            return 30 * len(self.cols.xyz)
+            return 30 * self.cols.n_points_total()
         return 30 * sum(len(p) for a in self.anns for p in a.polygons)
 
 
 def _plan(pred, gt, protocol, clips):
     """(clips, pred sources, gt sources, skipped, unscored GT clips) for mappings or folders.
-    Mapping values: lists of annotations or :class:`calib.score.columns.ClipAnnotations`."""
+    Mapping values: lists of annotations, or columns (:mod:`calib.score.columns`)."""
     if isinstance(pred, (str, os.PathLike)) and isinstance(gt, (str, os.PathLike)):
         from calib.io.discover import pair_files
 
@@ -215,10 +214,8 @@ def _plan(pred, gt, protocol, clips):
     if clips is None:
         clips = sorted(gt, key=lambda c: c + ".json")
 
-    from calib.score.columns import ClipAnnotations
-
     def side(v):
-        return v if isinstance(v, ClipAnnotations) else list(v)
+        return v if hasattr(v, "columns") else list(v)
 
     return (list(clips), [_Source(anns=side(pred.get(c, []))) for c in clips],
             [_Source(anns=side(gt[c]), kind="gt") for c in clips], skipped, [])

@@ -115,7 +115,8 @@ class ClipAnnotations:
     def from_flat(cls, *, frame, class_id, index, score, distance, has_distance, xyz, ann_off, poly_off,
                   rows=None) -> "ClipAnnotations":
         """The rows ``rows`` (default all) of flat columns whose offsets may not start at 0 (an Arrow
-        slice): their points copied out, offsets rebased."""
+        slice): their points copied out, offsets rebased. ``xyz``: (n_points, 3), or the three
+        columns x, y, e."""
         ann_off = np.asarray(ann_off, dtype=np.int64)
         poly_off = np.asarray(poly_off, dtype=np.int64)
         n = len(ann_off) - 1
@@ -127,7 +128,7 @@ class ClipAnnotations:
             frame=np.asarray(frame, dtype=np.int64)[rows], cls=np.asarray(class_id, dtype=np.int64)[rows],
             index=np.asarray(index, dtype=np.int64)[rows], score=np.asarray(score, dtype=np.float64)[rows],
             distance=np.asarray(distance, dtype=np.float64)[rows], has_distance=np.asarray(has_distance, dtype=bool)[rows],
-            xyz=np.asarray(xyz, dtype=np.float64)[concat_ranges(poly_off[polys], sizes)].reshape(-1, 3),
+            xyz=_gather_points(xyz, concat_ranges(poly_off[polys], sizes)),
             ann_off=np.concatenate(([0], np.cumsum(n_poly))).astype(np.int64),
             poly_off=np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
         )
@@ -214,29 +215,102 @@ class ClipAnnotations:
             out[:, lane] = mix(k)
         return out
 
+    def columns(self) -> "ClipAnnotations":
+        return self
+
+    def n_points_total(self) -> int:
+        return int(self.xyz.shape[0])
+
     def digest(self) -> str:
         """Content hash of the clip's exact arrays (what the GT cache keys a table's clip by)."""
-        h = hashlib.blake2b(digest_size=20)
-        for a in (self.frame, self.cls, self.index, self.distance, self.has_distance, self.ann_off, self.poly_off):
-            h.update(np.int64(a.size).tobytes())
-            h.update(np.ascontiguousarray(a).tobytes())
-        h.update(np.ascontiguousarray(self.xyz, dtype=np.float64).tobytes())
-        return "rows-" + h.hexdigest()
+        return _digest(self.frame, self.cls, self.index, self.distance, self.has_distance, self.ann_off,
+                       self.poly_off, *(self.xyz[:, i] for i in range(3)))
+
+
+def _gather_points(xyz, at: np.ndarray) -> np.ndarray:
+    if isinstance(xyz, tuple):
+        return np.column_stack([np.asarray(c, dtype=np.float64)[at] for c in xyz]) if at.size else np.zeros((0, 3))
+    return np.asarray(xyz, dtype=np.float64)[at].reshape(-1, 3)
+
+
+def _digest(*arrays) -> str:
+    """SHA-1 (a cache key, not a security measure: about three times BLAKE2b's speed on CPUs with
+    SHA extensions, and a truth table holds a thousand points per frame) of arrays with their
+    sizes; offsets are hashed relative to their first value."""
+    h = hashlib.sha1(usedforsecurity=False)
+    for i, a in enumerate(arrays):
+        a = np.ascontiguousarray(a)
+        if i in (5, 6):
+            a = a - a[0]
+        h.update(np.int64(a.size).tobytes())
+        h.update(a.view(np.uint8) if a.size else b"")
+    return "rows-" + h.hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------
 # tables
-def clips_from_table(df, kind: str = "pred") -> dict[str, ClipAnnotations]:
-    """{clip: ClipAnnotations} of a detections (kind="pred") or truth (kind="gt") table, classes
-    0..12, clips in sorted order, each clip's rows by det_id / ann_id; scores and points checked as
-    the JSON files' rules check them (an error names the clip, the row's id and the point)."""
+class TableClip:
+    """One clip's rows of a table, its arrays not copied out until needed: the digest is taken
+    from slices of the table's columns, so a truth table whose rendered maps are cached (a
+    thousand GT points per frame) is hashed, never copied. Pickled (sent to a pool worker) as
+    its own :class:`ClipAnnotations` only."""
+
+    def __init__(self, flat: dict, start: int, stop: int):
+        self._flat, self._start, self._stop, self._cols = flat, start, stop, None
+
+    def __len__(self) -> int:
+        return self._stop - self._start
+
+    def _poly_range(self) -> tuple[int, int]:
+        ao = self._flat["ann_off"]
+        return int(ao[self._start]), int(ao[self._stop])
+
+    def n_points_total(self) -> int:
+        po = self._flat["poly_off"]
+        a, b = self._poly_range()
+        return int(po[b] - po[a])
+
+    def columns(self) -> ClipAnnotations:
+        if self._cols is None:
+            f = self._flat
+            self._cols = ClipAnnotations.from_flat(
+                frame=f["frame"], class_id=f["cls"], index=f["index"], score=f["score"], distance=f["distance"],
+                has_distance=f["has_distance"], xyz=f["xyz"], ann_off=f["ann_off"], poly_off=f["poly_off"],
+                rows=np.arange(self._start, self._stop))
+        return self._cols
+
+    def to_annotations(self) -> list[Annotation]:
+        return self.columns().to_annotations()
+
+    def digest(self) -> str:
+        """:meth:`ClipAnnotations.digest` of these rows, from the table's columns."""
+        f, r = self._flat, slice(self._start, self._stop)
+        a, b = self._poly_range()
+        p0, p1 = int(f["poly_off"][a]), int(f["poly_off"][b])
+        return _digest(f["frame"][r], f["cls"][r], f["index"][r], f["distance"][r], f["has_distance"][r],
+                       f["ann_off"][self._start: self._stop + 1], f["poly_off"][a: b + 1],
+                       *(c[p0:p1] for c in f["xyz"]))
+
+    def __getstate__(self):
+        return {"_cols": self.columns(), "_flat": None, "_start": 0, "_stop": len(self)}
+
+
+def clips_from_table(df, kind: str = "pred") -> dict[str, TableClip]:
+    """{clip: TableClip} of a detections (kind="pred") or truth (kind="gt") table, classes 0..12,
+    clips in sorted order, each clip's rows by det_id / ann_id; scores and points checked as the
+    JSON files' rules check them (an error names the clip, the row's id and the point). Nothing is
+    copied per clip until asked for."""
     import polars as pl
 
     if df.height == 0:
         return {}
     id_col = "det_id" if kind == "pred" else "ann_id"
-    df = df.filter((pl.col("class_id") >= 0) & (pl.col("class_id") < N_CLASSES))
-    df = df.sort(["clip", id_col], maintain_order=True)
+    cls_ok = (pl.col("class_id") >= 0) & (pl.col("class_id") < N_CLASSES)
+    if not df.select(cls_ok.all()).item():
+        df = df.filter(cls_ok)
+    order = df.select(pl.arg_sort_by(["clip", id_col], maintain_order=True)).to_series().to_numpy()
+    if (order != np.arange(order.size)).any():  # a table as ingest writes it is sorted already: not copied
+        df = df[order]
     if df.height == 0:
         return {}
     pts = df.get_column("points").to_arrow()
@@ -245,29 +319,29 @@ def clips_from_table(df, kind: str = "pred") -> dict[str, ClipAnnotations]:
     polys = pts.values
     poly_off = polys.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
     leaf = polys.values
-    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False) for c in ("x", "y", "e")]).astype(np.float64) \
-        if len(leaf) else np.zeros((0, 3))
+    # the three columns as Arrow holds them (no (n, 3) copy of a truth table's points)
+    xyz = tuple(np.asarray(leaf.field(c).to_numpy(zero_copy_only=False), dtype=np.float64) for c in ("x", "y", "e")) \
+        if len(leaf) else (np.zeros(0),) * 3
     clip_col = df.get_column("clip")
     ids = df.get_column(id_col).to_numpy()
     scores = df.get_column("score").to_numpy().astype(np.float64) if kind == "pred" else np.full(df.height, np.nan)
     dist = df.get_column("distance")
-    has = dist.is_not_null().to_numpy()
-    d = dist.cast(pl.Float64).fill_null(np.nan).to_numpy()
     check_table(xyz, ann_off, poly_off, scores if kind == "pred" else None, clip_col, ids, id_col)
+    flat = {"frame": df.get_column("frame").to_numpy().astype(np.int64),
+            "cls": df.get_column("class_id").to_numpy().astype(np.int64), "index": ids.astype(np.int64),
+            "score": scores, "distance": dist.cast(pl.Float64).fill_null(np.nan).to_numpy(),
+            "has_distance": dist.is_not_null().to_numpy(), "xyz": xyz, "ann_off": ann_off, "poly_off": poly_off}
     runs = df.select(pl.col("clip")).with_row_index("_i").group_by("clip", maintain_order=True).agg(
         pl.col("_i").first().alias("start"), pl.len().alias("n"))
-    frame, cls = df.get_column("frame").to_numpy(), df.get_column("class_id").to_numpy()
-    out = {}
-    for clip, start, n in runs.iter_rows():
-        rows = np.arange(start, start + n)
-        out[clip] = ClipAnnotations.from_flat(frame=frame, class_id=cls, index=ids, score=scores, distance=d,
-                                              has_distance=has, xyz=xyz, ann_off=ann_off, poly_off=poly_off, rows=rows)
-    return out
+    return {clip: TableClip(flat, start, start + n) for clip, start, n in runs.iter_rows()}
+
+
+_CHECK_BLOCK = 1 << 20
 
 
 def check_table(xyz, ann_off, poly_off, scores, clips, ids, id_col) -> None:
     """The JSON files' rules (:mod:`calib.io.validate`) on table rows: finite scores, points on the
-    canvas; the error names the clip, the row's id and the point."""
+    canvas; the error names the clip, the row's id and the point. ``xyz``: the columns x, y, e."""
     from calib.io.errors import InputError
     from calib.io.validate import points_outside_canvas, scores_not_finite
 
@@ -277,13 +351,18 @@ def check_table(xyz, ann_off, poly_off, scores, clips, ids, id_col) -> None:
         if bad.size:
             i = int(bad[0])
             raise InputError(f"clip {clips[i]}", f"{id_col} {ids[i]}: score must be a finite number, got {sc[i]!r}")
-    bad = np.flatnonzero(points_outside_canvas(xyz))
-    if bad.size and len(ann_off):  # only points the rows refer to (Arrow children may hold more)
-        lo, hi = poly_off[ann_off[0]], poly_off[ann_off[-1]]
-        bad = bad[(bad >= lo) & (bad < hi)]
+    if not len(ann_off):
+        return
+    lo, hi = int(poly_off[ann_off[0]]), int(poly_off[ann_off[-1]])  # points the rows refer to
+    bad = np.zeros(0, dtype=np.int64)
+    for a in range(lo, hi, _CHECK_BLOCK):  # a block at a time: the (n, 3) copy stays small
+        b = min(hi, a + _CHECK_BLOCK)
+        bad = a + np.flatnonzero(points_outside_canvas(np.column_stack([c[a:b] for c in xyz])))
+        if bad.size:
+            break
     if bad.size:
         p = int(bad[0])
-        x, y, e = xyz[p]
+        x, y, e = (float(c[p]) for c in xyz)
         poly = int(np.searchsorted(poly_off, p, side="right") - 1)
         row = int(np.searchsorted(ann_off, poly, side="right") - 1)
         raise InputError(f"clip {clips[row]}", f"{id_col} {ids[row]}: polygon {poly - ann_off[row]}: triplet "
