@@ -226,6 +226,12 @@ def bucket_gt_rows(pkey: np.ndarray, gkey: np.ndarray) -> tuple[np.ndarray, np.n
     return counts, order[concat_ranges(lo, counts)]
 
 
+def render_predictions(annotations) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`calib.score.render.render_stack` for prediction maps: the one place the engine draws
+    a prediction (tests count the calls here)."""
+    return render_stack(annotations)
+
+
 def compute_pred_rows(preds: ClipAnnotations, rows: np.ndarray, gt: GTMaps) -> tuple[PredIoUs, int]:
     """The cache rows of predictions ``rows`` (distinct contents, each in a bucket with GT whose GT
     maps are rendered), sorted by key, and how many were rendered.
@@ -243,7 +249,7 @@ def compute_pred_rows(preds: ClipAnnotations, rows: np.ndarray, gt: GTMaps) -> t
     drawn = np.flatnonzero(meets_gt(pkey, point_boxes(preds, rows), gkey, support_boxes(gt)))
     for c in range(0, drawn.size, _RENDER_CHUNK):
         chunk = drawn[c: c + _RENDER_CHUNK]
-        maps, map32 = render_stack([preds.polygons(k) for k in rows[chunk].tolist()])
+        maps, map32 = render_predictions([preds.polygons(k) for k in rows[chunk].tolist()])
         at = concat_ranges(off[chunk], n_g[chunk])  # this chunk's pairs
         map_row = np.repeat(np.arange(chunk.size), n_g[chunk])
         g_row = pair_gt[at]
