@@ -23,7 +23,7 @@ from calib.recipe.inputs import LoadedInputs, digest, load_inputs, subset
 from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe, RecipeError
 from calib.recipe.state import save_state
-from calib.recipe.scoring import Scorer, headline, restrict
+from calib.recipe.scoring import Scorer, headline, restrict, scoring_cache
 from calib.stages.base import Stage, Tables
 from calib.tables import conform, write_table
 
@@ -222,7 +222,8 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
     any other is refused before anything is written."""
     import features as F
 
-    with F.allowed_imports(allow_imports):
+    stage_root = Path(cache_dir) if cache_dir is not None else Path(out_dir) / ".cache"  # as _run_recipe's
+    with F.allowed_imports(allow_imports), scoring_cache(stage_root):  # scorer's renderings kept beside the stages
         check_imports(recipe, source)
         return _run_recipe(recipe, Path(out_dir), base_dir=base_dir, cache_dir=cache_dir, scorer=scorer,
                            source=source, log=log, progress=progress, score=score)

@@ -235,9 +235,13 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
     scoring as an empty prediction file; for folders: the prediction files that have GT, as the
     official script does). Prediction clips without GT are skipped and listed in ``.skipped``.
     ``iou_thresholds``: a list, or a spec string ("0.25,0.5", "0.5:0.05:0.95"); default per protocol.
-    ``engine``: "fast" (cached GT maps, bounding-box interpolation, vectorized IoU, clips in
-    parallel over ``jobs`` joblib workers or a Dask cluster) or "reference" (the official algorithm
-    step by step, one process, nothing cached).
+    ``engine``: "fast" (cached GT maps, each detection's IoUs and Pearson r against its bucket's GT
+    cached by content so a subset or a re-scored copy of a scored table renders nothing,
+    bounding-box interpolation, vectorized IoU, clips in parallel over ``jobs`` joblib workers or a
+    Dask cluster when the estimated work can pay for a pool, see :data:`POOL_MIN_SECONDS`) or
+    "reference" (the official algorithm step by step, one process, nothing cached).
+    ``cache_dir``: a folder keeping GT maps and prediction rows (``pred/``) across processes; by
+    default the one a :func:`calib.score.cache.cache_folder` block sets, else memory only.
     ``tie_order`` (dcase2026): how ``numpy.argsort`` orders tied scores, which the CPU decides:
     "avx2" (default: the official machine's, so the official numbers on any CPU), "avx512" (the
     official script run on an AVX-512 machine) or "stable". The result's ``tie_order_range`` gives
@@ -246,6 +250,10 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
     mergesort), so there the CPU never matters and ``tie_order`` changes nothing."""
     check_protocol(protocol)
     from calib.score.argsort import check_tie_order
+    from calib.score.cache import default_cache_dir
+
+    if cache_dir is None:
+        cache_dir = default_cache_dir()
 
     check_tie_order(tie_order)
     if engine not in ("fast", "reference"):
@@ -284,11 +292,12 @@ def _reference_job(clip, psrc, gsrc):
     return score_clip_reference(clip, psrc.load(), gsrc.load()).arrays()
 
 
-def _fast_job(clip, psrc, maps, gsrc, known):
+def _fast_job(clip, psrc, maps, gsrc, known, labels=False):
     """(records, rendered GT maps or None, prediction rows added or None, maps rendered) of one
     clip: the GT maps are returned when rows had to be rendered here, the prediction rows when some
     were computed (or a prediction file was fully covered for the first time), for the parent to
-    cache. One job per clip renders and scores, so maps are not sent back and forth."""
+    cache. One job per clip renders and scores, so maps are not sent back and forth. With
+    ``labels``: (det ids, best IoUs) (:func:`calib.score.fast.best_ious`) instead of records."""
     from calib.score import fast  # per call: tests patch it
     from calib.score.pred_cache import PredIoUs, merge
 
@@ -305,7 +314,8 @@ def _fast_job(clip, psrc, maps, gsrc, known):
     if source is not None and (entry is None or source not in entry.sources):
         added = (added if added is not None else PredIoUs.empty()).with_source(source)
         entry = merge(entry, added)
-    return fast.clip_records(preds, maps, entry), rendered, added, n_rendered
+    out = (preds.index, fast.best_ious(preds, maps, entry)) if labels else fast.clip_records(preds, maps, entry)
+    return out, rendered, added, n_rendered
 
 
 def largest_first(costs: Sequence[float]) -> list[int]:
@@ -354,7 +364,7 @@ def estimate_seconds(psrc, gsrc, maps, known, cache_dir=None) -> float:
     return t + LIGHT_S_PER_DET * len(preds) + RENDER_S_PER_DET * n_pts.size + RENDER_S_PER_POINT * float(n_pts.sum())
 
 
-def _fast_records(clips, psrc, gsrc, cache_dir, par, stats) -> list[dict]:
+def _fast_records(clips, psrc, gsrc, cache_dir, par, stats, labels: bool = False) -> list:
     """Records of every clip with the fast engine: cached GT maps and prediction rows where there
     are, the others computed in the clip's own job and cached here; in this process when the
     estimated work is too small for a pool to pay (:data:`POOL_MIN_SECONDS`)."""
@@ -375,7 +385,7 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par, stats) -> list[dict]:
         pooled = False
     order = largest_first(costs) if pooled else list(range(len(clips)))
     run = par if pooled else {**par, "jobs": 1, "backend": "loky"}
-    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i], known[i]) for i in order], **run)
+    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i], known[i], labels) for i in order], **run)
     recs: list = [None] * len(clips)
     stats.update(pool=pooled, estimated_seconds=round(sum(costs), 3) if costs else None, maps_rendered=0)
     for i, (rec, rendered, added, n_rendered) in zip(order, done):
@@ -453,6 +463,39 @@ def recall_ceiling(gt_matches: pl.DataFrame, levels: Sequence[float] = CEILING_L
         b = part.get_column("best_iou").cast(pl.Float32)
         per[int(c)] = {f"{lv:g}": float((b >= np.float32(lv)).sum()) / part.height for lv in levels}
     out["per_class"] = dict(sorted(per.items()))
+    return out
+
+
+def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None,
+              backend: str = "loky", scheduler: str | None = None) -> np.ndarray:
+    """Best soft IoU (dcase2026 protocol) of each detection, in row order, with a GT annotation of
+    its clip, frame and class: the label a reranker learns and the matchability the fusion stages
+    use, the ``best_iou`` of :func:`score`'s match table without the matching. 0 where its frame
+    holds no GT of its class; NaN where its clip has no GT or its class is outside 0..12.
+
+    Any number of systems at once (rows are cached by content, whatever system they come from).
+    Read from the prediction rows cache and computed (and cached) where missing, so labelling a
+    table scored before renders nothing; ``jobs``, ``cache_dir``, ``backend``, ``scheduler`` as
+    :func:`score`."""
+    from threadpoolctl import threadpool_limits
+
+    from calib.score.cache import default_cache_dir
+    from calib.score.columns import clips_from_table
+
+    out = np.full(detections.height, np.nan)
+    if detections.height == 0 or truth.height == 0:
+        return out
+    rows = detections.select("clip", "frame", "class_id", "score", "distance", "points",
+                             pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"))  # det_id: the row
+    pred = clips_from_table(rows, "pred")
+    gt = clips_from_table(truth.filter(pl.col("clip").is_in(list(pred))), "gt")
+    clips = [c for c in pred if c in gt]
+    par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
+    with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
+        done = _fast_records(clips, [_Source(anns=pred[c]) for c in clips], [_Source(anns=gt[c], kind="gt") for c in clips],
+                             cache_dir if cache_dir is not None else default_cache_dir(), par, {}, labels=True)
+    for index, best in done:
+        out[index] = best
     return out
 
 

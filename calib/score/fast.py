@@ -489,6 +489,21 @@ def _general_buckets(rec, preds, gt, entry, P, start, p_ng, pkey, gkey) -> None:
             c["pearson"])
 
 
+def best_ious(preds: ClipAnnotations, gt: GTMaps, entry: PredIoUs | None) -> np.ndarray:
+    """Best soft IoU (float64 of the float32 value) of each prediction with a GT of its bucket: the
+    largest of its cached row, 0 in a bucket without GT (the match table's ``best_iou``)."""
+    out = np.zeros(len(preds))
+    has = np.flatnonzero(np.isin(preds.bucket(), gt.frame * 64 + gt.cls))
+    if has.size:
+        row = entry.find(preds.render_keys(has)) if entry is not None else np.full(has.size, -1)
+        if (row < 0).any():
+            raise RuntimeError("a prediction of a bucket with GT has no row in the entry (see update_rows)")
+        n_g = entry.n_gt(row)  # >= 1: a bucket with GT
+        vals = entry.iou[concat_ranges(entry.off[row], n_g)]
+        out[has] = np.maximum.reduceat(vals, np.cumsum(n_g) - n_g).astype(np.float64)
+    return out
+
+
 def score_clip_fast(clip: str, preds, gt: GTMaps, known: PredIoUs | None = None) -> tuple[dict, PredIoUs | None]:
     """(records, entry): the clip's records, identical to
     :func:`calib.score.reference.score_clip_reference`'s, and ``known`` with the rows computed

@@ -275,3 +275,27 @@ def test_a_fully_cached_prediction_file_is_estimated_as_parsing_only(golden, tmp
     assert warm.work["estimated_seconds"] < cold.work["estimated_seconds"] / 4
     for k in KEYS:
         assert json.dumps(warm[k]) == json.dumps(cold[k])
+
+
+def test_recipe_scoring_in_a_cache_block_keeps_rows_for_the_next_process(tables, tmp_path, count_renders):
+    """calib run / calib portfolio score inside scoring_cache(stage cache): every chain's scoring
+    (official_scorer) and labelling (best_ious) reads and fills the same rows, on disk."""
+    from calib.recipe.schema import Scoring
+    from calib.recipe.scoring import official_scorer, scoring_cache
+    from calib.score import best_ious
+
+    det, truth = tables
+    det = det.filter(pl.col("system") == "dense")
+    GT_CACHE.clear()
+    with scoring_cache(tmp_path):
+        first = official_scorer(det, truth, Scoring())
+    assert len(list((tmp_path / "score" / "pred").glob("*.npz"))) == truth.get_column("clip").n_unique()
+    GT_CACHE.clear()
+    count_renders.clear()
+    with scoring_cache(tmp_path):
+        again = official_scorer(det.filter(pl.col("score") > 0.4), truth, Scoring())
+        labels = best_ious(det, truth)
+    assert count_renders == []
+    assert again["macro_mAP"] != first["macro_mAP"]
+    np.testing.assert_array_equal(labels, first.matches.sort("clip", "det_id").get_column("best_iou").to_numpy()
+                                  [np.argsort(np.lexsort((det.get_column("det_id"), det.get_column("clip"))))])
