@@ -325,21 +325,22 @@ def largest_first(costs: Sequence[float]) -> list[int]:
 
 
 #: Estimated in-process seconds of a scoring job below which no pool is started (``jobs`` > 1 is
-#: then ignored): a loky pool costs about 1 s to start and import calib in its workers, and clips
-#: and results travel to and from them; two workers save at most half the time, so below about
-#: 2 s the pool loses (measured on 2 cores: the 4-clip lowthr set, warm, took 1.5 s with --jobs 1
-#: and 2.6 s with --jobs 2). Figures of tests/benchmarks/bench_score.py "pool" mode.
-POOL_MIN_SECONDS = 2.0
-#: cost model of a clip (seconds, measured with tests/benchmarks/bench_score.py on 2 cores):
-#: parsing a prediction file, per byte; looking a detection up and writing its records; rendering
-#: a detection and computing its row, per detection and per point; rendering (and computing) the
-#: detections of a file or table never seen, per byte of JSON (or 30 per point); rendering GT
-#: never seen, per byte
+#: then ignored). Measured on 2 cores (tests/benchmarks/bench_score.py pool, 4 lowthr clips x 300
+#: frames): starting a loky pool and importing calib in its workers costs about 1.2 s (a reused pool
+#: 0.15 s); warm, the job takes 0.13 s in this process and 1.34 s with a new pool; cold (7.5 s in
+#: this process) a pool of 2 takes 4.7 s. Two workers save at most half, so a new pool pays from
+#: about 2 x 1.2 s of work.
+POOL_MIN_SECONDS = 2.5
+#: the estimate's cost model (seconds, same benchmark, "variants" and "pool" modes): parsing a
+#: prediction file, per byte; looking a detection up and writing its records (the GT digest and
+#: checks included); rendering a prediction and computing its row, per prediction and per point;
+#: the predictions of a file or table not seen before, per byte of JSON (or 30 per point);
+#: rendering GT not cached, per byte of its file (or 30 per point)
 PARSE_S_PER_BYTE = 4e-8
-LIGHT_S_PER_DET = 3e-6
-RENDER_S_PER_DET = 4e-4
-RENDER_S_PER_POINT = 3e-6
-PRED_S_PER_BYTE = 2e-7
+LIGHT_S_PER_DET = 2e-5
+RENDER_S_PER_DET = 3e-4
+RENDER_S_PER_POINT = 2e-6
+PRED_S_PER_BYTE = 8e-8
 GT_S_PER_BYTE = 2e-7
 
 
