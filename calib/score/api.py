@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from calib.score.aggregate import concat_records, metrics_from_records
-from calib.score.annotations import N_CLASSES, Annotation, check_protocol
+from calib.score.annotations import Annotation, check_protocol
 from calib.score.matching import KIND_FN, KIND_MATCHED
 
 DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
@@ -493,7 +493,8 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, c
     clips = [c for c in pred if c in gt]
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
     with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
-        done = _fast_records(clips, [_Source(anns=pred[c]) for c in clips], [_Source(anns=gt[c], kind="gt") for c in clips],
+        done = _fast_records(clips, [_Source(anns=pred[c]) for c in clips],
+                             [_Source(anns=gt[c], kind="gt") for c in clips],
                              cache_dir if cache_dir is not None else default_cache_dir(), par, {}, labels=True)
     for index, best in done:
         out[index] = best

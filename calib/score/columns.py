@@ -24,15 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib.score.annotations import N_CLASSES, Annotation
+from calib.score.gt_maps import concat_ranges
 
 _U32 = np.uint64(32)
-
-
-def concat_ranges(start: np.ndarray, size: np.ndarray) -> np.ndarray:
-    """arange(start[i], start[i] + size[i]) for every i, concatenated (no Python loop)."""
-    start = np.asarray(start, dtype=np.int64)
-    size = np.asarray(size, dtype=np.int64)
-    return np.repeat(start - np.cumsum(size) + size, size) + np.arange(size.sum(), dtype=np.int64)
 
 
 def _splitmix(z: np.ndarray) -> np.ndarray:
@@ -127,7 +121,8 @@ class ClipAnnotations:
         return cls(
             frame=np.asarray(frame, dtype=np.int64)[rows], cls=np.asarray(class_id, dtype=np.int64)[rows],
             index=np.asarray(index, dtype=np.int64)[rows], score=np.asarray(score, dtype=np.float64)[rows],
-            distance=np.asarray(distance, dtype=np.float64)[rows], has_distance=np.asarray(has_distance, dtype=bool)[rows],
+            distance=np.asarray(distance, dtype=np.float64)[rows],
+            has_distance=np.asarray(has_distance, dtype=bool)[rows],
             xyz=_gather_points(xyz, concat_ranges(poly_off[polys], sizes)),
             ann_off=np.concatenate(([0], np.cumsum(n_poly))).astype(np.int64),
             poly_off=np.concatenate(([0], np.cumsum(sizes))).astype(np.int64),
@@ -144,7 +139,8 @@ class ClipAnnotations:
             np.zeros(cols.n, dtype=bool)
         d = np.asarray(dist.fill_null(0.0).to_numpy(zero_copy_only=False), dtype=np.float64) if len(dist) else \
             np.zeros(cols.n)
-        return cls.from_flat(frame=cols.frame.astype(np.int64), class_id=np.where(keep, cols.category, 0).astype(np.int64),
+        return cls.from_flat(frame=cols.frame.astype(np.int64),
+                             class_id=np.where(keep, cols.category, 0).astype(np.int64),
                              index=np.arange(cols.n), score=cols.score, distance=np.where(has, d, np.nan),
                              has_distance=has, xyz=cols.xyz, ann_off=cols.ann_offsets, poly_off=cols.poly_offsets,
                              rows=rows)

@@ -23,7 +23,7 @@ from scipy.optimize import linear_sum_assignment
 
 from calib.score.cache import pack_sparse
 from calib.score.columns import ClipAnnotations
-from calib.score.gt_maps import NPIX, GTMaps, concat_ranges
+from calib.score.gt_maps import GTMaps, concat_ranges
 from calib.score.matching import KIND_FN, KIND_FP, KIND_MATCHED, ClipRecords, bucket_keys
 from calib.score.pred_cache import PredIoUs, merge, sort_keys
 from calib.score.render import H, W, render_stack

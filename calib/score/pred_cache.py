@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from calib.score.cache import PackedArrays, entry_key
+from calib.score.gt_maps import concat_ranges
 
 PRED_KIND = "dcase2026-pred"
 PRED_SUBDIR = "pred"
@@ -114,8 +115,6 @@ class PredIoUs(PackedArrays):
 
     def take(self, rows: np.ndarray) -> "PredIoUs":
         """These rows, in this order (sources kept)."""
-        from calib.score.columns import concat_ranges
-
         rows = np.asarray(rows, dtype=np.int64)
         size = self.n_gt(rows)
         at = concat_ranges(self.off[rows], size)

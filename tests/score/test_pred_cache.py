@@ -211,7 +211,8 @@ def test_one_line_buckets_are_assigned_as_scipy_assigns_them():
     rng = np.random.default_rng(2)
     lines = [rng.choice(np.float32([0, 0.25, 0.5, 0.5]), size=int(rng.integers(1, 7))) for _ in range(3000)]
     owner = np.repeat(np.arange(len(lines)), [len(v) for v in lines])
-    won = _single_line_assignment(np.concatenate(lines), owner, len(lines)) - np.cumsum([0] + [len(v) for v in lines[:-1]])
+    starts = np.cumsum([0] + [len(v) for v in lines[:-1]])
+    won = _single_line_assignment(np.concatenate(lines), owner, len(lines)) - starts
     for v, w in zip(lines, won.tolist()):
         r, c = linear_sum_assignment(-v.reshape(-1, 1))  # a column: several predictions, one GT
         assert r.tolist() == [w] and c.tolist() == [0]
@@ -299,3 +300,22 @@ def test_recipe_scoring_in_a_cache_block_keeps_rows_for_the_next_process(tables,
     assert again["macro_mAP"] != first["macro_mAP"]
     np.testing.assert_array_equal(labels, first.matches.sort("clip", "det_id").get_column("best_iou").to_numpy()
                                   [np.argsort(np.lexsort((det.get_column("det_id"), det.get_column("clip"))))])
+
+
+def test_score_clip_fast_gives_the_reference_records_and_refuses_unrendered_gt(golden):
+    from calib.score import load_dir
+    from calib.score.fast import render_gt_maps, score_clip_fast
+    from calib.score.reference import score_clip_reference
+
+    preds, gts = load_dir(golden / "grid", "pred"), load_dir(golden / "gt", "gt")
+    clip = sorted(gts)[0]
+    P, G = [a for a in preds[clip] if a.frame < 10], [a for a in gts[clip] if a.frame < 10]
+    want = score_clip_reference(clip, P, G).arrays()
+    got, entry = score_clip_fast(clip, P, render_gt_maps(G))
+    again, same_entry = score_clip_fast(clip, P[::2], render_gt_maps(G), entry)  # a subset: all known
+    assert same_entry is entry
+    for k in want:
+        np.testing.assert_array_equal(got[k], want[k])
+        np.testing.assert_array_equal(again[k], score_clip_reference(clip, P[::2], G).arrays()[k])
+    with pytest.raises(ValueError, match="not rendered"):
+        score_clip_fast(clip, P, render_gt_maps(G, np.zeros(len(G), dtype=bool)))
