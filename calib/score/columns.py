@@ -280,6 +280,8 @@ class TableClip:
 
     def digest(self) -> str:
         """:meth:`ClipAnnotations.digest` of these rows, from the table's columns."""
+        if self._flat is None:  # unpickled: only the clip's own arrays came along
+            return self._cols.digest()
         f, r = self._flat, slice(self._start, self._stop)
         a, b = self._poly_range()
         p0, p1 = int(f["poly_off"][a]), int(f["poly_off"][b])

@@ -319,3 +319,23 @@ def test_score_clip_fast_gives_the_reference_records_and_refuses_unrendered_gt(g
         np.testing.assert_array_equal(again[k], score_clip_reference(clip, P[::2], G).arrays()[k])
     with pytest.raises(ValueError, match="not rendered"):
         score_clip_fast(clip, P, render_gt_maps(G, np.zeros(len(G), dtype=bool)))
+
+
+def test_a_table_clip_hashes_and_travels_as_its_own_rows(tables):
+    import pickle
+
+    from calib.score.columns import clips_from_table
+
+    _, truth = tables
+    clips = clips_from_table(truth.sample(fraction=1.0, shuffle=True, seed=1), "gt")  # sorted back by clip, ann_id
+    assert list(clips) == sorted(clips)
+    for name, tc in clips.items():
+        cols = tc.columns()
+        assert tc.digest() == cols.digest() == ClipAnnotations.from_annotations(cols.to_annotations()).digest()
+        assert cols.index.tolist() == sorted(truth.filter(pl.col("clip") == name).get_column("ann_id").to_list())
+        back = pickle.loads(pickle.dumps(tc))
+        assert back._flat is None and back.digest() == tc.digest() and len(back) == len(tc)
+    moved = truth.with_columns(pl.when(pl.col("ann_id") == 2).then(pl.col("frame") + 1).otherwise(pl.col("frame"))
+                               .alias("frame"))
+    changed = clips_from_table(moved, "gt")
+    assert [changed[c].digest() != clips[c].digest() for c in clips] == [True] * len(clips)
