@@ -125,20 +125,23 @@ def load_tables(data: Path, system: str):
     return det, truth
 
 
-def system_variants(det, seed: int = 0) -> dict:
-    """Subsets and re-scorings a portfolio's stages make of one system's table."""
+def system_variants(det, seed: int = 0):
+    """(name, table) of the subsets and re-scorings a portfolio's stages make of one system's table,
+    one at a time (a dev-test-sized table is about 1 GB: holding all eight ran a shared 23 GB
+    machine out of memory)."""
     import numpy as np
     import polars as pl
 
     rng = np.random.default_rng(seed)
+    for t in (0.1, 0.2, 0.3):
+        yield f"threshold {t}", det.filter(pl.col("score") >= t)
     by_score = det.sort(["clip", "score"], descending=[False, True])
-    out = {f"threshold {t}": det.filter(pl.col("score") >= t) for t in (0.1, 0.2, 0.3)}
-    out["cap 1 per frame and class"] = by_score.group_by(["clip", "frame", "class_id"], maintain_order=True).head(1)
-    out["cap 6 per frame"] = by_score.group_by(["clip", "frame"], maintain_order=True).head(6)
-    out["random half"] = det.filter(pl.Series(rng.random(det.height) < 0.5))
+    yield "cap 1 per frame and class", by_score.group_by(["clip", "frame", "class_id"], maintain_order=True).head(1)
+    yield "cap 6 per frame", by_score.group_by(["clip", "frame"], maintain_order=True).head(6)
+    del by_score
+    yield "random half", det.filter(pl.Series(rng.random(det.height) < 0.5))
     for i in range(2):
-        out[f"rescored {i + 1}"] = det.with_columns(pl.Series("score", rng.random(det.height)))
-    return out
+        yield f"rescored {i + 1}", det.with_columns(pl.Series("score", rng.random(det.height)))
 
 
 def variants(a, data: Path, tmp: Path) -> None:
@@ -172,7 +175,7 @@ def variants(a, data: Path, tmp: Path) -> None:
           f"{'speed-up':>10}{'rendered':>10}  same")
     tot_cold = tot_cached = 0.0
     light, render = [], []
-    for name, v in system_variants(det, a.seed).items():
+    for name, v in system_variants(det, a.seed):
         GT_CACHE.clear(PRED_KIND)  # GT maps stay: "cold" is the fast engine as it was before rows were cached
         t0 = time.perf_counter()
         cold = score_tables(v, truth)
