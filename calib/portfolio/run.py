@@ -48,7 +48,7 @@ from calib.recipe.inputs import LoadedInputs, digest, load_inputs
 from calib.publish import publish_staged, staging, write_json
 from calib.recipe.chain import ChainResult, check_imports, clip_sets, run_chain
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import Scorer, headline, restrict
+from calib.recipe.scoring import Scorer, headline, restrict, scoring_cache
 from calib.stages.base import Tables
 
 Log = Callable[[str], None]
@@ -263,7 +263,8 @@ def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.Pa
     refused before anything is written."""
     import features as F
 
-    with F.allowed_imports(allow_imports):
+    stage_root = Path(cache_dir) if cache_dir is not None else Path(out_dir) / ".cache"  # as _run_portfolio's
+    with F.allowed_imports(allow_imports), scoring_cache(stage_root):  # every chain reuses the scorer's renderings
         return _run_portfolio(grid, base_path, Path(out_dir), base_dir=base_dir, cache_dir=cache_dir, scorer=scorer,
                               grid_source=grid_source, log=log, progress=progress)
 

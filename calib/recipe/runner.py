@@ -22,7 +22,7 @@ from calib.recipe.outputs import (RUN_OUTPUTS, check_clip_values, export_clips, 
                                   run_report, write_outputs)
 from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import Scorer, headline, restrict
+from calib.recipe.scoring import Scorer, headline, restrict, scoring_cache
 
 Log = Callable[[str], None]
 
@@ -55,7 +55,8 @@ def run_recipe(recipe: Recipe, out_dir: str | os.PathLike, *, base_dir: str | os
     any other is refused before anything is written."""
     import features as F
 
-    with F.allowed_imports(allow_imports):
+    stage_root = Path(cache_dir) if cache_dir is not None else Path(out_dir) / ".cache"  # as _run_recipe's
+    with F.allowed_imports(allow_imports), scoring_cache(stage_root):  # scorer's renderings kept beside the stages
         check_imports(recipe, source)
         return _run_recipe(recipe, Path(out_dir), base_dir=base_dir, cache_dir=cache_dir, scorer=scorer,
                            source=source, log=log, progress=progress, score=score)

@@ -1,8 +1,15 @@
 """Scoring a run's detections against the truth with the recipe's protocol, and the few numbers
-the reports compare (headline mAP, Pearson, per-class AP) whichever protocol produced them."""
+the reports compare (headline mAP, Pearson, per-class AP) whichever protocol produced them.
+
+Every scoring of a run or a portfolio (each chain, fold, site and variant, the rerank stage's
+labels, the fusion stages' facts) goes through calib.score's caches: GT maps and each detection's
+IoUs by content, so detections scored once are not rendered again. :func:`scoring_cache` keeps
+them beside the stage cache, for the next run too."""
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import polars as pl
@@ -22,6 +29,18 @@ def official_scorer(detections: pl.DataFrame, truth: pl.DataFrame, scoring: Scor
     if scoring.iou_thresholds is not None:
         kwargs["iou_thresholds"] = scoring.iou_thresholds
     return score_tables(detections, truth, protocol=scoring.protocol, **kwargs)
+
+
+#: the stage cache's sub-folder where the scorer keeps GT maps and prediction rows
+SCORE_CACHE_SUBDIR = "score"
+
+
+def scoring_cache(stage_cache_root: str | os.PathLike):
+    """A context in which calib.score keeps what it renders under ``stage_cache_root/score``
+    (:func:`calib.score.cache.cache_folder`)."""
+    from calib.score.cache import cache_folder
+
+    return cache_folder(Path(stage_cache_root) / SCORE_CACHE_SUBDIR)
 
 
 def restrict(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:

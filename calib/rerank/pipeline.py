@@ -222,7 +222,8 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     """Label, cross-fit and fit; ``params`` are :class:`Reranker` parameters.
 
     ``match``: the scorer's results for these detections (:class:`calib.rerank.scoring.Scored`),
-    computed when not given (``jobs`` processes), or just a prediction-side match table (system,
+    computed when not given (``jobs`` processes; with ``score_map`` False only the labels, from
+    the scorer's cache of per-detection IoUs), or just a prediction-side match table (system,
     clip, det_id, best_iou), enough for labels but not for ``score_map`` (the dev mAPs).
     ``folds`` < 2 skips cross-fitting (no honest estimate then)."""
     model_name = params.get("model", "lightgbm")
@@ -231,8 +232,9 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     F.load_feature_modules(feature_modules)
     feats = F.resolve(features)
     scored = None
-    if match is None:
-        match = scored = scoring.score_detections(detections, truth, jobs=jobs)
+    if match is None:  # the labels alone come from the scorer's IoU cache, without the matching
+        match = scored = scoring.score_detections(detections, truth, jobs=jobs) if score_map else \
+            scoring.best_iou_table(detections, truth, jobs=jobs)
     if isinstance(match, scoring.Scored):
         scored, match = match, match.matches
     if score_map and scored is None:

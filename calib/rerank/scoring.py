@@ -1,5 +1,6 @@
 """What the reranker needs from the scorer (calib.score, dcase2026 protocol): per-detection best
-IoUs (the labels) and macro mAP under alternative score columns.
+IoUs (the labels, :func:`best_iou_table`, read from the scorer's cache of per-detection IoUs, so
+labelling detections scored before renders nothing) and macro mAP under alternative score columns.
 
 The matching does not depend on scores (Hungarian on IoU within each frame and class), so one match
 table serves every re-scoring: mAP for new scores is the official aggregation over the same
@@ -45,6 +46,19 @@ def label_detections(detections: pl.DataFrame, match: pl.DataFrame, iou_threshol
     return out.drop("_row").with_columns(
         # compared in float32, like the scorer's true-positive test on its float32 IoUs
         (pl.col("best_iou").cast(pl.Float32) >= pl.lit(iou_threshold, dtype=pl.Float32)).cast(pl.Int8).alias("label"))
+
+
+def best_iou_table(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None) -> pl.DataFrame:
+    """A match table with what labels need (system, clip, det_id, best_iou) for the detections of
+    clips with ground truth and a class in 0..12 (the rows :func:`score_detections`' match tables
+    hold, with the same ``best_iou``), from :func:`calib.score.best_ious`: no matching, no AP,
+    every system at once."""
+    from calib.score import best_ious
+
+    best = best_ious(detections, truth, jobs=jobs, cache_dir=cache_dir)
+    return detections.select(pl.col("system").cast(pl.String), pl.col("clip").cast(pl.String),
+                             pl.col("det_id").cast(pl.Int64), pl.Series("best_iou", best, dtype=pl.Float64)
+                             ).filter(pl.col("best_iou").is_not_nan())  # no GT clip or class: no record
 
 
 @dataclass

@@ -16,7 +16,7 @@ import numpy as np
 import polars as pl
 
 from calib.score.aggregate import concat_records, metrics_from_records
-from calib.score.annotations import N_CLASSES, Annotation, check_protocol
+from calib.score.annotations import Annotation, check_protocol
 from calib.score.matching import KIND_FN, KIND_MATCHED
 
 DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
@@ -41,6 +41,10 @@ class ScoreResult(dict):
     unscored_gt: list[str] = []
     details: dict | None = None  # coco protocol: n_distance_pairs, pairs (the peak-matched pairs, a DataFrame)
     tie_order_range: dict | None = None
+    #: dcase2026 fast engine: how the work was done: pool (bool: clips ran in a pool),
+    #: estimated_seconds (the in-process estimate the pool decision used, None when jobs=1),
+    #: maps_rendered (prediction maps rendered: 0 when every row came from the cache)
+    work: dict | None = None
 
     @property
     def metrics(self) -> dict:
@@ -73,62 +77,11 @@ def parse_thresholds(spec: str | Sequence[float] | None, protocol: str = "dcase2
 # ----------------------------------------------------------------------------------------------
 # tables -> annotations
 def annotations_from_table(df: pl.DataFrame, kind: str = "pred") -> dict[str, list[Annotation]]:
-    """{clip: annotations} of a detections (kind="pred") or truth (kind="gt") table, classes 0..12.
+    """{clip: annotations} of a detections (kind="pred") or truth (kind="gt") table, classes 0..12
+    (:func:`calib.score.columns.clips_from_table`, as objects)."""
+    from calib.score.columns import clips_from_table
 
-    Points are flattened once with Arrow offsets; each polygon is a view into one float64 block."""
-    if df.height == 0:
-        return {}
-    id_col = "det_id" if kind == "pred" else "ann_id"
-    df = df.filter((pl.col("class_id") >= 0) & (pl.col("class_id") < N_CLASSES))
-    df = df.sort(["clip", id_col], maintain_order=True)
-    pts = df.get_column("points").to_arrow()
-    pts = pts.combine_chunks() if hasattr(pts, "combine_chunks") else pts
-    ann_off = pts.offsets.to_numpy(zero_copy_only=False)
-    polys = pts.values
-    poly_off = polys.offsets.to_numpy(zero_copy_only=False)
-    leaf = polys.values
-    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False) for c in ("x", "y", "e")]) \
-        if len(leaf) else np.zeros((0, 3))
-    clips = df.get_column("clip").to_list()
-    frames = df.get_column("frame").to_list()
-    classes = df.get_column("class_id").to_list()
-    ids = df.get_column(id_col).to_list()
-    scores = df.get_column("score").to_list() if kind == "pred" else [math.nan] * df.height
-    dist = df.get_column("distance").to_list()
-    _check_table(xyz, ann_off, poly_off, scores if kind == "pred" else None, clips, ids, id_col)
-    out: dict[str, list[Annotation]] = {}
-    for i in range(df.height):
-        polygons = tuple(xyz[poly_off[j]: poly_off[j + 1]] for j in range(ann_off[i], ann_off[i + 1]))
-        out.setdefault(clips[i], []).append(Annotation(frame=int(frames[i]), class_id=int(classes[i]),
-                                                        score=float(scores[i]), polygons=polygons,
-                                                        distance=dist[i], index=int(ids[i])))
-    return out
-
-
-def _check_table(xyz, ann_off, poly_off, scores, clips, ids, id_col) -> None:
-    """The JSON files' rules (:mod:`calib.io.validate`) on table rows: finite scores, points on the
-    canvas; the error names the clip, the row's id and the point."""
-    from calib.io.errors import InputError
-    from calib.io.validate import points_outside_canvas, scores_not_finite
-
-    if scores is not None:
-        sc = np.asarray(scores, dtype=np.float64)
-        bad = np.flatnonzero(scores_not_finite(sc))
-        if bad.size:
-            i = int(bad[0])
-            raise InputError(f"clip {clips[i]}", f"{id_col} {ids[i]}: score must be a finite number, got {sc[i]!r}")
-    bad = np.flatnonzero(points_outside_canvas(xyz))
-    if bad.size and len(ann_off):  # only points the rows refer to (Arrow children may hold more)
-        lo, hi = poly_off[ann_off[0]], poly_off[ann_off[-1]]
-        bad = bad[(bad >= lo) & (bad < hi)]
-    if bad.size:
-        p = int(bad[0])
-        x, y, e = xyz[p]
-        poly = int(np.searchsorted(poly_off, p, side="right") - 1)
-        row = int(np.searchsorted(ann_off, poly, side="right") - 1)
-        raise InputError(f"clip {clips[row]}", f"{id_col} {ids[row]}: polygon {poly - ann_off[row]}: triplet "
-                         f"{p - poly_off[poly]} = ({x}, {y}, {e}) has x outside [0, 360], y outside [0, 180] "
-                         "or a non-finite intensity")
+    return {clip: cols.to_annotations() for clip, cols in clips_from_table(df, kind).items()}
 
 
 def annotations_digest(anns: Sequence[Annotation]) -> str:
@@ -181,37 +134,68 @@ def parallel_map(fn, items, *, jobs: int = 1, backend: str = "loky", scheduler: 
 
 
 class _Source:
-    """One side of one clip: annotations in hand, or a file read when needed (in a worker for
-    predictions, only on a cache miss for GT). ``digest`` is the content hash: of the file's
-    bytes, or of the annotations."""
+    """One side of one clip: annotations in hand (objects, or columns: a
+    :class:`~calib.score.columns.ClipAnnotations` or a table's :class:`~calib.score.columns.TableClip`),
+    or a file read when needed (in a worker for predictions, only on a cache miss for GT).
+    ``digest`` is the content hash: of the file's bytes, or of the annotations."""
 
-    __slots__ = ("anns", "path", "kind", "protocol", "_digest")
+    __slots__ = ("anns", "cols", "path", "kind", "protocol", "_digest")
 
     def __init__(self, anns=None, path=None, kind="pred", protocol="dcase2026"):
-        self.anns, self.path, self.kind, self.protocol, self._digest = anns, path, kind, protocol, None
+        self.cols = anns if hasattr(anns, "columns") else None
+        self.anns = None if self.cols is not None else anns
+        self.path, self.kind, self.protocol, self._digest = path, kind, protocol, None
 
     def load(self) -> list[Annotation]:
+        """The annotations as objects (the reference engine, GT rendering, the coco protocol)."""
         if self.anns is None:
+            if self.cols is not None:
+                return self.cols.columns().to_annotations()
             from calib.score.annotations import load_file
 
             return load_file(self.path, self.kind, self.protocol)
         return self.anns
 
+    def columns(self):
+        """(ClipAnnotations, digest of the file's bytes or None): the fast dcase2026 engine's view."""
+        from calib.score.columns import ClipAnnotations, load_file_columns
+
+        if self.cols is None and self.anns is not None:
+            self.cols = ClipAnnotations.from_annotations(self.anns)
+        if self.cols is not None:
+            return self.cols.columns(), None
+        return load_file_columns(self.path, self.kind, self.protocol)
+
     def digest(self, cache_dir=None) -> str:
         if self._digest is None:
-            if self.anns is None:
+            if self.path is not None:
                 from calib.score.annotations import read_bytes
                 from calib.score.cache import GT_CACHE
 
                 self._digest = "file-" + GT_CACHE.file_digest(
                     self.path, lambda: read_bytes(self.path, self.kind, self.protocol), cache_dir)
+            elif self.cols is not None:
+                self._digest = self.cols.digest()
             else:
                 self._digest = annotations_digest(self.anns)
         return self._digest
 
+    def work(self) -> int:
+        """Bytes of the file, or points of the annotations (about as many bytes each as a JSON
+        triplet takes, times 30): a rough size of the work this side brings."""
+        if self.path is not None:
+            try:
+                return os.stat(self.path).st_size
+            except OSError:
+                return 0
+        if self.cols is not None:
+            return 30 * self.cols.n_points_total()
+        return 30 * sum(len(p) for a in self.anns for p in a.polygons)
+
 
 def _plan(pred, gt, protocol, clips):
-    """(clips, pred sources, gt sources, skipped, unscored GT clips) for mappings or folders."""
+    """(clips, pred sources, gt sources, skipped, unscored GT clips) for mappings or folders.
+    Mapping values: lists of annotations, or columns (:mod:`calib.score.columns`)."""
     if isinstance(pred, (str, os.PathLike)) and isinstance(gt, (str, os.PathLike)):
         from calib.io.discover import pair_files
 
@@ -229,8 +213,12 @@ def _plan(pred, gt, protocol, clips):
     skipped = sorted(set(pred) - set(gt))
     if clips is None:
         clips = sorted(gt, key=lambda c: c + ".json")
-    return (list(clips), [_Source(anns=list(pred.get(c, []))) for c in clips],
-            [_Source(anns=list(gt[c]), kind="gt") for c in clips], skipped, [])
+
+    def side(v):
+        return v if hasattr(v, "columns") else list(v)
+
+    return (list(clips), [_Source(anns=side(pred.get(c, []))) for c in clips],
+            [_Source(anns=side(gt[c]), kind="gt") for c in clips], skipped, [])
 
 
 def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
@@ -247,9 +235,13 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
     scoring as an empty prediction file; for folders: the prediction files that have GT, as the
     official script does). Prediction clips without GT are skipped and listed in ``.skipped``.
     ``iou_thresholds``: a list, or a spec string ("0.25,0.5", "0.5:0.05:0.95"); default per protocol.
-    ``engine``: "fast" (cached GT maps, bounding-box interpolation, vectorized IoU, clips in
-    parallel over ``jobs`` joblib workers or a Dask cluster) or "reference" (the official algorithm
-    step by step, one process, nothing cached).
+    ``engine``: "fast" (cached GT maps, each detection's IoUs and Pearson r against its bucket's GT
+    cached by content so a subset or a re-scored copy of a scored table renders nothing,
+    bounding-box interpolation, vectorized IoU, clips in parallel over ``jobs`` joblib workers or a
+    Dask cluster when the estimated work can pay for a pool, see :data:`POOL_MIN_SECONDS`) or
+    "reference" (the official algorithm step by step, one process, nothing cached).
+    ``cache_dir``: a folder keeping GT maps and prediction rows (``pred/``) across processes; by
+    default the one a :func:`calib.score.cache.cache_folder` block sets, else memory only.
     ``tie_order`` (dcase2026): how ``numpy.argsort`` orders tied scores, which the CPU decides:
     "avx2" (default: the official machine's, so the official numbers on any CPU), "avx512" (the
     official script run on an AVX-512 machine) or "stable". The result's ``tie_order_range`` gives
@@ -258,6 +250,10 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
     mergesort), so there the CPU never matters and ``tie_order`` changes nothing."""
     check_protocol(protocol)
     from calib.score.argsort import check_tie_order
+    from calib.score.cache import default_cache_dir
+
+    if cache_dir is None:
+        cache_dir = default_cache_dir()
 
     check_tie_order(tie_order)
     if engine not in ("fast", "reference"):
@@ -296,73 +292,129 @@ def _reference_job(clip, psrc, gsrc):
     return score_clip_reference(clip, psrc.load(), gsrc.load()).arrays()
 
 
-def _fast_job(clip, psrc, maps, gsrc):
-    """Records of one clip, and its GT maps when rows had to be rendered here (for the parent to
-    cache; None when the cached maps held every row this clip's predictions need). One job per
-    clip renders and scores, so maps are not sent back and forth between two rounds of jobs."""
-    from calib.score.fast import render_gt_maps, rows_with_predictions, score_clip_fast  # per call: tests patch it
+def _fast_job(clip, psrc, maps, gsrc, known, labels=False):
+    """(records, rendered GT maps or None, prediction rows added or None, maps rendered) of one
+    clip: the GT maps are returned when rows had to be rendered here, the prediction rows when some
+    were computed (or a prediction file was fully covered for the first time), for the parent to
+    cache. One job per clip renders and scores, so maps are not sent back and forth. With
+    ``labels``: (det ids, best IoUs) (:func:`calib.score.fast.best_ious`) instead of records."""
+    from calib.score import fast  # per call: tests patch it
+    from calib.score.pred_cache import PredIoUs, merge
 
-    preds = psrc.load()
+    preds, source = psrc.columns()
     gts = rendered = None
     if maps is None:  # first sight of this GT: its rows, none rendered yet
         gts = gsrc.load()
-        maps = rendered = render_gt_maps(gts, np.zeros(len(gts), dtype=bool))
-    need = rows_with_predictions(maps.frame, maps.cls, preds) & ~maps.done
+        maps = rendered = fast.render_gt_maps(gts, np.zeros(len(gts), dtype=bool))
+    _, miss = fast.missing_rows(preds, maps, known)
+    need = fast.gt_rows_to_render(preds, maps, miss)
     if need.any():
-        maps = rendered = render_gt_maps(gsrc.load() if gts is None else gts, need, maps)
-    return score_clip_fast(clip, preds, maps).arrays(), rendered
+        maps = rendered = fast.render_gt_maps(gsrc.load() if gts is None else gts, need, maps)
+    entry, added, n_rendered = fast.update_rows(preds, maps, known, miss)
+    if source is not None and (entry is None or source not in entry.sources):
+        added = (added if added is not None else PredIoUs.empty()).with_source(source)
+        entry = merge(entry, added)
+    out = (preds.index, fast.best_ious(preds, maps, entry)) if labels else fast.clip_records(preds, maps, entry)
+    return out, rendered, added, n_rendered
 
 
-def _work_estimate(src) -> int:
-    """Rough size of a source's work: its file's bytes, or its points (about as many bytes each
-    as a JSON triplet takes)."""
-    if src.path is not None:
-        try:
-            return os.stat(src.path).st_size
-        except OSError:
-            return 0
-    return 30 * sum(len(p) for a in src.anns for p in a.polygons)
-
-
-def largest_first(costs: Sequence[int]) -> list[int]:
+def largest_first(costs: Sequence[float]) -> list[int]:
     """Job order for a pool: biggest first (stable), so a big clip does not start last and keep
     one worker busy while the others idle."""
     return sorted(range(len(costs)), key=lambda i: -costs[i])
 
 
-def _fast_records(clips, psrc, gsrc, cache_dir, par) -> list[dict]:
-    """Records of every clip with the fast engine: cached GT maps where there are, the others
-    rendered in the clip's own job and cached here."""
+#: Estimated in-process seconds of a scoring job below which no pool is started (``jobs`` > 1 is
+#: then ignored). Measured on 2 cores (tests/benchmarks/bench_score.py pool, 4 lowthr clips x 300
+#: frames): starting a loky pool and importing calib in its workers costs about 1.2 s (a reused pool
+#: 0.15 s); warm, the job takes 0.13 s in this process and 1.34 s with a new pool; cold (7.5 s in
+#: this process) a pool of 2 takes 4.7 s. Two workers save at most half, so a new pool pays from
+#: about 2 x 1.2 s of work.
+POOL_MIN_SECONDS = 2.5
+#: the estimate's cost model (seconds, same benchmark, "variants" and "pool" modes): parsing a
+#: prediction file, per byte; looking a detection up and writing its records (the GT digest and
+#: checks included); rendering a prediction and computing its row, per prediction and per point;
+#: the predictions of a file or table not seen before, per byte of JSON (or 30 per point);
+#: rendering GT not cached, per byte of its file (or 30 per point)
+PARSE_S_PER_BYTE = 4e-8
+LIGHT_S_PER_DET = 2e-5
+RENDER_S_PER_DET = 3e-4
+RENDER_S_PER_POINT = 2e-6
+PRED_S_PER_BYTE = 8e-8
+GT_S_PER_BYTE = 2e-7
+
+
+def estimate_seconds(psrc, gsrc, maps, known, cache_dir=None) -> float:
+    """Rough in-process seconds of one clip's job, to decide whether a pool can pay for itself.
+
+    Predictions in hand are looked up now (their keys are kept for the job), so only their
+    misses count as rendering; a prediction file counts as all misses unless the cached rows
+    cover it (:attr:`PredIoUs.sources`); GT counts when its maps are not cached."""
+    from calib.score.fast import missing_rows
+
+    t = 0.0 if maps is not None else GT_S_PER_BYTE * gsrc.work()
+    if psrc.path is not None:
+        size = psrc.work()
+        covered = known is not None and len(known.sources) and psrc.digest(cache_dir) in set(known.sources.tolist())
+        return t + PARSE_S_PER_BYTE * size + (0.0 if covered else PRED_S_PER_BYTE * size)
+    preds, _ = psrc.columns()
+    if maps is None:
+        return t + LIGHT_S_PER_DET * len(preds) + PRED_S_PER_BYTE * psrc.work()
+    _, miss = missing_rows(preds, maps, known)
+    n_pts = preds.n_points()[miss]
+    return t + LIGHT_S_PER_DET * len(preds) + RENDER_S_PER_DET * n_pts.size + RENDER_S_PER_POINT * float(n_pts.sum())
+
+
+def _fast_records(clips, psrc, gsrc, cache_dir, par, stats, labels: bool = False) -> list:
+    """Records of every clip with the fast engine: cached GT maps and prediction rows where there
+    are, the others computed in the clip's own job and cached here; in this process when the
+    estimated work is too small for a pool to pay (:data:`POOL_MIN_SECONDS`)."""
     from calib.score.cache import GT_CACHE, entry_key
     from calib.score.gt_maps import GTMaps
+    from calib.score.pred_cache import PredIoUs, merge, pred_cache_dir, pred_entry_key
 
-    keys = [entry_key("dcase2026", g.digest(cache_dir)) for g in gsrc]
-    GT_CACHE.save_digests(cache_dir)
+    digests = [g.digest(cache_dir) for g in gsrc]
+    keys = [entry_key("dcase2026", d) for d in digests]
+    row_keys = [pred_entry_key(d) for d in digests]
+    row_dir = pred_cache_dir(cache_dir)
     maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
-    costs = [_work_estimate(p) + (_work_estimate(g) if m is None else 0) for p, g, m in zip(psrc, gsrc, maps)]
-    order = largest_first(costs) if par["jobs"] != 1 else list(range(len(clips)))
-    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i]) for i in order], **par)
+    known = [GT_CACHE.get(k, row_dir, PredIoUs) for k in row_keys]
+    pooled = (par["jobs"] != 1 or par["backend"] == "dask") and len(clips) > 1
+    costs = [estimate_seconds(p, g, m, kn, cache_dir) for p, g, m, kn in zip(psrc, gsrc, maps, known)] if pooled else []
+    GT_CACHE.save_digests(cache_dir)  # GT (and, for the estimate, prediction) file digests learned
+    if pooled and sum(costs) < POOL_MIN_SECONDS:
+        pooled = False
+    order = largest_first(costs) if pooled else list(range(len(clips)))
+    run = par if pooled else {**par, "jobs": 1, "backend": "loky"}
+    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i], known[i], labels) for i in order], **run)
     recs: list = [None] * len(clips)
-    for i, (rec, rendered) in zip(order, done):
+    stats.update(pool=pooled, estimated_seconds=round(sum(costs), 3) if costs else None, maps_rendered=0)
+    for i, (rec, rendered, added, n_rendered) in zip(order, done):
         recs[i] = rec
+        stats["maps_rendered"] += n_rendered
         if rendered is not None:
             GT_CACHE.put(keys[i], rendered, cache_dir)
+        if added is not None:  # onto what the cache holds now (another clip may share this GT)
+            base = GT_CACHE.get(row_keys[i], None, PredIoUs)
+            GT_CACHE.put(row_keys[i], merge(base if base is not None else known[i], added), row_dir)
     return recs
 
 
 def _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, *, engine, jobs, cache_dir, backend, scheduler,
                      with_matches, system, tie_order="avx2") -> ScoreResult:
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
+    stats: dict = {}
     if engine == "reference":
         recs = [_reference_job(c, p, g) for c, p, g in zip(clips, psrc, gsrc)]
     else:
-        recs = _fast_records(clips, psrc, gsrc, cache_dir, par)
+        recs = _fast_records(clips, psrc, gsrc, cache_dir, par, stats)
     records = concat_records(recs)
     metrics = metrics_from_records(records, thresholds, tie_order, with_tie_range=True)
     tie_range = metrics.pop("tie_order_range")  # calib's own: the dict keeps the official keys only
     res = ScoreResult(metrics)
     res.tie_order_range = tie_range
     res.skipped = skipped
+    res.work = stats
     if with_matches:
         clip_col = np.concatenate([np.full(len(r["kind"]), c, dtype=object) for c, r in zip(clips, recs)]) \
             if recs else np.zeros(0, dtype=object)
@@ -415,10 +467,47 @@ def recall_ceiling(gt_matches: pl.DataFrame, levels: Sequence[float] = CEILING_L
     return out
 
 
+def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None,
+              backend: str = "loky", scheduler: str | None = None) -> np.ndarray:
+    """Best soft IoU (dcase2026 protocol) of each detection, in row order, with a GT annotation of
+    its clip, frame and class: the label a reranker learns and the matchability the fusion stages
+    use, the ``best_iou`` of :func:`score`'s match table without the matching. 0 where its frame
+    holds no GT of its class; NaN where its clip has no GT or its class is outside 0..12.
+
+    Any number of systems at once (rows are cached by content, whatever system they come from).
+    Read from the prediction rows cache and computed (and cached) where missing, so labelling a
+    table scored before renders nothing; ``jobs``, ``cache_dir``, ``backend``, ``scheduler`` as
+    :func:`score`."""
+    from threadpoolctl import threadpool_limits
+
+    from calib.score.cache import default_cache_dir
+    from calib.score.columns import clips_from_table
+
+    out = np.full(detections.height, np.nan)
+    if detections.height == 0 or truth.height == 0:
+        return out
+    rows = detections.select("clip", "frame", "class_id", "score", "distance", "points",
+                             pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"))  # det_id: the row
+    pred = clips_from_table(rows, "pred")
+    gt = clips_from_table(truth.filter(pl.col("clip").is_in(list(pred))), "gt")
+    clips = [c for c in pred if c in gt]
+    par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
+    with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
+        done = _fast_records(clips, [_Source(anns=pred[c]) for c in clips],
+                             [_Source(anns=gt[c], kind="gt") for c in clips],
+                             cache_dir if cache_dir is not None else default_cache_dir(), par, {}, labels=True)
+    for index, best in done:
+        out[index] = best
+    return out
+
+
 def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> ScoreResult:
     """Score a detections table (one system) against a truth table; kwargs as :func:`score`."""
     systems = detections.get_column("system").unique().to_list() if "system" in detections.columns else []
     if len(systems) > 1:
         raise ValueError(f"detections hold several systems {sorted(systems)}; filter one system before scoring")
     kwargs.setdefault("system", systems[0] if systems else "")
-    return score(annotations_from_table(detections, "pred"), annotations_from_table(truth, "gt"), **kwargs)
+    from calib.score.columns import clips_from_table
+
+    # column-wise, no object per row: the fast engine reads these; the others convert them
+    return score(clips_from_table(detections, "pred"), clips_from_table(truth, "gt"), **kwargs)

@@ -9,10 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import struct
 import tempfile
 import time
 from collections import OrderedDict
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -227,7 +230,14 @@ class MapCache:
             Path(tmp).unlink(missing_ok=True)
             raise
 
-    def clear(self) -> None:
+    def clear(self, kind: str | None = None) -> None:
+        """Forget everything held in memory (as a new process would start), or with ``kind`` only
+        the entries of that kind (e.g. "dcase2026-pred": prediction rows; GT maps kept)."""
+        if kind is not None:
+            of_kind = re.compile(re.escape(kind) + r"-[0-9a-f]{12}-")  # entry_key's layout: kind-tag-digest
+            for key in [k for k in self._mem if of_kind.match(k)]:
+                self._bytes -= self._mem.pop(key)[1]
+            return
         self._mem.clear()
         self._bytes = 0
         self._digests.clear()
@@ -235,5 +245,25 @@ class MapCache:
         self._unsaved.clear()
 
 
-#: the process-wide cache the engines use
+#: the process-wide cache the engines use: rendered GT maps (kinds "dcase2026", "coco") and the
+#: prediction rows of :mod:`calib.score.pred_cache` (kind "dcase2026-pred")
 GT_CACHE = MapCache()
+
+_FOLDER: ContextVar[Path | None] = ContextVar("calib_score_cache_folder", default=None)
+
+
+@contextmanager
+def cache_folder(path):
+    """Within the block, a scoring call given no ``cache_dir`` keeps its GT maps and prediction
+    rows in ``path`` too (``calib run`` and ``calib portfolio`` use their stage cache's ``score/``
+    folder, so the next run or process reuses them). ``None`` leaves it to memory."""
+    token = _FOLDER.set(None if path is None else Path(path))
+    try:
+        yield
+    finally:
+        _FOLDER.reset(token)
+
+
+def default_cache_dir() -> Path | None:
+    """The folder set by the innermost :func:`cache_folder` block, or None."""
+    return _FOLDER.get()

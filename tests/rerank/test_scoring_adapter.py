@@ -65,3 +65,18 @@ def test_labels_from_the_scorer(small):
     assert lab.join(tp, on=["clip", "det_id"]).get_column("label").min() == 1
     with pytest.raises(ValueError, match="no 'nope'"):
         rescore(scored, dets.with_columns(pl.lit(None, pl.Float64).alias("nope")), "nope")
+
+
+def test_labels_without_the_matching_are_the_match_tables(small):
+    """best_iou_table (the scorer's per-detection IoU cache, no matching) gives every match-table
+    row's best_iou, for two systems at once (one a shifted copy, with a class outside 0..12)."""
+    from calib.rerank.scoring import best_iou_table
+
+    dets, truth = small
+    other = dets.with_columns(pl.lit("copy").alias("system"), pl.col("det_id") + 7,
+                              pl.when(pl.col("det_id") == 3).then(13).otherwise(pl.col("class_id")).alias("class_id"))
+    both = pl.concat([dets, other])
+    got = best_iou_table(both, truth).sort("system", "clip", "det_id")
+    want = score_detections(both, truth).matches.select("system", "clip", "det_id", "best_iou").sort(
+        "system", "clip", "det_id")
+    assert got.equals(want)

@@ -189,18 +189,27 @@ def test_gt_maps_dense_rows():
     assert maps.dense([]).shape == (0, NPIX)
 
 
+@pytest.fixture
+def always_pool(monkeypatch):
+    """A pool even for these small jobs (below calib.score.api.POOL_MIN_SECONDS none is started)."""
+    from calib.score import api
+
+    monkeypatch.setattr(api, "POOL_MIN_SECONDS", 0.0)
+
+
 @pytest.mark.parametrize("backend", ["loky", "threading"])
-def test_parallel_backends_give_identical_results(small, backend):
+def test_parallel_backends_give_identical_results(small, backend, always_pool):
     pred, gt = small
     GT_CACHE.clear()
     one = score(pred, gt)
     GT_CACHE.clear()
     two = score(pred, gt, jobs=2, backend=backend)
+    assert two.work["pool"] and not one.work["pool"]
     same_metrics(one, two)
     assert one.matches.equals(two.matches)
 
 
-def test_dask_cluster_gives_identical_results(small):
+def test_dask_cluster_gives_identical_results(small, always_pool):
     distributed = pytest.importorskip("distributed")
     pred, gt = small
     one = score(pred, gt)
@@ -208,6 +217,7 @@ def test_dask_cluster_gives_identical_results(small):
     with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp", host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         got = score(pred, gt, backend="dask", scheduler=cluster.scheduler_address)
+    assert got.work["pool"]
     same_metrics(one, got)
     assert one.matches.equals(got.matches)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from calib.score import Annotation, score
-from calib.score.fast import bucket_iou
+from calib.score.fast import pair_ious
 from calib.score.matching import average_precision, pearson, pr_curve
 from calib.score.reference import soft_iou
 
@@ -19,8 +19,8 @@ def test_soft_iou_by_hand():
     b[0, :3] = [0.5, 0.5, 1.0]
     # min: 0.5 + 0.5 + 0 = 1; max: 1 + 0.5 + 1 = 2.5
     assert soft_iou(a, b) == np.float32(0.4)
-    assert bucket_iou(a.reshape(1, -1).astype(np.float64), np.array([True]),
-                      b.reshape(1, -1).astype(np.float64), np.array([True]))[0, 0] == np.float32(0.4)
+    assert pair_ious(a.reshape(1, -1).astype(np.float64), np.array([True]),
+                     b.reshape(1, -1).astype(np.float64), np.array([True]))[0] == np.float32(0.4)
     assert soft_iou(np.zeros((50, 100), np.float32), np.zeros((50, 100), np.float32)) == 0  # empty union
 
 

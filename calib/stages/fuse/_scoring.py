@@ -1,5 +1,6 @@
 """The two facts the learning fusion stages take from the official scorer (calib.score): per-class
-metrics of a detections table, and each detection's best soft IoU (the match table)."""
+metrics of a detections table, and each detection's best soft IoU (from the scorer's cache of
+per-detection IoUs, shared with every other scoring of the same detections)."""
 from __future__ import annotations
 
 import math
@@ -39,18 +40,10 @@ def class_metrics(det: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase
 def best_iou(det: pl.DataFrame, truth: pl.DataFrame) -> np.ndarray:
     """Best soft IoU (dcase2026 protocol) of each detection, in row order, with a same-class ground
     truth of its clip and frame: 0 where its frame holds none, NaN where its clip has no ground
-    truth or its class is outside 0..12 (nothing is known about it)."""
-    from calib.score import score_tables
+    truth or its class is outside 0..12 (nothing is known about it). From the scorer's cache of
+    per-detection IoUs (:func:`calib.score.best_ious`): detections scored or labelled before are
+    not rendered again."""
+    from calib.score import best_ious
 
-    out = np.full(det.height, np.nan)
-    if det.height == 0 or truth.height == 0:
-        return out
-    # a det_id unique over the table lets the match table's rows come back to their detections
-    keyed = det.with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"),
-                             pl.lit("", pl.String).alias("system"))
-    scored = keyed.filter(pl.col("clip").is_in(truth.get_column("clip").unique().implode()))
-    with threadpool_limits(1, user_api="blas"):
-        matches = score_tables(scored, truth).matches
-    rows = matches.get_column("det_id").to_numpy()
-    out[rows] = matches.get_column("best_iou").to_numpy()
-    return out
+    with threadpool_limits(1, user_api="blas"):  # the renderer's tiny BLAS calls only contend
+        return best_ious(det, truth)
