@@ -10,6 +10,7 @@ from calib.canvas.points import FlatPoints, offsets_of
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Stage, Tables, register
+from calib.stages.emit.cache import emitter_key
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
@@ -101,9 +102,9 @@ class Dense(Stage):
     def apply(self, tables: Tables) -> Tables:
         check_fraction("dense: frac", self.frac)
         check_positive("dense: spread", self.spread, allow_zero=True)
-        frac, spread = self.frac, self.spread
-        df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, frac=frac, spread=spread),
-                            grow=3.0 * spread_reach(spread))
+        params = dict(frac=float(self.frac), spread=float(self.spread))
+        df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, **params),
+                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("dense", params))
         return tables.replace(detections=df)
 
 
@@ -125,7 +126,7 @@ class RowMajor(Stage):
             raise ValueError(f"rowmajor: step must be a positive integer, got {self.step!r}")
         check_fraction("rowmajor: frac", self.frac)
         check_positive("rowmajor: spread", self.spread, allow_zero=True)
-        params = dict(step=int(self.step), frac=self.frac, spread=self.spread)
+        params = dict(step=int(self.step), frac=float(self.frac), spread=float(self.spread))
         df = rewrite_points(tables["detections"], lambda fp, s: rowmajor_batch(fp, **params),
-                            grow=3.0 * spread_reach(self.spread))
+                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("rowmajor", params))
         return tables.replace(detections=df)

@@ -10,7 +10,8 @@ import polars as pl
 from calib.canvas.points import FlatPoints, flatten, offsets_of, points_column, points_series, ragged_arange, round_points
 from calib.canvas.sphere import from_canvas, great_circle_haversine, group_sets, seam_support_rows, to_canvas, wrap_sets
 from calib.stages.base import Stage, Tables, register
-from calib.stages.emit.common import check_fraction, check_positive, emit_chunks
+from calib.stages.emit.cache import emitter_key
+from calib.stages.emit.common import check_fraction, check_positive, emit_cached
 from calib.tables import DETECTIONS, conform
 
 #: kept for callers of the old name: the haversine angle between directions
@@ -151,7 +152,10 @@ class Gaussian(Stage):
             a, e = from_canvas(sub.x[np.maximum(idx, 0)], sub.y[np.maximum(idx, 0)])
             return self._blobs(a, e), has
 
-        return tables.replace(detections=df.with_columns(points_series(emit_chunks(fp, np.zeros(fp.n), emit))))
+        key = emitter_key("gaussian", dict(sigma=float(self.sigma), threshold=float(self.threshold),
+                                           scale=float(self.scale), step=float(self.step)))
+        out = emit_cached(fp, np.zeros(fp.n), emit, key)
+        return tables.replace(detections=df.with_columns(points_series(out)))
 
     def _from_teacher(self, teacher: pl.DataFrame) -> pl.DataFrame:
         t = teacher.sort(["clip", "frame", "class_id", "track", "azimuth", "elevation"], nulls_last=True,

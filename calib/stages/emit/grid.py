@@ -7,6 +7,7 @@ from calib.canvas.points import FlatPoints, offsets_of
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import CANVAS_WIDTH, group_sets, wrap_sets
 from calib.stages.base import Stage, Tables, register
+from calib.stages.emit.cache import emitter_key
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
@@ -149,11 +150,12 @@ class Grid(Stage):
         check_positive("grid: min_size", self.min_size, allow_zero=True)
 
     def params(self) -> dict:
-        return dict(n=int(self.n), frac=self.frac, spread=self.spread, scale=self.scale,
-                    min_size=self.min_size, floor=self.floor)
+        return dict(n=int(self.n), frac=float(self.frac), spread=float(self.spread), scale=float(self.scale),
+                    min_size=float(self.min_size), floor=float(self.floor))
 
     def apply(self, tables: Tables) -> Tables:
         self._check()
         params = self.params()
-        df = rewrite_points(tables["detections"], lambda fp, s: grid_batch(fp, **params), grow=3.0 * spread_reach(self.spread))
+        df = rewrite_points(tables["detections"], lambda fp, s: grid_batch(fp, **params),
+                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("grid", params))
         return tables.replace(detections=df)
