@@ -26,10 +26,13 @@ CHUNK_COST = 300_000
 OUT_POINTS = 1 << 20
 
 
-def detection_cost(fp: FlatPoints, grow: float = 0.0) -> np.ndarray:
+def detection_cost(fp: FlatPoints, grow: float | None = 0.0) -> np.ndarray:
     """Work a detection brings to a chunk: its points plus the pixels of its map window (its box
     grown by ``grow`` degrees each way; x taken as given, so a detection over the seam counts as
-    360 degrees wide: only the chunks' sizes depend on it)."""
+    360 degrees wide: only the chunks' sizes depend on it). ``grow=None``: the emitter draws no
+    map, its points are the work."""
+    if grow is None:
+        return fp.count + 100.0  # its points and the pixels it reads (n x n samples)
     w = fp.reduce(np.maximum, fp.x, empty=np.nan) - fp.reduce(np.minimum, fp.x, empty=np.nan)
     h = fp.reduce(np.maximum, fp.y, empty=np.nan) - fp.reduce(np.minimum, fp.y, empty=np.nan)
     area = np.nan_to_num((np.minimum(w, 360.0) + 2 * grow + 1) * (h + 2 * grow + 1), nan=0.0)
