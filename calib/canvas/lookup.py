@@ -50,9 +50,7 @@ class MapLookup:
     raster: Raster | None  # the fallback units' maps, in order
     stamp_key: np.ndarray  # sorted keys of stamped pixels (fast units) and their values
     stamp_val: np.ndarray
-    lattices: "_LatticeParts"
-    scattered: "_ScatteredParts"
-    qhull: "_QhullParts"
+    parts: tuple  # whole-degree lattices, other lattices, scattered polygons, Qhull's polygons
 
     @property
     def n(self) -> int:
@@ -87,9 +85,8 @@ class MapLookup:
         if self.stamp_key.size:
             at = np.minimum(np.searchsorted(self.stamp_key, key), self.stamp_key.size - 1)
             vals = np.where(self.stamp_key[at] == key, self.stamp_val[at], 0.0)
-        self.lattices.values(u, x, y, vals)
-        self.scattered.values(u, x, y, vals)
-        self.qhull.values(u, x, y, vals)
+        for part in self.parts:
+            part.values(u, x, y, vals)
         out[q] = vals[inv.ravel()]
         return out
 
@@ -176,6 +173,69 @@ class _LatticeParts:
                     ev = np.vstack([ev, ev])
                 v = (ev @ wts.T)[: hit.size]
                 np.fmax.at(vals, qi[k[hit]], v[np.arange(hit.size), j[j >= 0]])
+
+
+@dataclass(frozen=True, eq=False)
+class _OffLatticeParts:
+    """Lattice polygons off whole degrees (steps or origins not whole): the raster draws their
+    cells' triangles one by one, so each pixel is tested against the triangles of the cells
+    around it, with the raster's corner order and arithmetic."""
+
+    n: int
+    unit: np.ndarray  # per lattice
+    step: np.ndarray  # float
+    xmin: np.ndarray
+    ymin: np.ndarray
+    gw: np.ndarray
+    gh: np.ndarray
+    goff: np.ndarray
+    grid: np.ndarray
+    x: np.ndarray  # all points (x unwrapped)
+    y: np.ndarray
+    e: np.ndarray
+
+    def values(self, u, x, y, vals) -> None:
+        if self.unit.size == 0:
+            return
+        order, off = _by_unit(self.unit, self.n)
+        qi, lat = _pairs(u, order, off)
+        if qi.size == 0:
+            return
+        s = self.step[lat]
+        fx = (x[qi] - self.xmin[lat]) / s
+        fy = (y[qi] - self.ymin[lat]) / s
+        gw, gh = self.gw[lat], self.gh[lat]
+        # the cells within a hair of the pixel (a pixel on a cell edge belongs to both)
+        cand = []
+        for ex in (-1e-6, 1e-6):
+            for ey in (-1e-6, 1e-6):
+                ci = np.floor(fx + ex).astype(np.int64)
+                cj = np.floor(fy + ey).astype(np.int64)
+                ok = (ci >= 0) & (ci <= gw - 2) & (cj >= 0) & (cj <= gh - 2)
+                k = np.flatnonzero(ok)
+                cand.append((k, ci[k], cj[k]))
+        k = np.concatenate([c[0] for c in cand])
+        ci = np.concatenate([c[1] for c in cand])
+        cj = np.concatenate([c[2] for c in cand])
+        key = np.unique(np.column_stack([k, ci, cj]), axis=0)
+        k, ci, cj = key[:, 0], key[:, 1], key[:, 2]
+        g = gw[k]
+        base = self.goff[lat[k]] + cj * g + ci
+        corners = np.column_stack([self.grid[base], self.grid[base + 1], self.grid[base + g], self.grid[base + g + 1]])
+        code = (corners[:, 0] >= 0) + 2 * (corners[:, 1] >= 0) + 4 * (corners[:, 2] >= 0) + 8 * (corners[:, 3] >= 0)
+        for cd, shapes in CODE_SHAPES.items():
+            m = np.flatnonzero(code == cd)
+            if m.size == 0:
+                continue
+            for sh in shapes:
+                t = corners[m][:, [_CORNERS.index(c) for c in CELL_SHAPES[sh]]]
+                q = qi[k[m]]
+                qx, qy = x[q].astype(np.float64), y[q].astype(np.float64)
+                w0, w1, w2 = barycentric(self.x[t[:, 0]], self.y[t[:, 0]], self.x[t[:, 1]], self.y[t[:, 1]],
+                                         self.x[t[:, 2]], self.y[t[:, 2]], qx, qy)
+                inside = (w0 >= -_TOL) & (w1 >= -_TOL) & (w2 >= -_TOL)
+                v = w0 * self.e[t[:, 0]] + w1 * self.e[t[:, 1]] + w2 * self.e[t[:, 2]]
+                np.fmax.at(vals, q[inside], np.maximum(v[inside], 0.0))
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,6 +334,23 @@ def _qhull_parts(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, n: int):
     return tris, drew
 
 
+def _full_cell(lat, ks: np.ndarray) -> np.ndarray:
+    """Whether each lattice ``ks`` (candidates of ``lat``) has a cell with all four corners."""
+    out = np.zeros(ks.size, bool)
+    if ks.size == 0:
+        return out
+    gw, gh = lat.gw[ks], lat.gh[ks]
+    area = (gw - 1) * (gh - 1)
+    owner = np.repeat(np.arange(ks.size), area)
+    cj, ci = np.divmod(ragged_arange(area), (gw - 1)[owner])
+    g = gw[owner]
+    site = lat.goff[ks][owner] + cj * g + ci
+    has = lat.grid >= 0
+    full = has[site] & has[site + 1] & has[site + g] & has[site + g + 1]
+    np.logical_or.at(out, owner, full)
+    return out
+
+
 def _drew(loc: Locator, n_sets: int, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Whether each scattered polygon's triangles hold a pixel (all its intensities positive): (drew,
     undecided). Yes when one of its points is a pixel, or a pixel lies plainly inside its hull; no
@@ -342,8 +419,11 @@ def map_lookup(pts: FlatPoints) -> MapLookup:
     big = np.flatnonzero(todo & (pc >= 3))
     lat_cand = big[pc[big] >= LATTICE_MIN_POINTS]
     lat = lattice_sites(pts, xu, lat_cand, cells=False)
-    # a lattice off whole degrees is drawn triangle by triangle: left to the raster
-    fallback[unit_of_poly[lat_cand[lat.is_lat & ~lat.whole]]] = True
+    # a lattice off whole degrees draws its cells' triangles; with a full cell at least a degree
+    # wide it holds a pixel, else whether it does is left to the raster
+    off_lat = np.flatnonzero(lat.is_lat & ~lat.whole)
+    plain = _full_cell(lat, off_lat) & (lat.step[off_lat] >= 1.0)
+    fallback[unit_of_poly[lat_cand[off_lat[~plain]]]] = True
     general = np.setdiff1d(big, lat_cand[lat.is_lat], assume_unique=True)
     large = general[pc[general] > MAX_POINTS]
     general = general[pc[general] <= MAX_POINTS]
@@ -370,6 +450,9 @@ def map_lookup(pts: FlatPoints) -> MapLookup:
     lattices = _LatticeParts(n, unit_of_poly[lat_cand[lk]], np.round(lat.step[lk]).astype(np.int64),
                              np.round(lat.xmin[lk]).astype(np.int64), np.round(lat.ymin[lk]).astype(np.int64),
                              lat.gw[lk], lat.gh[lk], lat.goff[lk], lat.grid, e)
+    ok = off_lat[~fallback[unit_of_poly[lat_cand[off_lat]]]]
+    off_lattices = _OffLatticeParts(n, unit_of_poly[lat_cand[ok]], lat.step[ok], lat.xmin[ok], lat.ymin[ok],
+                                    lat.gw[ok], lat.gh[ok], lat.goff[ok], lat.grid, xu, pts.y, e)
     # the scattered polygons kept (a sub-locator would recompute: keep all, filter by unit)
     goff = offsets_of(gc)
     has = gc > 0
@@ -398,7 +481,7 @@ def map_lookup(pts: FlatPoints) -> MapLookup:
         raster = rasterize(pts.take(fb))
         stamped[np.flatnonzero(fallback[pts.row])] = raster.stamped
     return MapLookup(x0, y0, w, h, pts.with_values(x=xu), stamped, fallback, raster, key[last], val[last],
-                     lattices, scattered, qhull)
+                     (lattices, off_lattices, scattered, qhull))
 
 
 __all__ = ["MapLookup", "map_lookup"]

@@ -258,6 +258,13 @@ def concat(parts: list[FlatPoints]) -> FlatPoints:
     return FlatPoints(*(np.concatenate([getattr(p, c) for p in parts]) for c in "xye"), det_off, poly_off)
 
 
+def _take_or_slice(fp: FlatPoints, rows: np.ndarray) -> FlatPoints:
+    """``fp.take(rows)``, a view when the rows are consecutive."""
+    if rows.size and rows[-1] - rows[0] == rows.size - 1 and (rows.size < 2 or (np.diff(rows) == 1).all()):
+        return fp.slice(int(rows[0]), int(rows[-1]) + 1)
+    return fp.take(rows)
+
+
 def gather(parts: list[FlatPoints], part: np.ndarray, row: np.ndarray) -> FlatPoints:
     """Detection k is detection ``row[k]`` of ``parts[part[k]]`` (polygons kept): rows of several
     sets picked in any order, without joining the sets first."""
@@ -267,7 +274,7 @@ def gather(parts: list[FlatPoints], part: np.ndarray, row: np.ndarray) -> FlatPo
         return EMPTY
     which = np.unique(part)
     if which.size == 1:
-        return parts[int(which[0])].take(row)
+        return _take_or_slice(parts[int(which[0])], row)
     order = np.argsort(part, kind="stable")
     both = concat([parts[p].take(row[part == p]) for p in which.tolist()])  # detections in ``order``
     inv = np.empty_like(order)

@@ -251,53 +251,74 @@ class Locator:
         done = np.ones(nq, bool)
         if nq == 0:
             return corners, done
-        lx, ly, hv, h_off = self.lx, self.ly, self.hull, self.hull_off
         ox, oy = self.origin(qset)
         qlx, qly = np.asarray(qx, np.float64) - ox, np.asarray(qy, np.float64) - oy
-        d = self.hull_distance(qset, qlx, qly)
-        band = _BAND * np.maximum(np.sqrt(self.scale2[qset]), 1.0)
-        inside = d <= band
-        # queries on the boundary: a hair towards the hull's centre
-        edge_q = inside & (d > -band)
-        if edge_q.any():
-            hcount = np.diff(h_off)
-            cx = np.bincount(self.seg[hv], weights=lx[hv], minlength=self.n_sets) / np.maximum(hcount, 1)
-            cy = np.bincount(self.seg[hv], weights=ly[hv], minlength=self.n_sets) / np.maximum(hcount, 1)
-            e = np.flatnonzero(edge_q)
-            tx, ty = cx[qset[e]] - qlx[e], cy[qset[e]] - qly[e]
-            step = 4 * band[e] / np.maximum(np.hypot(tx, ty), 1e-300)
-            qlx[e] += tx * step
-            qly[e] += ty * step
         for t in range(len(_WIDTHS)):
-            live = np.flatnonzero(inside & (self.width[qset] == t))
-            if live.size:
-                corners[live], done[live] = self._simplex(t, qset[live], qlx[live], qly[live])
+            q = np.flatnonzero((self.width[qset] == t) & ~self.flat[qset])
+            if q.size:
+                corners[q], done[q] = self._simplex(t, qset[q], qlx[q], qly[q])
         return corners, done
 
-    def _simplex(self, t: int, qset, qlx, qly) -> tuple[np.ndarray, np.ndarray]:
-        """The simplex method for queries inside their sets' hulls, sets of table ``t``."""
-        X, Y, L, H = self.tables[t][:4]
-        lx, ly, lift = self.lx, self.ly, self.lift
-        nq = qset.size
-        rows = self.row[qset]
-        base = self.off[:-1][qset]
-        m = np.diff(self.hull_off)[qset]
-        # the starting triangle: the hull fan from the first vertex that holds the query
-        Hq = H[rows]
+    def _fan(self, Hq, m, qlx, qly):
+        """The triangle of each set's hull fan (from its first vertex) that holds the query, or
+        would if it were inside: (k, signed distance to the hull over the fan triangle's hull
+        edges, > 0 outside)."""
+        lx, ly = self.lx, self.ly
         v0 = Hq[:, 0]
-        cross = (lx[Hq] - lx[v0, None]) * (qly[:, None] - ly[v0, None]) - \
-            (ly[Hq] - ly[v0, None]) * (qlx[:, None] - lx[v0, None])
+        ax, ay = lx[v0], ly[v0]
+        cross = (lx[Hq] - ax[:, None]) * (qly - ay)[:, None] - (ly[Hq] - ay[:, None]) * (qlx - ax)[:, None]
         j = np.arange(Hq.shape[1])
         kk = ((cross >= 0) & (j >= 1) & (j < m[:, None])).sum(axis=1)
         kk = np.clip(kk, 1, m - 2)
-        ar = np.arange(nq)
-        basis = np.column_stack([v0, Hq[ar, kk], Hq[ar, kk + 1]])
+        ar = np.arange(Hq.shape[0])
+        # the hull edges of the fan triangle: (v_k, v_k+1), and (v0, v1) / (v_m-1, v0) at the ends
+        d = self._edge_distance(Hq[ar, kk], Hq[ar, kk + 1], qlx, qly)
+        d = np.maximum(d, np.where(kk == 1, self._edge_distance(v0, Hq[:, 1], qlx, qly), -np.inf))
+        d = np.maximum(d, np.where(kk == m - 2, self._edge_distance(Hq[ar, m - 1], v0, qlx, qly), -np.inf))
+        return kk, d
+
+    def _edge_distance(self, a, b, qlx, qly):
+        """Signed distance of queries to the lines a -> b (hull edges, counter-clockwise: > 0 outside)."""
+        ex, ey = self.lx[b] - self.lx[a], self.ly[b] - self.ly[a]
+        return (ey * (qlx - self.lx[a]) - ex * (qly - self.ly[a])) / np.hypot(ex, ey)
+
+    def _simplex(self, t: int, qset, qlx, qly) -> tuple[np.ndarray, np.ndarray]:
+        """Locate queries of sets of table ``t`` (non-flat): the hull fan's triangle, then the
+        simplex method for the queries inside."""
+        X, Y, L, H = self.tables[t][:4]
+        lx, ly, lift = self.lx, self.ly, self.lift
+        nq = qset.size
         corners = np.full((nq, 3), -1, np.int64)
         done = np.ones(nq, bool)
+        rows = self.row[qset]
+        m = np.diff(self.hull_off)[qset]
+        Hq = H[rows]
+        kk, d = self._fan(Hq, m, qlx, qly)
+        band = _BAND * np.maximum(np.sqrt(self.scale2[qset]), 1.0)
+        edge_q = np.flatnonzero((d <= band) & (d > -band))
+        if edge_q.size:
+            # on the boundary: a hair towards the hull's centre, then its fan triangle again
+            hv = Hq[edge_q]
+            inner = np.arange(hv.shape[1]) < m[edge_q, None]
+            cx = np.where(inner, lx[hv], 0.0).sum(axis=1) / m[edge_q]
+            cy = np.where(inner, ly[hv], 0.0).sum(axis=1) / m[edge_q]
+            tx, ty = cx - qlx[edge_q], cy - qly[edge_q]
+            step = 4 * band[edge_q] / np.maximum(np.hypot(tx, ty), 1e-300)
+            qlx, qly = qlx.copy(), qly.copy()
+            qlx[edge_q] += tx * step
+            qly[edge_q] += ty * step
+            kk[edge_q], _ = self._fan(hv, m[edge_q], qlx[edge_q], qly[edge_q])
+        live = np.flatnonzero(d <= band)
+        if live.size == 0:
+            return corners, done
+        qset, qlx, qly, rows, Hq, kk = qset[live], qlx[live], qly[live], rows[live], Hq[live], kk[live]
+        ar = np.arange(live.size)
+        basis = np.column_stack([Hq[:, 0], Hq[ar, kk], Hq[ar, kk + 1]])
+        base = self.off[:-1][qset]
         tol = 1e-12 * self.scale2[qset]
         iters = 2 * np.diff(self.off)[qset] + 8
         Xq, Yq, Lq = X[rows], Y[rows], L[rows]
-        active = np.arange(nq)
+        active = np.arange(live.size)
         it = 0
         while active.size:
             b = basis[active]
@@ -311,17 +332,19 @@ class Locator:
             gamma = z0 - alpha * x0 - beta * y0
             # the height of every point of the set over the current plane
             with np.errstate(invalid="ignore"):
-                r = Lq - alpha[:, None] * Xq - beta[:, None] * Yq - gamma[:, None]
+                r = Lq - alpha[:, None] * Xq
+                r -= beta[:, None] * Yq
+                r -= gamma[:, None]
             r[np.isnan(r)] = np.inf
             pick = np.argmin(r, axis=1)
             optimal = ~(r[np.arange(active.size), pick] < -tol[active])
             if optimal.any():
-                corners[active[optimal]] = b[optimal]
+                corners[live[active[optimal]]] = b[optimal]
             go = np.flatnonzero(~optimal)
             it += 1
             stuck = it >= iters[active[go]]
             if stuck.any():
-                done[active[go[stuck]]] = False
+                done[live[active[go[stuck]]]] = False
                 go = go[~stuck]
             if go.size == 0:
                 break

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from calib.canvas.points import (FlatPoints, choose_rows, concat, flatten, from_polygons, gather, points_series,
+from calib.canvas.points import (FlatPoints, _take_or_slice, choose_rows, concat, flatten, from_polygons, gather, points_series,
                                  round_points, row_hashes)
 from calib.stages.emit.cache import EmitCache, emit_cache
 
@@ -64,7 +64,7 @@ def _emit_runs(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, grow: flo
         if todo is not None and not todo[a:b].any():
             yield a, b, None, np.zeros(b - a, bool)
             continue
-        sub = fp.slice(a, b) if rows is None else fp.take(rows[a:b])
+        sub = fp.slice(a, b) if rows is None else _take_or_slice(fp, rows[a:b])
         new, has = emit(sub, scores[a:b] if rows is None else scores[rows[a:b]])
         has = np.asarray(has, bool) & (sub.count > 0)
         if todo is not None:
@@ -121,6 +121,7 @@ def emit_cached(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, emitter:
     u_row = known.row.copy()
     has = known.has.copy()
     missing = np.flatnonzero(~known.found)
+    missing = missing[np.argsort(first[missing], kind="stable")]  # in row order: chunks are slices
     if missing.size:
         reps = idx[first[missing]]  # one row of each distinct detection to emit
         for a, b, new, new_has in _emit_runs(fp, scores, emit, grow, max_cost, rows=reps):
@@ -136,12 +137,24 @@ def emit_cached(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, emitter:
     use = has[inverse]
     row_part[idx[use]] = u_part[inverse[use]]
     row_row[idx[use]] = u_row[inverse[use]]
-    # the output in chunks of bounded size (large arrays cost more per element than small ones)
-    out_count = np.empty(fp.n, np.int64)
-    for p in np.unique(row_part).tolist():
-        sel = row_part == p
-        out_count[sel] = parts[p].count[row_row[sel]]
-    return [gather(parts, row_part[a:b], row_row[a:b]) for a, b in chunk_bounds(out_count + 1.0, OUT_POINTS)]
+    return _assemble(parts, row_part, row_row)
+
+
+def _assemble(parts: list[FlatPoints], part: np.ndarray, row: np.ndarray) -> list[FlatPoints]:
+    """Detection k of the output is detection ``row[k]`` of ``parts[part[k]]``: the output as
+    chunks -- views of the parts where long runs of consecutive rows come from one part, else
+    gathered in chunks of bounded size (large arrays cost more per element than small ones)."""
+    n = part.size
+    brk = np.flatnonzero((part[1:] != part[:-1]) | (row[1:] != row[:-1] + 1)) + 1
+    if brk.size <= n // 64:
+        starts = np.r_[0, brk]
+        ends = np.r_[brk, n]
+        return [parts[int(part[a])].slice(int(row[a]), int(row[a]) + int(b - a)) for a, b in zip(starts, ends)]
+    out_count = np.empty(n, np.int64)
+    for p in np.unique(part).tolist():
+        sel = part == p
+        out_count[sel] = parts[p].count[row[sel]]
+    return [gather(parts, part[a:b], row[a:b]) for a, b in chunk_bounds(out_count + 1.0, OUT_POINTS)]
 
 
 def rewrite_points(df: pl.DataFrame, emit: BatchEmitter, rows: np.ndarray | None = None,
