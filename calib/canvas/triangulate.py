@@ -243,8 +243,9 @@ class Locator:
         """The triangle of set ``qset[k]`` that holds the query (``qx[k]``, ``qy[k]``): (corners
         (q, 3) point indices, -1 where none; converged (q,) bool, False for the rare query the
         search gave up on). A query on a triangle's edge may get either neighbour (their values
-        there agree). A query outside the set's hull gets none; one on its boundary (within a
-        relative 1e-7) is located a hair inside."""
+        there agree). A query outside the set's hull gets none; one on or within a relative 1e-7
+        of its boundary is located a hair inside (its weights in that triangle tell the caller
+        whether it is in)."""
         qset = np.asarray(qset, np.int64)
         nq = qset.size
         corners = np.full((nq, 3), -1, np.int64)

@@ -94,13 +94,16 @@ def emit_points(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, rows: np
 
 
 def emit_cached(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, emitter: str, *,
-                rows: np.ndarray | None = None, grow: float = 0.0, key_extra: np.ndarray | None = None,
-                cache: EmitCache | None = None, max_cost: float = CHUNK_COST) -> list[FlatPoints]:
+                rows: np.ndarray | None = None, grow: float | None = 0.0, key_extra: np.ndarray | None = None,
+                keys: np.ndarray | None = None, cache: EmitCache | None = None,
+                max_cost: float = CHUNK_COST) -> list[FlatPoints]:
     """:func:`emit_chunks` through the emitted-detections cache (:mod:`.cache`): each detection
     is looked up by its content (its points' hash and ``key_extra``, what the emitter reads of its
     score) under the key ``emitter`` (:func:`.cache.emitter_key`), and only the distinct
-    detections the cache does not know are handed to ``emit`` (then stored). Returns the output
-    as consecutive chunks of detections."""
+    detections the cache does not know are handed to ``emit`` (then stored). ``keys``: (n, 2)
+    uint64 per detection instead of its points' hash, for an emitter that reads less than all of
+    them (what it gives must then depend on the key only). Returns the output as consecutive
+    chunks of detections."""
     cache = emit_cache() if cache is None else cache
     scores = np.asarray(scores, np.float64)
     todo = fp.count > 0
@@ -111,7 +114,9 @@ def emit_cached(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, emitter:
     idx = np.flatnonzero(todo)
     if idx.size == 0:
         return [fp]
-    keys = row_hashes(fp, None if key_extra is None else np.asarray(key_extra, np.float64))[idx]
+    if keys is None:
+        keys = row_hashes(fp, None if key_extra is None else np.asarray(key_extra, np.float64))
+    keys = np.asarray(keys, np.uint64)[idx]
     ukeys, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.ravel()
     known = cache.get(emitter, ukeys)
