@@ -5,7 +5,10 @@ A batch emitter is a function ``(points, scores) -> (new points, has_output)`` o
 polygons (x unwrapped or not; they are rounded here) and whether it produced any (a detection it
 gives nothing for keeps its own points). Detections are handed over in chunks of bounded work --
 their points plus the pixels of their energy maps' windows (the points' box grown by what the
-emitter grows it by) -- so every intermediate array stays small enough to live in the CPU cache.
+emitter grows it by; the points alone for an emitter that draws no map) -- so every intermediate
+array stays small enough to live in the CPU cache. :func:`emit_cached` (what the stages use) first
+looks every detection up in the emitted-detections cache (:mod:`.cache`) and hands over only the
+distinct detections it does not know.
 """
 from __future__ import annotations
 
