@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from calib.canvas.points import FlatPoints, flatten, points_arrow
 from calib.io.errors import InputError
+from calib.tables import POLYGONS
 
 __all__ = ["CacheStats", "EmitCache", "EmitCacheError", "Lookup", "emit_cache", "emitter_key", "stored_in"]
 
@@ -340,7 +341,10 @@ class EmitCache:
             path = files[i]
             t = self._read(path)
             k = np.column_stack([t.column(c).to_numpy() for c in _KEY_COLUMNS]).astype(np.uint64)
-            pts = flatten(pl.Series("points", t.column("points")))
+            try:
+                pts = flatten(pl.Series("points", t.column("points")).cast(POLYGONS))
+            except (pl.exceptions.PolarsError, pa.ArrowException, KeyError, TypeError, ValueError) as e:
+                raise EmitCacheError(path, f"holds points calib cannot read ({e}; delete it and run again)") from None
             if pts.n != len(k):
                 raise EmitCacheError(path, f"holds {pts.n} detections for {len(k)} keys (delete it and run again)")
             out.append(_Block(emitter, k, t.column("has").to_numpy(zero_copy_only=False).astype(bool), pts))

@@ -173,3 +173,18 @@ def test_chains_over_the_same_detections_emit_each_once_via_the_stage_cache(tmp_
     assert s2.emitted == 0 and s2.read_from_disk == 3
     assert first.get_column("points").to_list() == second.get_column("points").to_list()
     assert list((tmp_path / "cache" / "emitted").iterdir())
+
+
+def test_a_cache_file_with_foreign_points_is_named(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    fp = from_polygons([[A]])
+    emit = lambda f, s: grid_batch(f)  # noqa: E731
+    with stored_in(tmp_path):
+        emit_cached(fp, np.zeros(1), emit, "g", cache=EmitCache())
+    (path,) = (tmp_path / "g").glob("*.parquet")
+    t = pq.read_table(path)
+    pq.write_table(t.set_column(3, "points", pa.array(["not points"])), path)
+    with stored_in(tmp_path), pytest.raises(EmitCacheError, match="cannot read"):
+        emit_cached(fp, np.zeros(1), emit, "g", cache=EmitCache())
