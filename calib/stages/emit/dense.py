@@ -57,7 +57,7 @@ def dense_batch(fp: FlatPoints, scores=None, *, frac: float = 0.1, spread: float
 def subsample_by_intensity(sets: FlatPoints, step: int) -> np.ndarray:
     """Mask keeping every ``step``-th point of each set ordered by decreasing intensity (ties in
     row-major order, i.e. the set's own order), starting with its peak."""
-    order = np.lexsort((np.arange(sets.n_points), -sets.e, sets.row))
+    order = sets.order_within(-sets.e)  # stable: ties keep the set's (row-major) order
     rank = np.empty(sets.n_points, np.int64)
     rank[order] = np.arange(sets.n_points) - np.repeat(sets.start, sets.count)
     return rank % step == 0
