@@ -9,4 +9,8 @@ a whole table at once.
 - :mod:`calib.canvas.raster`: 1 px/degree energy maps of many detections in one buffer (lattices
   triangulated cell by cell, Qhull only for scattered polygons), with peaks, pixels, bilinear
   samples, nearest fill and peak-normalised mask IoU.
+- :mod:`calib.canvas.lookup`: the same maps read at chosen pixels only (stamps, lattice cells,
+  Delaunay point location), for emitters that sample a map instead of drawing it.
+- :mod:`calib.canvas.triangulate`: Delaunay triangulations of many small sets, and point location
+  in them without triangulating (:class:`~calib.canvas.triangulate.Locator`).
 """

@@ -258,6 +258,30 @@ def concat(parts: list[FlatPoints]) -> FlatPoints:
     return FlatPoints(*(np.concatenate([getattr(p, c) for p in parts]) for c in "xye"), det_off, poly_off)
 
 
+def _take_or_slice(fp: FlatPoints, rows: np.ndarray) -> FlatPoints:
+    """``fp.take(rows)``, a view when the rows are consecutive."""
+    if rows.size and rows[-1] - rows[0] == rows.size - 1 and (rows.size < 2 or (np.diff(rows) == 1).all()):
+        return fp.slice(int(rows[0]), int(rows[-1]) + 1)
+    return fp.take(rows)
+
+
+def gather(parts: list[FlatPoints], part: np.ndarray, row: np.ndarray) -> FlatPoints:
+    """Detection k is detection ``row[k]`` of ``parts[part[k]]`` (polygons kept): rows of several
+    sets picked in any order, without joining the sets first."""
+    part = np.asarray(part, np.int64)
+    row = np.asarray(row, np.int64)
+    if part.size == 0:
+        return EMPTY
+    which = np.unique(part)
+    if which.size == 1:
+        return _take_or_slice(parts[int(which[0])], row)
+    order = np.argsort(part, kind="stable")
+    both = concat([parts[p].take(row[part == p]) for p in which.tolist()])  # detections in ``order``
+    inv = np.empty_like(order)
+    inv[order] = np.arange(order.size)
+    return both.take(inv)
+
+
 def choose_rows(old: FlatPoints, new: FlatPoints, use_new: np.ndarray) -> FlatPoints:
     """Per detection, its polygons from ``new`` where ``use_new`` is true, else from ``old`` (both
     sets have the same number of detections)."""
@@ -279,6 +303,84 @@ def points_series(parts: list[FlatPoints], name: str = "points") -> pl.Series:
     if not series:
         return points_column(EMPTY, name).head(0)
     return pl.concat(series, rechunk=False) if len(series) > 1 else series[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# content hashes
+# Odd 64-bit constants: per lane, the multipliers of x, y, e and position, then of the row's
+# point count, polygon count and extra value (from the golden ratio and splitmix64's stream).
+_LANES = np.array([[0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
+                    0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x27D4EB2F165667C5],
+                   [0x94D049BB133111EB, 0xBF58476D1CE4E5B9, 0x2545F4914F6CDD1D, 0x9FB21C651E98DF25,
+                    0xA0761D6478BD642F, 0xE7037ED1A0B428DB, 0x8EBC6AF09C88C6E3]], dtype=np.uint64)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, in place on a uint64 array: every input bit flips about half of the
+    output bits."""
+    z ^= z >> np.uint64(30)
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> np.uint64(27)
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> np.uint64(31)
+    return z
+
+
+def row_hashes(fp: FlatPoints, extra: np.ndarray | None = None, chunk_points: int = 1 << 18) -> np.ndarray:
+    """A 128-bit content hash of each detection's points: (n, 2) uint64.
+
+    Two detections get the same hash when their polygons hold the same points (the bytes of x, y,
+    e, in the same order, in the same polygons) and their ``extra`` values (float64 per detection,
+    e.g. what an emitter reads of the score) are equal. Each point's bytes and its place (polygon
+    and position within the detection) are mixed into two independent 64-bit lanes, summed per
+    detection (mod 2^64) and mixed with the detection's point and polygon counts -- whole arrays at
+    a time, no Python per row (runs of about ``chunk_points`` points, so that the temporaries stay
+    small). Not a cryptographic hash: a key for caching what a detection gives."""
+    n = fp.n
+    out = np.zeros((n, 2), np.uint64)
+    if n == 0:
+        return out
+    ext = np.zeros(n) if extra is None else np.ascontiguousarray(extra, np.float64)
+    cum = np.cumsum(fp.count)
+    a = 0
+    while a < n:
+        b = max(int(np.searchsorted(cum, (cum[a - 1] if a else 0) + chunk_points, side="right")), a + 1)
+        b = min(b, n)
+        out[a:b] = _row_hashes(fp.slice(a, b), ext[a:b])
+        a = b
+    return out
+
+
+def _row_hashes(fp: FlatPoints, ext: np.ndarray) -> np.ndarray:
+    n = fp.n
+    out = np.empty((n, 2), np.uint64)
+    bits = [np.ascontiguousarray(v, np.float64).view(np.uint64) for v in (fp.x, fp.y, fp.e)]
+    # place of each point: its polygon within the detection (high half), its position (low half)
+    pos = ragged_arange(fp.count).astype(np.uint64)
+    pos |= (fp.poly_of_point - fp.det_off[:-1][fp.row]).astype(np.uint64) << np.uint64(32)
+    nonempty = fp.count > 0
+    counts = fp.count.astype(np.uint64)
+    polys = np.diff(fp.det_off).astype(np.uint64)
+    ext = ext.view(np.uint64)
+    v = np.empty(fp.n_points, np.uint64)
+    t = np.empty(fp.n_points, np.uint64)
+    for lane in range(2):
+        c = _LANES[lane]
+        np.multiply(bits[0], c[0], out=v)
+        for k in (1, 2):
+            np.multiply(bits[k], c[k], out=t)
+            v += t
+        np.multiply(pos, c[3], out=t)
+        v += t
+        _mix64(v)
+        total = np.zeros(n, np.uint64)
+        if v.size:
+            total[nonempty] = np.add.reduceat(v, fp.start[nonempty])
+        total += counts * c[4]
+        total += polys * c[5]
+        total ^= _mix64(ext * c[6])
+        out[:, lane] = _mix64(total)
+    return out
 
 
 def peak_points(points: pl.Series) -> pl.DataFrame:

@@ -100,29 +100,11 @@ class Raster:
         """Bilinear samples at arbitrary (unwrapped) positions of the given units, 0 outside a
         window (what ``scipy.ndimage.map_coordinates(order=1, mode="constant")`` gives on it).
         ``value_at(unit, px, py)`` replaces :meth:`at` for the pixel values (e.g. a filled map)."""
-        unit = np.asarray(unit, np.int64)
-        qx = np.asarray(qx, np.float64) - self.x0[unit]
-        qy = np.asarray(qy, np.float64) - self.y0[unit]
-        inside = (qx >= 0) & (qx <= self.w[unit] - 1) & (qy >= 0) & (qy <= self.h[unit] - 1)
-        out = np.zeros(qx.shape)
-        if not inside.any():
-            return out
-        u, fx, fy = unit[inside], qx[inside], qy[inside]
-        cx = np.floor(fx).astype(np.int64)
-        cy = np.floor(fy).astype(np.int64)
-        tx, ty = fx - cx, fy - cy
-        get = value_at if value_at is not None else self.at
-        x0, y0 = self.x0[u], self.y0[u]
-        # the four neighbours in one call; those with weight 0 (a sample on the window's last row or
-        # column) are read at the sample's own pixel instead, never off the window
-        ox = np.where(tx > 0, 1, 0)
-        oy = np.where(ty > 0, 1, 0)
-        v = get(np.tile(u, 4), np.concatenate([x0 + cx, x0 + cx + ox, x0 + cx, x0 + cx + ox]),
-                np.concatenate([y0 + cy, y0 + cy, y0 + cy + oy, y0 + cy + oy])).reshape(4, -1)
-        v00, v10, v01, v11 = v
-        val = (1 - ty) * ((1 - tx) * v00 + tx * v10) + ty * ((1 - tx) * v01 + tx * v11)
-        out[inside] = np.maximum(val, 0.0)
-        return out
+        return bilinear(self.x0, self.y0, self.w, self.h, value_at if value_at is not None else self.at, unit, qx, qy)
+
+    def in_window(self, unit, px, py) -> np.ndarray:
+        """Whether integer pixels (unwrapped x) lie on their units' windows."""
+        return self._flat_index(np.asarray(unit, np.int64), np.asarray(px, np.int64), np.asarray(py, np.int64)) >= 0
 
     def pixels(self, min_value=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(unit, x unwrapped, y, value) of the pixels with value > 0 and >= ``min_value`` (a
@@ -319,6 +301,34 @@ class Raster:
         return np.where(union > 1e-8, inter / np.where(union > 1e-8, union, 1.0), 0.0)
 
 
+def bilinear(x0, y0, w, h, get, unit, qx, qy) -> np.ndarray:
+    """Bilinear samples of maps on windows (first column ``x0``, first row ``y0``, ``w`` x ``h``
+    pixels, per unit) at (unwrapped) positions of the given units, 0 outside a window;
+    ``get(unit, px, py)`` gives the values of integer pixels."""
+    unit = np.asarray(unit, np.int64)
+    qx = np.asarray(qx, np.float64) - x0[unit]
+    qy = np.asarray(qy, np.float64) - y0[unit]
+    inside = (qx >= 0) & (qx <= w[unit] - 1) & (qy >= 0) & (qy <= h[unit] - 1)
+    out = np.zeros(qx.shape)
+    if not inside.any():
+        return out
+    u, fx, fy = unit[inside], qx[inside], qy[inside]
+    cx = np.floor(fx).astype(np.int64)
+    cy = np.floor(fy).astype(np.int64)
+    tx, ty = fx - cx, fy - cy
+    ux0, uy0 = x0[u], y0[u]
+    # the four neighbours in one call; those with weight 0 (a sample on the window's last row or
+    # column) are read at the sample's own pixel instead, never off the window
+    ox = np.where(tx > 0, 1, 0)
+    oy = np.where(ty > 0, 1, 0)
+    v = get(np.tile(u, 4), np.concatenate([ux0 + cx, ux0 + cx + ox, ux0 + cx, ux0 + cx + ox]),
+            np.concatenate([uy0 + cy, uy0 + cy, uy0 + cy + oy, uy0 + cy + oy])).reshape(4, -1)
+    v00, v10, v01, v11 = v
+    val = (1 - ty) * ((1 - tx) * v00 + tx * v10) + ty * ((1 - tx) * v01 + tx * v11)
+    out[inside] = np.maximum(val, 0.0)
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # building it
 def _windows(pts: FlatPoints, xu: np.ndarray, grow: float):
@@ -343,6 +353,16 @@ def pixel_set_units(pts: FlatPoints, xu: np.ndarray, min_touching: float = PIXEL
     integer = (xu == np.round(xu)) & (pts.y == np.round(pts.y))
     all_int = np.bincount(pts.row, weights=~integer, minlength=n) == 0
     cand = all_int & (pts.count >= 3)
+    if cand.any() and min_touching > 0:
+        # points whose offsets from the first share a factor g >= 2 (a lattice of step g) have no
+        # 4-neighbours at all: not pixel sets, without building their occupancy
+        c = np.flatnonzero(cand)
+        sub, pos = pts.select(cand)
+        first = np.repeat(pos[sub.start], sub.count)
+        dx = np.abs(xu[pos] - xu[first]).astype(np.int64)
+        dy = np.abs(pts.y[pos] - pts.y[first]).astype(np.int64)
+        g = np.gcd.reduceat(np.gcd(dx, dy), sub.start)
+        cand[c[g >= 2]] = False
     if not cand.any():
         return cand
     sub, pos = pts.select(cand)
@@ -395,13 +415,42 @@ _CORNERS = ((0, 0), (1, 0), (0, 1), (1, 1))
 CODE_SHAPES = {0b1111: (0, 1), 0b1011: (0,), 0b1101: (1,), 0b1110: (2,), 0b0111: (3,)}
 
 
-def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
-    """Cell-by-cell triangulations of the polygons ``polys`` that are regular lattices. Returns
-    (is_lattice per polygon of ``polys``, cell groups of whole-degree lattices, triangles of the
-    other lattices)."""
+@dataclass
+class Lattices:
+    """Which of some polygons (``polys``) are regular lattices, and their sites: candidate k's
+    lattice has ``gw[k] x gh[k]`` sites ``step[k]`` apart from (``xmin[k]``, ``ymin[k]``) (x
+    unwrapped), site (i, j) holding point ``grid[goff[k] + j * gw[k] + i]`` (-1: absent); ``whole``
+    where step and origin are whole degrees. ``cells``: (candidate, i, j, corner points (k, 4),
+    corner code) of the cells with 3 or 4 corners of every lattice."""
+
+    polys: np.ndarray
+    is_lat: np.ndarray
+    step: np.ndarray
+    xmin: np.ndarray
+    ymin: np.ndarray
+    gw: np.ndarray
+    gh: np.ndarray
+    goff: np.ndarray
+    grid: np.ndarray
+    whole: np.ndarray
+    cells: tuple = ()
+
+
+#: cells drawn, by corner code (bit k: corner k of (0,0), (1,0), (0,1), (1,1) present)
+_DRAWN = np.zeros(16, bool)
+_DRAWN[list(CODE_SHAPES)] = True
+
+
+def lattice_sites(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, *, cells: bool = True) -> Lattices:
+    """Which of the polygons ``polys`` are regular lattices (equal steps in x and y, every point on
+    a site, no site twice, at least half the sites present, a cell with 3 or 4 corners), with
+    their sites (:class:`Lattices`; its ``cells`` only when ``cells``)."""
     is_lat = np.zeros(polys.size, bool)
+    none = np.zeros(polys.size)
+    empty = Lattices(polys, is_lat, none, none, none, none.astype(np.int64), none.astype(np.int64),
+                     np.zeros(polys.size + 1, np.int64), np.zeros(0, np.int64), np.zeros(polys.size, bool))
     if polys.size == 0:
-        return is_lat, [], None
+        return empty
     cnt = pts.poly_count[polys]
     pos = np.repeat(pts.poly_off[polys], cnt) + ragged_arange(cnt)
     seg = segment_ids(cnt)
@@ -409,6 +458,8 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
     x, y = xu[pos], pts.y[pos]
     xmin = np.minimum.reduceat(x, first)
     ymin = np.minimum.reduceat(y, first)
+    dx = x - xmin[seg]
+    dy = y - ymin[seg]
 
     def min_step(v, vmin, which):
         # smallest positive difference between the distinct values of the polygons ``which``
@@ -423,15 +474,19 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
             out[which] = np.minimum.reduceat(np.r_[d, np.inf], f)
         return out
 
+    same = seg[1:] == seg[:-1]
+
     def step_along(v):
         # smallest positive difference between consecutive points (in the polygon's own order)
         d = np.abs(np.diff(v))
-        d = np.where((d > 0) & (seg[1:] == seg[:-1]), d, np.inf)
+        d[~((d > 0) & same)] = np.inf
         return np.minimum.reduceat(np.r_[d, np.inf], first)
 
-    def on_grid(v, vmin, st):
-        f = (v - vmin[seg]) / np.where(np.isfinite(st) & (st > 0), st, 1.0)[seg]
-        return np.bincount(seg, weights=np.abs(f - np.round(f)) > 1e-6, minlength=polys.size) == 0
+    def sites(d, st):
+        # site index (rounded) of each value, and whether a polygon has a value off its sites
+        f = d / st[seg]
+        r = np.round(f)
+        return r, np.bincount(seg, weights=np.abs(f - r) > 1e-6, minlength=polys.size) > 0
 
     # Quick path: a lattice stored row by row has consecutive points one step apart, so the
     # smallest consecutive difference is the step whenever every value sits on its multiples (then
@@ -440,52 +495,92 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
     step = step_along(x)
     step_y = step_along(y)
     quick = np.isfinite(step) & np.isfinite(step_y) & (np.abs(step_y - step) <= 1e-9 * np.maximum(step, 1.0))
-    quick &= on_grid(x, xmin, step) & on_grid(y, ymin, step)
+    st = np.where(np.isfinite(step) & (step > 0), step, 1.0)
+    fi, off_x = sites(dx, st)
+    fj, off_y = sites(dy, st)
+    quick &= ~off_x & ~off_y
     if (~quick).any():
         step = np.where(quick, step, min_step(x, xmin, ~quick))
         step_y = np.where(quick, step_y, min_step(y, ymin, ~quick))
     ok = np.isfinite(step) & np.isfinite(step_y) & (step > 0)
     ok &= np.abs(step_y - step) <= 1e-9 * np.maximum(step, 1.0)
     if not ok.any():
-        return is_lat, [], None
-    s = np.where(ok, step, 1.0)[seg]
-    fi = (x - xmin[seg]) / s
-    fj = (y - ymin[seg]) / s
-    i = np.round(fi).astype(np.int64)
-    j = np.round(fj).astype(np.int64)
-    off_grid = (np.abs(fi - i) > 1e-6) | (np.abs(fj - j) > 1e-6)
-    ok &= np.bincount(seg, weights=off_grid, minlength=polys.size) == 0
+        return empty
+    # the quick polygons' sites are known; the others' are found on their new step
+    redo = ok & ~quick
+    if redo.any():
+        pk = redo[seg]
+        s = step[seg[pk]]
+        f = dx[pk] / s
+        g = dy[pk] / s
+        fi[pk], fj[pk] = np.round(f), np.round(g)
+        off = (np.abs(f - fi[pk]) > 1e-6) | (np.abs(g - fj[pk]) > 1e-6)
+        ok &= np.bincount(seg[pk], weights=off, minlength=polys.size) == 0
+    i = fi.astype(np.int64)
+    j = fj.astype(np.int64)
     gw = np.maximum.reduceat(i, first) + 1
     gh = np.maximum.reduceat(j, first) + 1
     ok &= (cnt >= LATTICE_MIN_FILL * gw * gh) & (gw >= 2) & (gh >= 2)
     if not ok.any():
-        return is_lat, [], None
+        return empty
     # the site grid of each candidate polygon: point index or -1
     area = np.where(ok, gw * gh, 0)
     goff = offsets_of(area)
     grid = np.full(int(goff[-1]), -1, np.int64)
     pk = ok[seg]
-    site = goff[seg[pk]] + j[pk] * gw[seg[pk]] + i[pk]
+    sk = seg[pk]
+    ik, jk = i[pk], j[pk]
+    site = goff[sk] + jk * gw[sk] + ik
     grid[site] = pos[pk]
     # a repeated site disqualifies the polygon (one of its points was overwritten)
-    ok &= np.bincount(seg[pk], weights=grid[site] != pos[pk], minlength=polys.size) == 0
-    cand = np.flatnonzero(ok)
-    if cand.size == 0:
-        return is_lat, [], None
-    # cells of each lattice, (gw - 1) x (gh - 1), and their corner codes
-    ncell = (gw[cand] - 1) * (gh[cand] - 1)
-    cseg = np.repeat(cand, ncell)
-    cj, ci = np.divmod(ragged_arange(ncell), gw[cseg] - 1)
-    base = goff[cseg] + cj * gw[cseg] + ci
-    corners = np.column_stack([grid[base], grid[base + 1], grid[base + gw[cseg]], grid[base + gw[cseg] + 1]])
-    code = (corners >= 0) @ np.array([1, 2, 4, 8])
-    drawn = np.isin(code, list(CODE_SHAPES))
-    is_lat[cand] = np.bincount(cseg[drawn], minlength=polys.size)[cand] > 0
-    cseg, ci, cj, corners, code = cseg[drawn], ci[drawn], cj[drawn], corners[drawn], code[drawn]
-    keep = is_lat[cseg]
-    cseg, ci, cj, corners, code = cseg[keep], ci[keep], cj[keep], corners[keep], code[keep]
-    whole = (np.abs(step - np.round(step)) < 1e-9) & (np.abs(xmin - np.round(xmin)) < 1e-9) & \
-        (np.abs(ymin - np.round(ymin)) < 1e-9)
+    ok &= np.bincount(sk, weights=grid[site] != pos[pk], minlength=polys.size) == 0
+    if not ok.any():
+        return empty
+    # a lattice needs a cell with 3 or 4 corners: one whose (0,0) corner is a site with 2 of the
+    # cell's 3 other corners, or one whose (0,0) corner is absent and the 3 others present (then
+    # its (1,1) corner sees both its left and upper neighbours)
+    has = grid >= 0
+    gk = gw[sk]
+    inner = (ik < gk - 1) & (jk < gh[sk] - 1)
+    sq = np.where(inner, site, 0)
+    a = has[sq + 1].astype(np.int8) + has[sq + gk] + has[sq + gk + 1]
+    lu = (ik >= 1) & (jk >= 1)
+    sl = np.where(lu, site, gk + 1)
+    cell = (inner & (a >= 2)) | (lu & has[sl - 1] & has[sl - gk])
+    is_lat = ok & (np.bincount(sk, weights=cell, minlength=polys.size) > 0)
+    with np.errstate(invalid="ignore"):
+        whole = (np.abs(step - np.round(step)) < 1e-9) & (np.abs(xmin - np.round(xmin)) < 1e-9) & \
+            (np.abs(ymin - np.round(ymin)) < 1e-9)
+    out = Lattices(polys, is_lat, step, xmin, ymin, gw, gh, goff, grid, whole & is_lat)
+    if not cells or not is_lat.any():
+        return out
+    # the cells of each lattice, (gw - 1) x (gh - 1) row by row, with their corner codes
+    cand = np.flatnonzero(is_lat)
+    rows = gh[cand] - 1
+    rseg = np.repeat(cand, rows)
+    rj = ragged_arange(rows)
+    per_row = gw[rseg] - 1
+    cseg = np.repeat(rseg, per_row)
+    cj = np.repeat(rj, per_row)
+    ci = ragged_arange(per_row)
+    g = gw[cseg]
+    base = goff[cseg] + cj * g + ci
+    corners = np.column_stack([grid[base], grid[base + 1], grid[base + g], grid[base + g + 1]])
+    code = (corners[:, 0] >= 0) + 2 * (corners[:, 1] >= 0) + 4 * (corners[:, 2] >= 0) + 8 * (corners[:, 3] >= 0)
+    drawn = _DRAWN[code]
+    out.cells = (cseg[drawn], ci[drawn], cj[drawn], corners[drawn], code[drawn])
+    return out
+
+
+def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):
+    """Cell-by-cell triangulations of the polygons ``polys`` that are regular lattices. Returns
+    (is_lattice per polygon of ``polys``, cell groups of whole-degree lattices, triangles of the
+    other lattices)."""
+    lat = lattice_sites(pts, xu, polys)
+    if not lat.cells:
+        return lat.is_lat, [], None
+    cseg, ci, cj, corners, code = lat.cells
+    step, xmin, ymin, whole = lat.step, lat.xmin, lat.ymin, lat.whole
     wc = whole[cseg]
     groups = []
     if wc.any():
@@ -508,7 +603,7 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
                 parts.append((corners[m][:, cols], cseg[m]))
         tri = _Triangles(np.concatenate([c for c, _ in parts]), unit_of_poly[polys[np.concatenate([q for _, q in parts])]],
                          polys[np.concatenate([q for _, q in parts])])
-    return is_lat, groups, tri
+    return lat.is_lat, groups, tri
 
 
 def _delaunay_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_poly: np.ndarray):

@@ -206,7 +206,11 @@ def shift_to_canvas(xu: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
     if xu.size == 0:
         return xu
     lo = np.full(n, np.inf)
-    np.minimum.at(lo, seg, xu)
+    starts = np.flatnonzero(np.r_[True, seg[1:] != seg[:-1]])
+    if (seg[starts[1:]] > seg[starts[:-1]]).all():  # segments laid out in order: one pass
+        lo[seg[starts]] = np.minimum.reduceat(xu, starts)
+    else:
+        np.minimum.at(lo, seg, xu)
     shift = CANVAS_WIDTH * np.floor(lo / CANVAS_WIDTH)
     return xu - shift[seg]
 

@@ -117,7 +117,17 @@ def run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iter
 
     Modules a stage's parameters name (``feature_modules``) must have been allowed
     (:func:`features.allowed_imports`, ``--allow-import``): a :class:`RecipeError` naming the stage
-    otherwise, before anything runs. ``source``: the recipe file, for messages."""
+    otherwise, before anything runs. ``source``: the recipe file, for messages. Emitted detections
+    are kept beside the stage cache (``CACHE/emitted``, :mod:`calib.stages.emit.cache`), so chains
+    that emit the same detections (variants, folds) emit each of them once."""
+    from calib.stages.emit.cache import stored_in
+
+    with stored_in(cache.root / "emitted" if cache is not None else None):
+        return _run_chain(recipe, tables, input_key, fit_clips=fit_clips, cache=cache, log=log, source=source)
+
+
+def _run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Iterable[str],
+               cache: StageCache | None, log: Log, source: str | None) -> ChainResult:
     fit_clips = sorted(set(fit_clips))
     fit_key = digest(fit_clips)
     chain = recipe.chain()

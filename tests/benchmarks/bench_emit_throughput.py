@@ -8,7 +8,8 @@ lattice blobs; ``sparse``: 6-20 scattered peaks) the benchmark builds a table of
 detections and prints, per emitter (grid, dense, rowmajor, compress, hull, gaussian):
 
 - CPU time per detection of the old path (on the first ``--old-sample`` detections: it is slow) and
-  of the new one (on all of them), and the speed-up;
+  of the new one (on all of them): cold (the emitted-detections cache empty) and warm (the same
+  table emitted again, every detection answered from the cache), and both speed-ups;
 - how many of the sample's detections come out identical (the rest differ where the new path
   changed a rule on purpose: support points on the seam, Delaunay ties, nearest-pixel ties; see
   calib.canvas) and the largest difference of a point value where the point sets have the same
@@ -23,6 +24,10 @@ from the repository root:
 
     PYTHONPATH=$PWD python tests/benchmarks/bench_emit_throughput.py [--detections 100000]
         [--old-sample 2000] [--systems lowthr,sparse] [--baseline REV] [--ablation-clips 4]
+        [--same-as REV] [--skip-selection]
+
+``--same-as REV`` also counts, on all the detections, those whose emitted points differ from
+what revision REV's emitters give (e.g. the main before the fast paths).
 """
 from __future__ import annotations
 
@@ -101,8 +106,11 @@ def run_old(tree: Path, table: Path, specs, out_dir: Path) -> dict:
     return {int(k): v for k, v in json.loads(res.stdout.strip().splitlines()[-1]).items()}
 
 
-def run_new(df, spec):
+def run_new(df, spec, warm: bool = False):
+    """CPU time of the stage on ``df`` (and its output): cold, with the emitted-detections cache
+    empty; with ``warm``, also the time of a second run answered from the cache."""
     from calib.stages.base import Tables, make_stage
+    from calib.stages.emit.cache import emit_cache
 
     if spec == "features":
         from features import compute_features
@@ -110,11 +118,21 @@ def run_new(df, spec):
         compute_features(df.head(20))
         t = time.process_time()
         out = compute_features(df)
-        return time.process_time() - t, out
+        return time.process_time() - t, out, None
     make_stage(dict(spec)).apply(Tables(detections=df.head(20)))
+    emit_cache().clear()
     t = time.process_time()
     out = make_stage(dict(spec)).apply(Tables(detections=df))["detections"]
-    return time.process_time() - t, out
+    cold = time.process_time() - t
+    hot = None
+    if warm:
+        t = time.process_time()
+        again = make_stage(dict(spec)).apply(Tables(detections=df))["detections"]
+        hot = time.process_time() - t
+        if not again.equals(out):
+            raise SystemExit(f"{label(spec)}: the warm run's output differs from the cold run's")
+    emit_cache().clear()
+    return cold, out, hot
 
 
 def compare_points(old, new) -> tuple[int, int, float]:
@@ -124,14 +142,14 @@ def compare_points(old, new) -> tuple[int, int, float]:
     from calib.canvas.points import flatten
 
     a, b = flatten(old.get_column("points")), flatten(new.get_column("points"))
-    same, worst = 0, 0.0
-    for i in range(a.n):
-        pa, pb = a.polygons(i), b.polygons(i)
-        if len(pa) == len(pb) and all(p.shape == q.shape for p, q in zip(pa, pb)):
-            d = max((float(np.abs(p - q).max()) for p, q in zip(pa, pb) if p.size), default=0.0)
-            same += d == 0
-            worst = max(worst, d)
-    return same, a.n, worst
+    shape = (a.count == b.count) & (np.diff(a.det_off) == np.diff(b.det_off))
+    sa, _ = a.select(shape)
+    sb, _ = b.select(shape)
+    polys = np.bincount(sa.det_of_poly, weights=sa.poly_count != sb.poly_count, minlength=sa.n) == 0
+    d = np.maximum(np.maximum(np.abs(sa.x - sb.x), np.abs(sa.y - sb.y)), np.abs(sa.e - sb.e))
+    worst = sa.reduce(np.maximum, np.nan_to_num(d, nan=np.inf), empty=0.0)
+    equal = polys & (worst == 0)
+    return int(equal.sum()), a.n, float(worst[polys].max(initial=0.0))
 
 
 def compare_tables(old, new) -> str:
@@ -161,7 +179,14 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ablation-clips", type=int, default=4, help="0 skips the mAP check")
     ap.add_argument("--skip-selection", action="store_true")
+    ap.add_argument("--same-as", metavar="REV", help="also run the emitters of this revision (e.g. the main "
+                    "the fast paths replaced) on all the detections and count those whose points differ")
+    ap.add_argument("--cache-mib", type=float, default=4096,
+                    help="memory of the emitted-detections cache for the warm runs (default 4096)")
     args = ap.parse_args(argv)
+    from calib.stages.emit.cache import emit_cache
+
+    emit_cache().max_bytes = int(args.cache_mib * 2**20)
     repo = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -169,7 +194,12 @@ def main(argv=None) -> int:
         tree.mkdir()
         archive = subprocess.run(["git", "-C", str(repo), "archive", args.baseline], capture_output=True, check=True)
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
-        print(f"old path: {args.baseline} (git archive), new path: this tree; CPU time per detection\n")
+        if args.same_as:
+            (tmp / "same-as").mkdir()
+            archive = subprocess.run(["git", "-C", str(repo), "archive", args.same_as], capture_output=True, check=True)
+            subprocess.run(["tar", "-x", "-C", str(tmp / "same-as")], input=archive.stdout, check=True)
+        print(f"old path: {args.baseline} (git archive), new path: this tree; CPU time per detection; new cold: "
+              "the emitted-detections cache empty, new warm: the same table again (answered from the cache)\n")
         for system in args.systems.split(","):
             df = make_table(system, args.detections, args.seed, tmp / "data")
             sample = df.head(args.old_sample)
@@ -182,23 +212,47 @@ def main(argv=None) -> int:
             import polars as pl
 
             print(f"\n== {system}: new path on {len(df)} detections, old on the first {len(sample)}")
-            head = f"{'stage':<38} {'old us/det':>10} {'new us/det':>10} {'speed-up':>9}  outputs on the sample"
+            head = (f"{'stage':<30} {'old us/det':>10} {'new cold':>9} {'new warm':>9} {'cold x':>7} {'warm x':>7}  "
+                    "outputs on the sample")
             print(head + "\n" + "-" * (len(head) + 20))
             for i, spec in enumerate(specs):
-                new_t, _ = run_new(df, spec)
+                emitter = spec in EMITTERS
+                new_t, _, warm_t = run_new(df, spec, warm=emitter)
                 old_us = old_t[i] / len(sample) * 1e6
                 new_us = new_t / len(df) * 1e6
-                _, new_sample = run_new(sample, spec)
+                _, new_sample, _ = run_new(sample, spec)
                 old_out = pl.read_parquet(out_dir / f"{i}.parquet")
-                if spec in EMITTERS:
+                if emitter:
                     same, n, worst = compare_points(old_out, new_sample)
                     what = f"{same}/{n} identical, max point diff {worst:.3g}"
+                    warm_us = warm_t / len(df) * 1e6
+                    warm = f"{warm_us:>9.1f} {old_us / new_us:>6.1f}x {old_us / warm_us:>6.1f}x"
                 else:
                     what = compare_tables(old_out, new_sample)
-                print(f"{label(spec):<38} {old_us:>10.1f} {new_us:>10.1f} {old_us / new_us:>8.1f}x  {what}", flush=True)
+                    warm = f"{'-':>9} {old_us / new_us:>6.1f}x {'-':>7}"
+                print(f"{label(spec):<30} {old_us:>10.1f} {new_us:>9.1f} {warm}  {what}", flush=True)
+            if args.same_as:
+                same_as(tmp / "same-as", df, tmp, system, args.same_as)
         if args.ablation_clips:
             ablation(tree, tmp, args)
     return 0
+
+
+def same_as(tree: Path, df, tmp: Path, system: str, rev: str) -> None:
+    """Run the emitters of ``tree`` on all of ``df`` and count the detections whose emitted points
+    differ from this tree's."""
+    import polars as pl
+
+    path = tmp / f"{system}-all.parquet"
+    df.write_parquet(path)
+    out_dir = tmp / f"same-as-{system}"
+    out_dir.mkdir()
+    run_old(tree, path, EMITTERS, out_dir)
+    print(f"-- emitted points against {rev} on all {len(df)} detections")
+    for i, spec in enumerate(EMITTERS):
+        _, new, _ = run_new(df, spec)
+        same, n, worst = compare_points(pl.read_parquet(out_dir / f"{i}.parquet"), new)
+        print(f"{label(spec):<30} {n - same:>7} of {n} differ, max point diff {worst:.3g}", flush=True)
 
 
 ABLATION_WORKER = r'''

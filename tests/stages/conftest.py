@@ -29,3 +29,13 @@ def make_dets(rows, system="sys"):
 @pytest.fixture
 def dets():
     return make_dets
+
+
+@pytest.fixture(autouse=True)
+def fresh_emit_cache():
+    """Every test starts with an empty emitted-detections cache (what a test emits is computed)."""
+    from calib.stages.emit.cache import emit_cache
+
+    emit_cache().clear()
+    yield
+    emit_cache().clear()

@@ -5,7 +5,10 @@ A batch emitter is a function ``(points, scores) -> (new points, has_output)`` o
 polygons (x unwrapped or not; they are rounded here) and whether it produced any (a detection it
 gives nothing for keeps its own points). Detections are handed over in chunks of bounded work --
 their points plus the pixels of their energy maps' windows (the points' box grown by what the
-emitter grows it by) -- so every intermediate array stays small enough to live in the CPU cache.
+emitter grows it by; the points alone for an emitter that draws no map) -- so every intermediate
+array stays small enough to live in the CPU cache. :func:`emit_cached` (what the stages use) first
+looks every detection up in the emitted-detections cache (:mod:`.cache`) and hands over only the
+distinct detections it does not know.
 """
 from __future__ import annotations
 
@@ -14,21 +17,28 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from calib.canvas.points import (FlatPoints, choose_rows, concat, flatten, from_polygons, points_series,
-                                 round_points)
-from calib.canvas.sphere import boxes
+from calib.canvas.points import (FlatPoints, _take_or_slice, choose_rows, concat, flatten, from_polygons, gather, points_series,
+                                 round_points, row_hashes)
+from calib.stages.emit.cache import EmitCache, emit_cache
 
 #: (points of some detections, their scores) -> (their new points, which of them got any)
 BatchEmitter = Callable[[FlatPoints, np.ndarray], tuple[FlatPoints, np.ndarray]]
 #: work per chunk handed to a batch emitter: points plus map pixels
 CHUNK_COST = 300_000
+#: points per chunk of the output handed back (cached and fresh detections gathered)
+OUT_POINTS = 1 << 20
 
 
-def detection_cost(fp: FlatPoints, grow: float = 0.0) -> np.ndarray:
+def detection_cost(fp: FlatPoints, grow: float | None = 0.0) -> np.ndarray:
     """Work a detection brings to a chunk: its points plus the pixels of its map window (its box
-    grown by ``grow`` degrees each way)."""
-    b = boxes(fp)
-    area = np.where(b.empty, 0.0, (np.minimum(b.w, 360.0) + 2 * grow + 1) * (b.h + 2 * grow + 1))
+    grown by ``grow`` degrees each way; x taken as given, so a detection over the seam counts as
+    360 degrees wide: only the chunks' sizes depend on it). ``grow=None``: the emitter draws no
+    map, its points are the work."""
+    if grow is None:
+        return fp.count + 100.0  # its points and the pixels it reads (n x n samples)
+    w = fp.reduce(np.maximum, fp.x, empty=np.nan) - fp.reduce(np.minimum, fp.x, empty=np.nan)
+    h = fp.reduce(np.maximum, fp.y, empty=np.nan) - fp.reduce(np.minimum, fp.y, empty=np.nan)
+    area = np.nan_to_num((np.minimum(w, 360.0) + 2 * grow + 1) * (h + 2 * grow + 1), nan=0.0)
     return fp.count + area
 
 
@@ -45,6 +55,26 @@ def chunk_bounds(cost: np.ndarray, max_cost: float = CHUNK_COST) -> list[tuple[i
     return out
 
 
+def _emit_runs(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, grow: float, max_cost: float,
+               todo: np.ndarray | None = None, rows: np.ndarray | None = None):
+    """(a, b, new points rounded, has) for consecutive chunks [a, b) of detections (of ``fp``, or
+    of its detections ``rows`` when given), skipping the chunks with nothing ``todo``: what
+    ``emit`` gives them and which it gave anything."""
+    cost = detection_cost(fp, grow)
+    if rows is not None:
+        cost = cost[rows]
+    for a, b in chunk_bounds(cost, max_cost):
+        if todo is not None and not todo[a:b].any():
+            yield a, b, None, np.zeros(b - a, bool)
+            continue
+        sub = fp.slice(a, b) if rows is None else _take_or_slice(fp, rows[a:b])
+        new, has = emit(sub, scores[a:b] if rows is None else scores[rows[a:b]])
+        has = np.asarray(has, bool) & (sub.count > 0)
+        if todo is not None:
+            has &= todo[a:b]
+        yield a, b, round_points(new), has
+
+
 def emit_chunks(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, rows: np.ndarray | None = None,
                 grow: float = 0.0, max_cost: float = CHUNK_COST) -> list[FlatPoints]:
     """``fp`` with the detections ``rows`` (default: all) rewritten by ``emit`` (numbers rounded),
@@ -56,18 +86,8 @@ def emit_chunks(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, rows: np
     if rows is not None:
         todo = np.zeros(fp.n, bool)
         todo[np.asarray(rows, np.int64)] = True
-    parts = []
-    for a, b in chunk_bounds(detection_cost(fp, grow), max_cost):
-        sub = fp.slice(a, b)
-        if todo is not None and not todo[a:b].any():
-            parts.append(sub)
-            continue
-        new, has = emit(sub, scores[a:b])
-        has = np.asarray(has, bool) & (sub.count > 0)
-        if todo is not None:
-            has &= todo[a:b]
-        parts.append(choose_rows(sub, round_points(new), has))
-    return parts
+    return [fp.slice(a, b) if new is None else choose_rows(fp.slice(a, b), new, has)
+            for a, b, new, has in _emit_runs(fp, scores, emit, grow, max_cost, todo)]
 
 
 def emit_points(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, rows: np.ndarray | None = None,
@@ -76,15 +96,90 @@ def emit_points(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, rows: np
     return concat(emit_chunks(fp, scores, emit, rows, grow))
 
 
+def emit_cached(fp: FlatPoints, scores: np.ndarray, emit: BatchEmitter, emitter: str, *,
+                rows: np.ndarray | None = None, grow: float | None = 0.0, key_extra: np.ndarray | None = None,
+                keys: np.ndarray | None = None, cache: EmitCache | None = None,
+                max_cost: float = CHUNK_COST) -> list[FlatPoints]:
+    """:func:`emit_chunks` through the emitted-detections cache (:mod:`.cache`): each detection
+    is looked up by its content (its points' hash and ``key_extra``, what the emitter reads of its
+    score) under the key ``emitter`` (:func:`.cache.emitter_key`), and only the distinct
+    detections the cache does not know are handed to ``emit`` (then stored). ``keys``: (n, 2)
+    uint64 per detection instead of its points' hash, for an emitter that reads less than all of
+    them (what it gives must then depend on the key only). Returns the output as consecutive
+    chunks of detections."""
+    cache = emit_cache() if cache is None else cache
+    scores = np.asarray(scores, np.float64)
+    todo = fp.count > 0
+    if rows is not None:
+        chosen = np.zeros(fp.n, bool)
+        chosen[np.asarray(rows, np.int64)] = True
+        todo &= chosen
+    idx = np.flatnonzero(todo)
+    if idx.size == 0:
+        return [fp]
+    if keys is None:
+        keys = row_hashes(fp, None if key_extra is None else np.asarray(key_extra, np.float64))
+    keys = np.asarray(keys, np.uint64)[idx]
+    ukeys, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    known = cache.get(emitter, ukeys)
+    # where each distinct detection's output is: row ``u_row`` of ``parts[u_part]`` (part 0: fp)
+    parts = [fp] + known.parts
+    u_part = np.where(known.found, known.part + 1, -1)
+    u_row = known.row.copy()
+    has = known.has.copy()
+    missing = np.flatnonzero(~known.found)
+    missing = missing[np.argsort(first[missing], kind="stable")]  # in row order: chunks are slices
+    if missing.size:
+        reps = idx[first[missing]]  # one row of each distinct detection to emit
+        for a, b, new, new_has in _emit_runs(fp, scores, emit, grow, max_cost, rows=reps):
+            u = missing[a:b]
+            cache.put(emitter, ukeys[u], new_has, new)
+            u_part[u] = len(parts)
+            u_row[u] = np.arange(b - a)
+            has[u] = new_has
+            parts.append(new)
+        cache.stats.emitted += int(missing.size)
+    row_part = np.zeros(fp.n, np.int64)
+    row_row = np.arange(fp.n)
+    use = has[inverse]
+    row_part[idx[use]] = u_part[inverse[use]]
+    row_row[idx[use]] = u_row[inverse[use]]
+    return _assemble(parts, row_part, row_row)
+
+
+def _assemble(parts: list[FlatPoints], part: np.ndarray, row: np.ndarray) -> list[FlatPoints]:
+    """Detection k of the output is detection ``row[k]`` of ``parts[part[k]]``: the output as
+    chunks -- views of the parts where long runs of consecutive rows come from one part, else
+    gathered in chunks of bounded size (large arrays cost more per element than small ones)."""
+    n = part.size
+    brk = np.flatnonzero((part[1:] != part[:-1]) | (row[1:] != row[:-1] + 1)) + 1
+    if brk.size <= n // 64:
+        starts = np.r_[0, brk]
+        ends = np.r_[brk, n]
+        return [parts[int(part[a])].slice(int(row[a]), int(row[a]) + int(b - a)) for a, b in zip(starts, ends)]
+    out_count = np.empty(n, np.int64)
+    for p in np.unique(part).tolist():
+        sel = part == p
+        out_count[sel] = parts[p].count[row[sel]]
+    return [gather(parts, part[a:b], row[a:b]) for a, b in chunk_bounds(out_count + 1.0, OUT_POINTS)]
+
+
 def rewrite_points(df: pl.DataFrame, emit: BatchEmitter, rows: np.ndarray | None = None,
-                   grow: float = 0.0) -> pl.DataFrame:
+                   grow: float = 0.0, *, emitter: str | None = None, key_extra=None) -> pl.DataFrame:
     """``df`` with ``points`` rewritten by the batch emitter ``emit`` (for every row, or only
-    ``rows``). A detection without points, or one the emitter gives nothing for, keeps its points."""
+    ``rows``). A detection without points, or one the emitter gives nothing for, keeps its points.
+    ``emitter``: the emitter's cache key (:func:`.cache.emitter_key`): what each detection gives is
+    then looked up in, and kept in, the emitted-detections cache (``key_extra``: per row, what the
+    emitter reads of the score)."""
     if len(df) == 0:
         return df
     fp = flatten(df.get_column("points"))
     scores = df.get_column("score").to_numpy() if "score" in df.columns else np.zeros(len(df))
-    return df.with_columns(points_series(emit_chunks(fp, scores, emit, rows, grow)))
+    if emitter is None:
+        return df.with_columns(points_series(emit_chunks(fp, scores, emit, rows, grow)))
+    out = emit_cached(fp, scores, emit, emitter, rows=rows, grow=grow, key_extra=key_extra)
+    return df.with_columns(points_series(out))
 
 
 def emit_one(emit: BatchEmitter, polygons: list[np.ndarray], score: float = 0.0) -> list[np.ndarray]:

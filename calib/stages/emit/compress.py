@@ -6,6 +6,7 @@ import numpy as np
 from calib.canvas.hull import convex_hulls
 from calib.canvas.points import FlatPoints, offsets_of
 from calib.stages.base import Param, Stage, Tables, declare, register
+from calib.stages.emit.cache import emitter_key
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 from calib.stages.emit.dense import _wrap, dense_sets
 
@@ -73,6 +74,12 @@ def thin_to_cells(sets: FlatPoints, cell: np.ndarray) -> np.ndarray:
     return out
 
 
+def cell_sizes(scores, cell: int, cell_high: int, high_score: float) -> np.ndarray:
+    """The cell size G of each detection: ``cell_high`` when its score is >= ``high_score``, else
+    ``cell``."""
+    return np.where(np.asarray(scores, np.float64) >= high_score, int(cell_high), int(cell))
+
+
 def compress_batch(fp: FlatPoints, scores: np.ndarray, *, frac: float = 0.1, cell: int = 5, cell_high: int = 4,
                    high_score: float = 0.5, spread: float = 0.0):
     """Batch ``compress``, polygon by polygon (as the scorer draws them): the energy map's pixels at
@@ -81,7 +88,7 @@ def compress_batch(fp: FlatPoints, scores: np.ndarray, *, frac: float = 0.1, cel
     vertices) so the interpolated mask covers the same region and does not shrink. A set crossing
     the seam gets support points on the seam every G degrees so both halves reach it."""
     ds = dense_sets(fp, frac=frac, spread=spread)
-    g = np.where(np.asarray(scores, np.float64) >= high_score, int(cell_high), int(cell))[ds.det]
+    g = cell_sizes(scores, cell, cell_high, high_score)[ds.det]
     sets = ds.sets
     keep = np.ones(sets.n_points, bool)
     thin = g > 1
@@ -127,8 +134,13 @@ class Compress(Stage):
                 raise ValueError(f"compress: {name} must be a positive integer, got {v!r}")
         check_fraction("compress: frac", self.frac)
         check_positive("compress: spread", self.spread, allow_zero=True)
-        params = dict(frac=self.frac, cell=int(self.cell), cell_high=int(self.cell_high),
-                      high_score=self.high_score, spread=self.spread)
-        df = rewrite_points(tables["detections"], lambda fp, s: compress_batch(fp, s, **params),
-                            grow=3.0 * spread_reach(self.spread))
+        params = dict(frac=float(self.frac), cell=int(self.cell), cell_high=int(self.cell_high),
+                      high_score=float(self.high_score), spread=float(self.spread))
+        df = tables["detections"]
+        # what a detection gives depends on its score only through its cell size: that is the key
+        cells = cell_sizes(df.get_column("score").to_numpy(), params["cell"], params["cell_high"],
+                           params["high_score"]) if len(df) else None
+        key = emitter_key("compress", dict(frac=params["frac"], spread=params["spread"]))
+        df = rewrite_points(df, lambda fp, s: compress_batch(fp, s, **params), grow=3.0 * spread_reach(self.spread),
+                            emitter=key, key_extra=cells)
         return tables.replace(detections=df)

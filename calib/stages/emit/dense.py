@@ -10,6 +10,7 @@ from calib.canvas.points import FlatPoints, offsets_of
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
+from calib.stages.emit.cache import emitter_key
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
@@ -56,7 +57,7 @@ def dense_batch(fp: FlatPoints, scores=None, *, frac: float = 0.1, spread: float
 def subsample_by_intensity(sets: FlatPoints, step: int) -> np.ndarray:
     """Mask keeping every ``step``-th point of each set ordered by decreasing intensity (ties in
     row-major order, i.e. the set's own order), starting with its peak."""
-    order = np.lexsort((np.arange(sets.n_points), -sets.e, sets.row))
+    order = sets.order_within(-sets.e)  # stable: ties keep the set's (row-major) order
     rank = np.empty(sets.n_points, np.int64)
     rank[order] = np.arange(sets.n_points) - np.repeat(sets.start, sets.count)
     return rank % step == 0
@@ -104,9 +105,9 @@ class Dense(Stage):
     def apply(self, tables: Tables) -> Tables:
         check_fraction("dense: frac", self.frac)
         check_positive("dense: spread", self.spread, allow_zero=True)
-        frac, spread = self.frac, self.spread
-        df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, frac=frac, spread=spread),
-                            grow=3.0 * spread_reach(spread))
+        params = dict(frac=float(self.frac), spread=float(self.spread))
+        df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, **params),
+                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("dense", params))
         return tables.replace(detections=df)
 
 
@@ -132,7 +133,7 @@ class RowMajor(Stage):
             raise ValueError(f"rowmajor: step must be a positive integer, got {self.step!r}")
         check_fraction("rowmajor: frac", self.frac)
         check_positive("rowmajor: spread", self.spread, allow_zero=True)
-        params = dict(step=int(self.step), frac=self.frac, spread=self.spread)
+        params = dict(step=int(self.step), frac=float(self.frac), spread=float(self.spread))
         df = rewrite_points(tables["detections"], lambda fp, s: rowmajor_batch(fp, **params),
-                            grow=3.0 * spread_reach(self.spread))
+                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("rowmajor", params))
         return tables.replace(detections=df)

@@ -7,12 +7,17 @@ import math
 import numpy as np
 import polars as pl
 
-from calib.canvas.points import FlatPoints, flatten, offsets_of, points_column, points_series, ragged_arange, round_points
+from calib.canvas.points import (FlatPoints, flatten, offsets_of, points_column, points_series, ragged_arange,
+                                 round_points, row_hashes)
 from calib.canvas.sphere import from_canvas, great_circle_haversine, group_sets, seam_support_rows, to_canvas, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
-from calib.stages.emit.common import check_fraction, check_positive, emit_chunks
+from calib.stages.emit.common import check_fraction, check_positive, emit_cached
+from calib.stages.emit.cache import emitter_key
 from calib.tables import DETECTIONS, conform
 
+#: work per chunk of detections (their points + 100 each): a blob tests some 600 lattice points,
+#: so chunks of about a hundred detections keep its arrays small (measured: 2x faster than 300_000)
+BLOB_CHUNK = 15_000
 #: kept for callers of the old name: the haversine angle between directions
 great_circle_deg = great_circle_haversine
 
@@ -39,6 +44,15 @@ def gaussian_blobs(azimuth, elevation, sigma_deg: float = 8.0, threshold: float 
     _check(sigma_deg, threshold, scale, step)
     az = np.asarray(azimuth, np.float64).ravel()
     el = np.asarray(elevation, np.float64).ravel()
+    # a blob depends on its direction only: each distinct one is drawn once
+    pairs, inverse = np.unique(np.column_stack([az, el]), axis=0, return_inverse=True)
+    if len(pairs) < az.size:
+        return _blobs(pairs[:, 0], pairs[:, 1], sigma_deg, threshold, scale, step).take(inverse.ravel())
+    return _blobs(az, el, sigma_deg, threshold, scale, step)
+
+
+def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, scale: float,
+           step: float) -> FlatPoints:
     m = az.size
     s = sigma_deg * scale
     radius = s * math.sqrt(-2.0 * math.log(threshold))  # where the intensity falls to the threshold
@@ -154,7 +168,15 @@ class Gaussian(Stage):
             a, e = from_canvas(sub.x[np.maximum(idx, 0)], sub.y[np.maximum(idx, 0)])
             return self._blobs(a, e), has
 
-        return tables.replace(detections=df.with_columns(points_series(emit_chunks(fp, np.zeros(fp.n), emit))))
+        key = emitter_key("gaussian", dict(sigma=float(self.sigma), threshold=float(self.threshold),
+                                           scale=float(self.scale), step=float(self.step)))
+        # a blob depends on the detection's peak only: detections sharing it share the blob
+        idx = fp.first_argmax(fp.e)
+        at = np.maximum(idx, 0)
+        one = np.arange(fp.n + 1, dtype=np.int64)
+        peaks = FlatPoints(fp.x[at], fp.y[at], np.zeros(fp.n), one, one)
+        out = emit_cached(fp, np.zeros(fp.n), emit, key, keys=row_hashes(peaks), grow=None, max_cost=BLOB_CHUNK)
+        return tables.replace(detections=df.with_columns(points_series(out)))
 
     def _from_teacher(self, teacher: pl.DataFrame) -> pl.DataFrame:
         t = teacher.sort(["clip", "frame", "class_id", "track", "azimuth", "elevation"], nulls_last=True,

@@ -4,13 +4,15 @@ from __future__ import annotations
 import numpy as np
 
 from calib.canvas.points import FlatPoints, offsets_of
+from calib.canvas.lookup import MapLookup, map_lookup
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import CANVAS_WIDTH, group_sets, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
+from calib.stages.emit.cache import emitter_key
 from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
 
 
-def detection_boxes(r: Raster, frac: float = 0.0, spread: float = 0.0) -> np.ndarray:
+def detection_boxes(r: Raster | MapLookup, frac: float = 0.0, spread: float = 0.0) -> np.ndarray:
     """Per map (x0, x1, y0, y1), x unwrapped: the bounding box of the detection's points and
     energy-map pixels at or above ``frac`` of their peak (NaN without points)."""
     pts = r.points
@@ -30,7 +32,7 @@ def detection_boxes(r: Raster, frac: float = 0.0, spread: float = 0.0) -> np.nda
             u = pts.row[st]
             px = np.round(pts.x[st]).astype(np.int64)
             py = np.round(pts.y[st]).astype(np.int64)
-            inside = r._flat_index(u, px, py) >= 0
+            inside = r.in_window(u, px, py)
             u, px, py = u[inside], px[inside], py[inside]
             np.minimum.at(lo_x, u, px)
             np.maximum.at(hi_x, u, px)
@@ -60,7 +62,9 @@ def grid_batch(fp: FlatPoints, scores=None, *, n: int = 3, frac: float = 0.0, sp
     normalised per detection to [``floor``, 1] (all 1 when the energy is flat). A box crossing the
     seam becomes two polygons that meet on the seam: support points on x = 360 at each grid row
     carry the grid's own interpolation along that row."""
-    r = rasterize(fp, spread=spread)
+    # the box of the points and the pixels they stamp, and n x n samples: read where they fall
+    # (map_lookup) unless the box needs the map's pixels (frac, spread)
+    r = map_lookup(fp) if frac == 0 and spread == 0 and not (fp.e < 0).any() else rasterize(fp, spread=spread)
     box = detection_boxes(r, frac, spread)
     dets = np.flatnonzero(~np.isnan(box[:, 0]))
     x0, x1, y0, y1 = (box[dets, k] for k in range(4))
@@ -152,11 +156,14 @@ class Grid(Stage):
         check_positive("grid: min_size", self.min_size, allow_zero=True)
 
     def params(self) -> dict:
-        return dict(n=int(self.n), frac=self.frac, spread=self.spread, scale=self.scale,
-                    min_size=self.min_size, floor=self.floor)
+        return dict(n=int(self.n), frac=float(self.frac), spread=float(self.spread), scale=float(self.scale),
+                    min_size=float(self.min_size), floor=float(self.floor))
 
     def apply(self, tables: Tables) -> Tables:
         self._check()
         params = self.params()
-        df = rewrite_points(tables["detections"], lambda fp, s: grid_batch(fp, **params), grow=3.0 * spread_reach(self.spread))
+        # without frac and spread no map is drawn (map_lookup): a chunk's work is its points
+        grow = None if params["frac"] == 0 and params["spread"] == 0 else 3.0 * spread_reach(self.spread)
+        df = rewrite_points(tables["detections"], lambda fp, s: grid_batch(fp, **params), grow=grow,
+                            emitter=emitter_key("grid", params))
         return tables.replace(detections=df)

@@ -8,6 +8,7 @@ from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_i
 from calib.canvas.raster import rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
+from calib.stages.emit.cache import emitter_key
 from calib.stages.emit.common import check_positive, emit_one, rewrite_points
 
 _RING = 16  # directions sampled on the circle a point is grown by
@@ -159,7 +160,8 @@ class Hull(Stage):
         check_positive("hull: pad", self.pad, allow_zero=True)
         check_positive("hull: spacing", self.spacing)
         check_positive("hull: min_radius", self.min_radius, allow_zero=True)
-        params = dict(pad=self.pad, spacing=self.spacing, min_radius=self.min_radius, flat=bool(self.flat))
+        params = dict(pad=float(self.pad), spacing=float(self.spacing), min_radius=float(self.min_radius),
+                      flat=bool(self.flat))
         df = rewrite_points(tables["detections"], lambda fp, s: hull_batch(fp, **params),
-                            grow=self.pad + max(self.min_radius, 0.0) + 1.0)
+                            grow=self.pad + max(self.min_radius, 0.0) + 1.0, emitter=emitter_key("hull", params))
         return tables.replace(detections=df)
