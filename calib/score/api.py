@@ -108,13 +108,23 @@ def _one_blas_thread(fn, *args):
         return fn(*args)
 
 
+def check_backend(backend: str) -> None:
+    """Refuse an unknown backend, and a Dask one without Dask installed (an ImportError the CLI turns
+    into "install calib[dask]"), before any work: small jobs run in-process and would otherwise
+    never say that the cluster the user asked for cannot be reached."""
+    if backend not in ("loky", "threading", "dask"):
+        raise ValueError(f"backend must be loky, threading or dask, got {backend!r}")
+    if backend == "dask":
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+
+
 def parallel_map(fn, items, *, jobs: int = 1, backend: str = "loky", scheduler: str | None = None) -> list:
     """[fn(*item) for item in items], in order, over joblib workers when jobs != 1 (loky processes,
     threads) or on a Dask cluster (backend "dask": the scheduler at ``scheduler``, or a local
     in-process cluster when None)."""
     items = list(items)
-    if backend not in ("loky", "threading", "dask"):
-        raise ValueError(f"backend must be loky, threading or dask, got {backend!r}")
+    check_backend(backend)
     if (jobs == 1 and backend != "dask") or not items:
         return [_one_blas_thread(fn, *it) for it in items]
     from joblib import Parallel, delayed, parallel_config
@@ -256,6 +266,7 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
         cache_dir = default_cache_dir()
 
     check_tie_order(tie_order)
+    check_backend(backend)
     if engine not in ("fast", "reference"):
         raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
     if engine == "reference" and (jobs != 1 or backend == "dask"):
