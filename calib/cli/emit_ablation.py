@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from calib.cli import add_scale_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -31,6 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--protocol", default="dcase2026", choices=("dcase2026", "dcase2026-coco"),
                    help="scoring protocol (default: %(default)s)")
     p.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
+    add_scale_args(p, "emitters (or, when they are too few for a pool, each one's clips)")
     p.set_defaults(func=run)
 
 
@@ -45,6 +48,7 @@ def run(args) -> int:
 
     import polars as pl
 
+    from calib.cli import scale_from
     from calib.io.dcase import ingest_truth
     from calib.io.errors import InputError
     from calib.stages.emit.ablation import ablate, format_table
@@ -60,7 +64,8 @@ def run(args) -> int:
         raise InputError(args.detections, f"table holds several systems {systems}; choose one with --system")
     truth = ingest_truth(args.truth, progress=False)[0] if Path(args.truth).is_dir() else read_table(args.truth, "truth")
     try:
-        table = ablate(dets, truth, _split_emitters(args.emitters), protocol=args.protocol)
+        with scale_from(args):
+            table = ablate(dets, truth, _split_emitters(args.emitters), protocol=args.protocol)
     except (ValueError, KeyError) as e:
         raise InputError(args.emitters, str(e).strip("'\"")) from None
     print(format_table(table))

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from calib.cli import add_scale_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -29,7 +31,9 @@ def add_parser(sub) -> None:
         "  \"stages.rerank.enabled\" = [true, false]\n"
         "  # \"stages.cap.per_class\" = [1, 3]  # a second axis: 4 variants, every combination\n\n"
         "example (data/ laid out as 'calib synth data/' writes it):\n"
-        "  calib portfolio grid.toml --data data/ --out portfolio/\n",
+        "  calib portfolio grid.toml --data data/ --out portfolio/\n"
+        "  calib portfolio grid.toml --data data/ --out portfolio/ --jobs 2     # chains over 2 processes\n"
+        "  calib portfolio grid.toml --data data/ --out portfolio/ --backend dask --scheduler tcp://10.0.0.5:8786\n",
     )
     p.add_argument("grid", metavar="GRID.toml")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -41,21 +45,24 @@ def add_parser(sub) -> None:
                    help="let the recipes import MODULE (or the modules of package MODULE), e.g. the feature module a "
                    "rerank stage names in feature_modules; repeatable. A recipe is data: without this flag (or a "
                    "'calib.features' entry point of an installed package) it cannot import anything")
-    p.add_argument("--quiet", action="store_true", help="print only the chosen systems")
+    p.add_argument("--quiet", action="store_true", help="print only the chosen systems (and no progress bars)")
+    add_scale_args(p, "the variants' chains (in-sample, folds, site)", quiet=False)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
     from pathlib import Path
 
+    from calib.cli import scale_from
     from calib.portfolio import load_grid, run_portfolio
     from calib.recipe import shipped_recipes
 
     grid, base = load_grid(args.grid)
     shipped = base in shipped_recipes().values()
     data = Path(args.data) if args.data else (Path.cwd() if shipped else base.parent)
-    res = run_portfolio(grid, base, args.out, base_dir=data, cache_dir=args.cache, grid_source=args.grid,
-                        log=(lambda s: None) if args.quiet else print, allow_imports=args.allow_import)
+    with scale_from(args):
+        res = run_portfolio(grid, base, args.out, base_dir=data, cache_dir=args.cache, grid_source=args.grid,
+                            log=(lambda s: None) if args.quiet else print, allow_imports=args.allow_import)
     if args.quiet:
         for i, c in enumerate(res.chosen, start=1):
             print(f"system {i}: {c.name} ({c.role})")

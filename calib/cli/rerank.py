@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from calib.cli import add_scale_args
+
 FIT_EPILOG = """\
 what it does:
   1. scores DETS against GT (dcase2026) and labels each detection matchable when its best soft IoU
@@ -66,7 +68,7 @@ def add_parser(sub) -> None:
                    help="post-calibration on the clip-grouped validation split; isotonic creates ties, which "
                    "change AP")
     f.add_argument("--system", metavar="NAME", help="use only this system of DETS")
-    f.add_argument("--jobs", type=int, default=1, help="processes for scoring DETS against GT (the labels)")
+    add_scale_args(f, "the labels (DETS scored against GT, per clip)")
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--threads", type=int, default=2, help="threads for the model (fixed, for determinism)")
     g = f.add_argument_group("model parameters (defaults from the report)")
@@ -137,6 +139,7 @@ def _fit(args) -> int:
     import polars as pl
 
     from calib.io.errors import InputError
+    from calib.cli import scale_from
     from calib.rerank.pipeline import fit_reranker, publish_folder
     from calib.tables import read_table
 
@@ -149,13 +152,14 @@ def _fit(args) -> int:
     from features import FeatureError
 
     try:
-        result = fit_reranker(
-            dets, truth, features=args.features, feature_modules=args.feature_module, iou_threshold=args.iou,
-            folds=args.folds, group=args.group, jobs=args.jobs, model=args.model, n_estimators=args.n_estimators,
-            max_depth=args.max_depth, num_leaves=args.num_leaves, learning_rate=args.learning_rate, l2=args.l2,
-            min_samples_leaf=args.min_samples_leaf, early_stopping=not args.no_early_stopping,
-            validation_fraction=args.validation_fraction, patience=args.patience, calibration=args.calibration,
-            seed=args.seed, num_threads=args.threads)
+        with scale_from(args):
+            result = fit_reranker(
+                dets, truth, features=args.features, feature_modules=args.feature_module, iou_threshold=args.iou,
+                folds=args.folds, group=args.group, jobs=args.jobs, model=args.model, n_estimators=args.n_estimators,
+                max_depth=args.max_depth, num_leaves=args.num_leaves, learning_rate=args.learning_rate, l2=args.l2,
+                min_samples_leaf=args.min_samples_leaf, early_stopping=not args.no_early_stopping,
+                validation_fraction=args.validation_fraction, patience=args.patience, calibration=args.calibration,
+                seed=args.seed, num_threads=args.threads)
     except (ValueError, FeatureError) as e:
         raise InputError(args.detections, str(e)) from e
     try:

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from calib.cli import add_scale_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -28,6 +30,7 @@ def add_parser(sub) -> None:
         "  calib run decision-calibrated --data data/ --out runs/dc --set stages.cap.per_class=3 "
         "--set stages.rerank.enabled=false\n"
         "  calib run decision-calibrated --data data/ --out runs/dc --no-score   # faster iterations\n"
+        "  calib run decision-calibrated --data data/ --out runs/dc --jobs 2     # clips scored over 2 processes\n"
         "  calib recipes copy decision-calibrated data/mine.toml             # a recipe of your own, to edit\n"
         "  calib run data/mine.toml --out runs/mine --cache runs/cache       # paths relative to the recipe\n"
         "\n"
@@ -50,7 +53,8 @@ def add_parser(sub) -> None:
                    "rerank stage names in feature_modules; repeatable. Only for code you trust")
     p.add_argument("--no-score", action="store_true",
                    help="skip scoring (faster iterations): no metrics.json, and a previous run's is removed")
-    p.add_argument("--quiet", action="store_true", help="print only the final line")
+    p.add_argument("--quiet", action="store_true", help="print only the final line (and no progress bars)")
+    add_scale_args(p, "the scoring and labelling of clips", quiet=False)
     p.set_defaults(func=run)
 
 
@@ -71,6 +75,7 @@ def load_with_overrides(ref: str, sets: list[str]):
 def run(args) -> int:
     from pathlib import Path
 
+    from calib.cli import scale_from
     from calib.recipe import run_recipe
 
     from calib.io.clipnames import is_safe_clip_name
@@ -83,8 +88,9 @@ def run(args) -> int:
                           "component of letters, digits, '_', '-', '.'); pass --out DIR", str(path))
     out = Path(args.out) if args.out else Path("runs") / recipe.name
     log = (lambda s: None) if args.quiet else print
-    res = run_recipe(recipe, out, base_dir=base, cache_dir=args.cache, source=str(path), log=log,
-                     score=not args.no_score, allow_imports=args.allow_import)
+    with scale_from(args):
+        res = run_recipe(recipe, out, base_dir=base, cache_dir=args.cache, source=str(path), log=log,
+                         score=not args.no_score, allow_imports=args.allow_import)
     cached = [r.address for r in res.chain.records if r.cached]
     if args.quiet:
         print(f"wrote {out} ({len(cached)}/{len(res.chain.records)} stages cached)")

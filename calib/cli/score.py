@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from calib.cli import add_scale_args
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -47,10 +49,7 @@ def add_parser(sub) -> None:
                    "numpy's stable sort. Whatever the choice, when tied scores differ in outcome the summary "
                    "(and metrics.json's tie_order_range) gives the mAP range over all three. dcase2026-coco sorts "
                    "stably (pycocotools), so there it changes nothing")
-    p.add_argument("--jobs", type=int, default=1, help="clips in parallel (fast engine)")
-    p.add_argument("--backend", choices=["loky", "threading", "dask"], default="loky",
-                   help="joblib backend for --jobs; dask runs the clips on a Dask cluster")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address (with --backend dask; default a local cluster)")
+    add_scale_args(p, "clips (fast engine)")
     p.add_argument("--cache", metavar="DIR", help="folder for rendered GT maps (keyed by content hash)")
     p.add_argument("--matches", metavar="matches.parquet", help="write the per-prediction match table (dcase2026)")
     p.add_argument("--report", metavar="DIR", help="write diagnostics: per-class table, PR curves, IoU histogram, recall ceiling")
@@ -138,6 +137,7 @@ def tie_range_line(rng: dict | None) -> str | None:
 def run(args) -> int:
     import json
 
+    from calib.cli import scale_from
     from calib.score import parse_thresholds, score
     from calib.score.report import metrics_json, write_report
     from calib.tables import atomic_path
@@ -145,10 +145,11 @@ def run(args) -> int:
     if args.matches and args.protocol != "dcase2026":
         raise SystemExit("calib score: --matches needs the dcase2026 protocol")
     pred, gt, clips, system, unscored_gt = _load(args)
-    res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
-                engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
-                scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
-                with_matches=args.protocol == "dcase2026", clips=clips, system=system, tie_order=args.tie_order)
+    with scale_from(args):
+        res = score(pred, gt, protocol=args.protocol, iou_thresholds=parse_thresholds(args.iou_thresholds),
+                    engine=args.engine, jobs=args.jobs, cache_dir=args.cache, backend=args.backend,
+                    scheduler=args.scheduler, sigma=args.sigma, energy_thr=args.energy_thr,
+                    with_matches=args.protocol == "dcase2026", clips=clips, system=system, tie_order=args.tie_order)
     print(per_class_table(res, args.protocol))
     tie_line = tie_range_line(res.tie_order_range)
     if tie_line:

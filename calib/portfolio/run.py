@@ -200,10 +200,7 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
         if not (spec.enabled and spec.gated):
             continue
         path = f"stages[{i}]"
-        without = copy.deepcopy(recipe)
-        without.stages[i].enabled = False
-        ungated = copy.deepcopy(recipe)
-        ungated.stages[i].gate, ungated.stages[i].gate_params = None, {}
+        without, ungated = _counterfactuals(recipe, i)
         base = estimate_recipe(without, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
         raw = estimate_recipe(ungated, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
         record, stage = records[path]
@@ -224,6 +221,117 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
                     row[f"{which}_{e}"] = a - b
             rows.append(row)
     return rows
+
+
+def _counterfactuals(recipe: Recipe, i: int) -> tuple[Recipe, Recipe]:
+    """(the recipe without its gated stage i, the recipe with stage i ungated)."""
+    without = copy.deepcopy(recipe)
+    without.stages[i].enabled = False
+    ungated = copy.deepcopy(recipe)
+    ungated.stages[i].gate, ungated.stages[i].gate_params = None, {}
+    return without, ungated
+
+
+def estimate_chains(recipe: Recipe, truth: pl.DataFrame, grid: Grid, dev: list[str]) -> list[tuple[list, list]]:
+    """(fit clips, scored clips) of every chain :func:`estimate_recipe` runs for ``recipe`` (the
+    full chain, the folds, the site), and :func:`gate_gains`' chains for its gated stages."""
+    out = [(dev, dev)]
+    if any(spec.learns for _, spec in recipe.chain()):
+        k = min(grid.folds, len(dev))
+        if k >= 2:
+            folds = fold_assignment(dev, k, grid.seed)
+            out += [([c for c in dev if folds[c] != f], [c for c in dev if folds[c] == f]) for f in range(k)]
+        site_fit, site_score = _site_clips(truth, dev, grid.site_fit), _site_clips(truth, dev, grid.site_score)
+        if site_fit and site_score:
+            out.append((site_fit, site_score))
+    return out
+
+
+def chain_jobs(recipe: Recipe, truth: pl.DataFrame, grid: Grid, dev: list[str]) -> list[tuple[Recipe, list, list]]:
+    """(recipe, fit clips, scored clips) of every chain a variant's estimates run (gate gains
+    included): what :func:`_warm_chain` runs ahead in parallel."""
+    jobs = [(recipe, fit, scored) for fit, scored in estimate_chains(recipe, truth, grid, dev)]
+    for i, spec in enumerate(recipe.stages):
+        if spec.enabled and spec.gated:
+            for r in _counterfactuals(recipe, i):
+                jobs += [(r, fit, scored) for fit, scored in estimate_chains(r, truth, grid, dev)]
+    return jobs
+
+
+_WORKER_INPUTS: dict = {}  # a worker's loaded inputs, by (inputs, base folder, cache): loaded once per process
+
+
+def _warm_chain(recipe: Recipe, fit: list[str], scored: list[str], *, base_dir, cache_root, allow_imports,
+                scorer: Scorer | None, source: str | None) -> None:
+    """Run one chain of a portfolio (in a worker) and score it on ``scored``: its stage outputs,
+    emitted detections, GT maps and prediction rows land in the caches on disk, so the estimates
+    assembled afterwards in the parent recompute nothing."""
+    import features as F
+
+    from calib.recipe.scoring import official_scorer
+
+    with F.allowed_imports(allow_imports), scoring_cache(cache_root):
+        key = (digest(recipe.inputs.to_dict()), str(base_dir), str(cache_root))
+        if key not in _WORKER_INPUTS:
+            _WORKER_INPUTS.clear()
+            _WORKER_INPUTS[key] = load_inputs(recipe, base_dir, cache_dir=cache_root)
+        loaded = _WORKER_INPUTS[key]
+        cache = StageCache(cache_root)
+        cache.remember(loaded.files)
+        det = run_chain(recipe, loaded.tables, loaded.key, fit_clips=fit, cache=cache, source=source).tables["detections"]
+        truth = loaded.tables["truth"]
+        (scorer or official_scorer)(restrict(det, scored), restrict(truth, scored), recipe.scoring)
+
+
+#: rough in-process seconds per input detection and chain of a portfolio (stages, emission,
+#: scoring; tests/benchmarks/bench_portfolio.py): a pool is started for the chains only when they
+#: add up to :data:`calib.score.parallel.POOL_MIN_SECONDS`
+PORTFOLIO_S_PER_DET_CHAIN = 2e-5
+
+
+def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: Grid, *, cache: StageCache,
+                base_dir, scorer: Scorer | None, source: str | None, log: Log, allow_imports=()) -> bool:
+    """Run every chain of every variant (folds and site, gate gains) ahead, over the workers or the
+    Dask cluster of the enclosing :func:`calib.score.parallel.scale_out` block, when it has more
+    than one worker and the work is big enough; returns whether it did. The results reach the
+    parent through the caches only, and the estimates are then assembled in order exactly as
+    without workers: the outputs are the same bytes whatever the jobs or backend."""
+    from calib.score.parallel import largest_first, parallel_map, settings, use_pool
+
+    s = settings()
+    if not s.parallel:
+        return False
+    jobs, costs = [], []
+    for v in variants:
+        ld = loaded[digest(v.recipe.inputs.to_dict())]
+        truth = ld.tables.get("truth")
+        if truth is None:
+            return False  # evaluate_variant says why
+        fit, evaluate = clip_sets(v.recipe, ld.tables)
+        n_det = sum(len(df) for df in ld.tables.systems.values())
+        for job in chain_jobs(v.recipe, truth, grid, sorted(set(fit) | set(evaluate))):
+            jobs.append(job)
+            costs.append(PORTFOLIO_S_PER_DET_CHAIN * n_det)
+    seen, unique, unique_costs = set(), [], []
+    for (recipe, fit, scored), c in zip(jobs, costs):
+        k = (digest(recipe.to_dict()), tuple(fit), tuple(scored))
+        if k not in seen:
+            seen.add(k)
+            unique.append((recipe, fit, scored))
+            unique_costs.append(c)
+    if not use_pool(len(unique), sum(unique_costs), jobs=s.jobs, backend=s.backend):
+        return False
+    log(f"portfolio: {len(unique)} chain(s) over {'a Dask cluster' if s.backend == 'dask' else f'{s.jobs} workers'}")
+    order = largest_first(unique_costs)  # equal costs: the variants' order, full chains before their folds
+    kw = dict(base_dir=Path(base_dir).resolve(), cache_root=Path(cache.root).resolve(), allow_imports=sorted(allow_imports),
+              scorer=scorer, source=source)
+    parallel_map(_warm_one, [(unique[i], kw) for i in order], **s.par(), desc="portfolio chains", unit="chain")
+    return True
+
+
+def _warm_one(job, kw) -> None:
+    recipe, fit, scored = job
+    _warm_chain(recipe, fit, scored, **kw)
 
 
 def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cache: StageCache | None,
@@ -266,13 +374,14 @@ def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.Pa
     stage_root = Path(cache_dir) if cache_dir is not None else Path(out_dir) / ".cache"  # as _run_portfolio's
     with F.allowed_imports(allow_imports), scoring_cache(stage_root):  # every chain reuses the scorer's renderings
         return _run_portfolio(grid, base_path, Path(out_dir), base_dir=base_dir, cache_dir=cache_dir, scorer=scorer,
-                              grid_source=grid_source, log=log, progress=progress)
+                              grid_source=grid_source, log=log, progress=progress, allow_imports=list(allow_imports))
 
 
 def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, scorer: Scorer | None,
-                   grid_source: str | None, log: Log, progress: bool) -> PortfolioResult:
+                   grid_source: str | None, log: Log, progress: bool, allow_imports: list[str]) -> PortfolioResult:
     from calib.recipe.paths import make_dirs
     from calib.recipe.io import read_document
+    from calib.score.parallel import progress as progress_bar
 
     if scorer is None:
         from calib.recipe.scoring import official_scorer as scorer
@@ -284,14 +393,18 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
     cache = StageCache(cache_dir if cache_dir is not None else out / ".cache")
     log(f"portfolio: {len(variants)} variant(s) of {Path(base_path).name}, {grid.folds} folds")
     loaded_by_inputs: dict[str, LoadedInputs] = {}
-    results = []
     for v in variants:
         key = digest(v.recipe.inputs.to_dict())
         if key not in loaded_by_inputs:
             loaded_by_inputs[key] = load_inputs(v.recipe, base_dir, cache_dir=cache.root, progress=progress, log=log)
             cache.remember(loaded_by_inputs[key].files)
-        results.append(evaluate_variant(v, loaded_by_inputs[key], grid, cache=cache, scorer=scorer, log=log,
-                                        source=grid_source))
+    warm_chains(variants, loaded_by_inputs, grid, cache=cache, base_dir=base_dir, scorer=scorer, source=grid_source,
+                log=log, allow_imports=allow_imports)
+    results = []
+    with progress_bar(variants, desc="portfolio variants", unit="variant") as bar:
+        for v in bar:
+            results.append(evaluate_variant(v, loaded_by_inputs[digest(v.recipe.inputs.to_dict())], grid, cache=cache,
+                                            scorer=scorer, log=log, source=grid_source))
     chosen, frag = choose([r.estimate() for r in results], max_systems=grid.max_systems, fragile_gap=grid.fragile_gap)
     for i, c in enumerate(chosen, start=1):
         log(f"system {i}: {c.name} ({c.role}): {c.reason}")

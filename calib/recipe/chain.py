@@ -161,8 +161,19 @@ def _run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Ite
             log(f"[{j + 1}/{n}] {records[j].address} ({records[j].type}): cached{_gate_text(records[j])}")
         if start:
             records[start - 1].rows = _rows(tables)
+    from calib.score.parallel import progress
+
+    with progress(range(start, n), desc=f"{recipe.name}: stages", unit="stage") as bar:
+        return _run_stages(recipe, tables, stages, records, chain, keys, fit_clips, cache, log, state_files, bar,
+                           input_key)
+
+
+def _run_stages(recipe, tables, stages, records, chain, keys, fit_clips, cache, log, state_files, bar,
+                input_key) -> ChainResult:
+    """The stages from the first one not cached on (``bar`` iterates their indices)."""
+    n = len(stages)
     truth = tables.get("truth")
-    for i in range(start, n):
+    for i in bar:
         st, rec, on = stages[i], records[i], chain[i][1].on_system
         t0 = time.perf_counter()
         try:

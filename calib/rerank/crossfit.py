@@ -78,9 +78,11 @@ def cross_fit(X: np.ndarray, y: np.ndarray, fold: np.ndarray, clips: np.ndarray,
               feature_names: Sequence[str], zero_at_inference: Sequence[str], params: dict) -> CrossFit:
     """Fit one reranker per fold on the other folds (early stopping split by clip inside them)
     and score the held-out fold with it."""
+    from calib.score.parallel import progress
+
     oof = np.full(y.size, np.nan)
     summaries = []
-    for f in np.unique(fold):
+    for f in progress(np.unique(fold), desc="cross-fitting", unit="fold"):
         test = fold == f
         train = ~test
         if np.unique(y[train]).size < 2:

@@ -18,6 +18,7 @@ import polars as pl
 from calib.score.aggregate import concat_records, metrics_from_records
 from calib.score.annotations import Annotation, check_protocol
 from calib.score.matching import KIND_FN, KIND_MATCHED
+from calib.score.parallel import check_backend, largest_first, parallel_map, resolve, use_pool
 
 DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
 CEILING_LEVELS = (0.1, 0.25, 0.5)
@@ -93,56 +94,6 @@ def annotations_digest(anns: Sequence[Annotation]) -> str:
 
 # ----------------------------------------------------------------------------------------------
 # engines
-_BLAS = None  # this process's threadpoolctl controller: finding the libraries takes milliseconds
-
-
-def _one_blas_thread(fn, *args):
-    """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
-    global _BLAS
-    if _BLAS is None:
-        import scipy.interpolate  # noqa: F401  (load scipy's BLAS before the controller lists them)
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    with _BLAS.limit(limits=1, user_api="blas"):
-        return fn(*args)
-
-
-def check_backend(backend: str) -> None:
-    """Refuse an unknown backend, and a Dask one without Dask installed (an ImportError the CLI turns
-    into "install calib[dask]"), before any work: small jobs run in-process and would otherwise
-    never say that the cluster the user asked for cannot be reached."""
-    if backend not in ("loky", "threading", "dask"):
-        raise ValueError(f"backend must be loky, threading or dask, got {backend!r}")
-    if backend == "dask":
-        import dask  # noqa: F401
-        import distributed  # noqa: F401
-
-
-def parallel_map(fn, items, *, jobs: int = 1, backend: str = "loky", scheduler: str | None = None) -> list:
-    """[fn(*item) for item in items], in order, over joblib workers when jobs != 1 (loky processes,
-    threads) or on a Dask cluster (backend "dask": the scheduler at ``scheduler``, or a local
-    in-process cluster when None)."""
-    items = list(items)
-    check_backend(backend)
-    if (jobs == 1 and backend != "dask") or not items:
-        return [_one_blas_thread(fn, *it) for it in items]
-    from joblib import Parallel, delayed, parallel_config
-
-    calls = (delayed(_one_blas_thread)(fn, *it) for it in items)
-    if backend == "dask":
-        from distributed import Client
-
-        client = Client(scheduler) if scheduler else Client(processes=False, dashboard_address=None)
-        try:
-            with parallel_config(backend="dask"):
-                return Parallel()(calls)
-        finally:
-            client.close()
-    with parallel_config(backend=backend, n_jobs=jobs):
-        return Parallel()(calls)
-
-
 class _Source:
     """One side of one clip: annotations in hand (objects, or columns: a
     :class:`~calib.score.columns.ClipAnnotations` or a table's :class:`~calib.score.columns.TableClip`),
@@ -231,8 +182,9 @@ def _plan(pred, gt, protocol, clips):
             [_Source(anns=side(gt[c]), kind="gt") for c in clips], skipped, [])
 
 
-def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast", jobs: int = 1,
-          cache_dir=None, backend: str = "loky", scheduler: str | None = None, sigma: float = 6.0,
+def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine: str = "fast",
+          jobs: int | None = None, cache_dir=None, backend: str | None = None, scheduler: str | None = None,
+          sigma: float = 6.0,
           energy_thr: float = 0.10, with_matches: bool = True, clips: Sequence[str] | None = None,
           system: str = "", tie_order: str = "avx2") -> ScoreResult:
     """Score predictions against ground truth.
@@ -248,8 +200,11 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
     ``engine``: "fast" (cached GT maps, each detection's IoUs and Pearson r against its bucket's GT
     cached by content so a subset or a re-scored copy of a scored table renders nothing,
     bounding-box interpolation, vectorized IoU, clips in parallel over ``jobs`` joblib workers or a
-    Dask cluster when the estimated work can pay for a pool, see :data:`POOL_MIN_SECONDS`) or
+    Dask cluster when the estimated work can pay for a pool, see :mod:`calib.score.parallel`) or
     "reference" (the official algorithm step by step, one process, nothing cached).
+    ``jobs``, ``backend``, ``scheduler``: as :func:`calib.score.parallel.parallel_map`; each left
+    None takes the enclosing :func:`calib.score.parallel.scale_out` block's (``calib run --jobs 2``),
+    else 1, "loky", None.
     ``cache_dir``: a folder keeping GT maps and prediction rows (``pred/``) across processes; by
     default the one a :func:`calib.score.cache.cache_folder` block sets, else memory only.
     ``tie_order`` (dcase2026): how ``numpy.argsort`` orders tied scores, which the CPU decides:
@@ -266,9 +221,12 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
         cache_dir = default_cache_dir()
 
     check_tie_order(tie_order)
-    check_backend(backend)
     if engine not in ("fast", "reference"):
         raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
+    if engine == "reference" and jobs is None and backend is None:
+        jobs, backend, scheduler = 1, "loky", None  # the oracle: one process whatever the block says
+    jobs, backend, scheduler = resolve(jobs, backend, scheduler)
+    check_backend(backend)
     if engine == "reference" and (jobs != 1 or backend == "dask"):
         raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
     if isinstance(iou_thresholds, str):
@@ -329,19 +287,6 @@ def _fast_job(clip, psrc, maps, gsrc, known, labels=False):
     return out, rendered, added, n_rendered
 
 
-def largest_first(costs: Sequence[float]) -> list[int]:
-    """Job order for a pool: biggest first (stable), so a big clip does not start last and keep
-    one worker busy while the others idle."""
-    return sorted(range(len(costs)), key=lambda i: -costs[i])
-
-
-#: Estimated in-process seconds of a scoring job below which no pool is started (``jobs`` > 1 is
-#: then ignored). Measured on 2 cores (tests/benchmarks/bench_score.py pool, 4 lowthr clips x 300
-#: frames): starting a loky pool and importing calib in its workers costs about 1.2 s (a reused pool
-#: 0.15 s); warm, the job takes 0.13 s in this process and 1.34 s with a new pool; cold (7.5 s in
-#: this process) a pool of 2 takes 4.7 s. Two workers save at most half, so a new pool pays from
-#: about 2 x 1.2 s of work.
-POOL_MIN_SECONDS = 2.5
 #: the estimate's cost model (seconds, same benchmark, "variants" and "pool" modes): parsing a
 #: prediction file, per byte; looking a detection up and writing its records (the GT digest and
 #: checks included); rendering a prediction and computing its row, per prediction and per point;
@@ -379,7 +324,7 @@ def estimate_seconds(psrc, gsrc, maps, known, cache_dir=None) -> float:
 def _fast_records(clips, psrc, gsrc, cache_dir, par, stats, labels: bool = False) -> list:
     """Records of every clip with the fast engine: cached GT maps and prediction rows where there
     are, the others computed in the clip's own job and cached here; in this process when the
-    estimated work is too small for a pool to pay (:data:`POOL_MIN_SECONDS`)."""
+    estimated work is too small for a pool to pay (:data:`calib.score.parallel.POOL_MIN_SECONDS`)."""
     from calib.score.cache import GT_CACHE, entry_key
     from calib.score.gt_maps import GTMaps
     from calib.score.pred_cache import PredIoUs, merge, pred_cache_dir, pred_entry_key
@@ -390,14 +335,14 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par, stats, labels: bool = False
     row_dir = pred_cache_dir(cache_dir)
     maps = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
     known = [GT_CACHE.get(k, row_dir, PredIoUs) for k in row_keys]
-    pooled = (par["jobs"] != 1 or par["backend"] == "dask") and len(clips) > 1
-    costs = [estimate_seconds(p, g, m, kn, cache_dir) for p, g, m, kn in zip(psrc, gsrc, maps, known)] if pooled else []
+    may_pool = use_pool(len(clips), None, jobs=par["jobs"], backend=par["backend"])
+    costs = [estimate_seconds(p, g, m, kn, cache_dir) for p, g, m, kn in zip(psrc, gsrc, maps, known)] if may_pool else []
     GT_CACHE.save_digests(cache_dir)  # GT (and, for the estimate, prediction) file digests learned
-    if pooled and sum(costs) < POOL_MIN_SECONDS:
-        pooled = False
+    pooled = may_pool and use_pool(len(clips), sum(costs), jobs=par["jobs"], backend=par["backend"])
     order = largest_first(costs) if pooled else list(range(len(clips)))
     run = par if pooled else {**par, "jobs": 1, "backend": "loky"}
-    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i], known[i], labels) for i in order], **run)
+    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i], known[i], labels) for i in order], **run,
+                        desc="labels" if labels else "scoring", unit="clip")
     recs: list = [None] * len(clips)
     stats.update(pool=pooled, estimated_seconds=round(sum(costs), 3) if costs else None, maps_rendered=0)
     for i, (rec, rendered, added, n_rendered) in zip(order, done):
@@ -478,8 +423,8 @@ def recall_ceiling(gt_matches: pl.DataFrame, levels: Sequence[float] = CEILING_L
     return out
 
 
-def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None,
-              backend: str = "loky", scheduler: str | None = None) -> np.ndarray:
+def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None = None, cache_dir=None,
+              backend: str | None = None, scheduler: str | None = None) -> np.ndarray:
     """Best soft IoU (dcase2026 protocol) of each detection, in row order, with a GT annotation of
     its clip, frame and class: the label a reranker learns and the matchability the fusion stages
     use, the ``best_iou`` of :func:`score`'s match table without the matching. 0 where its frame
@@ -502,6 +447,7 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, c
     pred = clips_from_table(rows, "pred")
     gt = clips_from_table(truth.filter(pl.col("clip").is_in(list(pred))), "gt")
     clips = [c for c in pred if c in gt]
+    jobs, backend, scheduler = resolve(jobs, backend, scheduler)
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
     with threadpool_limits(limits=1, user_api="blas"):  # see calib/__init__.py: tiny LAPACK calls
         done = _fast_records(clips, [_Source(anns=pred[c]) for c in clips],

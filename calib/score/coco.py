@@ -286,7 +286,7 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
     the GT cache under the GT's content hash and sigma; the reference engine renders triplet by
     triplet, nothing cached. Rendering runs per clip in parallel; the COCO evaluation and the
     peak matching run here."""
-    from calib.score.api import parallel_map
+    from calib.score.parallel import parallel_map
     from calib.score.cache import GT_CACHE, entry_key
 
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}

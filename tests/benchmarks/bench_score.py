@@ -21,7 +21,7 @@ ratio to a reference-engine scoring of the raw system measured in the same run (
 --reference-clips clips when fewer than all), the maps rendered and whether cold and cached gave
 identical metrics; then the per-detection costs the pool decision's estimate uses.
 pool: a warm re-score of the raw system with --jobs 1 and --jobs 2 (no pool: under
-calib.score.api.POOL_MIN_SECONDS) and --jobs 2 with a pool forced (threshold 0, a fresh loky pool),
+calib.score.parallel.POOL_MIN_SECONDS) and --jobs 2 with a pool forced (threshold 0, a fresh loky pool),
 cold and warm: what starting a pool costs against what it saves.
 """
 from __future__ import annotations
@@ -199,7 +199,7 @@ def variants(a, data: Path, tmp: Path) -> None:
 
 
 def pool(a, data: Path, tmp: Path) -> None:
-    from calib.score import api, score_tables
+    from calib.score import parallel, score_tables
     from calib.score.cache import GT_CACHE
 
     det, truth = load_tables(data, a.system)
@@ -208,23 +208,23 @@ def pool(a, data: Path, tmp: Path) -> None:
     for label, jobs, threshold in (("--jobs 1", 1, None), ("--jobs 2 (decided)", 2, None),
                                    ("--jobs 2, pool forced, new pool", 2, 0.0), ("--jobs 2, pool forced, reused", 2, 0.0)):
         if threshold is not None:
-            api.POOL_MIN_SECONDS, saved = threshold, api.POOL_MIN_SECONDS
+            parallel.POOL_MIN_SECONDS, saved = threshold, parallel.POOL_MIN_SECONDS
         if "new pool" in label:
             _fresh_pool()
         t0 = time.perf_counter()
         res = score_tables(det, truth, jobs=jobs)
         dt = time.perf_counter() - t0
         if threshold is not None:
-            api.POOL_MIN_SECONDS = saved
+            parallel.POOL_MIN_SECONDS = saved
         print(f"warm, {label:<34} {dt:7.2f} s  pool {res.work['pool']}, estimate {res.work['estimated_seconds']}")
     GT_CACHE.clear()
-    api.POOL_MIN_SECONDS, saved = 0.0, api.POOL_MIN_SECONDS
+    parallel.POOL_MIN_SECONDS, saved = 0.0, parallel.POOL_MIN_SECONDS
     _fresh_pool()
     t0 = time.perf_counter()
     res = score_tables(det, truth, jobs=2)
     print(f"cold, --jobs 2, pool forced, new pool    {time.perf_counter() - t0:7.2f} s  estimate "
           f"{res.work['estimated_seconds']}")
-    api.POOL_MIN_SECONDS = saved
+    parallel.POOL_MIN_SECONDS = saved
     GT_CACHE.clear()
     t0 = time.perf_counter()
     res = score_tables(det, truth)

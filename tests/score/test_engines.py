@@ -191,10 +191,10 @@ def test_gt_maps_dense_rows():
 
 @pytest.fixture
 def always_pool(monkeypatch):
-    """A pool even for these small jobs (below calib.score.api.POOL_MIN_SECONDS none is started)."""
-    from calib.score import api
+    """A pool even for these small jobs (below calib.score.parallel.POOL_MIN_SECONDS none is started)."""
+    from calib.score import parallel
 
-    monkeypatch.setattr(api, "POOL_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(parallel, "POOL_MIN_SECONDS", 0.0)
 
 
 @pytest.mark.parametrize("backend", ["loky", "threading"])

@@ -254,11 +254,11 @@ def test_a_tiny_job_starts_no_pool(tables, monkeypatch):
 
 
 def test_work_above_the_threshold_runs_in_the_pool(tables, monkeypatch):
-    from calib.score import api
+    from calib.score import parallel
 
     det, truth = tables
     det = det.filter(pl.col("system") == "grid")
-    monkeypatch.setattr(api, "POOL_MIN_SECONDS", 0.0)
+    monkeypatch.setattr(parallel, "POOL_MIN_SECONDS", 0.0)
     GT_CACHE.clear()
     got = score_tables(det, truth, jobs=2, backend="threading")
     assert got.work["pool"]

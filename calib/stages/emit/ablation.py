@@ -44,32 +44,50 @@ def clip_file_sizes(df: pl.DataFrame) -> np.ndarray:
 
 def ablate(detections: pl.DataFrame, truth: pl.DataFrame, emitters, *, protocol: str = "dcase2026") -> pl.DataFrame:
     """One row per emitter (``none`` first: the detections as given): macro mAP, its change relative
-    to ``none``, macro Pearson, largest and mean clip file size (MiB), total points, emission time."""
-    from calib.score import score_tables
+    to ``none``, macro Pearson, largest and mean clip file size (MiB), total points, emission time.
+    The emitters run over the workers of the enclosing :func:`calib.score.parallel.scale_out` block
+    when they are worth a pool (else each one's scoring does, per clip); rows keep their order."""
+    from calib.score.parallel import parallel_map, settings, use_pool
 
     specs = [{"type": "none"}] + [parse_emitter(e) if isinstance(e, str) else dict(e) for e in emitters
                                   if (e if isinstance(e, str) else e.get("type")) != "none"]
-    rows = []
-    for spec in specs:
-        t0 = time.perf_counter()
-        if spec["type"] == "none":
-            out = detections
-        else:
-            out = make_stage(spec).apply(Tables(detections=detections))["detections"]
-        emit_s = time.perf_counter() - t0
-        metrics = score_tables(out, truth, protocol=protocol)
-        sizes = clip_file_sizes(out)
-        label = spec["type"] + "".join(f":{k}={json.dumps(v)}" for k, v in spec.items() if k != "type")
-        m = metrics.get("macro_mAP", metrics.get("mask_mAP"))
-        rows.append({"emitter": label, "macro_mAP": None if m is None else float(m),
-                     "macro_pearson_r": _float(metrics.get("macro_pearson_r", metrics.get("pearson_r"))),
-                     "largest_MiB": float(sizes.max() / 2**20) if sizes.size else 0.0,
-                     "mean_MiB": float(sizes.mean() / 2**20) if sizes.size else 0.0,
-                     "points": flatten(out.get_column("points")).n_points, "emit_s": emit_s})
+    par = settings().par()
+    if not use_pool(len(specs), ABLATION_S_PER_DET * len(specs) * len(detections), jobs=par["jobs"],
+                    backend=par["backend"]):
+        par = {"jobs": 1, "backend": "loky", "scheduler": None}
+
+    rows = parallel_map(_ablate_one, [(spec, detections, truth, protocol) for spec in specs], **par,
+                        desc="emitters", unit="emitter")
     base = rows[0]["macro_mAP"]
     for r in rows:
         r["rel_mAP"] = (r["macro_mAP"] / base - 1.0) if base and r["macro_mAP"] is not None else None
     return pl.DataFrame(rows, schema=ABLATION_SCHEMA)
+
+
+#: rough in-process seconds per detection and emitter (emission, scoring, sizing): a pool is
+#: started only when the emitters add up to :data:`calib.score.parallel.POOL_MIN_SECONDS`
+ABLATION_S_PER_DET = 1e-4
+
+
+def _ablate_one(spec: dict, detections: pl.DataFrame, truth: pl.DataFrame, protocol: str) -> dict:
+    """One emitter's row (``rel_mAP`` left out): emitted, scored, sized."""
+    from calib.score import score_tables
+
+    t0 = time.perf_counter()
+    if spec["type"] == "none":
+        out = detections
+    else:
+        out = make_stage(spec).apply(Tables(detections=detections))["detections"]
+    emit_s = time.perf_counter() - t0
+    metrics = score_tables(out, truth, protocol=protocol)
+    sizes = clip_file_sizes(out)
+    label = spec["type"] + "".join(f":{k}={json.dumps(v)}" for k, v in spec.items() if k != "type")
+    m = metrics.get("macro_mAP", metrics.get("mask_mAP"))
+    return {"emitter": label, "macro_mAP": None if m is None else float(m),
+            "macro_pearson_r": _float(metrics.get("macro_pearson_r", metrics.get("pearson_r"))),
+            "largest_MiB": float(sizes.max() / 2**20) if sizes.size else 0.0,
+            "mean_MiB": float(sizes.mean() / 2**20) if sizes.size else 0.0,
+            "points": flatten(out.get_column("points")).n_points, "emit_s": emit_s}
 
 
 def _float(v):

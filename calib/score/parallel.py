@@ -1,0 +1,244 @@
+"""Independent jobs run in order: in this process, over joblib workers, or on a Dask cluster.
+
+Every heavy step of calib (scoring clips, portfolio estimates, emitter ablations, the rerank
+stage's labels) hands its jobs to :func:`parallel_map`, which returns their results in the order
+of the jobs whatever ran them, so outputs are byte-identical with ``jobs=1``, ``jobs=N`` or a Dask
+cluster. Nothing here knows about scoring: any module may use it (it imports nothing of calib).
+
+- ``jobs``: joblib workers (1: this process; -1: one per core). ``backend``: "loky" (processes),
+  "threading" or "dask" (joblib's Dask backend on a ``distributed.Client``: the scheduler at
+  ``scheduler``, e.g. ``tcp://10.0.0.5:8786``, or a local in-process cluster when None). The
+  cluster's workers need calib installed and the same paths as this process (the stage cache and
+  the data on a shared file system).
+- No pool is started when the work is too small to gain from it: the caller passes its estimate
+  and :func:`use_pool` compares it with :data:`POOL_MIN_SECONDS`.
+- :func:`scale_out` sets these for a whole command (``calib run --jobs 2``): the code under it
+  reads them with :func:`settings` and one Dask client serves every map of the command.
+- Progress: :func:`progress` gives a tqdm bar on stderr, shown when stderr is a terminal
+  (``disable=None``) unless the command asked for quiet (:func:`scale_out` ``quiet=True``).
+"""
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterable, Sequence
+
+BACKENDS = ("loky", "threading", "dask")
+
+#: Estimated in-process seconds of a batch of jobs below which no pool is started (``jobs`` > 1 is
+#: then ignored). Measured on 2 cores (tests/benchmarks/bench_score.py pool, 4 lowthr clips x 300
+#: frames): starting a loky pool and importing calib in its workers costs about 1.2 s (a reused pool
+#: 0.15 s); warm, the job takes 0.13 s in this process and 1.34 s with a new pool; cold (7.5 s in
+#: this process) a pool of 2 takes 4.7 s. Two workers save at most half, so a new pool pays from
+#: about 2 x 1.2 s of work.
+POOL_MIN_SECONDS = 2.5
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a command runs its heavy work: ``jobs``, ``backend``, ``scheduler`` as
+    :func:`parallel_map`; ``quiet``: no progress bars."""
+
+    jobs: int = 1
+    backend: str = "loky"
+    scheduler: str | None = None
+    quiet: bool = False
+
+    @property
+    def parallel(self) -> bool:
+        """Whether jobs may leave this process (more than one worker, or a Dask cluster)."""
+        return self.jobs != 1 or self.backend == "dask"
+
+    def par(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`parallel_map`."""
+        return {"jobs": self.jobs, "backend": self.backend, "scheduler": self.scheduler}
+
+
+_SETTINGS: contextvars.ContextVar[Settings] = contextvars.ContextVar("calib_parallel", default=Settings())
+_CLIENT: contextvars.ContextVar[Any] = contextvars.ContextVar("calib_dask_client", default=None)
+
+
+def settings() -> Settings:
+    """The settings of the enclosing :func:`scale_out` block (one local job, bars shown, outside)."""
+    return _SETTINGS.get()
+
+
+def resolve(jobs: int | None, backend: str | None, scheduler: str | None) -> tuple[int, str, str | None]:
+    """(jobs, backend, scheduler) with each None taken from :func:`settings` (the scheduler only
+    when the backend is the block's too)."""
+    s = _SETTINGS.get()
+    backend_ = s.backend if backend is None else backend
+    if scheduler is None and backend_ == s.backend:
+        scheduler = s.scheduler
+    return (s.jobs if jobs is None else jobs), backend_, scheduler
+
+
+def check_backend(backend: str) -> None:
+    """Refuse an unknown backend, and a Dask one without Dask installed (an ImportError the CLI turns
+    into "install calib[dask]"), before any work: small jobs run in-process and would otherwise
+    never say that the cluster the user asked for cannot be reached."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be {', '.join(BACKENDS[:-1])} or {BACKENDS[-1]}, got {backend!r}")
+    if backend == "dask":
+        import dask  # noqa: F401
+        import distributed  # noqa: F401
+
+
+def check_jobs(jobs: int) -> int:
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs == 0 or jobs < -1:
+        raise ValueError(f"jobs must be a positive whole number or -1 (one per core), got {jobs!r}")
+    return jobs
+
+
+@contextlib.contextmanager
+def scale_out(jobs: int = 1, backend: str = "loky", scheduler: str | None = None, quiet: bool = False):
+    """A block whose heavy work runs with these settings (:func:`settings`). With the Dask backend,
+    one client (connected to ``scheduler``, or a local in-process cluster) serves the whole block;
+    it is opened at the first map that needs it and closed at the end of the block."""
+    check_jobs(jobs)
+    check_backend(backend)
+    if scheduler is not None and backend != "dask":
+        raise ValueError("a scheduler address needs --backend dask")
+    token = _SETTINGS.set(Settings(jobs, backend, scheduler, quiet))
+    client_token = _CLIENT.set(None)
+    try:
+        yield settings()
+    finally:
+        client = _CLIENT.get()
+        _CLIENT.reset(client_token)
+        _SETTINGS.reset(token)
+        if client is not None:
+            client.close()
+
+
+def local_client(jobs: int = 1):
+    """A Dask client of a local cluster on this machine: ``jobs`` worker processes (1 or -1: one
+    per core) of one thread each (calib's caches are per process, not shared between threads)."""
+    import os
+
+    from distributed import Client
+
+    n = jobs if jobs > 1 else (os.cpu_count() or 1)
+    return Client(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+
+
+def _client(scheduler: str | None, jobs: int):
+    """(client, whether the caller closes it): the block's client when :func:`scale_out` opened one
+    (or will: it is opened here and kept for the block), else a client for this call."""
+    from distributed import Client
+
+    inside = _SETTINGS.get().backend == "dask"
+    client = _CLIENT.get() if inside else None
+    if client is None:
+        client = Client(scheduler) if scheduler else local_client(jobs)
+        if inside:
+            _CLIENT.set(client)
+    return client, not inside
+
+
+_BLAS = None  # this process's threadpoolctl controller: finding the libraries takes milliseconds
+
+
+def one_blas_thread(fn, *args):
+    """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
+    global _BLAS
+    if _BLAS is None:
+        import scipy.interpolate  # noqa: F401  (load scipy's BLAS before the controller lists them)
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return fn(*args)
+
+
+def use_pool(n_items: int, estimated_seconds: float | None, *, jobs: int = 1, backend: str = "loky") -> bool:
+    """Whether a batch of ``n_items`` jobs should leave this process: more than one job, more than
+    one worker (or a Dask cluster), and an estimate (None: unknown, taken as big enough) of at
+    least :data:`POOL_MIN_SECONDS`."""
+    if n_items < 2 or (jobs == 1 and backend != "dask"):
+        return False
+    return estimated_seconds is None or estimated_seconds >= POOL_MIN_SECONDS
+
+
+def largest_first(costs: Sequence[float]) -> list[int]:
+    """Job order for a pool: biggest first (stable), so a big job does not start last and keep
+    one worker busy while the others idle."""
+    return sorted(range(len(costs)), key=lambda i: -costs[i])
+
+
+_BARS = 0  # bars open in this process: a phase inside another's draws none
+
+
+def progress(iterable: Iterable | None = None, *, desc: str, total: int | None = None, unit: str = "it"):
+    """A tqdm bar on stderr for one long phase: shown when stderr is a terminal (``disable=None``:
+    CI logs and captured output stay clean), never in a quiet :func:`scale_out` block, nor inside
+    another phase's bar (nested phases, such as the scorings of a portfolio, stay silent). Close
+    it (or use it in a ``with`` block, or iterate it to the end)."""
+    from tqdm.auto import tqdm
+
+    global _BARS
+    hidden = _SETTINGS.get().quiet or _BARS > 0  # one bar at a time: the outer phase's
+    bar = tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True,
+               disable=True if hidden else None)
+    _BARS += 1
+    close = bar.close
+
+    def closed():
+        global _BARS
+        if not getattr(bar, "_calib_closed", False):
+            bar._calib_closed = True
+            _BARS -= 1
+        close()
+
+    bar.close = closed
+    return bar
+
+
+def parallel_map(fn: Callable, items: Iterable[tuple], *, jobs: int = 1, backend: str = "loky",
+                 scheduler: str | None = None, desc: str | None = None, unit: str = "job") -> list:
+    """[fn(*item) for item in items], in order, over joblib workers when ``jobs`` != 1 (loky
+    processes, threads) or on a Dask cluster (backend "dask": the scheduler at ``scheduler``, or a
+    local in-process cluster when None; inside a :func:`scale_out` block, the block's client).
+    ``desc``: a progress bar over the jobs (:func:`progress`). Each job runs with one BLAS thread."""
+    items = list(items)
+    check_backend(backend)
+    bar = progress(total=len(items), desc=desc, unit=unit) if desc and items else None
+    try:
+        if (jobs == 1 and backend != "dask") or not items:
+            out = []
+            for it in items:
+                out.append(one_blas_thread(fn, *it))
+                if bar is not None:
+                    bar.update()
+            return out
+        from joblib import Parallel, delayed, parallel_config
+
+        calls = (delayed(one_blas_thread)(fn, *it) for it in items)
+
+        def collect(par) -> list:
+            out = []
+            for res in par(calls):  # in the order of the jobs, whichever finished first
+                out.append(res)
+                if bar is not None:
+                    bar.update()
+            return out
+
+        if backend == "dask":
+            client, close = _client(scheduler, jobs)
+            try:
+                with parallel_config(backend="dask"):
+                    return collect(Parallel(return_as="generator"))
+            finally:
+                if close:
+                    client.close()
+        with parallel_config(backend=backend, n_jobs=jobs):
+            return collect(Parallel(return_as="generator"))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def in_this_process(s: Settings) -> Settings:
+    """``s`` with its jobs kept in this process (for work too small for a pool)."""
+    return replace(s, jobs=1, backend="loky", scheduler=None)

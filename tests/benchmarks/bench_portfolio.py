@@ -1,0 +1,94 @@
+"""Benchmark of ``calib portfolio`` against one reference scoring, measured in the same run.
+
+A synthetic set (default 4 dev clips x 300 frames, the lowthr system), a 4-variant grid over the
+shipped ``decision-calibrated`` recipe (rerank on/off x one or three per class; 3 folds + site), run
+as a user runs it (``calib portfolio`` in a fresh process, nothing cached), and, on the same clips,
+``calib score --engine reference --jobs 1`` of the raw system (a fresh process too). Prints both
+times and their ratio (the target is at most 1.0). Asserts nothing.
+
+    PYTHONPATH=$PWD python tests/benchmarks/bench_portfolio.py [--clips 4 --frames 300] [--jobs 1]
+        [--profile portfolio.prof] [--data EXISTING_SYNTH_DIR] [--keep DIR]
+
+--profile FILE: run the portfolio under cProfile (writes FILE; prints the top functions by
+cumulative time); the ratio then includes the profiler's overhead.
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GRID = """base = "decision-calibrated"
+folds = 3
+[site]
+fit = "sony"
+score = "tau"
+[axes]
+"stages.rerank.enabled" = [true, false]
+"stages.cap.per_class" = [1, 3]
+"""
+
+
+def calib(*args: str, profile: str | None = None) -> float:
+    """Seconds of one ``calib`` command in a fresh interpreter (imports included, as a user sees)."""
+    cmd = [sys.executable]
+    if profile:
+        cmd += ["-m", "cProfile", "-o", profile]
+    cmd += ["-m", "calib", *args]
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def flat_gt(data: Path, out: Path) -> Path:
+    """The synthetic set keeps GT per split folder; link the dev clips' files into one folder."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted((data / "gt").rglob("*.json")):
+        (out / f.name).symlink_to(f.resolve())
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=4)
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="calib portfolio --jobs (default 1)")
+    ap.add_argument("--data", help="an existing 'calib synth' folder with the lowthr system")
+    ap.add_argument("--profile", metavar="FILE", help="profile the portfolio run with cProfile")
+    ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
+    a = ap.parse_args()
+
+    tmp = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-portfolio-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        data = Path(a.data) if a.data else tmp / "data"
+        if not a.data:
+            t = calib("synth", str(data), "--clips", str(a.clips), "--frames", str(a.frames), "--seed", str(a.seed),
+                      "--systems", "lowthr", "--eval-clips", "0", "--quiet", "--overwrite")
+            print(f"synthetic data: {a.clips} clips x {a.frames} frames (lowthr) in {t:.1f} s", flush=True)
+        gt = flat_gt(data, tmp / "gt-flat")
+        (tmp / "grid.toml").write_text(GRID)
+        ref = calib("score", str(data / "systems" / "lowthr"), str(gt), "--engine", "reference", "--jobs", "1")
+        print(f"calib score --engine reference --jobs 1 (raw lowthr): {ref:7.2f} s", flush=True)
+        out = tmp / "portfolio"
+        shutil.rmtree(out, ignore_errors=True)
+        port = calib("portfolio", str(tmp / "grid.toml"), "--data", str(data), "--out", str(out),
+                     *(["--jobs", str(a.jobs)] if a.jobs != 1 else []), "--quiet", profile=a.profile)
+        print(f"calib portfolio (4 variants, 3 folds + site, --jobs {a.jobs}):  {port:7.2f} s", flush=True)
+        print(f"portfolio / reference scoring: {port / ref:.2f}  (target <= 1.0)")
+        if a.profile:
+            import pstats
+
+            pstats.Stats(a.profile).sort_stats("cumulative").print_stats(40)
+    finally:
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

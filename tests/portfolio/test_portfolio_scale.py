@@ -1,0 +1,91 @@
+"""A portfolio's chains over workers (loky, a Dask cluster) write the same bytes as in one process."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from calib.cli.main import main
+
+GRID = """base = "decision-calibrated"
+folds = 3
+[site]
+fit = "sony"
+score = "tau"
+[axes]
+"stages.rerank.enabled" = [true, false]
+"""
+
+
+def files(root: Path) -> dict[str, bytes]:
+    """Every output file (the stage cache left out) -> its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".cache" not in p.relative_to(root).parts}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("scale")
+    assert main(["synth", str(root / "data"), "--clips", "4", "--frames", "40", "--systems", "lowthr",
+                 "--eval-clips", "1", "--quiet"]) == 0
+    (root / "grid.toml").write_text(GRID)
+    return root
+
+
+@pytest.fixture(scope="module")
+def local(setup):
+    """The portfolio in one process (--jobs 1): the bytes every other run must give."""
+    out = setup / "one"
+    assert main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(out),
+                 "--quiet"]) == 0
+    return files(out)
+
+
+@pytest.fixture
+def always_pool(monkeypatch):
+    """A pool even for this small work (below calib.score.parallel.POOL_MIN_SECONDS none is started)."""
+    from calib.score import parallel
+
+    monkeypatch.setattr(parallel, "POOL_MIN_SECONDS", 0.0)
+
+
+def run_scaled(setup, name, capsys, *args) -> dict[str, bytes]:
+    out = setup / name
+    capsys.readouterr()
+    assert main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(out),
+                 *args]) == 0
+    log = capsys.readouterr().out
+    # 2 variants: rerank on (full chain, 3 folds, site) and off (nothing learned: its full chain only)
+    assert "portfolio: 6 chain(s) over" in log
+    return files(out)
+
+
+@pytest.mark.slow
+def test_two_loky_workers_write_the_same_bytes(setup, local, always_pool, capsys):
+    got = run_scaled(setup, "loky", capsys, "--jobs", "2")
+    assert "portfolio.json" in got and any(f.endswith("detections.parquet") for f in got)
+    assert got == local
+
+
+@pytest.mark.slow
+def test_a_dask_local_cluster_writes_the_same_bytes(setup, local, always_pool, capsys):
+    distributed = pytest.importorskip("distributed")
+    # worker processes: calib's caches are per process (threads would share them)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, protocol="tcp",
+                                  host="127.0.0.1", dashboard_address=None) as cluster:
+        got = run_scaled(setup, "dask", capsys, "--backend", "dask", "--scheduler", cluster.scheduler_address)
+    assert got == local
+
+
+def test_small_work_starts_no_pool(setup, capsys):
+    """Below POOL_MIN_SECONDS the chains run in this process, whatever --jobs says."""
+    out = setup / "small"
+    assert main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(out),
+                 "--jobs", "2"]) == 0
+    assert "chain(s) over" not in capsys.readouterr().out
+
+
+def test_scheduler_without_dask_backend_is_refused(setup, capsys):
+    with pytest.raises(SystemExit, match="--scheduler needs --backend dask"):
+        main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(setup / "x"),
+              "--scheduler", "tcp://127.0.0.1:1"])
