@@ -32,8 +32,9 @@ def add_parser(sub) -> None:
         "  # \"stages.cap.per_class\" = [1, 3]  # a second axis: 4 variants, every combination\n\n"
         "example (data/ laid out as 'calib synth data/' writes it):\n"
         "  calib portfolio grid.toml --data data/ --out portfolio/\n"
-        "  calib portfolio grid.toml --data data/ --out portfolio/ --jobs 2     # chains over 2 processes\n"
-        "  calib portfolio grid.toml --data data/ --out portfolio/ --backend dask --scheduler tcp://10.0.0.5:8786\n",
+        "\n"
+        "On a big set, --jobs N runs the variants' chains over N processes, and --backend dask --scheduler ADDRESS "
+        "on a Dask cluster (its workers need the same paths); the outputs are the same bytes either way.\n",
     )
     p.add_argument("grid", metavar="GRID.toml")
     p.add_argument("--out", required=True, metavar="DIR")

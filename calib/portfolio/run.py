@@ -322,6 +322,11 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
     if not use_pool(len(unique), sum(unique_costs), jobs=s.jobs, backend=s.backend):
         return False
     log(f"portfolio: {len(unique)} chain(s) over {'a Dask cluster' if s.backend == 'dask' else f'{s.jobs} workers'}")
+    from calib.score.api import prepare_gt
+
+    for ld in loaded.values():  # each GT map once, here, not once per worker
+        if ld.tables.get("truth") is not None:
+            prepare_gt(ld.tables["truth"])
     order = largest_first(unique_costs)  # equal costs: the variants' order, full chains before their folds
     kw = dict(base_dir=Path(base_dir).resolve(), cache_root=Path(cache.root).resolve(), allow_imports=sorted(allow_imports),
               scorer=scorer, source=source)

@@ -458,6 +458,44 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None
     return out
 
 
+def _gt_job(gsrc) -> "GTMaps":
+    from calib.score import fast
+
+    return fast.render_gt_maps(gsrc.load())
+
+
+def prepare_gt(truth: pl.DataFrame, *, cache_dir=None, jobs: int | None = None, backend: str | None = None,
+               scheduler: str | None = None) -> int:
+    """Render every GT map of a truth table's clips that the GT cache lacks (each clip whole, the
+    clips in parallel as :func:`score` runs them) and cache them; returns the clips rendered.
+
+    Before many processes score or label the same clips (a portfolio's chains over workers), so
+    that each does not render the same GT again: a map is the same whether it was rendered here
+    or when a prediction first needed it."""
+    from threadpoolctl import threadpool_limits
+
+    from calib.score.cache import GT_CACHE, default_cache_dir, entry_key
+    from calib.score.columns import clips_from_table
+    from calib.score.gt_maps import GTMaps
+
+    cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
+    jobs, backend, scheduler = resolve(jobs, backend, scheduler)
+    gt = clips_from_table(truth, "gt")
+    srcs = [_Source(anns=gt[c], kind="gt") for c in gt]
+    keys = [entry_key("dcase2026", g.digest(cache_dir)) for g in srcs]
+    todo = [i for i, k in enumerate(keys) if GT_CACHE.get(k, cache_dir, GTMaps) is None
+            or not GT_CACHE.get(k, cache_dir, GTMaps).done.all()]
+    costs = [GT_S_PER_BYTE * srcs[i].work() for i in todo]
+    pooled = use_pool(len(todo), sum(costs), jobs=jobs, backend=backend)
+    order = [todo[i] for i in largest_first(costs)] if pooled else todo
+    run = {"jobs": jobs, "backend": backend, "scheduler": scheduler} if pooled else {"jobs": 1, "backend": "loky"}
+    with threadpool_limits(limits=1, user_api="blas"):
+        done = parallel_map(_gt_job, [(srcs[i],) for i in order], **run, desc="ground truth", unit="clip")
+    for i, maps in zip(order, done):
+        GT_CACHE.put(keys[i], maps, cache_dir)
+    return len(order)
+
+
 def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> ScoreResult:
     """Score a detections table (one system) against a truth table; kwargs as :func:`score`."""
     systems = detections.get_column("system").unique().to_list() if "system" in detections.columns else []

@@ -78,7 +78,7 @@ def main() -> None:
         out = tmp / "portfolio"
         shutil.rmtree(out, ignore_errors=True)
         port = calib("portfolio", str(tmp / "grid.toml"), "--data", str(data), "--out", str(out),
-                     *(["--jobs", str(a.jobs)] if a.jobs != 1 else []), "--quiet", profile=a.profile)
+                     "--jobs", str(a.jobs), "--quiet", profile=a.profile)
         print(f"calib portfolio (4 variants, 3 folds + site, --jobs {a.jobs}):  {port:7.2f} s", flush=True)
         print(f"portfolio / reference scoring: {port / ref:.2f}  (target <= 1.0)")
         if a.profile:

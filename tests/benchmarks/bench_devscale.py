@@ -1,0 +1,122 @@
+"""Dev-test-sized benchmark: ``calib run decision-calibrated`` and a 4-variant ``calib portfolio``
+on a synthetic set of the real dev test's size (78 clips x 1,500 frames, the lowthr system), each
+as a user runs it (a fresh ``calib`` process, nothing cached). Prints the time of every phase (each
+line the command logs closes one: synth, ingest, each stage, scoring, writing), the stage times
+from run.json, the wall time of each command and the peak resident memory of its largest process
+(``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` of a wrapper per command: the calib process, or
+a pool worker it waited for). Targets on 2 cores: run < 10 min, portfolio < 45 min, peak < 8 GiB.
+Asserts nothing.
+
+    PYTHONPATH=$PWD python tests/benchmarks/bench_devscale.py [--clips 78 --frames 1500] [--jobs 1]
+        [--skip-portfolio] [--keep DIR] [--data EXISTING_SYNTH_DIR]
+
+Scale it down (--clips 8 --frames 1500) on a busy machine; the cost grows about linearly with
+clips x frames (the detections, and so the points to render, grow with them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GRID = """base = "decision-calibrated"
+folds = 3
+[site]
+fit = "sony"
+score = "tau"
+[axes]
+"stages.rerank.enabled" = [true, false]
+"stages.cap.per_class" = [1, 3]
+"""
+
+#: run in a wrapper process: the command's output line by line with the seconds since its start,
+#: then the peak RSS (KiB) of the wrapper's largest child
+WRAPPER = r"""
+import resource, subprocess, sys, time
+t0 = time.perf_counter()
+p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True, bufsize=1)
+for line in p.stdout:
+    print(f"{time.perf_counter() - t0:10.2f} {line.rstrip()}", flush=True)
+rc = p.wait()
+print(f"@@ {rc} {time.perf_counter() - t0:.3f} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
+"""
+
+
+def calib(title: str, *args: str) -> tuple[float, float]:
+    """Run ``calib ARGS`` in a wrapper; print its phases (each logged line with the seconds since the
+    previous one); return (wall seconds, peak RSS GiB)."""
+    print(f"\n== {title}: calib {' '.join(args)}", flush=True)
+    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, sys.executable, "-m", "calib", *args],
+                            stdout=subprocess.PIPE, text=True, bufsize=1)
+    prev, wall, peak, rc = 0.0, 0.0, 0.0, 0
+    for line in proc.stdout:
+        if line.startswith("@@ "):
+            _, code, secs, kib = line.split()
+            rc, wall, peak = int(code), float(secs), int(kib) / 2**20
+            continue
+        t, _, text = line.strip().partition(" ")
+        t = float(t)
+        print(f"  {t - prev:8.2f} s  {text.strip()[:140]}", flush=True)
+        prev = t
+    proc.wait()
+    if rc:
+        raise SystemExit(f"calib {args[0]} failed (exit {rc})")
+    print(f"  {title}: {wall:.1f} s wall ({wall / 60:.2f} min), peak RSS {peak:.2f} GiB", flush=True)
+    return wall, peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=78)
+    ap.add_argument("--frames", type=int, default=1500)
+    ap.add_argument("--eval-clips", type=int, default=0, help="evaluation clips (no GT) besides the dev clips")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--jobs", type=int, default=1, help="--jobs of calib run and calib portfolio (default 1)")
+    ap.add_argument("--skip-portfolio", action="store_true")
+    ap.add_argument("--data", help="an existing 'calib synth' folder with the lowthr system")
+    ap.add_argument("--keep", metavar="DIR", help="work in DIR and keep it (default: a temporary folder)")
+    a = ap.parse_args()
+
+    tmp = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="bench-devscale-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    figures = {}
+    try:
+        data = Path(a.data) if a.data else tmp / "data"
+        if not a.data:
+            figures["synth"] = calib("synth", "synth", str(data), "--clips", str(a.clips), "--frames", str(a.frames),
+                                     "--eval-clips", str(a.eval_clips), "--systems", "lowthr", "--seed", str(a.seed),
+                                     "--jobs", "2", "--overwrite")
+        size = sum(f.stat().st_size for f in (data / "systems" / "lowthr").glob("*.json"))
+        print(f"\nlowthr predictions: {size / 2**20:.0f} MiB of JSON for {a.clips} dev clips x {a.frames} frames")
+        jobs = ["--jobs", str(a.jobs)] if a.jobs != 1 else []
+        run_out = tmp / "run"
+        shutil.rmtree(run_out, ignore_errors=True)
+        figures["run"] = calib("calib run decision-calibrated", "run", "decision-calibrated", "--data", str(data),
+                               "--out", str(run_out), *jobs)
+        stages = json.loads((run_out / "run.json").read_text()).get("stages", [])
+        for s in stages:
+            print(f"  stage {s.get('address', '?'):<12} {s.get('type', ''):<10} {s.get('seconds', 0):8.2f} s  "
+                  f"{s.get('rows', '')} detections")
+        if not a.skip_portfolio:
+            (tmp / "grid.toml").write_text(GRID)
+            pf = tmp / "portfolio"
+            shutil.rmtree(pf, ignore_errors=True)
+            figures["portfolio"] = calib("calib portfolio (4 variants, 3 folds + site)", "portfolio",
+                                         str(tmp / "grid.toml"), "--data", str(data), "--out", str(pf), *jobs)
+        print(f"\nsummary ({a.clips} clips x {a.frames} frames, lowthr, --jobs {a.jobs}):")
+        targets = {"run": 600, "portfolio": 2700}
+        for name, (wall, peak) in figures.items():
+            target = f" (target < {targets[name] / 60:.0f} min)" if name in targets else ""
+            print(f"  {name:<10} {wall:9.1f} s = {wall / 60:6.2f} min{target}, peak RSS {peak:5.2f} GiB (target < 8)")
+    finally:
+        if not a.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
