@@ -84,3 +84,24 @@ def test_every_command_module_is_a_command_and_none_is_dropped(monkeypatch):
     monkeypatch.setitem(sys.modules, "calib.cli.stages", None)  # as if the module could not be imported
     with pytest.raises(ImportError):
         main_module.build_parser()
+
+
+@pytest.mark.parametrize("command", ["run", "portfolio"])
+def test_every_heavy_command_says_what_to_install_for_dask(data, monkeypatch, capsys, tmp_path, command):
+    """Checked before any work: the small jobs that would run in-process do not hide it."""
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    (tmp_path / "grid.toml").write_text('base = "decision-calibrated"\n[axes]\n"stages.cap.per_class" = [1, 3]\n')
+    first = ["run", "decision-calibrated"] if command == "run" else ["portfolio", str(tmp_path / "grid.toml")]
+    rc = main([*first, "--data", str(data), "--out", str(tmp_path / "out"), "--backend", "dask"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"calib {command}: error: a Dask cluster (--backend dask) needs Dask" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_quiet_changes_nothing_on_stdout(data, capsys):
+    args = ["score", str(data / "systems" / "grid"), str(data / "gt")]
+    assert main(args) == 0
+    loud = capsys.readouterr()
+    assert main([*args, "--quiet", "--jobs", "2"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.out == loud.out and quiet.err == loud.err == ""

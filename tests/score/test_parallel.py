@@ -1,0 +1,87 @@
+"""calib.score.parallel: order-stable maps, the pool decision, the command-wide settings, quiet bars."""
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from calib.score import parallel
+from calib.score.parallel import (check_backend, largest_first, parallel_map, progress, resolve, scale_out,
+                                  settings, use_pool)
+
+
+def square_minus(x, y):
+    return x * x - y
+
+
+def test_it_imports_nothing_of_the_scorer():
+    """Usable by any heavy work: the module stands alone (no calib.score.api behind it)."""
+    src = parallel.__file__
+    text = open(src).read()
+    assert "calib.score.api" not in text and "from calib" not in text and "import calib" not in text
+
+
+@pytest.mark.parametrize("jobs,backend", [(1, "loky"), (2, "threading"), (2, "loky")])
+def test_results_come_back_in_the_order_of_the_jobs(jobs, backend):
+    items = [(x, 1) for x in range(7, -1, -1)]
+    assert parallel_map(square_minus, items, jobs=jobs, backend=backend) == [48, 35, 24, 15, 8, 3, 0, -1]
+    assert parallel_map(square_minus, [], jobs=jobs, backend=backend) == []
+
+
+def test_pool_only_for_work_that_pays():
+    assert not use_pool(5, 100.0, jobs=1)  # one worker
+    assert not use_pool(1, 100.0, jobs=2)  # one job
+    assert not use_pool(5, parallel.POOL_MIN_SECONDS - 0.01, jobs=2)
+    assert use_pool(5, parallel.POOL_MIN_SECONDS, jobs=2)
+    assert use_pool(2, None, jobs=2)  # unknown work: worth a pool
+    assert use_pool(2, 0.1, jobs=1, backend="dask") is False  # below the threshold even on a cluster
+    assert use_pool(2, 10.0, jobs=1, backend="dask")
+
+
+def test_largest_first_is_stable():
+    assert largest_first([1.0, 3.0, 2.0, 3.0]) == [1, 3, 2, 0]
+
+
+def test_scale_out_sets_the_defaults_of_the_block_and_restores_them():
+    assert settings() == parallel.Settings()
+    with scale_out(jobs=3, backend="threading", quiet=True) as s:
+        assert s.jobs == 3 and s.parallel and s.quiet
+        assert resolve(None, None, None) == (3, "threading", None)
+        assert resolve(1, None, None) == (1, "threading", None)  # explicit values win
+    assert resolve(None, None, None) == (1, "loky", None)
+
+
+def test_scale_out_refuses_bad_settings():
+    with pytest.raises(ValueError, match="backend must be"):
+        with scale_out(backend="spark"):
+            pass
+    with pytest.raises(ValueError, match="jobs must be"):
+        with scale_out(jobs=0):
+            pass
+    with pytest.raises(ValueError, match="needs --backend dask"):
+        with scale_out(jobs=2, scheduler="tcp://127.0.0.1:8786"):
+            pass
+
+
+def test_dask_without_dask_says_so(monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    with pytest.raises(ImportError):
+        check_backend("dask")
+
+
+def test_bars_are_off_when_quiet_and_inside_another_bar():
+    with scale_out(quiet=True):
+        with progress(range(3), desc="quiet") as bar:
+            assert bar.disable
+    with progress(range(3), desc="outer") as outer:
+        with progress(range(3), desc="inner") as inner:
+            assert inner.disable  # one bar at a time: the outer phase's
+        list(inner)
+    assert parallel._BARS == 0
+
+
+def test_bars_stay_off_the_captured_output(capsys):
+    """disable=None: no terminal (pytest's capture, a CI log), no bar."""
+    assert parallel_map(square_minus, [(2, 0), (3, 0)], desc="phase") == [4, 9]
+    out, err = capsys.readouterr()
+    assert out == "" and "phase" not in err
