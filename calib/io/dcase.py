@@ -118,19 +118,37 @@ def _progress(items, desc: str, show: bool | None):
     return tqdm(items, desc=desc, unit="file", disable=not show, leave=False)
 
 
+def _read_pred(path, system: str, drop_unknown_classes: bool):
+    return read_file(path, "pred", system=system, drop_unknown_classes=drop_unknown_classes)
+
+
+def _read_gt(path, split: str, drop_unknown_classes: bool):
+    return read_file(path, "gt", split=split, drop_unknown_classes=drop_unknown_classes)
+
+
+def _read_all(read, items: list[tuple], desc: str, progress: bool | None, map_files) -> list:
+    """[read(*item)] in order: here (with a progress bar), or through ``map_files(read, items)``
+    (a parallel map the caller chose: :func:`calib.score.parallel.parallel_map`)."""
+    if map_files is not None:
+        return map_files(read, items)
+    return [read(*it) for it in _progress(items, desc, progress)]
+
+
 def read_predictions(paths: Sequence[str | os.PathLike], system: str | None = None, *,
-                     drop_unknown_classes: bool = False, progress: bool | None = None) -> Ingested:
+                     drop_unknown_classes: bool = False, progress: bool | None = None, map_files=None) -> Ingested:
     """Read prediction files/folders into one detections table, remembering every clip read
-    (those whose file holds no annotation too)."""
+    (those whose file holds no annotation too). ``map_files``: how to map the reading over the
+    files (default: one after the other, here); the table is the same either way."""
     index = prediction_index(paths)
     if not index:
         raise InputError(", ".join(map(str, paths)), "no prediction *.json files found")
     if system is None:
         first = Path(paths[0])
         system = first.name if first.is_dir() else first.parent.name
+    files = list(index.values())
     frames, sources = [], {}
-    for f in _progress(list(index.values()), "ingest", progress):
-        df, digest = read_file(f, "pred", system=system, drop_unknown_classes=drop_unknown_classes)
+    for f, (df, digest) in zip(files, _read_all(_read_pred, [(f, system, drop_unknown_classes) for f in files],
+                                                "ingest", progress, map_files)):
         frames.append(df)
         sources[str(f)] = digest
     table = pl.concat(frames, how="vertical") if frames else pl.DataFrame(schema=DETECTIONS)
@@ -138,15 +156,17 @@ def read_predictions(paths: Sequence[str | os.PathLike], system: str | None = No
 
 
 def read_truth(root: str | os.PathLike, *, drop_unknown_classes: bool = False,
-               progress: bool | None = None) -> Ingested:
+               progress: bool | None = None, map_files=None) -> Ingested:
     """Read a GT folder (split sub-folders allowed) into one truth table, remembering every clip
-    and its split; repeated objects (kept, as officially) are reported in ``notes``."""
+    and its split; repeated objects (kept, as officially) are reported in ``notes``.
+    ``map_files`` as :func:`read_predictions`."""
     index = truth_index(root)
     if not index:
         raise InputError(root, "no <seq>_std.json ground-truth files here or one folder below")
+    files = list(index.values())
     frames, sources = [], {}
-    for f, split in _progress(list(index.values()), "ingest truth", progress):
-        df, digest = read_file(f, "gt", split=split, drop_unknown_classes=drop_unknown_classes)
+    for (f, _), (df, digest) in zip(files, _read_all(_read_gt, [(f, split, drop_unknown_classes) for f, split in files],
+                                                     "ingest truth", progress, map_files)):
         frames.append(df)
         sources[str(f)] = digest
     table = pl.concat(frames, how="vertical")
@@ -162,17 +182,19 @@ def read_truth(root: str | os.PathLike, *, drop_unknown_classes: bool = False,
 
 
 def ingest_predictions(paths: Sequence[str | os.PathLike], system: str | None = None, *,
-                       drop_unknown_classes: bool = False, progress: bool | None = None) -> tuple[pl.DataFrame, dict]:
+                       drop_unknown_classes: bool = False, progress: bool | None = None,
+                       map_files=None) -> tuple[pl.DataFrame, dict]:
     """(detections table, {file: sha256}) of prediction files/folders; :func:`read_predictions`
     also gives the clip list."""
-    got = read_predictions(paths, system, drop_unknown_classes=drop_unknown_classes, progress=progress)
+    got = read_predictions(paths, system, drop_unknown_classes=drop_unknown_classes, progress=progress,
+                           map_files=map_files)
     return got.table, got.sources
 
 
 def ingest_truth(root: str | os.PathLike, *, drop_unknown_classes: bool = False,
-                 progress: bool | None = None) -> tuple[pl.DataFrame, dict]:
+                 progress: bool | None = None, map_files=None) -> tuple[pl.DataFrame, dict]:
     """(truth table, {file: sha256}) of a GT folder; :func:`read_truth` also gives the clip list."""
-    got = read_truth(root, drop_unknown_classes=drop_unknown_classes, progress=progress)
+    got = read_truth(root, drop_unknown_classes=drop_unknown_classes, progress=progress, map_files=map_files)
     return got.table, got.sources
 
 

@@ -87,6 +87,29 @@ class Source:
     clips: frozenset[str] = frozenset()
 
 
+#: rough in-process seconds of parsing a DCASE JSON file, per byte (bench_devscale.py: about 3 s
+#: per 100 MB): the files are read over a pool only when they add up to POOL_MIN_SECONDS
+INGEST_S_PER_BYTE = 3e-8
+
+
+def file_mapper():
+    """A map for :func:`calib.io.dcase.read_predictions` / ``read_truth`` over the workers of the
+    enclosing :func:`calib.score.parallel.scale_out` block (``calib run --jobs 2``), or None (read
+    here, one file after the other) outside one or for files too small to pay for a pool."""
+    from calib.score.parallel import parallel_map, settings, use_pool
+
+    s = settings()
+    if not s.parallel:
+        return None
+
+    def run(fn, items: list[tuple]) -> list:
+        est = INGEST_S_PER_BYTE * sum(os.stat(it[0]).st_size for it in items)
+        par = s.par() if use_pool(len(items), est, jobs=s.jobs, backend=s.backend) else {"jobs": 1}
+        return parallel_map(fn, items, **par, desc="ingest", unit="file")
+
+    return run
+
+
 def _system_source(p: Path, name: str, where: str, recipe_source: str | None, progress: bool) -> Source:
     """A system: a detections .parquet (its rows of that system) or a folder of prediction JSON."""
     from calib.io.dcase import clip_name, ingest_predictions, prediction_files
@@ -99,7 +122,7 @@ def _system_source(p: Path, name: str, where: str, recipe_source: str | None, pr
     if not found:
         raise RecipeError(where, f"no prediction *.json files in {p}", recipe_source)
     return Source(digest(["json", name, _files_key([(f.name, f) for f in found])]),
-                  lambda: ingest_predictions([p], system=name, progress=progress)[0],
+                  lambda: ingest_predictions([p], system=name, progress=progress, map_files=file_mapper())[0],
                   frozenset(clip_name(f) for f in found))
 
 
@@ -111,7 +134,7 @@ def _truth_source(p: Path, inputs, progress: bool) -> Source:
         return Source(digest(["parquet", sha256_file(p)]), lambda: read_table(p, "truth"), frozenset(table_clips(p)))
     found = truth_files(p)
     return Source(digest(["json", _files_key([(f"{split}/{f.name}", f) for f, split in found])]),
-                  lambda: ingest_truth(p, progress=progress)[0],
+                  lambda: ingest_truth(p, progress=progress, map_files=file_mapper())[0],
                   frozenset(clip_name(f) for f, _ in found))  # GT files with no annotation too
 
 

@@ -89,3 +89,20 @@ def test_scheduler_without_dask_backend_is_refused(setup, capsys):
     with pytest.raises(SystemExit, match="--scheduler needs --backend dask"):
         main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(setup / "x"),
               "--scheduler", "tcp://127.0.0.1:1"])
+
+
+def run_files(root: Path) -> dict[str, bytes]:
+    """A run's outputs (run.json and report.md left out: they record each stage's seconds)."""
+    return {k: v for k, v in files(root).items() if k not in ("run.json", "report.md")}
+
+
+@pytest.mark.slow
+def test_calib_run_over_two_workers_writes_the_same_bytes(setup, always_pool, capsys):
+    """Ingest (file by file), labels and scoring (clip by clip) in a pool: the same outputs."""
+    outs = {}
+    for name, extra in (("run1", []), ("run2", ["--jobs", "2"])):
+        assert main(["run", "decision-calibrated", "--data", str(setup / "data"), "--out", str(setup / name),
+                     "--cache", str(setup / f"cache-{name}"), "--quiet", *extra]) == 0
+        outs[name] = run_files(setup / name)
+    assert "detections.parquet" in outs["run1"] and "metrics.json" in outs["run1"]
+    assert outs["run1"] == outs["run2"]
