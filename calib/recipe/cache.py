@@ -41,7 +41,7 @@ from calib.recipe.inputs import digest, sha256_file
 from calib.recipe.paths import make_dirs, share_mode
 from calib.recipe.state import load_state, save_state
 from calib.stages.base import Stage, Tables
-from calib.tables import KINDS, read_table, write_table
+from calib.tables import KINDS, conform, read_table, write_table
 
 MANIFEST = "manifest.json"
 STATE = "state"  # folder of an entry holding the learned state
@@ -140,13 +140,36 @@ def stage_key(prev_key: str, stage: Stage, fit_key: str | None, on_system: str |
     })[:32]
 
 
+def _conformed(df: pl.DataFrame, kind: str | None) -> pl.DataFrame:
+    """``df`` as :func:`calib.tables.read_table` gives it back from its file (conformed to its kind)."""
+    return conform(df, kind, where="stage cache") if kind is not None else df
+
+
 def _kind(name: str) -> str | None:
     return "detections" if name in ("detections", "systems") else (name if name in KINDS else None)
+
+
+#: bytes of stage outputs a :class:`StageCache` also keeps in memory (``CALIB_STAGE_MEMORY_MIB``,
+#: default 512; least recently used dropped first): the chains of a portfolio load what the
+#: previous chain saved without reading Parquet back
+MEMORY_BYTES = int(os.environ.get("CALIB_STAGE_MEMORY_MIB", "512")) * 2**20
+
+
+def _frames(tables: Tables):
+    for value in tables.values():
+        yield from (value.values() if isinstance(value, dict) else [value])
+
+
+def _copy(tables: Tables) -> Tables:
+    """A new Tables of the same frames (callers add or replace entries of what load returns)."""
+    return Tables({k: dict(v) if isinstance(v, dict) else v for k, v in tables.items()})
 
 
 class StageCache:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        #: key -> (tables as a load from disk gives them, meta, bytes), least recently used first
+        self._memory: dict[str, tuple[Tables, dict, int]] = {}
         #: id(table) -> (weak reference to it, file): where the tables this process has seen are
         #: stored (weak, so the cache does not keep every intermediate table alive)
         self.files: dict[int, tuple[weakref.ref, Path]] = {}
@@ -196,14 +219,17 @@ class StageCache:
         tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=self.root / "stages"))
         final = self.entry(key)
         written: list[tuple[pl.DataFrame, Path]] = []
+        stored = Tables()  # the tables as read back from the files (conformed as read_table does)
         try:
             manifest: dict[str, Any] = {"tables": {}, "meta": meta or {}}
             for name, value in tables.items():
                 if isinstance(value, dict):
+                    stored[name] = {sub: self._as_stored(df, _kind(name)) for sub, df in value.items()}
                     manifest["tables"][name] = {
                         sub: self._save_table(df, tmp, final, f"{name}-{sub}", _kind(name), written)
                         for sub, df in value.items()}
                 elif isinstance(value, pl.DataFrame):
+                    stored[name] = self._as_stored(value, _kind(name))
                     manifest["tables"][name] = self._save_table(value, tmp, final, name, _kind(name), written)
                 else:
                     raise TypeError(f"cannot cache table {name!r} of type {type(value).__name__}")
@@ -223,6 +249,25 @@ class StageCache:
             raise
         for df, path in written:
             self._note(df, final / path.name)
+        for orig, df in zip(_frames(tables), _frames(stored)):  # what memory serves refers to the same files
+            path = self._stored(orig)
+            if df is not orig and path is not None:
+                self._note(df, path)
+        self._keep(key, stored, json.loads(json.dumps(manifest["meta"], sort_keys=True)))
+
+    def _as_stored(self, df: pl.DataFrame, kind: str | None) -> pl.DataFrame:
+        """``df`` as a load of its file gives it: itself when it is a file already, else conformed."""
+        return df if self._stored(df) is not None else _conformed(df, kind)
+
+    def _keep(self, key: str, tables: Tables, meta: dict) -> None:
+        size = sum(df.estimated_size() for df in _frames(tables))
+        if size > MEMORY_BYTES:
+            return
+        self._memory.pop(key, None)
+        self._memory[key] = (tables, meta, size)
+        total = sum(v[2] for v in self._memory.values())
+        while total > MEMORY_BYTES:
+            total -= self._memory.pop(next(iter(self._memory)))[2]
 
     def _save_table(self, df: pl.DataFrame, tmp: Path, final: Path, fname: str, kind: str | None,
                     written: list) -> str:
@@ -251,7 +296,12 @@ class StageCache:
         return manifest
 
     def load(self, key: str) -> tuple[Tables, dict]:
-        """(tables, meta) of a cached stage output (its learned state: :meth:`restore`)."""
+        """(tables, meta) of a cached stage output (its learned state: :meth:`restore`): from
+        memory when this process saved or loaded it lately and it is still on disk."""
+        hit = self._memory.get(key)
+        if hit is not None and self.has(key):
+            self._memory[key] = self._memory.pop(key)  # most recently used
+            return _copy(hit[0]), json.loads(json.dumps(hit[1]))
         manifest = self._manifest(key)
         tables = Tables()
         for name, ref in manifest["tables"].items():
@@ -259,7 +309,9 @@ class StageCache:
                 tables[name] = {sub: self._load_table(r, _kind(name), key) for sub, r in ref.items()}
             else:
                 tables[name] = self._load_table(ref, _kind(name), key)
-        return tables, manifest.get("meta", {})
+        meta = manifest.get("meta", {})
+        self._keep(key, _copy(tables), json.loads(json.dumps(meta)))
+        return tables, meta
 
     def _load_table(self, rel: Any, kind: str | None, key: str) -> pl.DataFrame:
         # a manifest names files inside the cache only (tables of this entry, earlier entries, inputs)
