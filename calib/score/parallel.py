@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
 BACKENDS = ("loky", "threading", "dask")
@@ -238,7 +238,3 @@ def parallel_map(fn: Callable, items: Iterable[tuple], *, jobs: int = 1, backend
         if bar is not None:
             bar.close()
 
-
-def in_this_process(s: Settings) -> Settings:
-    """``s`` with its jobs kept in this process (for work too small for a pool)."""
-    return replace(s, jobs=1, backend="loky", scheduler=None)
