@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import polars as pl
 
-    from calib.io.dcase import MAX_FILE_BYTES, export_table
+    from calib.constants import MAX_FILE_BYTES
+    from calib.io.dcase import export_table
     from calib.io.errors import InputError
     from calib.tables import read_table, table_clips, table_kind
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from calib.constants import PROTOCOLS
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -33,7 +35,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("pred", metavar="PRED_DIR", help="folder of prediction files (or a detections .parquet table)")
     p.add_argument("gt", metavar="GT_DIR", help="ground-truth folder (or a truth .parquet table)")
-    p.add_argument("--protocol", choices=["dcase2026", "dcase2026-coco"], default="dcase2026")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="dcase2026")
     p.add_argument("--out", metavar="metrics.json", help="write the metrics (official keys; NaN as null)")
     p.add_argument("--iou-thresholds", metavar="SPEC",
                    help="'0.25,0.5,0.75' or start:step:end like 0.5:0.05:0.95 (default per protocol)")
@@ -100,7 +102,7 @@ def _load(args):
 
 
 def per_class_table(metrics: dict, protocol: str) -> str:
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     def f(v):
         return "   -  " if v is None or v != v else f"{v:.4f}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from calib.constants import CLASS_NAMES
 from calib.portfolio.choose import Choice, Fragility
 from calib.recipe.scoring import headline
-from calib.tables import CLASS_NAMES
 
 LIMIT_MIB = 20.0
 

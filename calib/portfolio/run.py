@@ -87,7 +87,7 @@ class VariantResult:
         return sum(self.sizes.values())
 
     def estimate(self) -> Estimate:
-        from calib.io.dcase import MAX_FILE_BYTES
+        from calib.constants import MAX_FILE_BYTES
 
         return Estimate(self.variant.name, list(self.learned), headline(self.in_sample)["mAP"],
                         headline(self.oof)["mAP"], headline(self.site)["mAP"] if self.site else math.nan,
@@ -192,7 +192,7 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
     without its gate, ``gated_*`` for the stage as gated (the variant itself), both against the
     chain without the stage; ``applied``: the submitted system's gate acts on that class. The
     stage's two counterfactual chains (without it, ungated) are run only for gated stages."""
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     rows = []
     records = {r.path: (r, st) for r, st in zip(est.chain.records, est.chain.stages)}

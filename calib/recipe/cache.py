@@ -36,8 +36,9 @@ from typing import Any, Iterable
 
 import polars as pl
 
+from calib.constants import sha256_file
 from calib.io.errors import InputError
-from calib.recipe.inputs import digest, sha256_file
+from calib.recipe.inputs import digest
 from calib.recipe.paths import make_dirs, share_mode
 from calib.recipe.state import load_state, save_state
 from calib.stages.base import Stage, Tables

@@ -15,18 +15,11 @@ from typing import Any, Callable
 
 import polars as pl
 
+from calib.constants import sha256_file
 from calib.recipe.paths import make_dirs, share_mode
 from calib.recipe.schema import Recipe, RecipeError
 from calib.stages.base import Tables
 from calib.tables import read_table, table_clips, write_table
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def digest(obj) -> str:

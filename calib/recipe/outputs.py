@@ -36,7 +36,7 @@ def write_outputs(out: Path, recipe: Recipe, chain: ChainResult, *, clips: Itera
                   log: Log = print) -> dict[str, int]:
     """Write the run's outputs into ``out`` (see the module doc) and return the exported DCASE file
     names with their sizes in bytes. ``clips``: every clip of the inputs (each gets a file)."""
-    from calib.io.dcase import MAX_FILE_BYTES
+    from calib.constants import MAX_FILE_BYTES
     from calib.recipe.io import dump_recipe
 
     det = chain.tables.detections
@@ -158,7 +158,7 @@ def gate_report(chain: ChainResult) -> list[str]:
 
 def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_metrics: dict,
                fit_clips: list[str], eval_clips: list[str], sizes: dict[str, int]) -> str:
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     lines = [f"# Run of recipe `{recipe.name}`", ""]
     if recipe.description:

@@ -71,13 +71,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from calib.constants import PROTOCOLS
 from calib.io.clipnames import is_safe_clip_name
 from calib.io.errors import InputError
 from calib.stages.gate import MODES as GATE_MODES
 from calib.stages.gate import RECIPE_KEYS as GATE_KEYS
 from calib.stages.gate import gate_param_problem
 
-PROTOCOLS = ("dcase2026", "dcase2026-coco")
 #: keys of a stage entry that are not stage parameters (the gate keys: :mod:`calib.stages.gate`)
 STAGE_KEYS = ("type", "name", "enabled", "on_system", *GATE_KEYS)
 #: tables a stage may need -> the recipe input that provides it

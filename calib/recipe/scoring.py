@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterable
 
 import polars as pl
 
+from calib.constants import CLASS_NAMES
 from calib.recipe.schema import Scoring
-from calib.tables import CLASS_NAMES
 
 #: (detections, truth, scoring) -> metrics dict in the official script's keys
 Scorer = Callable[[pl.DataFrame, pl.DataFrame, Scoring], dict]

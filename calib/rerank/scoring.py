@@ -14,8 +14,9 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from calib.constants import DEFAULT_THRESHOLDS
+
 MATCH_KEYS = ["system", "clip", "det_id"]
-DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
 
 
 def label_detections(detections: pl.DataFrame, match: pl.DataFrame, iou_threshold: float) -> pl.DataFrame:

@@ -15,11 +15,11 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from calib.constants import DEFAULT_THRESHOLDS
 from calib.score.aggregate import concat_records, metrics_from_records
 from calib.score.annotations import Annotation, check_protocol
 from calib.score.matching import KIND_FN, KIND_MATCHED
 
-DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
 CEILING_LEVELS = (0.1, 0.25, 0.5)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 from scipy.optimize import linear_sum_assignment
 
+from calib.constants import N_CLASSES
 from calib.score.cache import PackedArrays, pack_sparse
 from calib.score.coco_render import COLS, ROWS, render_energies, render_energy_reference
 
@@ -159,11 +160,11 @@ def coco_map(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> t
                             "segmentation": _rle(_mask(c, k, energy_thr)), "score": float(c.score[k])})
     has_gt = {int(x) for c in gts for x in c.cls}
     if not results:
-        return 0.0, 0.0, {c: (0.0 if c in has_gt else math.nan) for c in range(13)}
+        return 0.0, 0.0, {c: (0.0 if c in has_gt else math.nan) for c in range(N_CLASSES)}
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = {"images": images, "annotations": gt_anns,
-                           "categories": [{"id": c + 1, "name": str(c)} for c in range(13)]}
+                           "categories": [{"id": c + 1, "name": str(c)} for c in range(N_CLASSES)]}
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, iouType="segm")
@@ -263,7 +264,7 @@ def evaluate(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float, clip
         "mask_AP50": mask_ap50,
         "pearson_r": float(np.mean(rs)) if rs else math.nan,
         "distance_mape": float(np.mean(errs)) if errs else math.nan,
-        "per_class_mAP": {str(c): per_class.get(c, math.nan) for c in range(13)},
+        "per_class_mAP": {str(c): per_class.get(c, math.nan) for c in range(N_CLASSES)},
         "n_pearson_pairs": len(rs),  # printed by the official script; says how much pearson_r rests on
     }
     return metrics, {"n_distance_pairs": len(errs), "pairs": pair_table(pairs)}

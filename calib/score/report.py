@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from calib.tables import CLASS_NAMES
+from calib.constants import CLASS_NAMES
 
 RECALL_POINTS = np.linspace(0, 1, 101)
 

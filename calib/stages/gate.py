@@ -66,9 +66,8 @@ from typing import Any, Mapping
 import numpy as np
 import polars as pl
 
-from calib.io.discover import PROTOCOLS
+from calib.constants import CLASS_NAMES, N_CLASSES, PROTOCOLS
 from calib.stages.base import REQUIRED, Param, Stage, Tables, declare, get_stage, make_stage
-from calib.tables import CLASS_NAMES, N_CLASSES
 
 MODES = ("per_class", "global")
 #: ``gate`` values a recipe accepts ("none": not gated, handy as a portfolio axis value)

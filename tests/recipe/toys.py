@@ -162,7 +162,7 @@ def toy_scorer(det: pl.DataFrame, truth: pl.DataFrame, scoring) -> dict:
     hit = det.join(keys, on=["clip", "frame", "class_id"], how="semi")
     m = float(hit.get_column("score").mean()) if len(hit) else 0.0
     per_class = {}
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     for cid in sorted(truth.get_column("class_id").unique().to_list()):
         h = hit.filter(pl.col("class_id") == cid)

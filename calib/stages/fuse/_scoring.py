@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from threadpoolctl import threadpool_limits
 
-from calib.tables import CLASS_NAMES, N_CLASSES
+from calib.constants import CLASS_NAMES, N_CLASSES
 
 
 def class_metrics(det: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026") -> pl.DataFrame:

@@ -13,11 +13,10 @@ from typing import Mapping
 import numpy as np
 import polars as pl
 
-from calib.io.discover import PROTOCOLS
+from calib.constants import CLASS_NAMES, N_CLASSES, PROTOCOLS
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.fuse import _scoring
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
-from calib.tables import CLASS_NAMES, N_CLASSES
 
 OUT_EXTRA = {"score_raw": pl.Float64, "fuse_source": pl.String}
 

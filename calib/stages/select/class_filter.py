@@ -5,9 +5,8 @@ import math
 
 import polars as pl
 
-from calib.io.discover import PROTOCOLS
+from calib.constants import CLASS_NAMES, N_CLASSES, PROTOCOLS
 from calib.stages.base import Param, Rule, Stage, Tables, declare, register
-from calib.tables import CLASS_NAMES, N_CLASSES
 
 
 def per_class_ap(detections: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026") -> dict[int, float]:
