@@ -282,9 +282,9 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
 
             if iou_thresholds is not None:
                 raise ValueError("the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95")
-            metrics, details = score_coco(list(zip(clips, psrc, gsrc)), sigma=sigma, energy_thr=energy_thr,
-                                          engine=engine, jobs=jobs, cache_dir=cache_dir, backend=backend,
-                                          scheduler=scheduler)
+            metrics, details = score_coco(list(zip(clips, psrc, gsrc)), map_fn=parallel_map, sigma=sigma,
+                                          energy_thr=energy_thr, engine=engine, jobs=jobs, cache_dir=cache_dir,
+                                          backend=backend, scheduler=scheduler)
             res = ScoreResult(metrics)
             res.skipped = skipped
             res.details = details

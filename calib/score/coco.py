@@ -278,16 +278,16 @@ def _prepare_job(src, sigma: float, engine: str) -> CocoClip:
     return _prepare(src.load(), sigma, engine)
 
 
-def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: str = "fast", jobs: int = 1,
+def score_coco(clips, *, map_fn, sigma: float = 6.0, energy_thr: float = 0.10, engine: str = "fast", jobs: int = 1,
                cache_dir=None, backend: str = "loky", scheduler: str | None = None) -> tuple[dict, dict]:
     """Score [(clip, prediction source, GT source)] (scoring order; sources as in
     :mod:`calib.score.api`) -> (official metrics, details).
 
     The fast engine renders with :func:`render_energies` and keeps prepared GT (sparse energies) in
     the GT cache under the GT's content hash and sigma; the reference engine renders triplet by
-    triplet, nothing cached. Rendering runs per clip in parallel; the COCO evaluation and the
-    peak matching run here."""
-    from calib.score.api import parallel_map
+    triplet, nothing cached. Rendering runs per clip through ``map_fn`` (``map_fn(fn, items, jobs=,
+    backend=, scheduler=)`` -> ``[fn(*item) for item in items]``: the caller's parallel map, so this
+    module needs nothing of :mod:`calib.score.api`); the COCO evaluation and the peak matching run here."""
     from calib.score.cache import GT_CACHE, entry_key
 
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
@@ -300,7 +300,7 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
     GT_CACHE.save_digests(cache_dir)
     gts = [GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
     todo = [i for i, g in enumerate(gts) if g is None]
-    done = parallel_map(_prepare_job, [(clips[i][2], sigma, engine) for i in todo]
+    done = map_fn(_prepare_job, [(clips[i][2], sigma, engine) for i in todo]
                         + [(p, sigma, engine) for _, p, _ in clips], **par)
     for i, g in zip(todo, done):
         GT_CACHE.put(keys[i], g, cache_dir)

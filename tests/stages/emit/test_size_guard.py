@@ -3,7 +3,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from calib.emit_guard import (STEPS, annotation_sizes, export_guarded, file_bytes, guard_sizes,
+from calib.stages.emit.guard import (STEPS, annotation_sizes, export_guarded, file_bytes, guard_sizes,
                                size_upper_bound)
 from calib.constants import MAX_FILE_BYTES
 from calib.io.dcase import dumps_clip
