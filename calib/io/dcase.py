@@ -4,7 +4,7 @@ Reading: :mod:`calib.io.discover` finds the files (one naming rule for every com
 :mod:`calib.io.jsonfile` parses each (a columnar fast path and a general path that give the same
 columns) and :mod:`calib.io.validate` applies the rules (the same rules the scorer applies), then
 the columns become a detections or truth table. Every input clip is remembered, including clips
-whose file holds no annotation (:class:`~calib.io.ingest.Ingested` ``.clips``; on disk the
+whose file holds no annotation (:class:`~calib.io.ingested.Ingested` ``.clips``; on disk the
 ``calib.clips`` metadata, see :mod:`calib.tables`), and :func:`export_table` writes a file for each,
 so ingest -> export -> score gives the metrics of the original folder.
 """
@@ -25,7 +25,7 @@ from calib.constants import MAX_FILE_BYTES, sha256_bytes
 from calib.io.clipnames import check_clip_name
 from calib.io.discover import prediction_clip, prediction_index, read_file_bytes, truth_index
 from calib.io.errors import InputError, InputWarning
-from calib.io.ingest import Ingested
+from calib.io.ingested import Ingested
 from calib.io.jsonfile import KNOWN_KEYS, Columns, parse_columns  # noqa: F401  (part of this module's API)
 from calib.io.validate import repeated_objects, validate
 from calib.publish import publish_staged, staging

@@ -37,7 +37,7 @@ from calib.constants import N_CLASSES, sha256_bytes
 from calib.io.clipnames import check_clip_name
 from calib.io.discover import read_file_bytes
 from calib.io.errors import InputError
-from calib.io.ingest import Ingested
+from calib.io.ingested import Ingested
 from calib.tables import TEACHER, conform
 
 #: layout -> its columns (after frame, class)
