@@ -48,7 +48,8 @@ from calib.recipe.inputs import LoadedInputs, digest, load_inputs
 from calib.publish import publish_staged, staging, write_json
 from calib.recipe.chain import ChainResult, check_imports, clip_sets, run_chain
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import Scorer, headline, restrict, scoring_cache
+from calib.recipe.scoring import Scorer, restrict, scoring_cache
+from calib.score.result import ScoreResult
 from calib.stages.base import Tables
 
 Log = Callable[[str], None]
@@ -89,8 +90,8 @@ class VariantResult:
     def estimate(self) -> Estimate:
         from calib.constants import MAX_FILE_BYTES
 
-        return Estimate(self.variant.name, list(self.learned), headline(self.in_sample)["mAP"],
-                        headline(self.oof)["mAP"], headline(self.site)["mAP"] if self.site else math.nan,
+        return Estimate(self.variant.name, list(self.learned), ScoreResult.of(self.in_sample).headline,
+                        ScoreResult.of(self.oof).headline, ScoreResult.of(self.site).headline,
                         self.max_bytes <= MAX_FILE_BYTES)
 
 
@@ -208,7 +209,7 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
         raw = estimate_recipe(ungated, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
         record, stage = records[path]
         applied = set(getattr(stage, "kept_classes_", []))
-        heads = {name: {e: _h(getattr(x, e)) for e in ESTIMATES} for name, x in
+        heads = {name: {e: ScoreResult.of(getattr(x, e)) for e in ESTIMATES} for name, x in
                  (("base", base), ("stage", raw), ("gated", est))}
         for cls in [*range(len(CLASS_NAMES)), None]:
             row = {"stage": spec.address, "type": spec.type, "gate": spec.gate, "class_id": cls,
@@ -217,10 +218,10 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
             for which in ("stage", "gated"):
                 for e in ESTIMATES:
                     if cls is None:
-                        a, b = heads[which][e]["mAP"], heads["base"][e]["mAP"]
+                        a, b = heads[which][e].headline, heads["base"][e].headline
                     else:
-                        a = heads[which][e]["per_class_ap"].get(cls, math.nan)
-                        b = heads["base"][e]["per_class_ap"].get(cls, math.nan)
+                        a = heads[which][e].per_class_ap.get(cls, math.nan)
+                        b = heads["base"][e].per_class_ap.get(cls, math.nan)
                     row[f"{which}_{e}"] = a - b
             rows.append(row)
     return rows
@@ -247,8 +248,7 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
                         file_sizes(full), list(loaded.clips), sorted(truth.get_column("clip").unique().to_list()),
                         final_key=final_key, gate_gains=gains)
     res.seconds = time.perf_counter() - t0
-    h_in, h_oof = headline(in_sample)["mAP"], headline(oof)["mAP"]
-    h_site = headline(site)["mAP"] if site else math.nan
+    h_in, h_oof, h_site = (ScoreResult.of(m).headline for m in (in_sample, oof, site))
     log(f"{variant.name} [{variant.label}]: in-sample {h_in:.4f}, out-of-fold {h_oof:.4f}, "
         f"site-held-out {h_site:.4f} ({res.seconds:.1f} s)")
     return res
@@ -300,20 +300,16 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
 
 
 # ----------------------------------------------------------------------------------------------
-def _h(m):
-    return headline(m) if m else headline(None)
-
-
 def estimate_rows(results: list[VariantResult], chosen: list[Choice]) -> list[dict]:
     role = {c.name: (i, c.role) for i, c in enumerate(chosen, start=1)}
     rows = []
     for r in results:
-        hi, ho, hs = _h(r.in_sample), _h(r.oof), _h(r.site)
+        hi, ho, hs = (ScoreResult.of(m) for m in (r.in_sample, r.oof, r.site))
         rows.append({
             "variant": r.variant.name, "settings": r.variant.label, "learned": ", ".join(r.learned),
-            "in_sample_mAP": hi["mAP"], "oof_mAP": ho["mAP"], "site_mAP": hs["mAP"],
-            "gap": hi["mAP"] - ho["mAP"],
-            "in_sample_pearson": hi["pearson"], "oof_pearson": ho["pearson"], "site_pearson": hs["pearson"],
+            "in_sample_mAP": hi.headline, "oof_mAP": ho.headline, "site_mAP": hs.headline,
+            "gap": hi.headline - ho.headline,
+            "in_sample_pearson": hi.pearson, "oof_pearson": ho.pearson, "site_pearson": hs.pearson,
             "max_file_bytes": r.max_bytes, "total_bytes": r.total_bytes,
             "rank": role.get(r.variant.name, (None, ""))[0], "role": role.get(r.variant.name, (None, ""))[1],
         })
@@ -366,8 +362,9 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
                 "rank": i, "variant": c.name, "role": c.role, "reason": c.reason, "settings": r.variant.settings,
                 "label": r.variant.label, "recipe": r.variant.recipe.name, "learned": r.learned,
                 "dev_clips": len(r.dev_clips), "folds": r.folds, "site_note": r.site_note,
-                "in_sample": _h(r.in_sample) | {"per_class_ap": None}, "out_of_fold": _h(r.oof),
-                "site_held_out": _h(r.site) | {"per_class_ap": None},
+                "in_sample": ScoreResult.of(r.in_sample).summary() | {"per_class_ap": None},
+                "out_of_fold": ScoreResult.of(r.oof).summary(),
+                "site_held_out": ScoreResult.of(r.site).summary() | {"per_class_ap": None},
                 "protocol": r.variant.recipe.scoring.protocol,
             })
         write_json(stage / "portfolio.json", portfolio)

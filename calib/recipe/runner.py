@@ -22,7 +22,8 @@ from calib.recipe.outputs import (RUN_OUTPUTS, check_clip_values, export_clips, 
                                   run_report, write_outputs)
 from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import Scorer, headline, restrict, scoring_cache
+from calib.recipe.scoring import Scorer, restrict, scoring_cache
+from calib.score.result import ScoreResult
 
 Log = Callable[[str], None]
 
@@ -96,7 +97,7 @@ def score_run(recipe: Recipe, det: pl.DataFrame, truth: pl.DataFrame, eval_clips
         for s in splits:
             clips = truth.filter(pl.col("split") == s).get_column("clip").unique().to_list()
             split_metrics[s] = scorer(restrict(det, clips), restrict(truth, clips), recipe.scoring)
-    h = headline(metrics)
+    h = ScoreResult.of(metrics)
     log(f"scored {len(eval_clips)} clip(s) ({recipe.scoring.protocol}) in {time.perf_counter() - t0:.2f} s: "
-        f"mAP {h['mAP']:.4f}, Pearson {h['pearson']:.4f}")
+        f"mAP {h.headline:.4f}, Pearson {h.pearson:.4f}")
     return metrics, split_metrics

@@ -54,7 +54,7 @@ def best_iou_table(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int =
     clips with ground truth and a class in 0..12 (the rows :func:`score_detections`' match tables
     hold, with the same ``best_iou``), from :func:`calib.score.best_ious`: no matching, no AP,
     every system at once."""
-    from calib.score import best_ious
+    from calib.score.facade import best_ious
 
     best = best_ious(detections, truth, jobs=jobs, cache_dir=cache_dir)
     return detections.select(pl.col("system").cast(pl.String), pl.col("clip").cast(pl.String),
@@ -82,7 +82,7 @@ def score_detections(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int
                      iou_thresholds: Sequence[float] | None = None) -> Scored:
     """Score each system of ``detections`` against ``truth`` (dcase2026), over the clips of the
     detections that have ground truth (other GT clips are not part of this set)."""
-    from calib.score import score_tables
+    from calib.score.facade import score_against
 
     thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
     gt_clips = set(truth.get_column("clip").unique().to_list())
@@ -91,8 +91,8 @@ def score_detections(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int
         dets = detections.filter(pl.col("system") == system)
         clips = sorted(set(dets.get_column("clip").unique().to_list()) & gt_clips, key=lambda c: c + ".json")
         part = truth.filter(pl.col("clip").is_in(clips))
-        results[system] = score_tables(dets, part, clips=clips, jobs=jobs, cache_dir=cache_dir,
-                                       iou_thresholds=thresholds, with_matches=True, system=system)
+        results[system] = score_against(dets, part, iou_thresholds=thresholds, clips=clips, jobs=jobs,
+                                        cache_dir=cache_dir, with_matches=True, system=system)
     return Scored(results, thresholds)
 
 
@@ -147,9 +147,3 @@ def compare_maps(scored: Scored, table: pl.DataFrame, columns: dict[str, str]) -
             out.setdefault(system, {})[name] = float(metrics["macro_mAP"])
     return out
 
-
-def score_folder(pred_dir, gt_dir) -> dict:
-    """Official dcase2026 metrics of a folder of prediction files against a GT folder."""
-    from calib.score import load_dir, score
-
-    return score(load_dir(pred_dir, "pred"), load_dir(gt_dir, "gt"), with_matches=False)

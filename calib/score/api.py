@@ -19,59 +19,10 @@ from calib.constants import DEFAULT_THRESHOLDS
 from calib.score.aggregate import concat_records, metrics_from_records
 from calib.score.annotations import Annotation, check_protocol
 from calib.score.matching import KIND_FN, KIND_MATCHED
+from calib.score.result import ScoreResult
+from calib.score.thresholds import parse_thresholds
 
 CEILING_LEVELS = (0.1, 0.25, 0.5)
-
-
-class ScoreResult(dict):
-    """The official metrics (a dict with the script's keys) plus what calib adds:
-
-    ``matches``: one row per prediction record (polars DataFrame) or None; ``gt_matches``: one row per
-    GT annotation with its best same-class prediction IoU; ``recall_ceiling``: fraction of GT whose
-    best same-class prediction of its frame reaches each soft IoU level whatever the scores;
-    ``skipped``: prediction clips without ground truth; ``unscored_gt``: GT clips of a folder
-    without a prediction file, not scored (as the official scripts do); ``tie_order_range``
-    (dcase2026): macro and micro mAP under each tie order and their [min, max]
-    (:func:`calib.score.aggregate.tie_order_range`; metrics.json carries it under that key)."""
-
-    matches: pl.DataFrame | None = None
-    gt_matches: pl.DataFrame | None = None
-    recall_ceiling: dict | None = None
-    skipped: list[str]
-    unscored_gt: list[str] = []
-    details: dict | None = None  # coco protocol: n_distance_pairs, pairs (the peak-matched pairs, a DataFrame)
-    tie_order_range: dict | None = None
-    #: dcase2026 fast engine: how the work was done: pool (bool: clips ran in a pool),
-    #: estimated_seconds (the in-process estimate the pool decision used, None when jobs=1),
-    #: maps_rendered (prediction maps rendered: 0 when every row came from the cache)
-    work: dict | None = None
-
-    @property
-    def metrics(self) -> dict:
-        return dict(self)
-
-
-def parse_thresholds(spec: str | Sequence[float] | None, protocol: str = "dcase2026") -> list[float] | None:
-    """``"0.25,0.5"`` or ``"0.5:0.05:0.95"`` (start:step:end, end included) or a list -> floats."""
-    if spec is None:
-        return None
-    if not isinstance(spec, str):
-        return [float(v) for v in spec]
-    spec = spec.strip()
-    if ":" in spec:
-        parts = spec.split(":")
-        if len(parts) != 3:
-            raise ValueError(f"IoU thresholds {spec!r}: expected start:step:end")
-        start, step, end = (float(p) for p in parts)
-        if step <= 0 or end < start:
-            raise ValueError(f"IoU thresholds {spec!r}: need step > 0 and end >= start")
-        n = int(math.floor((end - start) / step + 1e-9)) + 1
-        # rounded so 0.5:0.05:0.95 gives 0.9, not 0.8999999999999999 (as the official script prints)
-        return [round(float(v), 10) for v in np.linspace(start, start + step * (n - 1), n)]
-    vals = [float(v) for v in spec.replace(" ", "").split(",") if v]
-    if not vals or any(not (0 < v <= 1) for v in vals):
-        raise ValueError(f"IoU thresholds {spec!r}: expected numbers in (0, 1]")
-    return vals
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,8 +222,7 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
         raise ValueError(f"engine must be 'fast' or 'reference', got {engine!r}")
     if engine == "reference" and (jobs != 1 or backend == "dask"):
         raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
-    if isinstance(iou_thresholds, str):
-        iou_thresholds = parse_thresholds(iou_thresholds)
+    iou_thresholds = parse_thresholds(iou_thresholds, protocol)
     clips, psrc, gsrc, skipped, unscored_gt = _plan(pred, gt, protocol, clips)
     from threadpoolctl import threadpool_limits
 
@@ -280,12 +230,10 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
         if protocol == "dcase2026-coco":
             from calib.score.coco import score_coco
 
-            if iou_thresholds is not None:
-                raise ValueError("the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95")
             metrics, details = score_coco(list(zip(clips, psrc, gsrc)), map_fn=parallel_map, sigma=sigma,
                                           energy_thr=energy_thr, engine=engine, jobs=jobs, cache_dir=cache_dir,
                                           backend=backend, scheduler=scheduler)
-            res = ScoreResult(metrics)
+            res = ScoreResult.of(metrics, protocol)
             res.skipped = skipped
             res.details = details
         else:
@@ -422,7 +370,7 @@ def _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, *, engine, jobs, ca
     records = concat_records(recs)
     metrics = metrics_from_records(records, thresholds, tie_order, with_tie_range=True)
     tie_range = metrics.pop("tie_order_range")  # calib's own: the dict keeps the official keys only
-    res = ScoreResult(metrics)
+    res = ScoreResult.of(metrics, "dcase2026")
     res.tie_order_range = tie_range
     res.skipped = skipped
     res.work = stats

@@ -131,33 +131,13 @@ def build_stage(entry: Mapping[str, Any], scoring: Mapping[str, Any] | None = No
 def class_ap(det: pl.DataFrame, truth: pl.DataFrame, scoring: Mapping[str, Any] | None = None) -> np.ndarray:
     """Per-class mAP (13 values) of ``det`` scored against ``truth`` on the truth's clips with a
     recipe's ``[scoring]`` (protocol, iou_thresholds, options); NaN for a class without ground
-    truth there. A truth clip without detections scores as an empty file."""
-    from threadpoolctl import threadpool_limits
-
-    from calib.score import score_tables
+    truth there (:attr:`calib.score.ScoreResult.class_ap`). A truth clip without detections
+    scores as an empty file."""
+    from calib.score.facade import class_scores
 
     scoring = dict(scoring or {})
-    protocol = scoring.get("protocol", "dcase2026")
-    kwargs = dict(scoring.get("options") or {})
-    if scoring.get("iou_thresholds") is not None:
-        kwargs["iou_thresholds"] = scoring["iou_thresholds"]
-    if truth.height == 0:
-        return np.full(N_CLASSES, np.nan)
-    clips = truth.get_column("clip").unique().implode()
-    det = det.filter(pl.col("clip").is_in(clips)).with_columns(pl.lit("", pl.String).alias("system"))
-    with threadpool_limits(1, user_api="blas"):  # the renderer's tiny BLAS calls only contend
-        res = score_tables(det, truth, protocol=protocol, with_matches=False, **kwargs)
-    out = np.full(N_CLASSES, np.nan)
-    if protocol == "dcase2026-coco":
-        per = {int(k): v for k, v in (res.get("per_class_mAP") or {}).items()}
-        for c in range(N_CLASSES):
-            if per.get(c) is not None and float(per[c]) >= 0:  # pycocotools writes -1 for "no truth"
-                out[c] = float(per[c])
-    else:
-        for c, name in enumerate(CLASS_NAMES):
-            v = (res["per_class"].get(name) or {}).get("mAP")
-            out[c] = math.nan if v is None else float(v)
-    return out
+    return class_scores(det, truth, protocol=scoring.get("protocol", "dcase2026"),
+                        iou_thresholds=scoring.get("iou_thresholds"), options=scoring.get("options")).class_ap
 
 
 def macro_gain(ap_with: np.ndarray, ap_without: np.ndarray) -> float:

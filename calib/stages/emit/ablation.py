@@ -45,7 +45,7 @@ def clip_file_sizes(df: pl.DataFrame) -> np.ndarray:
 def ablate(detections: pl.DataFrame, truth: pl.DataFrame, emitters, *, protocol: str = "dcase2026") -> pl.DataFrame:
     """One row per emitter (``none`` first: the detections as given): macro mAP, its change relative
     to ``none``, macro Pearson, largest and mean clip file size (MiB), total points, emission time."""
-    from calib.score import score_tables
+    from calib.score.facade import score_against
 
     specs = [{"type": "none"}] + [parse_emitter(e) if isinstance(e, str) else dict(e) for e in emitters
                                   if (e if isinstance(e, str) else e.get("type")) != "none"]
@@ -57,12 +57,10 @@ def ablate(detections: pl.DataFrame, truth: pl.DataFrame, emitters, *, protocol:
         else:
             out = make_stage(spec).apply(Tables(detections=detections))["detections"]
         emit_s = time.perf_counter() - t0
-        metrics = score_tables(out, truth, protocol=protocol)
+        res = score_against(out, truth, protocol=protocol)
         sizes = clip_file_sizes(out)
         label = spec["type"] + "".join(f":{k}={json.dumps(v)}" for k, v in spec.items() if k != "type")
-        m = metrics.get("macro_mAP", metrics.get("mask_mAP"))
-        rows.append({"emitter": label, "macro_mAP": None if m is None else float(m),
-                     "macro_pearson_r": _float(metrics.get("macro_pearson_r", metrics.get("pearson_r"))),
+        rows.append({"emitter": label, "macro_mAP": res.headline, "macro_pearson_r": res.pearson,
                      "largest_MiB": float(sizes.max() / 2**20) if sizes.size else 0.0,
                      "mean_MiB": float(sizes.mean() / 2**20) if sizes.size else 0.0,
                      "points": flatten(out.get_column("points")).n_points, "emit_s": emit_s})
@@ -70,10 +68,6 @@ def ablate(detections: pl.DataFrame, truth: pl.DataFrame, emitters, *, protocol:
     for r in rows:
         r["rel_mAP"] = (r["macro_mAP"] / base - 1.0) if base and r["macro_mAP"] is not None else None
     return pl.DataFrame(rows, schema=ABLATION_SCHEMA)
-
-
-def _float(v):
-    return None if v is None else float(v)
 
 
 #: below this baseline ('none') mAP, the table prints absolute mAP differences: a relative change

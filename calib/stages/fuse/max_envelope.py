@@ -15,7 +15,6 @@ import polars as pl
 
 from calib.constants import CLASS_NAMES, N_CLASSES, PROTOCOLS
 from calib.stages.base import Param, Stage, Tables, declare, register
-from calib.stages.fuse import _scoring
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
 
 OUT_EXTRA = {"score_raw": pl.Float64, "fuse_source": pl.String}
@@ -68,10 +67,17 @@ def choose_per_class(metrics: pl.DataFrame, eps: float = 1e-4) -> pl.DataFrame:
                             .alias("class_name")).select("class_id", "class_name", *list(schema)[1:])
 
 
+def _class_table(det: pl.DataFrame, truth: pl.DataFrame, protocol: str) -> pl.DataFrame:
+    """``class_id, mAP, pearson`` of ``det`` on the truth's clips (:func:`calib.score.facade.class_scores`)."""
+    from calib.score import facade  # looked up per call: tests stand a simpler scorer in
+
+    return facade.class_scores(det, truth, protocol=protocol).class_table()
+
+
 def system_metrics(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, protocol: str) -> pl.DataFrame:
     """``system, class_id, mAP, pearson`` of every system, scored on the truth's clips."""
     clips = truth.get_column("clip").unique()
-    parts = [_scoring.class_metrics(det.filter(pl.col("clip").is_in(clips.implode())), truth, protocol)
+    parts = [_class_table(det.filter(pl.col("clip").is_in(clips.implode())), truth, protocol)
              .with_columns(pl.lit(name, pl.String).alias("system")) for name, det in sorted(systems.items())]
     if not parts:
         return pl.DataFrame(schema={"system": pl.String, "class_id": pl.Int64, "mAP": pl.Float64,
@@ -179,11 +185,11 @@ def cross_fitted(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, *, n_
         choices.append(stage.choice_table_.select(pl.lit(k).alias("fold"), "class_id", "system"))
     cross = pl.concat(held, how="diagonal_relaxed")
     in_sample = MaxEnvelope(eps=eps, protocol=protocol).fit(Tables(systems=systems, truth=truth))
-    rows = [(f"system:{n}", _macro(_scoring.class_metrics(d, truth, protocol))) for n, d in sorted(systems.items())]
+    rows = [(f"system:{n}", _macro(_class_table(d, truth, protocol))) for n, d in sorted(systems.items())]
     rows.append(("envelope:in-sample",
-                 _macro(_scoring.class_metrics(envelope(systems, in_sample.choice_, "in_sample"), truth, protocol))))
+                 _macro(_class_table(envelope(systems, in_sample.choice_, "in_sample"), truth, protocol))))
     rows.append((f"envelope:cross-fitted({n_folds} folds)",
-                 _macro(_scoring.class_metrics(cross, truth, protocol))))
+                 _macro(_class_table(cross, truth, protocol))))
     return (pl.DataFrame(rows, schema={"estimate": pl.String, "macro_mAP": pl.Float64}, orient="row"),
             pl.concat(choices))
 
@@ -204,8 +210,8 @@ def site_held_out(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, *, f
     stage = MaxEnvelope(eps=eps, protocol=protocol).fit(Tables(
         systems={n: d.filter(pl.col("clip").is_in(fit_clips)) for n, d in systems.items()}, truth=fit_truth))
     test_systems = {n: d.filter(pl.col("clip").is_in(test_clips)) for n, d in systems.items()}
-    rows = [(f"system:{n}@{test_site}", _macro(_scoring.class_metrics(d, test_truth, protocol)))
+    rows = [(f"system:{n}@{test_site}", _macro(_class_table(d, test_truth, protocol)))
             for n, d in sorted(test_systems.items())]
     rows.append((f"envelope:chosen@{fit_site}->{test_site}",
-                 _macro(_scoring.class_metrics(envelope(test_systems, stage.choice_, "site"), test_truth, protocol))))
+                 _macro(_class_table(envelope(test_systems, stage.choice_, "site"), test_truth, protocol))))
     return pl.DataFrame(rows, schema={"estimate": pl.String, "macro_mAP": pl.Float64}, orient="row")
