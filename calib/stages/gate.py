@@ -329,6 +329,12 @@ class GatedStage(Stage):
         protocol = (self.scoring or {}).get("protocol", "dcase2026")
         if protocol not in PROTOCOLS:
             raise ValueError(f"gate: unknown scoring protocol {protocol!r}")
+        from calib.score.thresholds import parse_thresholds
+
+        try:
+            parse_thresholds((self.scoring or {}).get("iou_thresholds"), protocol)
+        except ValueError as e:
+            raise ValueError(f"gate: scoring.iou_thresholds: {e}") from None
 
     # -- learning where the stage may act
     def fit(self, tables: Tables) -> "GatedStage":
