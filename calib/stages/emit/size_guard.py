@@ -22,8 +22,7 @@ class SizeGuard(Stage):
     )
 
     def apply(self, tables: Tables) -> Tables:
-        if not self.max_mib > 0:
-            raise ValueError(f"size_guard: max_mib must be > 0, got {self.max_mib!r}")
+        self.check_params()
         res = guard_sizes(tables["detections"], int(self.max_mib * 2**20), tuple(self.steps))
         self.report_ = res.report
         return tables.replace(detections=res.table)
