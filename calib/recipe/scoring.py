@@ -17,18 +17,27 @@ import polars as pl
 from calib.recipe.schema import Scoring
 from calib.tables import CLASS_NAMES
 
-#: (detections, truth, scoring) -> metrics dict in the official script's keys
-Scorer = Callable[[pl.DataFrame, pl.DataFrame, Scoring], dict]
+#: (detections, truth, scoring, *, gt_clips) -> metrics dict in the official script's keys;
+#: ``gt_clips``: every clip scored (those whose GT file holds no annotation too)
+Scorer = Callable[..., dict]
 
 
-def official_scorer(detections: pl.DataFrame, truth: pl.DataFrame, scoring: Scoring) -> dict:
+def official_scorer(detections: pl.DataFrame, truth: pl.DataFrame, scoring: Scoring, *,
+                    gt_clips: Iterable[str] | None = None) -> dict:
     """calib's exact implementation of the official scripts (calib.score)."""
     from calib.score import score_tables
 
     kwargs: dict[str, Any] = dict(scoring.options)
     if scoring.iou_thresholds is not None:
         kwargs["iou_thresholds"] = scoring.iou_thresholds
-    return score_tables(detections, truth, protocol=scoring.protocol, **kwargs)
+    return score_tables(detections, truth, protocol=scoring.protocol, gt_clips=gt_clips, **kwargs)
+
+
+def score_clips(scorer: Scorer, det: pl.DataFrame, truth: pl.DataFrame, clips: Iterable[str], scoring: Scoring) -> dict:
+    """``det`` scored on ``clips`` (clips with a GT file; one with no annotation scores its
+    detections as false positives, as the official script does)."""
+    clips = sorted(clips)
+    return scorer(restrict(det, clips), restrict(truth, clips), scoring, gt_clips=clips)
 
 
 #: the stage cache's sub-folder where the scorer keeps GT maps and prediction rows
