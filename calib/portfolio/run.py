@@ -48,7 +48,7 @@ from calib.recipe.inputs import LoadedInputs, digest, load_inputs
 from calib.publish import publish_staged, staging, write_json
 from calib.recipe.chain import ChainResult, check_imports, clip_sets, run_chain
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import Scorer, restrict, scoring_cache
+from calib.recipe.scoring import Scorer, restrict, score_clips, scoring_cache
 from calib.score.result import ScoreResult
 from calib.stages.base import Tables
 
@@ -120,8 +120,8 @@ def file_sizes(det: pl.DataFrame) -> dict[str, int]:
     return {key[0]: len(dumps_clip(part, "pred")) for key, part in sorted(parts.items())}
 
 
-def _site_clips(truth: pl.DataFrame, clips: list[str], needle: str) -> list[str]:
-    splits = truth.select("clip", "split").unique()
+def _site_clips(gt_clips: pl.DataFrame, clips: list[str], needle: str) -> list[str]:
+    splits = gt_clips.select("clip", "split").unique()
     hit = splits.filter(pl.col("split").str.to_lowercase().str.contains(needle.lower(), literal=True)
                         & pl.col("clip").is_in(clips))
     return sorted(hit.get_column("clip").unique().to_list())
@@ -152,7 +152,7 @@ def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[
         return run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=lambda s: None, source=source)
 
     def score(det, clips):
-        return scorer(restrict(det, clips), restrict(truth, clips), recipe.scoring)
+        return score_clips(scorer, det, truth, clips, recipe.scoring)
 
     full_chain = chain_on(dev)
     full = full_chain.tables["detections"]
@@ -170,8 +170,8 @@ def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[
             det = chain_on([c for c in dev if folds[c] != f]).tables["detections"]
             held.append(restrict(det, out_clips))
         oof = score(pl.concat(held, how="diagonal_relaxed"), dev)
-    site_fit = _site_clips(truth, dev, grid.site_fit)
-    site_score = _site_clips(truth, dev, grid.site_score)
+    site_fit = _site_clips(tables.truth_clips, dev, grid.site_fit)
+    site_score = _site_clips(tables.truth_clips, dev, grid.site_score)
     site, note = None, ""
     if not site_fit or not site_score:
         note = (f"no dev clips from a split named like {grid.site_fit!r} and one like {grid.site_score!r}: "
@@ -245,7 +245,7 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
     # Keep the submitted system's table in memory only when the cache does not hold it.
     in_cache = cache is not None and cache.has(final_key)
     res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, None if in_cache else full,
-                        file_sizes(full), list(loaded.clips), sorted(truth.get_column("clip").unique().to_list()),
+                        file_sizes(full), list(loaded.clips), tables.truth_clips.get_column("clip").to_list(),
                         final_key=final_key, gate_gains=gains)
     res.seconds = time.perf_counter() - t0
     h_in, h_oof, h_site = (ScoreResult.of(m).headline for m in (in_sample, oof, site))

@@ -141,6 +141,10 @@ def stage_key(prev_key: str, stage: Stage, fit_key: str | None, on_system: str |
     })[:32]
 
 
+#: tables a chain re-adds from its inputs after reading an entry (run_chain), never stored
+NOT_STORED = frozenset({"truth_clips"})
+
+
 def _kind(name: str) -> str | None:
     return "detections" if name in ("detections", "systems") else (name if name in KINDS else None)
 
@@ -200,6 +204,8 @@ class StageCache:
         try:
             manifest: dict[str, Any] = {"tables": {}, "meta": meta or {}}
             for name, value in tables.items():
+                if name in NOT_STORED:
+                    continue
                 if isinstance(value, dict):
                     manifest["tables"][name] = {
                         sub: self._save_table(df, tmp, final, f"{name}-{sub}", _kind(name), written)

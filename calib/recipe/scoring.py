@@ -19,16 +19,25 @@ import polars as pl
 
 from calib.recipe.schema import Scoring
 
-#: (detections, truth, scoring) -> metrics dict in the official script's keys
-Scorer = Callable[[pl.DataFrame, pl.DataFrame, Scoring], dict]
+#: (detections, truth, scoring, *, gt_clips) -> metrics dict in the official script's keys;
+#: ``gt_clips``: every clip scored (those whose GT file holds no annotation too)
+Scorer = Callable[..., dict]
 
 
-def official_scorer(detections: pl.DataFrame, truth: pl.DataFrame, scoring: Scoring) -> dict:
+def official_scorer(detections: pl.DataFrame, truth: pl.DataFrame, scoring: Scoring, *,
+                    gt_clips: Iterable[str] | None = None) -> dict:
     """calib's exact implementation of the official scripts (calib.score), as a :data:`Scorer`."""
     from calib.score.facade import score_against
 
     return score_against(detections, truth, protocol=scoring.protocol, iou_thresholds=scoring.iou_thresholds,
-                         options=scoring.options)
+                         options=scoring.options, gt_clips=gt_clips)
+
+
+def score_clips(scorer: Scorer, det: pl.DataFrame, truth: pl.DataFrame, clips: Iterable[str], scoring: Scoring) -> dict:
+    """``det`` scored on ``clips`` (clips with a GT file; one with no annotation scores its
+    detections as false positives, as the official script does)."""
+    clips = sorted(clips)
+    return scorer(restrict(det, clips), restrict(truth, clips), scoring, gt_clips=clips)
 
 
 #: the stage cache's sub-folder where the scorer keeps GT maps and prediction rows

@@ -10,8 +10,8 @@ step, the oracle) and ``fast`` (cached GT maps, each detection's IoUs cached by 
 :func:`calib.score.cache.cache_folder` sets where a block of scoring calls keeps them on disk.
 """
 from calib.score.annotations import Annotation, ScoreInputError, load_dir, load_file, pair_files
-from calib.score.api import annotations_from_table, best_ious, score, score_tables
-from calib.score.facade import class_scores, score_against
+from calib.score.api import annotations_from_table, score, score_tables
+from calib.score.facade import best_ious, class_scores, score_against
 from calib.score.result import ScoreResult
 from calib.score.thresholds import parse_thresholds
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
@@ -460,8 +460,11 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, c
     return out
 
 
-def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> ScoreResult:
-    """Score a detections table (one system) against a truth table; kwargs as :func:`score`."""
+def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, *, gt_clips: Iterable[str] | None = None,
+                 **kwargs) -> ScoreResult:
+    """Score a detections table (one system) against a truth table; kwargs as :func:`score`.
+    ``gt_clips``: clips with a GT file beyond the truth rows' clips (a GT file with no annotation:
+    the official script scores it, every prediction there a false positive)."""
     systems = detections.get_column("system").unique().to_list() if "system" in detections.columns else []
     if len(systems) > 1:
         raise ValueError(f"detections hold several systems {sorted(systems)}; filter one system before scoring")
@@ -469,4 +472,7 @@ def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> Sco
     from calib.score.columns import clips_from_table
 
     # column-wise, no object per row: the fast engine reads these; the others convert them
-    return score(clips_from_table(detections, "pred"), clips_from_table(truth, "gt"), **kwargs)
+    gt: dict = clips_from_table(truth, "gt")
+    if gt_clips is not None:
+        gt = {c: [] for c in gt_clips if c not in gt} | gt
+    return score(clips_from_table(detections, "pred"), gt, **kwargs)

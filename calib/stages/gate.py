@@ -61,7 +61,7 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -128,16 +128,19 @@ def build_stage(entry: Mapping[str, Any], scoring: Mapping[str, Any] | None = No
 
 
 # ----------------------------------------------------------------------------------------------
-def class_ap(det: pl.DataFrame, truth: pl.DataFrame, scoring: Mapping[str, Any] | None = None) -> np.ndarray:
-    """Per-class mAP (13 values) of ``det`` scored against ``truth`` on the truth's clips with a
-    recipe's ``[scoring]`` (protocol, iou_thresholds, options); NaN for a class without ground
-    truth there (:attr:`calib.score.ScoreResult.class_ap`). A truth clip without detections
-    scores as an empty file."""
+def class_ap(det: pl.DataFrame, truth: pl.DataFrame, scoring: Mapping[str, Any] | None = None,
+             clips: Sequence[str] | None = None) -> np.ndarray:
+    """Per-class mAP (13 values) of ``det`` scored against ``truth`` on the truth's clips (or on
+    ``clips``, clips with a GT file, some maybe without annotation) with a recipe's ``[scoring]``
+    (protocol, iou_thresholds, options); NaN for a class without ground truth there
+    (:attr:`calib.score.ScoreResult.class_ap`). A truth clip without detections scores as an
+    empty file."""
     from calib.score.facade import class_scores
 
     scoring = dict(scoring or {})
     return class_scores(det, truth, protocol=scoring.get("protocol", "dcase2026"),
-                        iou_thresholds=scoring.get("iou_thresholds"), options=scoring.get("options")).class_ap
+                        iou_thresholds=scoring.get("iou_thresholds"), options=scoring.get("options"),
+                        gt_clips=clips).class_ap
 
 
 def macro_gain(ap_with: np.ndarray, ap_without: np.ndarray) -> float:
@@ -340,15 +343,15 @@ class GatedStage(Stage):
     def fit(self, tables: Tables) -> "GatedStage":
         self._check()
         truth = tables["truth"]
-        clips = sorted(truth.get_column("clip").unique().to_list())
+        clips = tables.truth_clips.get_column("clip").to_list()  # GT files without annotation too
         k = min(int(self.folds), len(clips))
         parts: list[tuple] = []
         relabel, rounds = False, 0
         if k >= MIN_FOLDS:
             parts = self._cross_fit(tables, clip_folds(clips, k, int(self.seed)), k)
             truths = [Tables(truth=truth).subset(held)["truth"] for held, _, _ in parts]
-            ap_wo = np.array([class_ap(inp, t, self.scoring) for (_, inp, _), t in zip(parts, truths)])
-            ap_w = np.array([class_ap(out, t, self.scoring) for (_, _, out), t in zip(parts, truths)])
+            ap_wo = np.array([class_ap(inp, t, self.scoring, held) for (held, inp, _), t in zip(parts, truths)])
+            ap_w = np.array([class_ap(out, t, self.scoring, held) for (held, _, out), t in zip(parts, truths)])
             relabel = any(relabels(inp, out) for _, inp, out in parts)
             gains = ap_w - ap_wo
             macro = np.array([macro_gain(w, wo) for w, wo in zip(ap_w, ap_wo)])
@@ -411,8 +414,8 @@ class GatedStage(Stage):
         rounds = 0
         while kept:
             rounds += 1
-            ap_g = np.array([class_ap(combine(inp, out, kept), t, self.scoring)
-                             for (_, inp, out), t in zip(parts, truths)])
+            ap_g = np.array([class_ap(combine(inp, out, kept), t, self.scoring, held)
+                             for (held, inp, out), t in zip(parts, truths)])
             still = {c for c in kept if gate_rule(ap_g[:, c] - ap_wo[:, c], self.confidence)[4]}
             for c in kept - still:
                 reasons[c] = ("dropped: once the classes it trades detections with are gated, its own gain "

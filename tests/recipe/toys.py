@@ -155,7 +155,7 @@ def recipe_dict(**over) -> dict:
     return d
 
 
-def toy_scorer(det: pl.DataFrame, truth: pl.DataFrame, scoring) -> dict:
+def toy_scorer(det: pl.DataFrame, truth: pl.DataFrame, scoring, *, gt_clips=None) -> dict:
     """A hand-checkable stand-in for the official metrics: "mAP" = mean score of the detections
     whose (clip, frame, class) has a GT annotation; Pearson = share of such detections."""
     keys = truth.select("clip", "frame", "class_id").unique()

@@ -100,7 +100,8 @@ class CalibratedUnion(Stage):
         self.calibrators_: dict[str, dict[str, dict[str, list[float]]]] = {}
         for name, det in sorted(tables["systems"].items()):
             maps: dict[str, dict[str, list[float]]] = {}
-            best = facade.best_ious(det, truth) if self.method != "none" and det.height else np.zeros(0)
+            best = facade.best_ious(det, truth, gt_clips=tables.truth_clips.get_column("clip").to_list()) \
+                if self.method != "none" and det.height else np.zeros(0)
             known = ~np.isnan(best)  # detections of clips without ground truth teach nothing
             if known.any():
                 labels = best[known] >= float(self.iou)

@@ -8,7 +8,7 @@ the held-out fold, every clip scored once by a choice that never saw it) and :fu
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -67,17 +67,21 @@ def choose_per_class(metrics: pl.DataFrame, eps: float = 1e-4) -> pl.DataFrame:
                             .alias("class_name")).select("class_id", "class_name", *list(schema)[1:])
 
 
-def _class_table(det: pl.DataFrame, truth: pl.DataFrame, protocol: str) -> pl.DataFrame:
-    """``class_id, mAP, pearson`` of ``det`` on the truth's clips (:func:`calib.score.facade.class_scores`)."""
+def _class_table(det: pl.DataFrame, truth: pl.DataFrame, protocol: str,
+                 clips: Sequence[str] | None = None) -> pl.DataFrame:
+    """``class_id, mAP, pearson`` of ``det`` on the truth's clips or ``clips``
+    (:func:`calib.score.facade.class_scores`)."""
     from calib.score import facade  # looked up per call: tests stand a simpler scorer in
 
-    return facade.class_scores(det, truth, protocol=protocol).class_table()
+    return facade.class_scores(det, truth, protocol=protocol, gt_clips=clips).class_table()
 
 
-def system_metrics(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, protocol: str) -> pl.DataFrame:
-    """``system, class_id, mAP, pearson`` of every system, scored on the truth's clips."""
-    clips = truth.get_column("clip").unique()
-    parts = [_class_table(det.filter(pl.col("clip").is_in(clips.implode())), truth, protocol)
+def system_metrics(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, protocol: str,
+                   clips: Sequence[str] | None = None) -> pl.DataFrame:
+    """``system, class_id, mAP, pearson`` of every system, scored on the truth's clips (or on
+    ``clips``: clips with a GT file, some maybe without annotation)."""
+    clips = sorted(truth.get_column("clip").unique().to_list() if clips is None else clips)
+    parts = [_class_table(det.filter(pl.col("clip").is_in(clips)), truth, protocol, clips)
              .with_columns(pl.lit(name, pl.String).alias("system")) for name, det in sorted(systems.items())]
     if not parts:
         return pl.DataFrame(schema={"system": pl.String, "class_id": pl.Int64, "mAP": pl.Float64,
@@ -129,7 +133,8 @@ class MaxEnvelope(Stage):
 
     def fit(self, tables: Tables) -> "MaxEnvelope":
         self.check_params()
-        self.metrics_ = system_metrics(tables["systems"], tables["truth"], self.protocol)
+        self.metrics_ = system_metrics(tables["systems"], tables["truth"], self.protocol,
+                                       tables.truth_clips.get_column("clip").to_list())
         self.choice_table_ = choose_per_class(self.metrics_, float(self.eps))
         self.choice_ = dict(zip(self.choice_table_.get_column("class_id").to_list(),
                                 self.choice_table_.get_column("system").to_list()))

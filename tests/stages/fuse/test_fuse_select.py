@@ -127,7 +127,7 @@ def union_systems():
 
 @pytest.fixture
 def stand_in_matches(monkeypatch):
-    monkeypatch.setattr(facade, "best_ious", lambda d, truth: d.get_column("feat_iou").to_numpy())
+    monkeypatch.setattr(facade, "best_ious", lambda d, truth, gt_clips=None: d.get_column("feat_iou").to_numpy())
 
 
 def test_calibrated_union_maps_each_system_to_matchability(stand_in_matches):
