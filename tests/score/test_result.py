@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from calib.constants import CLASS_NAMES
-from calib.score import ScoreResult, class_scores, score_against, score_tables
+from calib.score import ScoreResult, best_ious, class_scores, score_against, score_tables
 
 
 def dcase(per: dict[int, tuple[float | None, float | None]]) -> dict:
@@ -120,3 +120,17 @@ def test_facade_coco_view_matches_its_keys():
     assert np.isnan(r.class_pearson).all()
     with pytest.raises(ValueError, match="fixed IoU thresholds"):
         score_against(det, truth, protocol="dcase2026-coco", iou_thresholds=[0.5])
+
+
+def test_facade_scores_gt_clips_without_annotations():
+    """A GT file that holds no annotation (clip c) is still scored: its detections are false
+    positives, their best IoU 0."""
+    det, truth = _tables()
+    best = best_ious(det, truth)
+    assert best[0] == pytest.approx(1.0) and best[1] == 0.0 and np.isnan(best[2])
+    assert best_ious(det, truth, gt_clips=["a", "b", "c"])[2] == 0.0
+    name = CLASS_NAMES[0]
+    assert class_scores(det, truth)["per_class"][name]["n_det"] == 2
+    with_c = class_scores(det, truth, gt_clips=["a", "b", "c"])
+    assert with_c["per_class"][name]["n_det"] == 3 and with_c.class_ap[0] == pytest.approx(51 / 101)
+    assert score_against(det, truth, gt_clips=["a", "b", "c"]).skipped == []
