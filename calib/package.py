@@ -213,7 +213,7 @@ def _write_package(stage: Path, out: Path, systems: list, label: str, track: str
     """The package's folders (and zip) in the staging folder ``stage``, checked against the rules."""
     import yaml
 
-    from calib.io.dcase import MAX_FILE_BYTES
+    from calib.constants import MAX_FILE_BYTES
     from calib.recipe.outputs import export_clips
 
     system_dirs, clip_list = [], None
@@ -277,7 +277,8 @@ def check_package(package_dir: str | os.PathLike, *, expected_clips: Sequence[st
     finite scores); every system holds the same clips."""
     import yaml
 
-    from calib.io.dcase import MAX_FILE_BYTES, read_file
+    from calib.constants import MAX_FILE_BYTES
+    from calib.io.dcase import read_file
 
     limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
     root = Path(package_dir)

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable, Mapping
 
-from calib.tables import N_CLASSES  # tables keyed by class id accept "3" and 3 alike
+from calib.constants import N_CLASSES  # tables keyed by class id accept "3" and 3 alike
 
 CLASS_KEY = f"class id (0..{N_CLASSES - 1})"
 

@@ -33,26 +33,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from calib.constants import CLASS_NAMES, N_CLASSES  # noqa: F401  (the class list the schemas carry)
 from calib.io.clipnames import RULE, check_clip_name, is_safe_clip_name
 from calib.publish import atomic_path, current_umask  # noqa: F401  (their home was here)
 
 SCHEMA_VERSION = "1"
-N_CLASSES = 13
-CLASS_NAMES = (
-    "Female speech",
-    "Male speech",
-    "Clapping",
-    "Telephone",
-    "Laughter",
-    "Domestic sounds",
-    "Walk/footsteps",
-    "Door open/close",
-    "Music",
-    "Musical instrument",
-    "Water tap",
-    "Bell",
-    "Knock",
-)
 COORDINATES = "dcase2026-canvas: x=(-azimuth+180) mod 360 in [0,360], y=90-elevation in [0,180], degrees"
 
 POINT = pl.Struct({"x": pl.Float64, "y": pl.Float64, "e": pl.Float64})

@@ -12,8 +12,8 @@ import pytest
 from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
+from calib.constants import CLASS_NAMES
 from calib.plotting import CLASS_COLOURS
-from calib.tables import CLASS_NAMES
 
 matplotlib.use("Agg")
 

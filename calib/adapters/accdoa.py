@@ -29,8 +29,9 @@ from calib.adapters.audio import (AUDIO_SUFFIXES, FRONT_END_DEFAULTS, FRONT_END_
                                   front_end, n_label_frames)
 from calib.adapters.base import AdapterError
 from calib.adapters.torch_adapter import Block, TorchAdapter, batches, progress_bar, to_numpy
+from calib.constants import N_CLASSES
 from calib.io.seld import cartesian_to_polar, to_canvas
-from calib.tables import N_CLASSES, conform
+from calib.tables import conform
 
 
 class AccdoaAdapter(TorchAdapter):

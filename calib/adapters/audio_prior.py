@@ -27,7 +27,8 @@ from calib.adapters.audio import AUDIO_SUFFIXES, audio_info, kaldi_fbank, n_labe
 from calib.adapters.base import AdapterError
 from calib.adapters.torch_adapter import Block, TorchAdapter, batches, progress_bar, to_numpy
 from calib.adapters.vit import AudioPriorNet
-from calib.tables import N_CLASSES, conform
+from calib.constants import N_CLASSES
+from calib.tables import conform
 
 PRIOR_RATE = 16000
 SAMPLES_PER_FRAME = PRIOR_RATE // 10

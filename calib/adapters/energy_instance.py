@@ -35,9 +35,10 @@ from calib.adapters.audio import (AUDIO_SUFFIXES, FRONT_END_DEFAULTS, FRONT_END_
 from calib.adapters.base import AdapterError
 from calib.adapters.points import CANVAS_H, CANVAS_W, map_points
 from calib.adapters.torch_adapter import Block, TorchAdapter, batches, progress_bar, to_numpy
+from calib.constants import N_CLASSES
 from calib.io.errors import InputError
 from calib.stages.base import Tables
-from calib.tables import N_CLASSES, conform
+from calib.tables import conform
 
 def emit_stages(spec) -> list:
     """Emitter stages from a recipe-style entry ``{"type": name, **params}`` or a list of them."""

@@ -1,7 +1,6 @@
 """Run an adapter end to end: find it, load the checkpoint, collect its rows, check and write the table."""
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,6 +10,7 @@ import polars as pl
 
 from calib.adapters.base import AdapterError, input_files
 from calib.adapters.registry import get_adapter
+from calib.constants import sha256_file
 from calib.tables import conform, empty, write_table
 
 SORT_KEYS = {"detections": ("clip", "frame", "det_id"), "teacher": ("clip", "frame", "view", "class_id", "track"),
@@ -24,11 +24,6 @@ class AdaptResult:
     adapter: str
     params: dict[str, Any]
     sources: dict[str, str] = field(default_factory=dict)  # file -> sha256
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def adapt(name: str, checkpoint: str | os.PathLike, inputs: Sequence[str | os.PathLike], *, device: str | None = None,
@@ -47,7 +42,7 @@ def adapt(name: str, checkpoint: str | os.PathLike, inputs: Sequence[str | os.Pa
     table = pl.concat(parts, how="diagonal_relaxed") if parts else empty(kind)
     keys = [k for k in SORT_KEYS[kind] if k in table.columns]
     table = conform(table.sort(keys, maintain_order=True), kind, where=f"adapter {name!r} output")
-    sources = {str(f): file_sha256(f) for f in [Path(checkpoint), *files]}
+    sources = {str(f): sha256_file(f) for f in [Path(checkpoint), *files]}
     get_params = getattr(adapter, "get_params", None)
     used = get_params() if callable(get_params) else dict(params or {})
     return AdaptResult(table, kind, name, used, sources)

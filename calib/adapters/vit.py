@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from calib.constants import N_CLASSES
+
 
 class PatchEmbed(nn.Module):
     def __init__(self, img_size: Sequence[int], patch_size: int, in_chans: int, embed_dim: int):
@@ -130,7 +132,7 @@ class AudioPriorNet(VisionTransformer):
     Only the head has ``requires_grad`` (the encoder is frozen, as when the head is trained on a
     pretrained AudioMAE encoder)."""
 
-    def __init__(self, n_classes: int = 13, head_hidden: Sequence[int] = (256,), **vit):
+    def __init__(self, n_classes: int = N_CLASSES, head_hidden: Sequence[int] = (256,), **vit):
         super().__init__(**vit)
         self.requires_grad_(False)
         self.head = MLPHead(self.embed_dim, head_hidden, n_classes)

@@ -185,10 +185,50 @@ class FlatPoints:
 
     @cached_property
     def seam_x(self) -> np.ndarray:
-        """x of every point unwrapped across the seam, per detection (:func:`calib.canvas.sphere.unwrap`)."""
-        from calib.canvas.sphere import unwrap
-
+        """x of every point unwrapped across the seam, per detection (:func:`unwrap`)."""
         return unwrap(self.x, self.start, self.count)
+
+
+CANVAS_WIDTH = 360.0
+#: a gap between a detection's sorted x values wider than this is where it crosses the seam
+SEAM_GAP = 180.0
+
+
+def unwrap(x: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """x of segments (``start[i]``, ``count[i]`` points each, laid out in order) moved across the
+    seam by the seam rule: where a segment's widest gap between sorted neighbours exceeds 180
+    degrees, every x at or left of it gets +360 (x is taken as given, as the official renderer
+    does: 360 and 0 are 360 apart until the rule joins them). Only segments spanning more than 180
+    degrees can have such a gap, so only their points are sorted."""
+    out = np.array(x, np.float64)
+    n = len(count)
+    nonempty = count > 0
+    if not nonempty.any():
+        return out
+    lo = np.full(n, np.inf)
+    hi = np.full(n, -np.inf)
+    lo[nonempty] = np.minimum.reduceat(out, start[nonempty])
+    hi[nonempty] = np.maximum.reduceat(out, start[nonempty])
+    maybe = np.flatnonzero(nonempty & (hi - lo > SEAM_GAP))
+    if maybe.size == 0:
+        return out
+    cnt = count[maybe]
+    pos = np.repeat(start[maybe], cnt) + ragged_arange(cnt)
+    seg = segment_ids(cnt)
+    xs = out[pos]
+    order = np.lexsort((xs, seg))
+    xs_sorted = xs[order]
+    gaps = np.full(xs.size, -np.inf)
+    same = seg[1:] == seg[:-1]  # segments stay in place under the sort
+    gaps[:-1] = np.where(same, np.diff(xs_sorted), -np.inf)
+    first = offsets_of(cnt)[:-1]
+    widest = np.maximum.reduceat(gaps, first)
+    crossing = widest > SEAM_GAP
+    at_gap = crossing[seg] & (gaps == widest[seg])  # unique: two gaps cannot both exceed 180
+    threshold = np.full(maybe.size, -np.inf)
+    threshold[seg[at_gap]] = xs_sorted[at_gap]
+    out[pos] = np.where(xs <= threshold[seg], xs + CANVAS_WIDTH, xs)
+    return out
 
 
 EMPTY = FlatPoints(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(1, np.int64), np.zeros(1, np.int64))

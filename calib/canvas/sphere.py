@@ -37,7 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from calib.canvas.points import FlatPoints, concat, offsets_of, ragged_arange, segment_ids
+# the seam rule lives beside FlatPoints (its seam_x); this module's API names it too
+from calib.canvas.points import (CANVAS_WIDTH, SEAM_GAP, FlatPoints, concat, offsets_of, ragged_arange,
+                                 segment_ids, unwrap)
 from calib.io.seld import from_canvas, to_canvas
 
 __all__ = [
@@ -48,9 +50,6 @@ __all__ = [
     "seam_split", "seam_support_rows", "wrap_sets", "group_sets",
 ]
 
-CANVAS_WIDTH = 360.0
-#: a gap between a detection's sorted x values wider than this is where it crosses the seam
-SEAM_GAP = 180.0
 
 #: (s, c, t): azimuth → s·φ + c (degrees), elevation → t·θ; index = view.
 ACS_TRANSFORMS: tuple[tuple[int, float, int], ...] = (
@@ -163,43 +162,6 @@ def mean_direction(azimuth, elevation, weights=None) -> tuple[float, float]:
 
 # ----------------------------------------------------------------------------------------------
 # the seam
-def unwrap(x: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """x of segments (``start[i]``, ``count[i]`` points each, laid out in order) moved across the
-    seam by the seam rule: where a segment's widest gap between sorted neighbours exceeds 180
-    degrees, every x at or left of it gets +360 (x is taken as given, as the official renderer
-    does: 360 and 0 are 360 apart until the rule joins them). Only segments spanning more than 180
-    degrees can have such a gap, so only their points are sorted."""
-    out = np.array(x, np.float64)
-    n = len(count)
-    nonempty = count > 0
-    if not nonempty.any():
-        return out
-    lo = np.full(n, np.inf)
-    hi = np.full(n, -np.inf)
-    lo[nonempty] = np.minimum.reduceat(out, start[nonempty])
-    hi[nonempty] = np.maximum.reduceat(out, start[nonempty])
-    maybe = np.flatnonzero(nonempty & (hi - lo > SEAM_GAP))
-    if maybe.size == 0:
-        return out
-    cnt = count[maybe]
-    pos = np.repeat(start[maybe], cnt) + ragged_arange(cnt)
-    seg = segment_ids(cnt)
-    xs = out[pos]
-    order = np.lexsort((xs, seg))
-    xs_sorted = xs[order]
-    gaps = np.full(xs.size, -np.inf)
-    same = seg[1:] == seg[:-1]  # segments stay in place under the sort
-    gaps[:-1] = np.where(same, np.diff(xs_sorted), -np.inf)
-    first = offsets_of(cnt)[:-1]
-    widest = np.maximum.reduceat(gaps, first)
-    crossing = widest > SEAM_GAP
-    at_gap = crossing[seg] & (gaps == widest[seg])  # unique: two gaps cannot both exceed 180
-    threshold = np.full(maybe.size, -np.inf)
-    threshold[seg[at_gap]] = xs_sorted[at_gap]
-    out[pos] = np.where(xs <= threshold[seg], xs + CANVAS_WIDTH, xs)
-    return out
-
-
 def shift_to_canvas(xu: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
     """Unwrapped x of segments shifted by a multiple of 360 each so that each segment's minimum
     lies in [0, 360)."""

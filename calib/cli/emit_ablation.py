@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from calib.cli import add_scale_args
+from calib.constants import PROTOCOLS
 
 
 def add_parser(sub) -> None:
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--emitters", default="grid,dense,rowmajor,compress,hull", metavar="LIST",
                    help="comma-separated emitters (default: %(default)s)")
     p.add_argument("--system", metavar="NAME", help="the system to use when the table holds several")
-    p.add_argument("--protocol", default="dcase2026", choices=("dcase2026", "dcase2026-coco"),
+    p.add_argument("--protocol", default="dcase2026", choices=PROTOCOLS,
                    help="scoring protocol (default: %(default)s)")
     p.add_argument("--json", metavar="OUT.json", help="also write the rows as JSON")
     add_scale_args(p, "emitters (or, when they are too few for a pool, each one's clips)")

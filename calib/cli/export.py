@@ -23,7 +23,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-size-limit", action="store_true",
                    help="allow files over 20 MiB (not valid for a submission)")
     p.add_argument("--size-guard", action="store_true",
-                   help="coarsen the masks of any clip that would exceed 20 MiB (documented order in calib/emit_guard.py) "
+                   help="coarsen the masks of any clip that would exceed 20 MiB (documented order in calib/stages/emit/guard.py) "
                    "instead of failing, and report what was coarsened")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -32,7 +32,8 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     import polars as pl
 
-    from calib.io.dcase import MAX_FILE_BYTES, export_table
+    from calib.constants import MAX_FILE_BYTES
+    from calib.io.dcase import export_table
     from calib.io.errors import InputError
     from calib.tables import read_table, table_clips, table_kind
 
@@ -51,7 +52,7 @@ def run(args) -> int:
     if args.size_guard:
         if kind != "detections" or args.no_size_limit:
             raise InputError(args.table, "--size-guard applies to detections exported under the 20 MiB limit")
-        from calib.emit_guard import export_guarded
+        from calib.stages.emit.guard import export_guarded
 
         files, guard = export_guarded(df, args.out, clips=clips, progress=False if args.quiet else None,
                                       where=str(args.table))

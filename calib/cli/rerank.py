@@ -125,14 +125,21 @@ def _features(args) -> int:
 
 
 def _read_truth(path: str):
+    """(truth table, ``clip, split`` of every GT clip: files with no annotation too)."""
     from pathlib import Path
 
-    from calib.io.dcase import ingest_truth
-    from calib.tables import read_table
+    import polars as pl
+
+    from calib.io.dcase import read_truth
+    from calib.tables import read_table, table_clips
 
     if Path(path).is_dir():
-        return ingest_truth(path, progress=False)[0]
-    return read_table(path, "truth")
+        got = read_truth(path, progress=False)
+        truth, clips = got.table, got.clips
+    else:
+        truth, clips = read_table(path, "truth"), table_clips(path)
+    return truth, pl.DataFrame({"clip": list(clips), "split": list(clips.values())},
+                               schema={"clip": pl.String, "split": pl.String}).sort("clip")
 
 
 def _fit(args) -> int:
@@ -148,7 +155,7 @@ def _fit(args) -> int:
         if args.system not in set(dets.get_column("system").unique().to_list()):
             raise InputError(args.detections, f"no system {args.system!r}")
         dets = dets.filter(pl.col("system") == args.system)
-    truth = _read_truth(args.truth)
+    truth, gt_clips = _read_truth(args.truth)
     from features import FeatureError
 
     try:
@@ -159,7 +166,7 @@ def _fit(args) -> int:
                 max_depth=args.max_depth, num_leaves=args.num_leaves, learning_rate=args.learning_rate, l2=args.l2,
                 min_samples_leaf=args.min_samples_leaf, early_stopping=not args.no_early_stopping,
                 validation_fraction=args.validation_fraction, patience=args.patience, calibration=args.calibration,
-                seed=args.seed, num_threads=args.threads)
+                seed=args.seed, num_threads=args.threads, gt_clips=gt_clips)
     except (ValueError, FeatureError) as e:
         raise InputError(args.detections, str(e)) from e
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from calib.cli import add_scale_args
+from calib.constants import PROTOCOLS
 
 
 def add_parser(sub) -> None:
@@ -35,7 +36,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("pred", metavar="PRED_DIR", help="folder of prediction files (or a detections .parquet table)")
     p.add_argument("gt", metavar="GT_DIR", help="ground-truth folder (or a truth .parquet table)")
-    p.add_argument("--protocol", choices=["dcase2026", "dcase2026-coco"], default="dcase2026")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="dcase2026")
     p.add_argument("--out", metavar="metrics.json", help="write the metrics (official keys; NaN as null)")
     p.add_argument("--iou-thresholds", metavar="SPEC",
                    help="'0.25,0.5,0.75' or start:step:end like 0.5:0.05:0.95 (default per protocol)")
@@ -98,31 +99,6 @@ def _load(args):
     return pred, gt, clips, system, sorted(set(gt) - set(pred))
 
 
-def per_class_table(metrics: dict, protocol: str) -> str:
-    from calib.tables import CLASS_NAMES
-
-    def f(v):
-        return "   -  " if v is None or v != v else f"{v:.4f}"
-
-    if protocol == "dcase2026":
-        lines = [f"{'class':<20} {'n_gt':>6} {'n_det':>7} {'AP50':>7} {'AP75':>7} {'mAP':>7} {'pearson':>8}"]
-        for name in CLASS_NAMES:
-            c = metrics["per_class"][name]
-            lines.append(f"{name:<20} {c['n_gt']:>6} {c['n_det']:>7} {f(c['AP50']):>7} {f(c['AP75']):>7} "
-                         f"{f(c['mAP']):>7} {f(c['pearson_r']):>8}")
-        lines.append(f"{'macro':<20} {'':>6} {'':>7} {f(metrics['macro_AP50']):>7} {f(metrics['macro_AP75']):>7} "
-                     f"{f(metrics['macro_mAP']):>7} {f(metrics['macro_pearson_r']):>8}")
-        lines.append(f"{'micro':<20} {'':>6} {'':>7} {f(metrics['micro_AP50']):>7} {f(metrics['micro_AP75']):>7} "
-                     f"{f(metrics['micro_mAP']):>7} {f(metrics['micro_pearson_r']):>8}")
-        return "\n".join(lines)
-    lines = [f"{'class':<20} {'AP':>7}"]
-    for k, name in enumerate(CLASS_NAMES):
-        lines.append(f"{name:<20} {f(metrics['per_class_mAP'].get(str(k), metrics['per_class_mAP'].get(k))):>7}")
-    lines.append(f"mask_mAP {f(metrics['mask_mAP'])}  mask_AP50 {f(metrics['mask_AP50'])}  "
-                 f"pearson_r {f(metrics['pearson_r'])}  distance_mape {f(metrics['distance_mape'])}")
-    return "\n".join(lines)
-
-
 def tie_range_line(rng: dict | None) -> str | None:
     """One line on how far tied scores could move the mAP (None when no tie can change it)."""
     if not rng or not (rng["classes_with_mixed_ties"] or rng["micro_has_mixed_ties"]):
@@ -139,7 +115,7 @@ def run(args) -> int:
 
     from calib.cli import scale_from
     from calib.score import parse_thresholds, score
-    from calib.score.report import metrics_json, write_report
+    from calib.score.report import metrics_json, per_class_table, write_report
     from calib.tables import atomic_path
 
     if args.matches and args.protocol != "dcase2026":

@@ -4,13 +4,12 @@ Reading: :mod:`calib.io.discover` finds the files (one naming rule for every com
 :mod:`calib.io.jsonfile` parses each (a columnar fast path and a general path that give the same
 columns) and :mod:`calib.io.validate` applies the rules (the same rules the scorer applies), then
 the columns become a detections or truth table. Every input clip is remembered, including clips
-whose file holds no annotation (:class:`~calib.io.ingest.Ingested` ``.clips``; on disk the
+whose file holds no annotation (:class:`~calib.io.ingested.Ingested` ``.clips``; on disk the
 ``calib.clips`` metadata, see :mod:`calib.tables`), and :func:`export_table` writes a file for each,
 so ingest -> export -> score gives the metrics of the original folder.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -22,22 +21,19 @@ import orjson
 import polars as pl
 import pyarrow as pa
 
+from calib.constants import MAX_FILE_BYTES, sha256_bytes
 from calib.io.clipnames import check_clip_name
 from calib.io.discover import prediction_clip, prediction_index, read_file_bytes, truth_index
 from calib.io.errors import InputError, InputWarning
-from calib.io.ingest import Ingested
+from calib.io.ingested import Ingested
 from calib.io.jsonfile import KNOWN_KEYS, Columns, parse_columns  # noqa: F401  (part of this module's API)
-from calib.io.validate import MAX_FILE_BYTES, repeated_objects, validate
+from calib.io.validate import repeated_objects, validate
 from calib.publish import publish_staged, staging
 from calib.tables import DETECTIONS, TRUTH, clip_splits, conform
 
 _POINT_ARROW = pa.struct([("x", pa.float64()), ("y", pa.float64()), ("e", pa.float64())])
 #: the clip a file names (``a.json``, ``a_inference.json``, ``a_std.json`` -> ``a``)
 clip_name = prediction_clip
-
-
-def file_sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -69,7 +65,7 @@ def read_file(path: str | os.PathLike, kind: str = "pred", *, system: str = "", 
     if kind == "pred" and len(data) > MAX_FILE_BYTES:
         warnings.warn(f"{path}: {len(data) / 2**20:.1f} MiB is over the challenge's 20 MiB per-file limit; "
                       "calib export will refuse to write it as a submission file", InputWarning, stacklevel=2)
-    digest = file_sha256(data)
+    digest = sha256_bytes(data)
     cols = parse_columns(path, data, fast=fast)
     del data  # the raw bytes are as large as the parsed columns: free them before building the table
     keep = validate(path, cols, kind, unknown_classes="drop" if drop_unknown_classes else "error")

@@ -27,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from calib.constants import PROTOCOLS
 from calib.io.clipnames import check_clip_name
 from calib.io.errors import InputError
 
 PREDICTION_SUFFIXES = ("_inference", "_std")  # stripped from a prediction file's stem
 GT_SUFFIX = "_std.json"
-PROTOCOLS = ("dcase2026", "dcase2026-coco")
 PREDICTION_RULE = "<seq>.json or <seq>_inference.json"
 
 

@@ -1,31 +1,14 @@
-"""What reading inputs gives back: the table, its sources, every clip read, and notes for the user.
-
-:func:`ingest` is what ``calib ingest`` runs: one entry point for the four input kinds.
+"""Reading inputs: :func:`ingest` is what ``calib ingest`` runs: one entry point for the four input kinds,
+each giving an :class:`~calib.io.ingested.Ingested` (its readers import that, not this module).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from typing import Sequence
 
-import polars as pl
+from calib.io.ingested import Ingested
 
 KINDS = ("detections", "truth", "teacher", "priors")
-
-
-@dataclass
-class Ingested:
-    """One ingested input.
-
-    ``table``: the rows; ``sources``: ``{file: sha256}`` of what was read; ``clips``: every clip
-    read, ``{clip: split}``, including clips whose file holds no row (a polars frame cannot carry
-    them: pass them on to :func:`calib.tables.write_table`); ``notes``: what the user should know
-    (the layout a CSV was read as, repeated GT objects kept)."""
-
-    table: pl.DataFrame
-    sources: dict[str, str]
-    clips: dict[str, str]
-    notes: list[str] = field(default_factory=list)
 
 
 def ingest(paths: Sequence[str | os.PathLike], kind: str = "detections", *, system: str | None = None,

@@ -5,16 +5,16 @@ A CSV or Parquet file with columns ``clip, start_frame, end_frame, p_0 .. p_12``
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from calib.constants import N_CLASSES, sha256_file
 from calib.io.clipnames import check_clip_name, is_safe_clip_name
 from calib.io.errors import InputError
-from calib.tables import N_CLASSES, PRIORS, conform
+from calib.tables import PRIORS, conform
 
 PROB_COLUMNS = [f"p_{k}" for k in range(N_CLASSES)]
 
@@ -43,7 +43,7 @@ def read_priors(path: str | os.PathLike) -> tuple[pl.DataFrame, dict]:
     bad = np.flatnonzero((s < 0) | (e <= s))
     if bad.size:
         raise InputError(path, f"window [{s[bad[0]]}, {e[bad[0]]}) is empty or negative", record=int(bad[0]), what="row")
-    return df, {str(path): hashlib.sha256(path.read_bytes()).hexdigest()}
+    return df, {str(path): sha256_file(path)}
 
 
 def priors_per_frame(priors: pl.DataFrame) -> pl.DataFrame:

@@ -24,7 +24,6 @@ Cartesian vector, ``azimuth = atan2(y, x)`` and ``elevation = atan2(z, hypot(x, 
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections import Counter
@@ -34,11 +33,12 @@ from typing import Sequence
 import numpy as np
 import polars as pl
 
+from calib.constants import N_CLASSES, sha256_bytes
 from calib.io.clipnames import check_clip_name
 from calib.io.discover import read_file_bytes
 from calib.io.errors import InputError
-from calib.io.ingest import Ingested
-from calib.tables import N_CLASSES, TEACHER, conform
+from calib.io.ingested import Ingested
+from calib.tables import TEACHER, conform
 
 #: layout -> its columns (after frame, class)
 LAYOUTS = {
@@ -199,9 +199,9 @@ def _read_one(path: Path, fmt: str) -> tuple[pl.DataFrame, str | None, str]:
     data = read_file_bytes(path)
     arr = _numeric_rows(path, data)
     if arr.size == 0:
-        return pl.DataFrame(schema=TEACHER), None, hashlib.sha256(data).hexdigest()
+        return pl.DataFrame(schema=TEACHER), None, sha256_bytes(data)
     layout = detect_format(arr, path) if fmt == "auto" else fmt
-    return _rows_to_table(path, arr, layout, clip), layout, hashlib.sha256(data).hexdigest()
+    return _rows_to_table(path, arr, layout, clip), layout, sha256_bytes(data)
 
 
 def read_teacher_file(path: str | os.PathLike, fmt: str = "auto") -> pl.DataFrame:

@@ -47,11 +47,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from calib.constants import N_CLASSES
 from calib.io.errors import InputError, InputWarning
 from calib.io.jsonfile import REQUIRED_KEYS, Columns
-from calib.tables import N_CLASSES
 
-MAX_FILE_BYTES = 20 * 1024 * 1024  # the challenge's per-file limit
 #: the largest frame index accepted (10 frames per second: almost 7 years of audio)
 MAX_FRAME = 2**31 - 1
 UNKNOWN_CLASS_POLICIES = ("error", "drop", "skip")

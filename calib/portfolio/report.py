@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from calib.constants import CLASS_NAMES
 from calib.portfolio.choose import Choice, Fragility
-from calib.recipe.scoring import headline
-from calib.tables import CLASS_NAMES
+from calib.score.result import ScoreResult
 
 LIMIT_MIB = 20.0
 
@@ -66,7 +66,7 @@ def plot_per_class(chosen: list[Choice], results_by_name: dict, path: Path) -> N
     x = np.arange(len(CLASS_NAMES))
     w = 0.8 / max(len(chosen), 1)
     for j, c in enumerate(chosen):
-        ap = headline(results_by_name[c.name].oof)["per_class_ap"]
+        ap = ScoreResult.of(results_by_name[c.name].oof).per_class_ap
         vals = [ap.get(k, math.nan) for k in range(len(CLASS_NAMES))]
         ax.bar(x - 0.4 + w * (j + 0.5), [0 if math.isnan(v) else v for v in vals], w,
                label=f"{j + 1}: {c.name} ({results_by_name[c.name].variant.label})")
@@ -240,7 +240,7 @@ def portfolio_report(out: Path, grid, results, rows: list[dict], chosen: list[Ch
     if chosen:
         lines += ["## Per-class AP of the chosen systems (out-of-fold)", "",
                   "| class | " + " | ".join(c.name for c in chosen) + " |", "|---|" + "---|" * len(chosen)]
-        aps = [headline(by_name[c.name].oof)["per_class_ap"] for c in chosen]
+        aps = [ScoreResult.of(by_name[c.name].oof).per_class_ap for c in chosen]
         for k, name in enumerate(CLASS_NAMES):
             lines.append(f"| {k} {name} | " + " | ".join(_f(ap.get(k, math.nan)) for ap in aps) + " |")
         lines += ["", "![per-class AP](per_class_ap.png)", ""]

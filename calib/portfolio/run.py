@@ -48,7 +48,8 @@ from calib.recipe.inputs import LoadedInputs, digest, load_inputs
 from calib.publish import publish_staged, staging, write_json
 from calib.recipe.chain import ChainResult, check_imports, clip_sets, run_chain
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import Scorer, headline, restrict, scoring_cache
+from calib.recipe.scoring import Scorer, restrict, score_clips, scoring_cache
+from calib.score.result import ScoreResult
 from calib.stages.base import Tables
 
 Log = Callable[[str], None]
@@ -87,10 +88,10 @@ class VariantResult:
         return sum(self.sizes.values())
 
     def estimate(self) -> Estimate:
-        from calib.io.dcase import MAX_FILE_BYTES
+        from calib.constants import MAX_FILE_BYTES
 
-        return Estimate(self.variant.name, list(self.learned), headline(self.in_sample)["mAP"],
-                        headline(self.oof)["mAP"], headline(self.site)["mAP"] if self.site else math.nan,
+        return Estimate(self.variant.name, list(self.learned), ScoreResult.of(self.in_sample).headline,
+                        ScoreResult.of(self.oof).headline, ScoreResult.of(self.site).headline,
                         self.max_bytes <= MAX_FILE_BYTES)
 
 
@@ -119,8 +120,8 @@ def file_sizes(det: pl.DataFrame) -> dict[str, int]:
     return {key[0]: len(dumps_clip(part, "pred")) for key, part in sorted(parts.items())}
 
 
-def _site_clips(truth: pl.DataFrame, clips: list[str], needle: str) -> list[str]:
-    splits = truth.select("clip", "split").unique()
+def _site_clips(gt_clips: pl.DataFrame, clips: list[str], needle: str) -> list[str]:
+    splits = gt_clips.select("clip", "split").unique()
     hit = splits.filter(pl.col("split").str.to_lowercase().str.contains(needle.lower(), literal=True)
                         & pl.col("clip").is_in(clips))
     return sorted(hit.get_column("clip").unique().to_list())
@@ -151,7 +152,7 @@ def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[
         return run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=lambda s: None, source=source)
 
     def score(det, clips):
-        return scorer(restrict(det, clips), restrict(truth, clips), recipe.scoring)
+        return score_clips(scorer, det, truth, clips, recipe.scoring)
 
     full_chain = chain_on(dev)
     full = full_chain.tables["detections"]
@@ -169,8 +170,8 @@ def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[
             det = chain_on([c for c in dev if folds[c] != f]).tables["detections"]
             held.append(restrict(det, out_clips))
         oof = score(pl.concat(held, how="diagonal_relaxed"), dev)
-    site_fit = _site_clips(truth, dev, grid.site_fit)
-    site_score = _site_clips(truth, dev, grid.site_score)
+    site_fit = _site_clips(tables.truth_clips, dev, grid.site_fit)
+    site_score = _site_clips(tables.truth_clips, dev, grid.site_score)
     site, note = None, ""
     if not site_fit or not site_score:
         note = (f"no dev clips from a split named like {grid.site_fit!r} and one like {grid.site_score!r}: "
@@ -192,7 +193,7 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
     without its gate, ``gated_*`` for the stage as gated (the variant itself), both against the
     chain without the stage; ``applied``: the submitted system's gate acts on that class. The
     stage's two counterfactual chains (without it, ungated) are run only for gated stages."""
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     rows = []
     records = {r.path: (r, st) for r, st in zip(est.chain.records, est.chain.stages)}
@@ -205,7 +206,7 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
         raw = estimate_recipe(ungated, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
         record, stage = records[path]
         applied = set(getattr(stage, "kept_classes_", []))
-        heads = {name: {e: _h(getattr(x, e)) for e in ESTIMATES} for name, x in
+        heads = {name: {e: ScoreResult.of(getattr(x, e)) for e in ESTIMATES} for name, x in
                  (("base", base), ("stage", raw), ("gated", est))}
         for cls in [*range(len(CLASS_NAMES)), None]:
             row = {"stage": spec.address, "type": spec.type, "gate": spec.gate, "class_id": cls,
@@ -214,10 +215,10 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
             for which in ("stage", "gated"):
                 for e in ESTIMATES:
                     if cls is None:
-                        a, b = heads[which][e]["mAP"], heads["base"][e]["mAP"]
+                        a, b = heads[which][e].headline, heads["base"][e].headline
                     else:
-                        a = heads[which][e]["per_class_ap"].get(cls, math.nan)
-                        b = heads["base"][e]["per_class_ap"].get(cls, math.nan)
+                        a = heads[which][e].per_class_ap.get(cls, math.nan)
+                        b = heads["base"][e].per_class_ap.get(cls, math.nan)
                     row[f"{which}_{e}"] = a - b
             rows.append(row)
     return rows
@@ -232,29 +233,30 @@ def _counterfactuals(recipe: Recipe, i: int) -> tuple[Recipe, Recipe]:
     return without, ungated
 
 
-def estimate_chains(recipe: Recipe, truth: pl.DataFrame, grid: Grid, dev: list[str]) -> list[tuple[list, list]]:
+def estimate_chains(recipe: Recipe, truth_clips: pl.DataFrame, grid: Grid, dev: list[str]) -> list[tuple[list, list]]:
     """(fit clips, scored clips) of every chain :func:`estimate_recipe` runs for ``recipe`` (the
-    full chain, the folds, the site), and :func:`gate_gains`' chains for its gated stages."""
+    full chain, the folds, the site); ``truth_clips``: the GT clips and their splits."""
     out = [(dev, dev)]
     if any(spec.learns for _, spec in recipe.chain()):
         k = min(grid.folds, len(dev))
         if k >= 2:
             folds = fold_assignment(dev, k, grid.seed)
             out += [([c for c in dev if folds[c] != f], [c for c in dev if folds[c] == f]) for f in range(k)]
-        site_fit, site_score = _site_clips(truth, dev, grid.site_fit), _site_clips(truth, dev, grid.site_score)
+        site_fit = _site_clips(truth_clips, dev, grid.site_fit)
+        site_score = _site_clips(truth_clips, dev, grid.site_score)
         if site_fit and site_score:
             out.append((site_fit, site_score))
     return out
 
 
-def chain_jobs(recipe: Recipe, truth: pl.DataFrame, grid: Grid, dev: list[str]) -> list[tuple[Recipe, list, list]]:
+def chain_jobs(recipe: Recipe, truth_clips: pl.DataFrame, grid: Grid, dev: list[str]) -> list[tuple[Recipe, list, list]]:
     """(recipe, fit clips, scored clips) of every chain a variant's estimates run (gate gains
     included): what :func:`_warm_chain` runs ahead in parallel."""
-    jobs = [(recipe, fit, scored) for fit, scored in estimate_chains(recipe, truth, grid, dev)]
+    jobs = [(recipe, fit, scored) for fit, scored in estimate_chains(recipe, truth_clips, grid, dev)]
     for i, spec in enumerate(recipe.stages):
         if spec.enabled and spec.gated:
             for r in _counterfactuals(recipe, i):
-                jobs += [(r, fit, scored) for fit, scored in estimate_chains(r, truth, grid, dev)]
+                jobs += [(r, fit, scored) for fit, scored in estimate_chains(r, truth_clips, grid, dev)]
     return jobs
 
 
@@ -279,8 +281,7 @@ def _warm_chain(recipe: Recipe, fit: list[str], scored: list[str], *, base_dir, 
         cache = StageCache(cache_root)
         cache.remember(loaded.files)
         det = run_chain(recipe, loaded.tables, loaded.key, fit_clips=fit, cache=cache, source=source).tables["detections"]
-        truth = loaded.tables["truth"]
-        (scorer or official_scorer)(restrict(det, scored), restrict(truth, scored), recipe.scoring)
+        score_clips(scorer or official_scorer, det, loaded.tables["truth"], scored, recipe.scoring)
 
 
 #: rough in-process seconds per input detection and chain of a portfolio (stages, emission,
@@ -309,7 +310,7 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
             return False  # evaluate_variant says why
         fit, evaluate = clip_sets(v.recipe, ld.tables)
         n_det = sum(len(df) for df in ld.tables.systems.values())
-        for job in chain_jobs(v.recipe, truth, grid, sorted(set(fit) | set(evaluate))):
+        for job in chain_jobs(v.recipe, ld.tables.truth_clips, grid, sorted(set(fit) | set(evaluate))):
             jobs.append(job)
             costs.append(PORTFOLIO_S_PER_DET_CHAIN * n_det)
     seen, unique, unique_costs = set(), [], []
@@ -357,11 +358,10 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
     # Keep the submitted system's table in memory only when the cache does not hold it.
     in_cache = cache is not None and cache.has(final_key)
     res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, None if in_cache else full,
-                        file_sizes(full), list(loaded.clips), sorted(truth.get_column("clip").unique().to_list()),
+                        file_sizes(full), list(loaded.clips), tables.truth_clips.get_column("clip").to_list(),
                         final_key=final_key, gate_gains=gains)
     res.seconds = time.perf_counter() - t0
-    h_in, h_oof = headline(in_sample)["mAP"], headline(oof)["mAP"]
-    h_site = headline(site)["mAP"] if site else math.nan
+    h_in, h_oof, h_site = (ScoreResult.of(m).headline for m in (in_sample, oof, site))
     log(f"{variant.name} [{variant.label}]: in-sample {h_in:.4f}, out-of-fold {h_oof:.4f}, "
         f"site-held-out {h_site:.4f} ({res.seconds:.1f} s)")
     return res
@@ -418,20 +418,16 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
 
 
 # ----------------------------------------------------------------------------------------------
-def _h(m):
-    return headline(m) if m else headline(None)
-
-
 def estimate_rows(results: list[VariantResult], chosen: list[Choice]) -> list[dict]:
     role = {c.name: (i, c.role) for i, c in enumerate(chosen, start=1)}
     rows = []
     for r in results:
-        hi, ho, hs = _h(r.in_sample), _h(r.oof), _h(r.site)
+        hi, ho, hs = (ScoreResult.of(m) for m in (r.in_sample, r.oof, r.site))
         rows.append({
             "variant": r.variant.name, "settings": r.variant.label, "learned": ", ".join(r.learned),
-            "in_sample_mAP": hi["mAP"], "oof_mAP": ho["mAP"], "site_mAP": hs["mAP"],
-            "gap": hi["mAP"] - ho["mAP"],
-            "in_sample_pearson": hi["pearson"], "oof_pearson": ho["pearson"], "site_pearson": hs["pearson"],
+            "in_sample_mAP": hi.headline, "oof_mAP": ho.headline, "site_mAP": hs.headline,
+            "gap": hi.headline - ho.headline,
+            "in_sample_pearson": hi.pearson, "oof_pearson": ho.pearson, "site_pearson": hs.pearson,
             "max_file_bytes": r.max_bytes, "total_bytes": r.total_bytes,
             "rank": role.get(r.variant.name, (None, ""))[0], "role": role.get(r.variant.name, (None, ""))[1],
         })
@@ -484,8 +480,9 @@ def write_portfolio(out: Path, grid: Grid, results: list[VariantResult], chosen:
                 "rank": i, "variant": c.name, "role": c.role, "reason": c.reason, "settings": r.variant.settings,
                 "label": r.variant.label, "recipe": r.variant.recipe.name, "learned": r.learned,
                 "dev_clips": len(r.dev_clips), "folds": r.folds, "site_note": r.site_note,
-                "in_sample": _h(r.in_sample) | {"per_class_ap": None}, "out_of_fold": _h(r.oof),
-                "site_held_out": _h(r.site) | {"per_class_ap": None},
+                "in_sample": ScoreResult.of(r.in_sample).summary() | {"per_class_ap": None},
+                "out_of_fold": ScoreResult.of(r.oof).summary(),
+                "site_held_out": ScoreResult.of(r.site).summary() | {"per_class_ap": None},
                 "protocol": r.variant.recipe.scoring.protocol,
             })
         write_json(stage / "portfolio.json", portfolio)

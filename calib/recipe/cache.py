@@ -36,8 +36,9 @@ from typing import Any, Iterable
 
 import polars as pl
 
+from calib.constants import sha256_file
 from calib.io.errors import InputError
-from calib.recipe.inputs import digest, sha256_file
+from calib.recipe.inputs import digest
 from calib.recipe.paths import make_dirs, share_mode
 from calib.recipe.state import load_state, save_state
 from calib.stages.base import Stage, Tables
@@ -145,6 +146,10 @@ def _conformed(df: pl.DataFrame, kind: str | None) -> pl.DataFrame:
     return conform(df, kind, where="stage cache") if kind is not None else df
 
 
+#: tables a chain re-adds from its inputs after reading an entry (run_chain), never stored
+NOT_STORED = frozenset({"truth_clips"})
+
+
 def _kind(name: str) -> str | None:
     return "detections" if name in ("detections", "systems") else (name if name in KINDS else None)
 
@@ -223,6 +228,8 @@ class StageCache:
         try:
             manifest: dict[str, Any] = {"tables": {}, "meta": meta or {}}
             for name, value in tables.items():
+                if name in NOT_STORED:
+                    continue
                 if isinstance(value, dict):
                     stored[name] = {sub: self._as_stored(df, _kind(name)) for sub, df in value.items()}
                     manifest["tables"][name] = {
@@ -249,10 +256,13 @@ class StageCache:
             raise
         for df, path in written:
             self._note(df, final / path.name)
-        for orig, df in zip(_frames(tables), _frames(stored)):  # what memory serves refers to the same files
-            path = self._stored(orig)
-            if df is not orig and path is not None:
-                self._note(df, path)
+        for name, value in stored.items():  # what memory serves refers to the same files
+            pairs = ([(tables[name][sub], df) for sub, df in value.items()] if isinstance(value, dict)
+                     else [(tables[name], value)])
+            for orig, df in pairs:
+                path = self._stored(orig)
+                if df is not orig and path is not None:
+                    self._note(df, path)
         self._keep(key, stored, json.loads(json.dumps(manifest["meta"], sort_keys=True)))
 
     def _as_stored(self, df: pl.DataFrame, kind: str | None) -> pl.DataFrame:

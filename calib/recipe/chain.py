@@ -62,9 +62,9 @@ def clip_sets(recipe: Recipe, tables: Tables, source: str | None = None) -> tupl
     clips: set[str] = set(tables.detections.get_column("clip").unique().to_list())
     for df in tables.systems.values():
         clips |= set(df.get_column("clip").unique().to_list())
-    truth = tables.truth
-    if truth is None:
+    if tables.truth is None:
         return sorted(clips), []
+    truth = tables.truth_clips  # GT files without annotations too: their detections are false positives
     present = sorted(truth.get_column("split").unique().to_list())
     chosen = {}
     for which in ("fit", "evaluate"):
@@ -148,8 +148,9 @@ def _run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Ite
         for j in range(n - 1, -1, -1):
             if cache.has(keys[j]):
                 tables_j, _ = cache.load(keys[j])
-                if "truth" in tables:
-                    tables_j["truth"] = tables["truth"]
+                for name in ("truth", "truth_clips"):
+                    if name in tables:
+                        tables_j[name] = tables[name]
                 tables = tables_j
                 start = j + 1
                 break

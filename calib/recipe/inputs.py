@@ -11,22 +11,15 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import polars as pl
 
+from calib.constants import sha256_file
 from calib.recipe.paths import make_dirs, share_mode
 from calib.recipe.schema import Recipe, RecipeError
 from calib.stages.base import Tables
 from calib.tables import read_table, table_clips, write_table
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def digest(obj) -> str:
@@ -85,6 +78,8 @@ class Source:
     key: str
     build: Callable[[], pl.DataFrame]
     clips: frozenset[str] = frozenset()
+    #: the GT's ``{clip: split}`` of every GT file, annotations or not (truth sources only)
+    splits: Mapping[str, str] | None = None
 
 
 #: rough in-process seconds of parsing a DCASE JSON file, per byte (bench_devscale.py: about 3 s
@@ -131,11 +126,12 @@ def _truth_source(p: Path, inputs, progress: bool) -> Source:
     from calib.io.dcase import clip_name, ingest_truth, truth_files
 
     if p.suffix == ".parquet":
-        return Source(digest(["parquet", sha256_file(p)]), lambda: read_table(p, "truth"), frozenset(table_clips(p)))
+        listed = table_clips(p)  # clips without rows too (calib.clips metadata)
+        return Source(digest(["parquet", sha256_file(p)]), lambda: read_table(p, "truth"), frozenset(listed), listed)
     found = truth_files(p)
+    splits = {clip_name(f): split for f, split in found}  # GT files with no annotation too
     return Source(digest(["json", _files_key([(f"{split}/{f.name}", f) for f, split in found])]),
-                  lambda: ingest_truth(p, progress=progress, map_files=file_mapper())[0],
-                  frozenset(clip_name(f) for f, _ in found))  # GT files with no annotation too
+                  lambda: ingest_truth(p, progress=progress, map_files=file_mapper())[0], frozenset(splits), splits)
 
 
 def _teacher_source(p: Path, inputs, progress: bool) -> Source:
@@ -217,10 +213,21 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
             continue
         src = kind.source(_resolve_path(raw, base, f"inputs.{kind.field}", source), recipe.inputs, progress)
         tables[kind.table] = df = load(src, kind.table, kind.table, kind.label)
+        if src.splits is not None:
+            tables["truth_clips"] = _truth_clips(src.splits, df)
         if kind.adds_clips:
             clips |= src.clips | set(df.get_column("clip").unique().to_list())
         keys[kind.table] = src.key
     return LoadedInputs(tables, keys, files, sorted(clips))
+
+
+def _truth_clips(splits: Mapping[str, str], truth: pl.DataFrame) -> pl.DataFrame:
+    """``clip, split`` of every GT clip: the source's files (a GT file with no annotation still
+    makes its clip a scored clip, every detection there a false positive) and the rows' clips."""
+    listed = pl.DataFrame({"clip": list(splits), "split": list(splits.values())},
+                          schema={"clip": pl.String, "split": pl.String})
+    rows = truth.select(pl.col("clip").cast(pl.String), pl.col("split").cast(pl.String)).unique()
+    return pl.concat([rows, listed]).unique(subset="clip", keep="first").sort("clip")
 
 
 def _system_from_table(df: pl.DataFrame, name: str, path: Path, where: str, source: str | None) -> pl.DataFrame:

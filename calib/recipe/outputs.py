@@ -22,7 +22,7 @@ from calib.publish import publish_staged, staging, write_json
 from calib.recipe.chain import ChainResult
 from calib.recipe.inputs import digest
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import headline
+from calib.score.result import ScoreResult
 from calib.recipe.state import save_state
 from calib.tables import write_table
 
@@ -36,7 +36,7 @@ def write_outputs(out: Path, recipe: Recipe, chain: ChainResult, *, clips: Itera
                   log: Log = print) -> dict[str, int]:
     """Write the run's outputs into ``out`` (see the module doc) and return the exported DCASE file
     names with their sizes in bytes. ``clips``: every clip of the inputs (each gets a file)."""
-    from calib.io.dcase import MAX_FILE_BYTES
+    from calib.constants import MAX_FILE_BYTES
     from calib.recipe.io import dump_recipe
 
     det = chain.tables.detections
@@ -158,7 +158,7 @@ def gate_report(chain: ChainResult) -> list[str]:
 
 def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_metrics: dict,
                fit_clips: list[str], eval_clips: list[str], sizes: dict[str, int]) -> str:
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     lines = [f"# Run of recipe `{recipe.name}`", ""]
     if recipe.description:
@@ -182,18 +182,18 @@ def run_report(recipe: Recipe, chain: ChainResult, metrics: dict | None, split_m
         lines += ["", f"Disabled: {', '.join(skipped)}."]
     lines += gate_report(chain)
     if metrics is not None:
-        h = headline(metrics)
-        lines += ["", "## Metrics (scored clips)", "", f"- mAP: {_fmt(h['mAP'])}", f"- Pearson: {_fmt(h['pearson'])}"]
+        h = ScoreResult.of(metrics)
+        lines += ["", "## Metrics (scored clips)", "", f"- mAP: {_fmt(h.headline)}", f"- Pearson: {_fmt(h.pearson)}"]
         for k in ("macro_AP50", "macro_AP75", "micro_mAP", "micro_pearson_r", "mask_AP50", "distance_mape"):
             if k in metrics:
                 lines.append(f"- {k}: {_fmt(metrics[k])}")
         if split_metrics:
             lines += ["", "| split | mAP | Pearson |", "|---|---|---|"]
             for s, m in split_metrics.items():
-                hs = headline(m)
-                lines.append(f"| {s or '(root)'} | {_fmt(hs['mAP'])} | {_fmt(hs['pearson'])} |")
+                hs = ScoreResult.of(m)
+                lines.append(f"| {s or '(root)'} | {_fmt(hs.headline)} | {_fmt(hs.pearson)} |")
         lines += ["", "| class | AP |", "|---|---|"]
-        for cid, ap in sorted(h["per_class_ap"].items()):
+        for cid, ap in sorted(h.per_class_ap.items()):
             lines.append(f"| {cid} {CLASS_NAMES[cid]} | {_fmt(ap)} |")
     elif not eval_clips:
         lines += ["", "No ground truth for any clip: not scored."]

@@ -22,7 +22,9 @@ from calib.recipe.outputs import (RUN_OUTPUTS, check_clip_values, export_clips, 
                                   run_report, write_outputs)
 from calib.recipe.paths import make_dirs
 from calib.recipe.schema import Recipe
-from calib.recipe.scoring import Scorer, headline, restrict, scoring_cache
+from calib.recipe.scoring import Scorer, restrict, score_clips, scoring_cache  # noqa: F401
+from calib.score.result import ScoreResult
+from calib.stages.base import Tables
 
 Log = Callable[[str], None]
 
@@ -76,7 +78,7 @@ def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Score
     chain = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=log, source=source)
     metrics, split_metrics = None, {}
     if score and tables.truth is not None and eval_clips:
-        metrics, split_metrics = score_run(recipe, chain.tables.detections, tables.truth, eval_clips,
+        metrics, split_metrics = score_run(recipe, chain.tables.detections, tables, eval_clips,
                                            scorer or _default_scorer(), log)
     sizes = write_outputs(out, recipe, chain, clips=loaded.clips, input_keys=loaded.keys, metrics=metrics,
                           split_metrics=split_metrics, fit_clips=fit_clips, eval_clips=eval_clips, log=log)
@@ -85,18 +87,20 @@ def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Score
     return RunOutput(out, chain, metrics, split_metrics, fit_clips, eval_clips, sizes)
 
 
-def score_run(recipe: Recipe, det: pl.DataFrame, truth: pl.DataFrame, eval_clips: list[str], scorer: Scorer,
+def score_run(recipe: Recipe, det: pl.DataFrame, inputs: Tables, eval_clips: list[str], scorer: Scorer,
               log: Log) -> tuple[dict, dict[str, dict]]:
-    """The metrics of ``det`` on the evaluate clips, and per GT split when they span several."""
+    """The metrics of ``det`` on the evaluate clips, and per GT split when they span several
+    (``inputs``: the run's input tables, for the truth and every GT clip's split)."""
     t0 = time.perf_counter()
-    metrics = scorer(restrict(det, eval_clips), restrict(truth, eval_clips), recipe.scoring)
+    truth, gt_clips = inputs["truth"], inputs.truth_clips
+    metrics = score_clips(scorer, det, truth, eval_clips, recipe.scoring)
     split_metrics = {}
-    splits = recipe.splits.evaluate or sorted(truth.get_column("split").unique().to_list())
+    splits = recipe.splits.evaluate or sorted(gt_clips.get_column("split").unique().to_list())
     if len(splits) > 1:
         for s in splits:
-            clips = truth.filter(pl.col("split") == s).get_column("clip").unique().to_list()
-            split_metrics[s] = scorer(restrict(det, clips), restrict(truth, clips), recipe.scoring)
-    h = headline(metrics)
+            clips = gt_clips.filter(pl.col("split") == s).get_column("clip").to_list()
+            split_metrics[s] = score_clips(scorer, det, truth, clips, recipe.scoring)
+    h = ScoreResult.of(metrics)
     log(f"scored {len(eval_clips)} clip(s) ({recipe.scoring.protocol}) in {time.perf_counter() - t0:.2f} s: "
-        f"mAP {h['mAP']:.4f}, Pearson {h['pearson']:.4f}")
+        f"mAP {h.headline:.4f}, Pearson {h.pearson:.4f}")
     return metrics, split_metrics

@@ -71,13 +71,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from calib.constants import PROTOCOLS
 from calib.io.clipnames import is_safe_clip_name
 from calib.io.errors import InputError
+from calib.score.thresholds import parse_thresholds
 from calib.stages.gate import MODES as GATE_MODES
 from calib.stages.gate import RECIPE_KEYS as GATE_KEYS
 from calib.stages.gate import gate_param_problem
 
-PROTOCOLS = ("dcase2026", "dcase2026-coco")
 #: keys of a stage entry that are not stage parameters (the gate keys: :mod:`calib.stages.gate`)
 STAGE_KEYS = ("type", "name", "enabled", "on_system", *GATE_KEYS)
 #: tables a stage may need -> the recipe input that provides it
@@ -234,6 +235,12 @@ class Scoring:
                 if isinstance(t, bool) or not isinstance(t, (int, float)) or not 0 < t <= 1:
                     raise RecipeError(f"{where}.iou_thresholds[{i}]", f"expected a number in (0, 1], got {t!r}", source)
             thr = [float(t) for t in thr]
+        if thr is not None:  # every form checked now, not after the stages ran (kept as written: a string stays one)
+            try:
+                parse_thresholds(thr, protocol)
+            except ValueError as e:
+                hint = "; remove iou_thresholds (or score with dcase2026)" if protocol == "dcase2026-coco" else ""
+                raise RecipeError(f"{where}.iou_thresholds", f"{e}{hint}", source) from None
         return cls(protocol=protocol, iou_thresholds=thr, options=dict(_typed(d, "options", dict, where, source, default={})))
 
 

@@ -218,14 +218,17 @@ class FitResult:
 def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Sequence[str] | str | None = None,
                  feature_modules: Sequence[str] = (), iou_threshold: float = 0.25, folds: int = 5,
                  group: str = "clip", match: "pl.DataFrame | scoring.Scored | None" = None,
-                 score_map: bool = True, jobs: int = 1, **params) -> FitResult:
+                 score_map: bool = True, jobs: int = 1, gt_clips: pl.DataFrame | None = None,
+                 **params) -> FitResult:
     """Label, cross-fit and fit; ``params`` are :class:`Reranker` parameters.
 
     ``match``: the scorer's results for these detections (:class:`calib.rerank.scoring.Scored`),
     computed when not given (``jobs`` processes; with ``score_map`` False only the labels, from
     the scorer's cache of per-detection IoUs), or just a prediction-side match table (system,
     clip, det_id, best_iou), enough for labels but not for ``score_map`` (the dev mAPs).
-    ``folds`` < 2 skips cross-fitting (no honest estimate then)."""
+    ``folds`` < 2 skips cross-fitting (no honest estimate then).
+    ``gt_clips``: ``clip, split`` of every clip with a GT file, beyond the truth rows' clips (a GT
+    file with no annotation): its detections are labelled unmatched (best IoU 0), not dropped."""
     model_name = params.get("model", "lightgbm")
     if model_name not in BACKENDS:
         raise ValueError(f"unknown model {model_name!r}; choose one of {BACKENDS}")
@@ -233,8 +236,9 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     feats = F.resolve(features)
     scored = None
     if match is None:  # the labels alone come from the scorer's IoU cache, without the matching
-        match = scored = scoring.score_detections(detections, truth, jobs=jobs) if score_map else \
-            scoring.best_iou_table(detections, truth, jobs=jobs)
+        listed = None if gt_clips is None else gt_clips.get_column("clip").to_list()
+        match = scored = scoring.score_detections(detections, truth, jobs=jobs, gt_clips=listed) if score_map else \
+            scoring.best_iou_table(detections, truth, jobs=jobs, gt_clips=listed)
     if isinstance(match, scoring.Scored):
         scored, match = match, match.matches
     if score_map and scored is None:
@@ -254,7 +258,7 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     fold = np.full(y.size, -1, np.int64)
     summaries: list[dict] = []
     if folds >= 2:
-        groups = fold_groups(labelled, truth, group)
+        groups = fold_groups(labelled, truth if gt_clips is None else gt_clips, group)
         fold = assign_folds(groups, folds, params.get("seed", 0))
         cf = cross_fit(X, y, fold, clips, groups, feature_names=names, zero_at_inference=zero,
                        params=Reranker(**params).get_params())

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from calib.constants import CLASS_NAMES
 from calib.rerank.files import write_atomic
-from calib.tables import CLASS_NAMES
 
 N_BINS = 10
 

@@ -9,13 +9,14 @@ records with the score column swapped in.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
 
+from calib.constants import DEFAULT_THRESHOLDS
+
 MATCH_KEYS = ["system", "clip", "det_id"]
-DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
 
 
 def label_detections(detections: pl.DataFrame, match: pl.DataFrame, iou_threshold: float) -> pl.DataFrame:
@@ -48,14 +49,16 @@ def label_detections(detections: pl.DataFrame, match: pl.DataFrame, iou_threshol
         (pl.col("best_iou").cast(pl.Float32) >= pl.lit(iou_threshold, dtype=pl.Float32)).cast(pl.Int8).alias("label"))
 
 
-def best_iou_table(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None) -> pl.DataFrame:
+def best_iou_table(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None,
+                   gt_clips: Iterable[str] | None = None) -> pl.DataFrame:
     """A match table with what labels need (system, clip, det_id, best_iou) for the detections of
     clips with ground truth and a class in 0..12 (the rows :func:`score_detections`' match tables
     hold, with the same ``best_iou``), from :func:`calib.score.best_ious`: no matching, no AP,
-    every system at once."""
-    from calib.score import best_ious
+    every system at once. ``gt_clips``: clips with a GT file beyond the truth rows' (a GT file
+    with no annotation), whose detections have best IoU 0."""
+    from calib.score.facade import best_ious
 
-    best = best_ious(detections, truth, jobs=jobs, cache_dir=cache_dir)
+    best = best_ious(detections, truth, gt_clips=gt_clips, jobs=jobs, cache_dir=cache_dir)
     return detections.select(pl.col("system").cast(pl.String), pl.col("clip").cast(pl.String),
                              pl.col("det_id").cast(pl.Int64), pl.Series("best_iou", best, dtype=pl.Float64)
                              ).filter(pl.col("best_iou").is_not_nan())  # no GT clip or class: no record
@@ -78,20 +81,22 @@ class Scored:
 
 
 def score_detections(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None,
-                     iou_thresholds: Sequence[float] | None = None) -> Scored:
+                     iou_thresholds: Sequence[float] | None = None, gt_clips: Iterable[str] | None = None) -> Scored:
     """Score each system of ``detections`` against ``truth`` (dcase2026), over the clips of the
-    detections that have ground truth (other GT clips are not part of this set)."""
-    from calib.score import score_tables
+    detections that have ground truth (other GT clips are not part of this set). ``gt_clips``:
+    clips with a GT file beyond the truth rows' (a GT file with no annotation)."""
+    from calib.score.facade import score_against
 
     thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
-    gt_clips = set(truth.get_column("clip").unique().to_list())
+    listed = set(gt_clips or ())
+    gt_clips = set(truth.get_column("clip").unique().to_list()) | listed
     results = {}
     for system in sorted(detections.get_column("system").unique().to_list()):
         dets = detections.filter(pl.col("system") == system)
         clips = sorted(set(dets.get_column("clip").unique().to_list()) & gt_clips, key=lambda c: c + ".json")
         part = truth.filter(pl.col("clip").is_in(clips))
-        results[system] = score_tables(dets, part, clips=clips, jobs=jobs, cache_dir=cache_dir,
-                                       iou_thresholds=thresholds, with_matches=True, system=system)
+        results[system] = score_against(dets, part, iou_thresholds=thresholds, clips=clips, gt_clips=clips,
+                                        jobs=jobs, cache_dir=cache_dir, with_matches=True, system=system)
     return Scored(results, thresholds)
 
 
@@ -146,9 +151,3 @@ def compare_maps(scored: Scored, table: pl.DataFrame, columns: dict[str, str]) -
             out.setdefault(system, {})[name] = float(metrics["macro_mAP"])
     return out
 
-
-def score_folder(pred_dir, gt_dir) -> dict:
-    """Official dcase2026 metrics of a folder of prediction files against a GT folder."""
-    from calib.score import load_dir, score
-
-    return score(load_dir(pred_dir, "pred"), load_dir(gt_dir, "gt"), with_matches=False)

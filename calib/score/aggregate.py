@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from calib.constants import CLASS_NAMES, N_CLASSES
 from calib.score.argsort import OFFICIAL_TIE_ORDER, TIE_ORDERS, check_tie_order
-from calib.score.matching import KIND_FN, KIND_MATCHED, N_CLASSES, average_precision, ties_can_matter, tp_flags
-from calib.tables import CLASS_NAMES
+from calib.score.matching import KIND_FN, KIND_MATCHED, average_precision, ties_can_matter, tp_flags
 
 
 def _nanmean32(values: np.ndarray) -> np.float32:

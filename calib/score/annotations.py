@@ -18,14 +18,13 @@ from typing import Iterable
 
 import numpy as np
 
-from calib.io.discover import PROTOCOLS, ClipFiles, check_protocol, pair_files, prediction_index, truth_index  # noqa: F401
+from calib.constants import MAX_FILE_BYTES, N_CLASSES
+from calib.io.discover import ClipFiles, check_protocol, pair_files, prediction_index, truth_index  # noqa: F401
 from calib.io.discover import read_file_bytes
 from calib.io.errors import InputError
 from calib.io.jsonfile import parse_columns
-from calib.io.validate import MAX_FILE_BYTES, validate
+from calib.io.validate import validate
 
-N_CLASSES = 13
-MAX_PRED_BYTES = MAX_FILE_BYTES  # dcase2026: a prediction file over 20 MiB is an error
 #: one error type for bad input, whichever command reads it (kept under its old name)
 ScoreInputError = InputError
 
@@ -73,7 +72,7 @@ def keep_scored_classes(anns: Iterable[Annotation]) -> list[Annotation]:
 
 def read_bytes(path: Path, kind: str, protocol: str) -> bytes:
     data = read_file_bytes(Path(path))
-    if kind == "pred" and protocol == "dcase2026" and len(data) > MAX_PRED_BYTES:
+    if kind == "pred" and protocol == "dcase2026" and len(data) > MAX_FILE_BYTES:
         raise InputError(path, f"prediction file is {len(data)} bytes, over the 20 MiB limit of the dcase2026 protocol")
     return data
 

@@ -10,69 +10,20 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import polars as pl
 
+from calib.constants import DEFAULT_THRESHOLDS
 from calib.score.aggregate import concat_records, metrics_from_records
 from calib.score.annotations import Annotation, check_protocol
 from calib.score.matching import KIND_FN, KIND_MATCHED
 from calib.score.parallel import check_backend, largest_first, parallel_map, resolve, use_pool
+from calib.score.result import ScoreResult
+from calib.score.thresholds import parse_thresholds
 
-DEFAULT_THRESHOLDS = (0.25, 0.5, 0.75)
 CEILING_LEVELS = (0.1, 0.25, 0.5)
-
-
-class ScoreResult(dict):
-    """The official metrics (a dict with the script's keys) plus what calib adds:
-
-    ``matches``: one row per prediction record (polars DataFrame) or None; ``gt_matches``: one row per
-    GT annotation with its best same-class prediction IoU; ``recall_ceiling``: fraction of GT whose
-    best same-class prediction of its frame reaches each soft IoU level whatever the scores;
-    ``skipped``: prediction clips without ground truth; ``unscored_gt``: GT clips of a folder
-    without a prediction file, not scored (as the official scripts do); ``tie_order_range``
-    (dcase2026): macro and micro mAP under each tie order and their [min, max]
-    (:func:`calib.score.aggregate.tie_order_range`; metrics.json carries it under that key)."""
-
-    matches: pl.DataFrame | None = None
-    gt_matches: pl.DataFrame | None = None
-    recall_ceiling: dict | None = None
-    skipped: list[str]
-    unscored_gt: list[str] = []
-    details: dict | None = None  # coco protocol: n_distance_pairs, pairs (the peak-matched pairs, a DataFrame)
-    tie_order_range: dict | None = None
-    #: dcase2026 fast engine: how the work was done: pool (bool: clips ran in a pool),
-    #: estimated_seconds (the in-process estimate the pool decision used, None when jobs=1),
-    #: maps_rendered (prediction maps rendered: 0 when every row came from the cache)
-    work: dict | None = None
-
-    @property
-    def metrics(self) -> dict:
-        return dict(self)
-
-
-def parse_thresholds(spec: str | Sequence[float] | None, protocol: str = "dcase2026") -> list[float] | None:
-    """``"0.25,0.5"`` or ``"0.5:0.05:0.95"`` (start:step:end, end included) or a list -> floats."""
-    if spec is None:
-        return None
-    if not isinstance(spec, str):
-        return [float(v) for v in spec]
-    spec = spec.strip()
-    if ":" in spec:
-        parts = spec.split(":")
-        if len(parts) != 3:
-            raise ValueError(f"IoU thresholds {spec!r}: expected start:step:end")
-        start, step, end = (float(p) for p in parts)
-        if step <= 0 or end < start:
-            raise ValueError(f"IoU thresholds {spec!r}: need step > 0 and end >= start")
-        n = int(math.floor((end - start) / step + 1e-9)) + 1
-        # rounded so 0.5:0.05:0.95 gives 0.9, not 0.8999999999999999 (as the official script prints)
-        return [round(float(v), 10) for v in np.linspace(start, start + step * (n - 1), n)]
-    vals = [float(v) for v in spec.replace(" ", "").split(",") if v]
-    if not vals or any(not (0 < v <= 1) for v in vals):
-        raise ValueError(f"IoU thresholds {spec!r}: expected numbers in (0, 1]")
-    return vals
 
 
 # ----------------------------------------------------------------------------------------------
@@ -229,8 +180,7 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
     check_backend(backend)
     if engine == "reference" and (jobs != 1 or backend == "dask"):
         raise ValueError("the reference engine runs in one process (it is the oracle); use --engine fast")
-    if isinstance(iou_thresholds, str):
-        iou_thresholds = parse_thresholds(iou_thresholds)
+    iou_thresholds = parse_thresholds(iou_thresholds, protocol)
     clips, psrc, gsrc, skipped, unscored_gt = _plan(pred, gt, protocol, clips)
     from threadpoolctl import threadpool_limits
 
@@ -238,12 +188,10 @@ def score(pred, gt, *, protocol: str = "dcase2026", iou_thresholds=None, engine:
         if protocol == "dcase2026-coco":
             from calib.score.coco import score_coco
 
-            if iou_thresholds is not None:
-                raise ValueError("the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95")
-            metrics, details = score_coco(list(zip(clips, psrc, gsrc)), sigma=sigma, energy_thr=energy_thr,
-                                          engine=engine, jobs=jobs, cache_dir=cache_dir, backend=backend,
-                                          scheduler=scheduler)
-            res = ScoreResult(metrics)
+            metrics, details = score_coco(list(zip(clips, psrc, gsrc)), map_fn=parallel_map, sigma=sigma,
+                                          energy_thr=energy_thr, engine=engine, jobs=jobs, cache_dir=cache_dir,
+                                          backend=backend, scheduler=scheduler)
+            res = ScoreResult.of(metrics, protocol)
             res.skipped = skipped
             res.details = details
         else:
@@ -367,7 +315,7 @@ def _score_dcase2026(clips, psrc, gsrc, thresholds, skipped, *, engine, jobs, ca
     records = concat_records(recs)
     metrics = metrics_from_records(records, thresholds, tie_order, with_tie_range=True)
     tie_range = metrics.pop("tie_order_range")  # calib's own: the dict keeps the official keys only
-    res = ScoreResult(metrics)
+    res = ScoreResult.of(metrics, "dcase2026")
     res.tie_order_range = tie_range
     res.skipped = skipped
     res.work = stats
@@ -458,7 +406,7 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None
     return out
 
 
-def _gt_job(gsrc) -> "GTMaps":
+def _gt_job(gsrc):
     from calib.score import fast
 
     return fast.render_gt_maps(gsrc.load())
@@ -496,8 +444,11 @@ def prepare_gt(truth: pl.DataFrame, *, cache_dir=None, jobs: int | None = None, 
     return len(order)
 
 
-def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> ScoreResult:
-    """Score a detections table (one system) against a truth table; kwargs as :func:`score`."""
+def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, *, gt_clips: Iterable[str] | None = None,
+                 **kwargs) -> ScoreResult:
+    """Score a detections table (one system) against a truth table; kwargs as :func:`score`.
+    ``gt_clips``: clips with a GT file beyond the truth rows' clips (a GT file with no annotation:
+    the official script scores it, every prediction there a false positive)."""
     systems = detections.get_column("system").unique().to_list() if "system" in detections.columns else []
     if len(systems) > 1:
         raise ValueError(f"detections hold several systems {sorted(systems)}; filter one system before scoring")
@@ -505,4 +456,7 @@ def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, **kwargs) -> Sco
     from calib.score.columns import clips_from_table
 
     # column-wise, no object per row: the fast engine reads these; the others convert them
-    return score(clips_from_table(detections, "pred"), clips_from_table(truth, "gt"), **kwargs)
+    gt: dict = clips_from_table(truth, "gt")
+    if gt_clips is not None:
+        gt = {c: [] for c in gt_clips if c not in gt} | gt
+    return score(clips_from_table(detections, "pred"), gt, **kwargs)

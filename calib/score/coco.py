@@ -16,6 +16,7 @@ import numpy as np
 from scipy.ndimage import binary_dilation
 from scipy.optimize import linear_sum_assignment
 
+from calib.constants import N_CLASSES
 from calib.score.cache import PackedArrays, pack_sparse
 from calib.score.coco_render import COLS, ROWS, render_energies, render_energy_reference
 
@@ -159,11 +160,11 @@ def coco_map(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float) -> t
                             "segmentation": _rle(_mask(c, k, energy_thr)), "score": float(c.score[k])})
     has_gt = {int(x) for c in gts for x in c.cls}
     if not results:
-        return 0.0, 0.0, {c: (0.0 if c in has_gt else math.nan) for c in range(13)}
+        return 0.0, 0.0, {c: (0.0 if c in has_gt else math.nan) for c in range(N_CLASSES)}
     with contextlib.redirect_stdout(io.StringIO()):
         coco_gt = COCO()
         coco_gt.dataset = {"images": images, "annotations": gt_anns,
-                           "categories": [{"id": c + 1, "name": str(c)} for c in range(13)]}
+                           "categories": [{"id": c + 1, "name": str(c)} for c in range(N_CLASSES)]}
         coco_gt.createIndex()
         coco_dt = coco_gt.loadRes(results)
         ev = COCOeval(coco_gt, coco_dt, iouType="segm")
@@ -263,7 +264,7 @@ def evaluate(preds: list[CocoClip], gts: list[CocoClip], energy_thr: float, clip
         "mask_AP50": mask_ap50,
         "pearson_r": float(np.mean(rs)) if rs else math.nan,
         "distance_mape": float(np.mean(errs)) if errs else math.nan,
-        "per_class_mAP": {str(c): per_class.get(c, math.nan) for c in range(13)},
+        "per_class_mAP": {str(c): per_class.get(c, math.nan) for c in range(N_CLASSES)},
         "n_pearson_pairs": len(rs),  # printed by the official script; says how much pearson_r rests on
     }
     return metrics, {"n_distance_pairs": len(errs), "pairs": pair_table(pairs)}
@@ -277,16 +278,16 @@ def _prepare_job(src, sigma: float, engine: str) -> CocoClip:
     return _prepare(src.load(), sigma, engine)
 
 
-def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: str = "fast", jobs: int = 1,
+def score_coco(clips, *, map_fn, sigma: float = 6.0, energy_thr: float = 0.10, engine: str = "fast", jobs: int = 1,
                cache_dir=None, backend: str = "loky", scheduler: str | None = None) -> tuple[dict, dict]:
     """Score [(clip, prediction source, GT source)] (scoring order; sources as in
     :mod:`calib.score.api`) -> (official metrics, details).
 
     The fast engine renders with :func:`render_energies` and keeps prepared GT (sparse energies) in
     the GT cache under the GT's content hash and sigma; the reference engine renders triplet by
-    triplet, nothing cached. Rendering runs per clip in parallel; the COCO evaluation and the
-    peak matching run here."""
-    from calib.score.parallel import parallel_map
+    triplet, nothing cached. Rendering runs per clip through ``map_fn`` (``map_fn(fn, items, jobs=,
+    backend=, scheduler=)`` -> ``[fn(*item) for item in items]``: the caller's parallel map, so this
+    module needs nothing of :mod:`calib.score.api`); the COCO evaluation and the peak matching run here."""
     from calib.score.cache import GT_CACHE, entry_key
 
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}
@@ -299,7 +300,7 @@ def score_coco(clips, *, sigma: float = 6.0, energy_thr: float = 0.10, engine: s
     GT_CACHE.save_digests(cache_dir)
     gts = [GT_CACHE.get(k, cache_dir, CocoClip) for k in keys]
     todo = [i for i, g in enumerate(gts) if g is None]
-    done = parallel_map(_prepare_job, [(clips[i][2], sigma, engine) for i in todo]
+    done = map_fn(_prepare_job, [(clips[i][2], sigma, engine) for i in todo]
                         + [(p, sigma, engine) for _, p, _ in clips], **par)
     for i, g in zip(todo, done):
         GT_CACHE.put(keys[i], g, cache_dir)

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calib.score.annotations import N_CLASSES, Annotation
+from calib.constants import N_CLASSES
+from calib.score.annotations import Annotation
 from calib.score.gt_maps import concat_ranges
 
 _U32 = np.uint64(32)

@@ -20,7 +20,6 @@ import numpy as np
 
 from calib.score.argsort import OFFICIAL_TIE_ORDER, tie_argsort
 
-N_CLASSES = 13
 RECALL_POINTS = np.linspace(0, 1, 101)
 
 KIND_MATCHED, KIND_FP, KIND_FN = 0, 1, 2

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from calib.tables import CLASS_NAMES
+from calib.constants import CLASS_NAMES
 
 RECALL_POINTS = np.linspace(0, 1, 101)
 
@@ -33,6 +33,30 @@ def metrics_json(res) -> dict:
     if getattr(res, "tie_order_range", None) is not None:
         out["tie_order_range"] = json_safe(res.tie_order_range)
     return out
+
+
+def per_class_table(metrics: dict, protocol: str) -> str:
+    """The per-class metrics as the fixed-width text table ``calib score`` prints."""
+    def f(v):
+        return "   -  " if v is None or v != v else f"{v:.4f}"
+
+    if protocol == "dcase2026":
+        lines = [f"{'class':<20} {'n_gt':>6} {'n_det':>7} {'AP50':>7} {'AP75':>7} {'mAP':>7} {'pearson':>8}"]
+        for name in CLASS_NAMES:
+            c = metrics["per_class"][name]
+            lines.append(f"{name:<20} {c['n_gt']:>6} {c['n_det']:>7} {f(c['AP50']):>7} {f(c['AP75']):>7} "
+                         f"{f(c['mAP']):>7} {f(c['pearson_r']):>8}")
+        lines.append(f"{'macro':<20} {'':>6} {'':>7} {f(metrics['macro_AP50']):>7} {f(metrics['macro_AP75']):>7} "
+                     f"{f(metrics['macro_mAP']):>7} {f(metrics['macro_pearson_r']):>8}")
+        lines.append(f"{'micro':<20} {'':>6} {'':>7} {f(metrics['micro_AP50']):>7} {f(metrics['micro_AP75']):>7} "
+                     f"{f(metrics['micro_mAP']):>7} {f(metrics['micro_pearson_r']):>8}")
+        return "\n".join(lines)
+    lines = [f"{'class':<20} {'AP':>7}"]
+    for k, name in enumerate(CLASS_NAMES):
+        lines.append(f"{name:<20} {f(metrics['per_class_mAP'].get(str(k), metrics['per_class_mAP'].get(k))):>7}")
+    lines.append(f"mask_mAP {f(metrics['mask_mAP'])}  mask_AP50 {f(metrics['mask_AP50'])}  "
+                 f"pearson_r {f(metrics['pearson_r'])}  distance_mape {f(metrics['distance_mape'])}")
+    return "\n".join(lines)
 
 
 def pr_curve(scores: np.ndarray, tp: np.ndarray, n_gt: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +94,6 @@ def write_report(res, out_dir, protocol: str = "dcase2026") -> list[Path]:
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
     files.append(out / "metrics.json")
     if protocol != "dcase2026" or res.matches is None:
-        from calib.cli.score import per_class_table
-
         (out / "per_class.md").write_text("```\n" + per_class_table(res, protocol) + "\n```\n")
         return files + [out / "per_class.md"]
 

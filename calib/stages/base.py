@@ -137,6 +137,18 @@ class Tables(dict):
         return self.get("truth")
 
     @property
+    def truth_clips(self) -> pl.DataFrame:
+        """Every clip with ground truth and its GT split (``clip``, ``split``, sorted by clip): the
+        ``truth_clips`` table the recipe inputs add (it lists GT files that hold no annotation,
+        whose detections are all false positives) merged with the truth rows' clips. Empty when
+        there is no ground truth."""
+        parts = [t.select(pl.col("clip").cast(pl.String), pl.col("split").cast(pl.String))
+                 for t in (self.get("truth_clips"), self.get("truth")) if isinstance(t, pl.DataFrame)]
+        if not parts:
+            return pl.DataFrame(schema={"clip": pl.String, "split": pl.String})
+        return pl.concat(parts).unique(subset="clip", keep="first", maintain_order=True).sort("clip")
+
+    @property
     def teacher(self) -> pl.DataFrame | None:
         return self.get("teacher")
 

@@ -61,14 +61,13 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
-from calib.io.discover import PROTOCOLS
+from calib.constants import CLASS_NAMES, N_CLASSES, PROTOCOLS
 from calib.stages.base import REQUIRED, Param, Stage, Tables, declare, get_stage, make_stage
-from calib.tables import CLASS_NAMES, N_CLASSES
 
 MODES = ("per_class", "global")
 #: ``gate`` values a recipe accepts ("none": not gated, handy as a portfolio axis value)
@@ -129,36 +128,19 @@ def build_stage(entry: Mapping[str, Any], scoring: Mapping[str, Any] | None = No
 
 
 # ----------------------------------------------------------------------------------------------
-def class_ap(det: pl.DataFrame, truth: pl.DataFrame, scoring: Mapping[str, Any] | None = None) -> np.ndarray:
-    """Per-class mAP (13 values) of ``det`` scored against ``truth`` on the truth's clips with a
-    recipe's ``[scoring]`` (protocol, iou_thresholds, options); NaN for a class without ground
-    truth there. A truth clip without detections scores as an empty file."""
-    from threadpoolctl import threadpool_limits
-
-    from calib.score import score_tables
+def class_ap(det: pl.DataFrame, truth: pl.DataFrame, scoring: Mapping[str, Any] | None = None,
+             clips: Sequence[str] | None = None) -> np.ndarray:
+    """Per-class mAP (13 values) of ``det`` scored against ``truth`` on the truth's clips (or on
+    ``clips``, clips with a GT file, some maybe without annotation) with a recipe's ``[scoring]``
+    (protocol, iou_thresholds, options); NaN for a class without ground truth there
+    (:attr:`calib.score.ScoreResult.class_ap`). A truth clip without detections scores as an
+    empty file."""
+    from calib.score.facade import class_scores
 
     scoring = dict(scoring or {})
-    protocol = scoring.get("protocol", "dcase2026")
-    kwargs = dict(scoring.get("options") or {})
-    if scoring.get("iou_thresholds") is not None:
-        kwargs["iou_thresholds"] = scoring["iou_thresholds"]
-    if truth.height == 0:
-        return np.full(N_CLASSES, np.nan)
-    clips = truth.get_column("clip").unique().implode()
-    det = det.filter(pl.col("clip").is_in(clips)).with_columns(pl.lit("", pl.String).alias("system"))
-    with threadpool_limits(1, user_api="blas"):  # the renderer's tiny BLAS calls only contend
-        res = score_tables(det, truth, protocol=protocol, with_matches=False, **kwargs)
-    out = np.full(N_CLASSES, np.nan)
-    if protocol == "dcase2026-coco":
-        per = {int(k): v for k, v in (res.get("per_class_mAP") or {}).items()}
-        for c in range(N_CLASSES):
-            if per.get(c) is not None and float(per[c]) >= 0:  # pycocotools writes -1 for "no truth"
-                out[c] = float(per[c])
-    else:
-        for c, name in enumerate(CLASS_NAMES):
-            v = (res["per_class"].get(name) or {}).get("mAP")
-            out[c] = math.nan if v is None else float(v)
-    return out
+    return class_scores(det, truth, protocol=scoring.get("protocol", "dcase2026"),
+                        iou_thresholds=scoring.get("iou_thresholds"), options=scoring.get("options"),
+                        gt_clips=clips).class_ap
 
 
 def macro_gain(ap_with: np.ndarray, ap_without: np.ndarray) -> float:
@@ -350,20 +332,26 @@ class GatedStage(Stage):
         protocol = (self.scoring or {}).get("protocol", "dcase2026")
         if protocol not in PROTOCOLS:
             raise ValueError(f"gate: unknown scoring protocol {protocol!r}")
+        from calib.score.thresholds import parse_thresholds
+
+        try:
+            parse_thresholds((self.scoring or {}).get("iou_thresholds"), protocol)
+        except ValueError as e:
+            raise ValueError(f"gate: scoring.iou_thresholds: {e}") from None
 
     # -- learning where the stage may act
     def fit(self, tables: Tables) -> "GatedStage":
         self._check()
         truth = tables["truth"]
-        clips = sorted(truth.get_column("clip").unique().to_list())
+        clips = tables.truth_clips.get_column("clip").to_list()  # GT files without annotation too
         k = min(int(self.folds), len(clips))
         parts: list[tuple] = []
         relabel, rounds = False, 0
         if k >= MIN_FOLDS:
             parts = self._cross_fit(tables, clip_folds(clips, k, int(self.seed)), k)
             truths = [Tables(truth=truth).subset(held)["truth"] for held, _, _ in parts]
-            ap_wo = np.array([class_ap(inp, t, self.scoring) for (_, inp, _), t in zip(parts, truths)])
-            ap_w = np.array([class_ap(out, t, self.scoring) for (_, _, out), t in zip(parts, truths)])
+            ap_wo = np.array([class_ap(inp, t, self.scoring, held) for (held, inp, _), t in zip(parts, truths)])
+            ap_w = np.array([class_ap(out, t, self.scoring, held) for (held, _, out), t in zip(parts, truths)])
             relabel = any(relabels(inp, out) for _, inp, out in parts)
             gains = ap_w - ap_wo
             macro = np.array([macro_gain(w, wo) for w, wo in zip(ap_w, ap_wo)])
@@ -426,8 +414,8 @@ class GatedStage(Stage):
         rounds = 0
         while kept:
             rounds += 1
-            ap_g = np.array([class_ap(combine(inp, out, kept), t, self.scoring)
-                             for (_, inp, out), t in zip(parts, truths)])
+            ap_g = np.array([class_ap(combine(inp, out, kept), t, self.scoring, held)
+                             for (held, inp, out), t in zip(parts, truths)])
             still = {c for c in kept if gate_rule(ap_g[:, c] - ap_wo[:, c], self.confidence)[4]}
             for c in kept - still:
                 reasons[c] = ("dropped: once the classes it trades detections with are gated, its own gain "

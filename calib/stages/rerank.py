@@ -77,7 +77,8 @@ class Rerank(Stage):
         result = fit_reranker(
             tables["detections"], tables["truth"], match=tables.get("match"), features=self.features,
             feature_modules=self._modules(), iou_threshold=self.iou_threshold, folds=self.folds,
-            group=self.group, score_map=False, **{k: getattr(self, k) for k in MODEL_PARAMS})
+            group=self.group, score_map=False, gt_clips=tables.truth_clips,
+            **{k: getattr(self, k) for k in MODEL_PARAMS})
         self.model_ = result.model
         self.report_ = result.report
         return self

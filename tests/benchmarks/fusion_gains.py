@@ -31,15 +31,15 @@ from pathlib import Path
 import polars as pl
 
 from calib.io.dcase import ingest_predictions, ingest_truth
+from calib.score import class_scores
 from calib.stages.base import Tables, make_stage
-from calib.stages.fuse import _scoring
 from calib.stages.fuse.max_envelope import cross_fitted, site_held_out
 
 SYSTEMS = ("audio", "av")
 
 
 def macro(det: pl.DataFrame, truth: pl.DataFrame) -> float:
-    m = _scoring.class_metrics(det, truth).get_column("mAP").fill_nan(None).drop_nulls()
+    m = class_scores(det, truth).class_table().get_column("mAP").fill_nan(None).drop_nulls()
     return float(m.mean())
 
 

@@ -45,7 +45,8 @@ def main() -> int:
     import calib.rerank  # noqa: F401  (sets the OpenMP wait policy before LightGBM loads)
     from calib.io.dcase import export_table, ingest_predictions, ingest_truth
     from calib.rerank.pipeline import fit_reranker
-    from calib.rerank.scoring import rescore, score_detections, score_folder
+    from calib.rerank.scoring import rescore, score_detections
+    from calib.score import load_dir, score
     from fixtures.synth import generate
 
     work = Path(args.out or tempfile.mkdtemp(prefix="rerank_gain_"))
@@ -93,7 +94,8 @@ def main() -> int:
         for d in sorted((data / "gt").iterdir()):
             if d.name.startswith("dev-test") and not (gt_test / d.name).exists():
                 (gt_test / d.name).symlink_to(d.resolve())
-        from_files = score_folder(work / "test_reranked", gt_test)["macro_mAP"]
+        from_files = score(load_dir(work / "test_reranked", "pred"), load_dir(gt_test, "gt"),
+                           with_matches=False)["macro_mAP"]
         print(f"  reranked test mAP scored from the exported JSON files: {from_files:.4f} "
               f"({'same' if from_files == rr_test else 'DIFFERENT'})")
 

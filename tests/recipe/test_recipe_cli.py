@@ -44,6 +44,19 @@ def test_errors_exit_2_with_the_key_named(setup, tmp_path, capsys):
     assert not (tmp_path / "o").exists()
 
 
+def test_coco_with_thresholds_stops_at_load_before_any_stage(setup, tmp_path, capsys):
+    """Thresholds the coco protocol cannot use fail when the recipe is read, naming the key, not
+    after the stages ran: nothing is written, no stage is printed as run."""
+    out = tmp_path / "o"
+    assert main(["run", str(setup / "recipe.toml"), "--out", str(out), "--set", "scoring.iou_thresholds=0.5:0.05:0.95",
+                 "--set", "scoring.protocol=dcase2026-coco"]) == 2
+    captured = capsys.readouterr()
+    assert "scoring.iou_thresholds: the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds" in captured.err
+    assert "[1/3]" not in captured.out and not out.exists()
+    assert main(["run", str(setup / "recipe.toml"), "--out", str(out), "--set", "scoring.iou_thresholds=0.5:0:0.9"]) == 2
+    assert "scoring.iou_thresholds: IoU thresholds '0.5:0:0.9': need step > 0" in capsys.readouterr().err
+
+
 def test_recipes_check_copy_show(setup, tmp_path, capsys):
     assert main(["recipes", "check", str(setup / "recipe.toml")]) == 0
     assert "ok (toy: t_add -> t_scale -> emit t_round)" in capsys.readouterr().out

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from calib.recipe import Recipe, RecipeError, dump_recipe, dumps_recipe, load_recipe
 from calib.recipe import address
+from calib.recipe.io import read_document
 from calib.recipe.toml_writer import dumps
 from tests.recipe.toys import recipe_dict, toy_stages
 
@@ -26,7 +27,7 @@ def full_dict() -> dict:
                    "systems": {"a": "systems/a", "b": "x/b.parquet"}}
     d["stages"][0]["name"] = "first add"
     d["stages"].append({"type": "t_add", "name": "late", "enabled": False, "delta": -1.5e-7})
-    d["scoring"] = {"protocol": "dcase2026-coco", "iou_thresholds": [0.5, 0.75], "options": {"sigma": 6.0}}
+    d["scoring"] = {"protocol": "dcase2026", "iou_thresholds": [0.5, 0.75], "options": {"tie_order": "stable"}}
     return d
 
 
@@ -101,6 +102,19 @@ def test_unknown_stage_lists_known_ones():
     (lambda d: d["splits"].update(fit=[1]), "splits.fit[0]: expected a string"),
     (lambda d: d["scoring"].update(protocol="coco"), "scoring.protocol: unknown protocol 'coco'"),
     (lambda d: d["scoring"].update(iou_thresholds=[0.5, 2]), "scoring.iou_thresholds[1]: expected a number in (0, 1]"),
+    (lambda d: d["scoring"].update(iou_thresholds=[]), "scoring.iou_thresholds: IoU thresholds []: expected at least one"),
+    (lambda d: d["scoring"].update(iou_thresholds="0.5:0:0.9"),
+     "scoring.iou_thresholds: IoU thresholds '0.5:0:0.9': need step > 0 and end >= start"),
+    (lambda d: d["scoring"].update(iou_thresholds="0.5:0.1"), "scoring.iou_thresholds: IoU thresholds '0.5:0.1': expected start:step:end"),
+    (lambda d: d["scoring"].update(iou_thresholds="0.1:0.5:1.5"),
+     "scoring.iou_thresholds: IoU thresholds '0.1:0.5:1.5': expected numbers in (0, 1], got 1.1"),
+    (lambda d: d["scoring"].update(iou_thresholds="0.25,half"), "scoring.iou_thresholds: IoU thresholds '0.25,half': expected numbers"),
+    (lambda d: d["scoring"].update(iou_thresholds="0,0.5"), "scoring.iou_thresholds: IoU thresholds '0,0.5': expected numbers in (0, 1], got 0.0"),
+    (lambda d: d["scoring"].update(protocol="dcase2026-coco", iou_thresholds=[0.5]),
+     "scoring.iou_thresholds: the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds 0.50:0.05:0.95; "
+     "remove iou_thresholds (or score with dcase2026)"),
+    (lambda d: d["scoring"].update(protocol="dcase2026-coco", iou_thresholds="0.5:0.05:0.95"),
+     "scoring.iou_thresholds: the dcase2026-coco protocol uses pycocotools' fixed IoU thresholds"),
     (lambda d: d["stages"][0].update(delta="big"), "stages[0].delta: must be a number, got 'big'"),
     (lambda d: d["stages"][0].update(enabled="no"), "stages[0].enabled: expected bool"),
     (lambda d: d["stages"][0].pop("type"), "stages[0].type: missing (required)"),
@@ -115,6 +129,19 @@ def test_validation_errors(mutate, expected):
     d = recipe_dict()
     mutate(d)
     assert expected in err(d)
+
+
+def test_threshold_string_kept_as_written_and_checked_at_load(tmp_path):
+    d = recipe_dict()
+    d["scoring"] = {"iou_thresholds": "0.5:0.05:0.95"}
+    r = Recipe.from_dict(d)
+    assert r.scoring.iou_thresholds == "0.5:0.05:0.95" and r.to_dict()["scoring"]["iou_thresholds"] == "0.5:0.05:0.95"
+    p = dump_recipe(r, tmp_path / "r.toml")
+    # the coco protocol set over it (as `calib run --set scoring.protocol=...` and a grid axis do) is
+    # refused when the recipe is read, naming the file and the key, before any stage runs
+    doc = address.set_values(read_document(p), {"scoring.protocol": "dcase2026-coco"})
+    with pytest.raises(RecipeError, match=r"r.toml: scoring.iou_thresholds: the dcase2026-coco protocol uses"):
+        Recipe.from_dict(doc, source=str(p))
 
 
 def test_disabled_stage_needs_no_input():

@@ -155,14 +155,14 @@ def recipe_dict(**over) -> dict:
     return d
 
 
-def toy_scorer(det: pl.DataFrame, truth: pl.DataFrame, scoring) -> dict:
+def toy_scorer(det: pl.DataFrame, truth: pl.DataFrame, scoring, *, gt_clips=None) -> dict:
     """A hand-checkable stand-in for the official metrics: "mAP" = mean score of the detections
     whose (clip, frame, class) has a GT annotation; Pearson = share of such detections."""
     keys = truth.select("clip", "frame", "class_id").unique()
     hit = det.join(keys, on=["clip", "frame", "class_id"], how="semi")
     m = float(hit.get_column("score").mean()) if len(hit) else 0.0
     per_class = {}
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     for cid in sorted(truth.get_column("class_id").unique().to_list()):
         h = hit.filter(pl.col("class_id") == cid)

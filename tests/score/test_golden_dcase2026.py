@@ -19,7 +19,7 @@ def _same(a, b) -> bool:
 
 
 def assert_matches(got: dict, exp: dict) -> None:
-    from calib.tables import CLASS_NAMES
+    from calib.constants import CLASS_NAMES
 
     for k in ("macro_mAP", "macro_pearson_r", "micro_mAP", "micro_pearson_r", "micro_pearson_n"):
         assert _same(got[k], exp[k]), (k, got[k], exp[k])

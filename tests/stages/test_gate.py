@@ -286,6 +286,20 @@ def test_gate_parameters_and_round_trip(toys):
         gate.apply(hurt_help_tables())
 
 
+def test_gate_refuses_thresholds_it_cannot_score_with_before_fitting(toys):
+    for scoring, msg in (({"protocol": "dcase2026-coco", "iou_thresholds": [0.5]}, "fixed IoU thresholds"),
+                         ({"iou_thresholds": "0.5:0.1"}, "expected start:step:end")):
+        gate = build_stage({"type": "hurt_three_help_five", "gate": "per_class"}, scoring=scoring)
+        with pytest.raises(ValueError, match=f"gate: scoring.iou_thresholds: .*{msg}"):
+            gate.fit(hurt_help_tables())
+
+
+def test_class_ap_with_the_recipe_thresholds():
+    t = hurt_help_tables()
+    # every hit is an exact copy (IoU 1), so any thresholds give the same AP as the defaults
+    assert class_ap(t["detections"], t["truth"], {"iou_thresholds": "0.5:0.25:1"})[[3, 5]] == pytest.approx([1.0, 0.6])
+
+
 def test_real_cap_stage_gated_per_class():
     """The real cap stage on data where it hurts class 3 and helps class 5 by construction."""
     t = cap_tables()

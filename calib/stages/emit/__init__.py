@@ -7,5 +7,5 @@ detections' energy maps (:mod:`calib.canvas.raster`), hulls and the seam
 (:mod:`calib.canvas.sphere`). ``grid`` reads its n x n samples where they fall
 (:mod:`calib.canvas.lookup`) instead of drawing whole maps. Every emitter stage goes through the
 emitted-detections cache (:mod:`.cache`): a detection already emitted (same points, same emitter)
-is not emitted again. The size guard (:mod:`calib.emit_guard`) chains them to keep files small.
+is not emitted again. The size guard (:mod:`calib.stages.emit.guard`) chains them to keep files small.
 """

@@ -71,7 +71,7 @@ ABLATION_S_PER_DET = 1e-4
 
 def _ablate_one(spec: dict, detections: pl.DataFrame, truth: pl.DataFrame, protocol: str) -> dict:
     """One emitter's row (``rel_mAP`` left out): emitted, scored, sized."""
-    from calib.score import score_tables
+    from calib.score.facade import score_against
 
     t0 = time.perf_counter()
     if spec["type"] == "none":
@@ -79,19 +79,13 @@ def _ablate_one(spec: dict, detections: pl.DataFrame, truth: pl.DataFrame, proto
     else:
         out = make_stage(spec).apply(Tables(detections=detections))["detections"]
     emit_s = time.perf_counter() - t0
-    metrics = score_tables(out, truth, protocol=protocol)
+    res = score_against(out, truth, protocol=protocol)
     sizes = clip_file_sizes(out)
     label = spec["type"] + "".join(f":{k}={json.dumps(v)}" for k, v in spec.items() if k != "type")
-    m = metrics.get("macro_mAP", metrics.get("mask_mAP"))
-    return {"emitter": label, "macro_mAP": None if m is None else float(m),
-            "macro_pearson_r": _float(metrics.get("macro_pearson_r", metrics.get("pearson_r"))),
+    return {"emitter": label, "macro_mAP": res.headline, "macro_pearson_r": res.pearson,
             "largest_MiB": float(sizes.max() / 2**20) if sizes.size else 0.0,
             "mean_MiB": float(sizes.mean() / 2**20) if sizes.size else 0.0,
             "points": flatten(out.get_column("points")).n_points, "emit_s": emit_s}
-
-
-def _float(v):
-    return None if v is None else float(v)
 
 
 #: below this baseline ('none') mAP, the table prints absolute mAP differences: a relative change

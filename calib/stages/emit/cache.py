@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from calib.canvas.points import FlatPoints, flatten, points_arrow
+from calib.constants import sha256_file
 from calib.io.errors import InputError
 from calib.tables import POLYGONS
 
@@ -65,7 +66,7 @@ def code_version() -> str:
         p = root / rel
         files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
         for f in files:
-            h.update(f.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+            h.update(f.relative_to(root).as_posix().encode() + b"\0" + bytes.fromhex(sha256_file(f)))
     return h.hexdigest()
 
 

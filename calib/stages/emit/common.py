@@ -195,14 +195,3 @@ def spread_reach(spread: float) -> float:
     """How far (degrees, before the factor 3 of a Gaussian fall-off) a ``spread`` grows a map: the
     spread itself, 0 for none or an unbounded one (whose window does not grow)."""
     return spread if 0 < spread < np.inf else 0.0
-
-
-def check_fraction(name: str, value: float, *, low_open: bool = False) -> None:
-    ok = (0.0 < value <= 1.0) if low_open else (0.0 <= value <= 1.0)
-    if not ok:
-        raise ValueError(f"{name} must be in {'(0' if low_open else '[0'}, 1], got {value!r}")
-
-
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
-    if not (value >= 0 if allow_zero else value > 0):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")

@@ -7,7 +7,7 @@ from calib.canvas.hull import convex_hulls
 from calib.canvas.points import FlatPoints, offsets_of
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
+from calib.stages.emit.common import emit_one, rewrite_points, spread_reach
 from calib.stages.emit.dense import _wrap, dense_sets
 
 
@@ -128,12 +128,7 @@ class Compress(Stage):
     )
 
     def apply(self, tables: Tables) -> Tables:
-        for name in ("cell", "cell_high"):
-            v = getattr(self, name)
-            if int(v) != v or v < 1:
-                raise ValueError(f"compress: {name} must be a positive integer, got {v!r}")
-        check_fraction("compress: frac", self.frac)
-        check_positive("compress: spread", self.spread, allow_zero=True)
+        self.check_params()
         params = dict(frac=float(self.frac), cell=int(self.cell), cell_high=int(self.cell_high),
                       high_score=float(self.high_score), spread=float(self.spread))
         df = tables["detections"]

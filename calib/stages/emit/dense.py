@@ -11,7 +11,7 @@ from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
+from calib.stages.emit.common import emit_one, rewrite_points, spread_reach
 
 
 @dataclass(frozen=True)
@@ -103,8 +103,7 @@ class Dense(Stage):
     )
 
     def apply(self, tables: Tables) -> Tables:
-        check_fraction("dense: frac", self.frac)
-        check_positive("dense: spread", self.spread, allow_zero=True)
+        self.check_params()
         params = dict(frac=float(self.frac), spread=float(self.spread))
         df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, **params),
                             grow=3.0 * spread_reach(self.spread), emitter=emitter_key("dense", params))
@@ -129,10 +128,7 @@ class RowMajor(Stage):
     )
 
     def apply(self, tables: Tables) -> Tables:
-        if int(self.step) != self.step or self.step < 1:
-            raise ValueError(f"rowmajor: step must be a positive integer, got {self.step!r}")
-        check_fraction("rowmajor: frac", self.frac)
-        check_positive("rowmajor: spread", self.spread, allow_zero=True)
+        self.check_params()
         params = dict(step=int(self.step), frac=float(self.frac), spread=float(self.spread))
         df = rewrite_points(tables["detections"], lambda fp, s: rowmajor_batch(fp, **params),
                             grow=3.0 * spread_reach(self.spread), emitter=emitter_key("rowmajor", params))

@@ -11,7 +11,8 @@ from calib.canvas.points import (FlatPoints, flatten, offsets_of, points_column,
                                  round_points, row_hashes)
 from calib.canvas.sphere import from_canvas, great_circle_haversine, group_sets, seam_support_rows, to_canvas, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
-from calib.stages.emit.common import check_fraction, check_positive, emit_cached
+from calib.params import ParamError, problems
+from calib.stages.emit.common import emit_cached
 from calib.stages.emit.cache import emitter_key
 from calib.tables import DETECTIONS, conform
 
@@ -23,10 +24,10 @@ great_circle_deg = great_circle_haversine
 
 
 def _check(sigma_deg: float, threshold: float, scale: float, step: float) -> None:
-    check_positive("gaussian: sigma", sigma_deg)
-    check_positive("gaussian: scale", scale)
-    check_positive("gaussian: step", step)
-    check_fraction("gaussian: threshold", threshold, low_open=True)
+    """The blob parameters checked against the stage's declarations (:class:`Gaussian`'s ``PARAMS``)."""
+    found = problems(Gaussian.PARAMS, {"sigma": sigma_deg, "threshold": threshold, "scale": scale, "step": step})
+    if found:
+        raise ParamError("gaussian", *found[0])
 
 
 def gaussian_blobs(azimuth, elevation, sigma_deg: float = 8.0, threshold: float = 0.25, scale: float = 1.3, *,
@@ -152,11 +153,9 @@ class Gaussian(Stage):
         return gaussian_blobs(az, el, self.sigma, self.threshold, self.scale, step=self.step)
 
     def apply(self, tables: Tables) -> Tables:
-        _check(self.sigma, self.threshold, self.scale, self.step)
+        self.check_params()
         if self.source == "teacher":
             return tables.replace(detections=self._from_teacher(tables["teacher"]))
-        if self.source != "detections":
-            raise ValueError(f"gaussian: source must be 'detections' or 'teacher', got {self.source!r}")
         df = tables["detections"]
         if len(df) == 0:
             return tables

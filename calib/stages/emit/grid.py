@@ -9,7 +9,7 @@ from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import CANVAS_WIDTH, group_sets, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import check_fraction, check_positive, emit_one, rewrite_points, spread_reach
+from calib.stages.emit.common import emit_one, rewrite_points, spread_reach
 
 
 def detection_boxes(r: Raster | MapLookup, frac: float = 0.0, spread: float = 0.0) -> np.ndarray:
@@ -146,21 +146,12 @@ class Grid(Stage):
                     unit="fraction of the peak", ge=0, le=1),
     )
 
-    def _check(self) -> None:
-        if int(self.n) != self.n or self.n < 1:
-            raise ValueError(f"grid: n must be a positive integer, got {self.n!r}")
-        check_fraction("grid: frac", self.frac)
-        check_fraction("grid: floor", self.floor)
-        check_positive("grid: spread", self.spread, allow_zero=True)
-        check_positive("grid: scale", self.scale)
-        check_positive("grid: min_size", self.min_size, allow_zero=True)
-
     def params(self) -> dict:
         return dict(n=int(self.n), frac=float(self.frac), spread=float(self.spread), scale=float(self.scale),
                     min_size=float(self.min_size), floor=float(self.floor))
 
     def apply(self, tables: Tables) -> Tables:
-        self._check()
+        self.check_params()
         params = self.params()
         # without frac and spread no map is drawn (map_lookup): a chunk's work is its points
         grow = None if params["frac"] == 0 and params["spread"] == 0 else 3.0 * spread_reach(self.spread)

@@ -9,7 +9,7 @@ from calib.canvas.raster import rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import check_positive, emit_one, rewrite_points
+from calib.stages.emit.common import emit_one, rewrite_points
 
 _RING = 16  # directions sampled on the circle a point is grown by
 #: degrees the region grows by default. The official renderer already fills the convex hull of a
@@ -157,9 +157,7 @@ class Hull(Stage):
     )
 
     def apply(self, tables: Tables) -> Tables:
-        check_positive("hull: pad", self.pad, allow_zero=True)
-        check_positive("hull: spacing", self.spacing)
-        check_positive("hull: min_radius", self.min_radius, allow_zero=True)
+        self.check_params()
         params = dict(pad=float(self.pad), spacing=float(self.spacing), min_radius=float(self.min_radius),
                       flat=bool(self.flat))
         df = rewrite_points(tables["detections"], lambda fp, s: hull_batch(fp, **params),

@@ -7,8 +7,9 @@ import numpy as np
 import polars as pl
 
 from calib.canvas.points import peak_points
+from calib.constants import N_CLASSES
 from calib.io.seld import from_canvas
-from calib.tables import DETECTIONS, N_CLASSES, POLYGONS
+from calib.tables import DETECTIONS, POLYGONS
 
 CORE = list(DETECTIONS)
 

@@ -12,7 +12,6 @@ import polars as pl
 from sklearn.isotonic import IsotonicRegression
 
 from calib.stages.base import Param, Stage, Tables, declare, register
-from calib.stages.fuse import _scoring
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
 
 METHODS = ("isotonic", "quantile", "none")
@@ -94,12 +93,15 @@ class CalibratedUnion(Stage):
     )
 
     def fit(self, tables: Tables) -> "CalibratedUnion":
+        from calib.score import facade  # looked up per call: tests stand a simpler scorer in
+
         self.check_params()
         truth = tables["truth"]
         self.calibrators_: dict[str, dict[str, dict[str, list[float]]]] = {}
         for name, det in sorted(tables["systems"].items()):
             maps: dict[str, dict[str, list[float]]] = {}
-            best = _scoring.best_iou(det, truth) if self.method != "none" and det.height else np.zeros(0)
+            best = facade.best_ious(det, truth, gt_clips=tables.truth_clips.get_column("clip").to_list()) \
+                if self.method != "none" and det.height else np.zeros(0)
             known = ~np.isnan(best)  # detections of clips without ground truth teach nothing
             if known.any():
                 labels = best[known] >= float(self.iou)

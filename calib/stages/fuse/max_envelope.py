@@ -8,16 +8,14 @@ the held-out fold, every clip scored once by a choice that never saw it) and :fu
 from __future__ import annotations
 
 import math
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import polars as pl
 
-from calib.io.discover import PROTOCOLS
+from calib.constants import CLASS_NAMES, N_CLASSES, PROTOCOLS
 from calib.stages.base import Param, Stage, Tables, declare, register
-from calib.stages.fuse import _scoring
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
-from calib.tables import CLASS_NAMES, N_CLASSES
 
 OUT_EXTRA = {"score_raw": pl.Float64, "fuse_source": pl.String}
 
@@ -69,10 +67,21 @@ def choose_per_class(metrics: pl.DataFrame, eps: float = 1e-4) -> pl.DataFrame:
                             .alias("class_name")).select("class_id", "class_name", *list(schema)[1:])
 
 
-def system_metrics(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, protocol: str) -> pl.DataFrame:
-    """``system, class_id, mAP, pearson`` of every system, scored on the truth's clips."""
-    clips = truth.get_column("clip").unique()
-    parts = [_scoring.class_metrics(det.filter(pl.col("clip").is_in(clips.implode())), truth, protocol)
+def _class_table(det: pl.DataFrame, truth: pl.DataFrame, protocol: str,
+                 clips: Sequence[str] | None = None) -> pl.DataFrame:
+    """``class_id, mAP, pearson`` of ``det`` on the truth's clips or ``clips``
+    (:func:`calib.score.facade.class_scores`)."""
+    from calib.score import facade  # looked up per call: tests stand a simpler scorer in
+
+    return facade.class_scores(det, truth, protocol=protocol, gt_clips=clips).class_table()
+
+
+def system_metrics(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, protocol: str,
+                   clips: Sequence[str] | None = None) -> pl.DataFrame:
+    """``system, class_id, mAP, pearson`` of every system, scored on the truth's clips (or on
+    ``clips``: clips with a GT file, some maybe without annotation)."""
+    clips = sorted(truth.get_column("clip").unique().to_list() if clips is None else clips)
+    parts = [_class_table(det.filter(pl.col("clip").is_in(clips)), truth, protocol, clips)
              .with_columns(pl.lit(name, pl.String).alias("system")) for name, det in sorted(systems.items())]
     if not parts:
         return pl.DataFrame(schema={"system": pl.String, "class_id": pl.Int64, "mAP": pl.Float64,
@@ -124,7 +133,8 @@ class MaxEnvelope(Stage):
 
     def fit(self, tables: Tables) -> "MaxEnvelope":
         self.check_params()
-        self.metrics_ = system_metrics(tables["systems"], tables["truth"], self.protocol)
+        self.metrics_ = system_metrics(tables["systems"], tables["truth"], self.protocol,
+                                       tables.truth_clips.get_column("clip").to_list())
         self.choice_table_ = choose_per_class(self.metrics_, float(self.eps))
         self.choice_ = dict(zip(self.choice_table_.get_column("class_id").to_list(),
                                 self.choice_table_.get_column("system").to_list()))
@@ -180,11 +190,11 @@ def cross_fitted(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, *, n_
         choices.append(stage.choice_table_.select(pl.lit(k).alias("fold"), "class_id", "system"))
     cross = pl.concat(held, how="diagonal_relaxed")
     in_sample = MaxEnvelope(eps=eps, protocol=protocol).fit(Tables(systems=systems, truth=truth))
-    rows = [(f"system:{n}", _macro(_scoring.class_metrics(d, truth, protocol))) for n, d in sorted(systems.items())]
+    rows = [(f"system:{n}", _macro(_class_table(d, truth, protocol))) for n, d in sorted(systems.items())]
     rows.append(("envelope:in-sample",
-                 _macro(_scoring.class_metrics(envelope(systems, in_sample.choice_, "in_sample"), truth, protocol))))
+                 _macro(_class_table(envelope(systems, in_sample.choice_, "in_sample"), truth, protocol))))
     rows.append((f"envelope:cross-fitted({n_folds} folds)",
-                 _macro(_scoring.class_metrics(cross, truth, protocol))))
+                 _macro(_class_table(cross, truth, protocol))))
     return (pl.DataFrame(rows, schema={"estimate": pl.String, "macro_mAP": pl.Float64}, orient="row"),
             pl.concat(choices))
 
@@ -205,8 +215,8 @@ def site_held_out(systems: Mapping[str, pl.DataFrame], truth: pl.DataFrame, *, f
     stage = MaxEnvelope(eps=eps, protocol=protocol).fit(Tables(
         systems={n: d.filter(pl.col("clip").is_in(fit_clips)) for n, d in systems.items()}, truth=fit_truth))
     test_systems = {n: d.filter(pl.col("clip").is_in(test_clips)) for n, d in systems.items()}
-    rows = [(f"system:{n}@{test_site}", _macro(_scoring.class_metrics(d, test_truth, protocol)))
+    rows = [(f"system:{n}@{test_site}", _macro(_class_table(d, test_truth, protocol)))
             for n, d in sorted(test_systems.items())]
     rows.append((f"envelope:chosen@{fit_site}->{test_site}",
-                 _macro(_scoring.class_metrics(envelope(test_systems, stage.choice_, "site"), test_truth, protocol))))
+                 _macro(_class_table(envelope(test_systems, stage.choice_, "site"), test_truth, protocol))))
     return pl.DataFrame(rows, schema={"estimate": pl.String, "macro_mAP": pl.Float64}, orient="row")

@@ -5,25 +5,16 @@ import math
 
 import polars as pl
 
-from calib.io.discover import PROTOCOLS
+from calib.constants import N_CLASSES, PROTOCOLS
 from calib.stages.base import Param, Rule, Stage, Tables, declare, register
-from calib.tables import CLASS_NAMES, N_CLASSES
 
 
 def per_class_ap(detections: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026") -> dict[int, float]:
     """Per-class mAP of ``detections`` against ``truth`` under the official ``protocol`` (NaN for a
     class without truth)."""
-    from calib.score import score_tables
+    from calib.score.facade import score_against
 
-    metrics = score_tables(detections, truth, protocol=protocol)
-    out = {}
-    for k, name in enumerate(CLASS_NAMES):
-        if protocol == "dcase2026":
-            v = (metrics.get("per_class", {}).get(name) or {}).get("mAP")
-        else:
-            v = (metrics.get("per_class_mAP") or {}).get(str(k), metrics.get("per_class_mAP", {}).get(k))
-        out[k] = math.nan if v is None else float(v)
-    return out
+    return dict(enumerate(score_against(detections, truth, protocol=protocol, with_matches=False).class_ap.tolist()))
 
 
 def top_classes(ap: dict[int, float], k: int) -> list[int]:

@@ -13,7 +13,7 @@ import polars as pl
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange
 from calib.canvas.raster import rasterize
 from calib.canvas.sphere import pair_box_iou
-from calib.tables import N_CLASSES
+from calib.constants import N_CLASSES
 
 FRAME_KEYS = ("system", "clip", "frame")
 CLASS_KEYS = ("system", "clip", "frame", "class_id")

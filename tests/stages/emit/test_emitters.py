@@ -249,11 +249,24 @@ def test_emitter_stage_contract(dets, name):
 @pytest.mark.parametrize("spec", [{"type": "grid", "n": 0}, {"type": "dense", "frac": 1.5},
                                   {"type": "compress", "cell": 0}, {"type": "hull", "spacing": 0},
                                   {"type": "gaussian", "threshold": 0}, {"type": "rowmajor", "step": 0},
-                                  {"type": "gaussian", "source": "nowhere"}])
+                                  {"type": "gaussian", "source": "nowhere"}, {"type": "size_guard", "max_mib": 0},
+                                  {"type": "grid", "n": 2.5}, {"type": "compress", "cell_high": 0}])
 def test_bad_parameters_are_clear_errors(dets, spec):
+    """Each emitter checks its values with its declarations (calib.params): the error names the
+    stage and the parameter."""
     df = dets([{"polys": [square(100, 50, 3, 3)]}])
-    with pytest.raises(ValueError, match=spec["type"]):
+    key = next(k for k in spec if k != "type")
+    with pytest.raises(ValueError, match=f"^{spec['type']}: {key}: "):
         make_stage(spec).apply(Tables(detections=df))
+
+
+def test_gaussian_blobs_checks_its_values_with_the_stage_declarations():
+    from calib.stages.emit.gaussian import gaussian_blobs
+
+    with pytest.raises(ValueError, match=r"^gaussian: threshold: must be a number in \(0, 1\], got 0$"):
+        gaussian_blobs([0.0], [0.0], threshold=0)
+    with pytest.raises(ValueError, match=r"^gaussian: sigma: "):
+        gaussian_blobs([0.0], [0.0], sigma_deg=-1.0)
 
 
 @pytest.mark.parametrize("fn", [dense_points, rowmajor_points, compress_points])

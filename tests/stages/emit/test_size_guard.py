@@ -3,9 +3,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from calib.emit_guard import (STEPS, annotation_sizes, export_guarded, file_bytes, guard_sizes,
+from calib.stages.emit.guard import (STEPS, annotation_sizes, export_guarded, file_bytes, guard_sizes,
                                size_upper_bound)
-from calib.io.dcase import MAX_FILE_BYTES, dumps_clip
+from calib.constants import MAX_FILE_BYTES
+from calib.io.dcase import dumps_clip
 from calib.canvas.points import flatten
 from calib.stages.base import Tables, make_stage
 

@@ -66,7 +66,7 @@ def blob(cx: float, cy: float, half: float = 10.0, step: float = 3.6) -> list[li
     return [pts]
 
 
-def hit_rate_metrics(d: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026") -> pl.DataFrame:
+def hit_rate_metrics(d: pl.DataFrame, truth: pl.DataFrame, protocol: str = "dcase2026", clips=None) -> pl.DataFrame:
     """Stand-in scorer for tests of the selection logic: a class's 'mAP' is the share of its truth
     (clip, frame) keys that the detections hit with the same class (NaN without truth)."""
     keys = ["clip", "frame", "class_id"]

@@ -7,7 +7,7 @@ import pytest
 from fusedata import blob, det, truth_from
 
 from calib.stages.base import Tables
-from calib.stages.fuse import _scoring
+from calib.score import best_ious, class_scores
 from calib.stages.fuse.calibrated_union import CalibratedUnion
 from calib.stages.fuse.max_envelope import MaxEnvelope
 
@@ -28,8 +28,8 @@ def copy_of(classes, name, far=()):
     return det(rows)
 
 
-def test_class_metrics_of_a_perfect_copy():
-    m = _scoring.class_metrics(GT, TRUTH)
+def test_class_table_of_a_perfect_copy():
+    m = class_scores(GT, TRUTH).class_table()
     assert m.get_column("mAP").to_list()[:2] == [1.0, 1.0]
     assert all(math.isnan(v) for v in m.get_column("mAP").to_list()[2:])
     assert m.get_column("pearson").to_list()[:2] == pytest.approx([1.0, 1.0])
@@ -40,7 +40,7 @@ def test_best_iou_in_row_order_with_unknown_clips():
                    det([{"clip": "c9", "frame": 0, "class_id": 0, "score": 0.5, "az": 0, "el": 0}]),
                    det([{"clip": "c1", "frame": 7, "class_id": 0, "score": 0.5, "az": 0, "el": 0}])])
     d = d.with_columns(pl.lit(0, pl.Int64).alias("det_id"))  # ids need not be unique
-    best = _scoring.best_iou(d.reverse(), TRUTH)[::-1]
+    best = best_ious(d.reverse(), TRUTH)[::-1]
     classes = d.get_column("class_id").to_list()
     assert best[:6][np.array(classes[:6]) == 0] == pytest.approx([1.0] * 3)
     assert best[:6][np.array(classes[:6]) == 1] == pytest.approx([0.0] * 3)
@@ -54,7 +54,7 @@ def test_max_envelope_with_the_scorer_picks_each_class_owner():
     assert stage.metrics_.filter(pl.col("class_id") < 2).sort("system", "class_id").get_column("mAP").to_list() == [
         1.0, 0.0, 0.0, 1.0]
     out = stage.apply(Tables(systems=systems))["detections"]
-    assert _scoring.class_metrics(out, TRUTH).get_column("mAP").to_list()[:2] == [1.0, 1.0]
+    assert class_scores(out, TRUTH).class_table().get_column("mAP").to_list()[:2] == [1.0, 1.0]
 
 
 def test_calibrated_union_learns_from_the_match_table():
@@ -66,5 +66,5 @@ def test_calibrated_union_learns_from_the_match_table():
     got = dict(out.group_by("fuse_source").agg(pl.col("score").max()).rows())
     assert got == {"a": 1.0, "b": 0.0}
     naive = CalibratedUnion(method="none").fit(Tables(systems=systems, truth=TRUTH)).apply(Tables(systems=systems))
-    assert _scoring.class_metrics(out, TRUTH).get_column("mAP")[0] > \
-        _scoring.class_metrics(naive["detections"], TRUTH).get_column("mAP")[0]
+    assert class_scores(out, TRUTH).class_table().get_column("mAP")[0] > \
+        class_scores(naive["detections"], TRUTH).class_table().get_column("mAP")[0]

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 from fusedata import det, hit_rate_metrics as fake_metrics
 
+from calib.score import facade
 from calib.stages.base import Tables, make_stage
-from calib.stages.fuse import _scoring
 from calib.stages.fuse.calibrated_union import CalibratedUnion, calibrate, fit_isotonic, fit_quantile
 from calib.stages.fuse.max_envelope import MaxEnvelope, choose_per_class, clip_folds, cross_fitted, site_held_out
 from calib.tables import TRUTH
@@ -127,7 +127,7 @@ def union_systems():
 
 @pytest.fixture
 def stand_in_matches(monkeypatch):
-    monkeypatch.setattr(_scoring, "best_iou", lambda d, truth: d.get_column("feat_iou").to_numpy())
+    monkeypatch.setattr(facade, "best_ious", lambda d, truth, gt_clips=None: d.get_column("feat_iou").to_numpy())
 
 
 def test_calibrated_union_maps_each_system_to_matchability(stand_in_matches):

@@ -12,7 +12,7 @@ from torch import nn
 
 from calib.adapters.audio import n_label_frames, read_audio
 from calib.adapters.torch_adapter import Block, TorchAdapter, batches, to_numpy
-from calib.tables import N_CLASSES
+from calib.constants import N_CLASSES
 
 LABEL_RATE = 10
 

@@ -26,7 +26,8 @@ import numpy as np
 import orjson
 import polars as pl
 
-from calib.io.dcase import MAX_FILE_BYTES, _annotation_dicts, export_table
+from calib.constants import MAX_FILE_BYTES
+from calib.io.dcase import _annotation_dicts, export_table
 from calib.canvas.points import FlatPoints, concat, flatten, offsets_of, points_column
 from calib.stages.emit.common import emit_points
 from calib.stages.emit.compress import compress_batch
