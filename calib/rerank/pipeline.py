@@ -218,12 +218,13 @@ class FitResult:
 def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Sequence[str] | str | None = None,
                  feature_modules: Sequence[str] = (), iou_threshold: float = 0.25, folds: int = 5,
                  group: str = "clip", match: "pl.DataFrame | scoring.Scored | None" = None,
-                 score_map: bool = True, jobs: int = 1, gt_clips: pl.DataFrame | None = None,
+                 score_map: bool = True, jobs: int | None = None, gt_clips: pl.DataFrame | None = None,
                  **params) -> FitResult:
     """Label, cross-fit and fit; ``params`` are :class:`Reranker` parameters.
 
     ``match``: the scorer's results for these detections (:class:`calib.rerank.scoring.Scored`),
-    computed when not given (``jobs`` processes; with ``score_map`` False only the labels, from
+    computed when not given (``jobs`` processes, None: those of the enclosing
+    :func:`calib.score.parallel.scale_out` block; with ``score_map`` False only the labels, from
     the scorer's cache of per-detection IoUs), or just a prediction-side match table (system,
     clip, det_id, best_iou), enough for labels but not for ``score_map`` (the dev mAPs).
     ``folds`` < 2 skips cross-fitting (no honest estimate then).

@@ -49,7 +49,7 @@ def label_detections(detections: pl.DataFrame, match: pl.DataFrame, iou_threshol
         (pl.col("best_iou").cast(pl.Float32) >= pl.lit(iou_threshold, dtype=pl.Float32)).cast(pl.Int8).alias("label"))
 
 
-def best_iou_table(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None,
+def best_iou_table(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None = None, cache_dir=None,
                    gt_clips: Iterable[str] | None = None) -> pl.DataFrame:
     """A match table with what labels need (system, clip, det_id, best_iou) for the detections of
     clips with ground truth and a class in 0..12 (the rows :func:`score_detections`' match tables
@@ -80,7 +80,7 @@ class Scored:
             schema={"system": pl.String, "clip": pl.String, "det_id": pl.Int64, "best_iou": pl.Float64})
 
 
-def score_detections(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int = 1, cache_dir=None,
+def score_detections(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None = None, cache_dir=None,
                      iou_thresholds: Sequence[float] | None = None, gt_clips: Iterable[str] | None = None) -> Scored:
     """Score each system of ``detections`` against ``truth`` (dcase2026), over the clips of the
     detections that have ground truth (other GT clips are not part of this set). ``gt_clips``:
