@@ -205,20 +205,19 @@ class _OffLatticeParts:
         fx = (x[qi] - self.xmin[lat]) / s
         fy = (y[qi] - self.ymin[lat]) / s
         gw, gh = self.gw[lat], self.gh[lat]
-        # the cells within a hair of the pixel (a pixel on a cell edge belongs to both)
+        # the cells within a hair of the pixel (a pixel on a cell edge belongs to both): each
+        # distinct one once (the values are taken as maxima, so the order is free)
+        lo_x, hi_x = np.floor(fx - 1e-6).astype(np.int64), np.floor(fx + 1e-6).astype(np.int64)
+        lo_y, hi_y = np.floor(fy - 1e-6).astype(np.int64), np.floor(fy + 1e-6).astype(np.int64)
+        two_x, two_y = hi_x != lo_x, hi_y != lo_y
         cand = []
-        for ex in (-1e-6, 1e-6):
-            for ey in (-1e-6, 1e-6):
-                ci = np.floor(fx + ex).astype(np.int64)
-                cj = np.floor(fy + ey).astype(np.int64)
-                ok = (ci >= 0) & (ci <= gw - 2) & (cj >= 0) & (cj <= gh - 2)
-                k = np.flatnonzero(ok)
-                cand.append((k, ci[k], cj[k]))
+        for ci, cj, pick in ((lo_x, lo_y, None), (hi_x, lo_y, two_x), (lo_x, hi_y, two_y), (hi_x, hi_y, two_x & two_y)):
+            ok = (ci >= 0) & (ci <= gw - 2) & (cj >= 0) & (cj <= gh - 2)
+            k = np.flatnonzero(ok if pick is None else ok & pick)
+            cand.append((k, ci[k], cj[k]))
         k = np.concatenate([c[0] for c in cand])
         ci = np.concatenate([c[1] for c in cand])
         cj = np.concatenate([c[2] for c in cand])
-        key = np.unique(np.column_stack([k, ci, cj]), axis=0)
-        k, ci, cj = key[:, 0], key[:, 1], key[:, 2]
         g = gw[k]
         base = self.goff[lat[k]] + cj * g + ci
         corners = np.column_stack([self.grid[base], self.grid[base + 1], self.grid[base + g], self.grid[base + g + 1]])
