@@ -114,10 +114,11 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     return t, seg[t[:, 0]]
 
 
-def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray):
+def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray, repeats: bool = True):
     """Per point of the sets: its set, local coordinates (the set's lowest x and y at 0), the
-    perturbed lift x^2 + y^2 + tiny, whether it repeats an earlier point of its set; and each set's
-    squared extent. Both the triangulation and the point location use these very numbers."""
+    perturbed lift x^2 + y^2 + tiny, whether it repeats an earlier point of its set (None without
+    ``repeats``); and each set's squared extent. Both the triangulation and the point location use
+    these very numbers."""
     cnt = np.diff(off)
     n_sets = cnt.size
     seg = segment_ids(cnt)
@@ -133,11 +134,13 @@ def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray):
     ext[has] = np.maximum.reduceat(np.maximum(lx, ly), first[has])
     scale2 = np.maximum(ext, 1e-12) ** 2
     local = ragged_arange(cnt)
-    # a repeated point takes no part (the first of its copies does)
-    order = np.lexsort((local, ly, lx, seg))
-    dup = np.zeros(x.size, bool)
-    s_o, x_o, y_o = seg[order], lx[order], ly[order]
-    dup[order[1:]] = (s_o[1:] == s_o[:-1]) & (x_o[1:] == x_o[:-1]) & (y_o[1:] == y_o[:-1])
+    dup = None
+    if repeats:
+        # a repeated point takes no part (the first of its copies does)
+        order = np.lexsort((local, ly, lx, seg))
+        dup = np.zeros(x.size, bool)
+        s_o, x_o, y_o = seg[order], lx[order], ly[order]
+        dup[order[1:]] = (s_o[1:] == s_o[:-1]) & (x_o[1:] == x_o[:-1]) & (y_o[1:] == y_o[:-1])
     # the perturbation: a fixed, generic amount per point (a seeded random table, so that no
     # combination of the amounts cancels as a regular sequence's can)
     pert = _DELTA * scale2[seg] * _PERTURBATION[local]
@@ -184,31 +187,53 @@ class Locator:
         self.off = off = np.asarray(off, np.int64)
         self.x, self.y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         self.n_sets = off.size - 1
-        self.seg, self.lx, self.ly, self.lift, self.dup, self.scale2 = _lifted(off, self.x, self.y)
-        valid = np.flatnonzero(~self.dup)
-        h_off, h_v, self.flat = convex_hulls(self.seg[valid], self.lx[valid], self.ly[valid], self.n_sets)
-        #: hull vertices (point indices), counter-clockwise per set: ``hull[hull_off[i]:hull_off[i+1]]``
-        self.hull_off, self.hull = h_off, valid[h_v]
+        self.seg, self.lx, self.ly, self.lift, _, self.scale2 = _lifted(off, self.x, self.y, repeats=False)
         self.count = cnt = np.diff(off)
         self.extent = np.sqrt(self.scale2)
         widths = np.array(_WIDTHS)
         # the points of each set: a row of x, y and lift (inf for padding and repeated points, never
-        # below a plane) in the table of its width
+        # below a plane) in the table of its width; each row sorted by x, then y, tells the
+        # repeated points (a copy of the one before; the first copy takes part) and the order the
+        # hull's chains take
         self.width = np.searchsorted(widths, cnt)
         self.row = np.zeros(self.n_sets, np.int64)
         self.tables = [np.zeros((0, 3, w)) for w in _WIDTHS]
+        self.dup = np.zeros(self.x.size, bool)
         local = ragged_arange(cnt)
         pt_width = self.width[self.seg]
+        in_order = []
         for t in np.unique(self.width[cnt > 0]).tolist():
             sets = np.flatnonzero(self.width == t)
             self.row[sets] = np.arange(sets.size)
-            tab = np.zeros((sets.size, 3, _WIDTHS[t]))
-            tab[:, 2] = np.inf
             pts = np.flatnonzero(pt_width == t)
             r, c = self.row[self.seg[pts]], local[pts]
+            o, same = _sort_rows(r, c, self.lx[pts], self.ly[pts], sets.size, _WIDTHS[t])
+            real = np.arange(_WIDTHS[t]) < cnt[sets][:, None]  # sorted, the padding comes last
+            rr, cc = np.nonzero(real)
+            p = off[sets[rr]] + o[rr, cc]
+            self.dup[p] = same[rr, cc]
+            in_order.append((sets[rr], p, same[rr, cc]))
+            tab = np.zeros((sets.size, 3, _WIDTHS[t]))
+            tab[:, 2] = np.inf
             tab[r, 0, c], tab[r, 1, c] = self.lx[pts], self.ly[pts]
             tab[r, 2, c] = np.where(self.dup[pts], np.inf, self.lift[pts])
             self.tables[t] = tab
+        # the points that take part, in their sets' order, each set's sorted by x then y: the
+        # order of convex_hulls' sweep (its lexsort, without sorting the sets together)
+        valid = np.flatnonzero(~self.dup)
+        v_index = np.cumsum(~self.dup) - 1
+        v_off = offsets_of(np.bincount(self.seg[valid], minlength=self.n_sets))
+        sweep = np.zeros(valid.size, np.int64)
+        for sset, p, same in in_order:
+            sset, p = sset[~same], p[~same]
+            first = np.r_[True, sset[1:] != sset[:-1]] if sset.size else np.zeros(0, bool)
+            start = np.flatnonzero(first)
+            rank = np.arange(sset.size) - np.repeat(start, np.diff(np.r_[start, sset.size]))
+            sweep[v_off[sset] + rank] = v_index[p]
+        h_off, h_v, self.flat = convex_hulls(self.seg[valid], self.lx[valid], self.ly[valid], self.n_sets,
+                                             order=sweep)
+        #: hull vertices (point indices), counter-clockwise per set: ``hull[hull_off[i]:hull_off[i+1]]``
+        self.hull_off, self.hull = h_off, valid[h_v]
         # the hull of each set: its vertices (then copies of the first), their coordinates and each
         # edge's outward unit normal and offset (distance = NX x + NY y + C; padding edges are
         # points: -inf), in the table of its width
@@ -412,6 +437,21 @@ class Locator:
             at, rows, base, ext, tol, iters = at[go], rows[go], base[go], ext[go], tol[go], iters[go]
             qlx, qly = qlx[go], qly[go]
         return corners, done
+
+
+def _sort_rows(r: np.ndarray, c: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, width: int):
+    """Points placed at (row ``r``, column ``c``) of a table ``rows`` x ``width`` (padding NaN),
+    each row sorted by x, then y, then column (NaN last, the padding after the points): (the
+    columns in sorted order, whether each sorted entry equals the one before it)."""
+    X = np.full((rows, width), np.nan)
+    Y = np.full((rows, width), np.nan)
+    X[r, c], Y[r, c] = x, y
+    o = np.argsort(Y, axis=1, kind="stable")
+    o = np.take_along_axis(o, np.argsort(np.take_along_axis(X, o, axis=1), axis=1, kind="stable"), axis=1)
+    xs, ys = np.take_along_axis(X, o, axis=1), np.take_along_axis(Y, o, axis=1)
+    same = np.zeros((rows, width), bool)
+    same[:, 1:] = (xs[:, 1:] == xs[:, :-1]) & (ys[:, 1:] == ys[:, :-1])
+    return o, same
 
 
 def _edge_distance(ax, ay, bx, by, qlx, qly):
