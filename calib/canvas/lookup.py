@@ -373,28 +373,44 @@ def _drew(loc: Locator, n_sets: int, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     yhi = np.full(n_sets, -np.inf)
     np.minimum.at(ylo, hseg, hy)
     np.maximum.at(yhi, hseg, hy)
-    # the pixel rows (local y) the hull can reach, and each row's span
+    # the pixel rows (local y) the hull can reach
     r0 = np.ceil(ylo[todo] + oy - band) - oy
     r1 = np.floor(yhi[todo] + oy + band) - oy
     nr = np.maximum(r1 - r0 + 1, 0).astype(np.int64)
-    rs = np.repeat(np.arange(todo.size), nr)
-    ry = r0[rs] + ragged_arange(nr)
-    ryc = np.clip(ry, ylo[todo][rs], yhi[todo][rs])
-    lo, hi = row_spans(loc.hull_off, loc.lx[hv], loc.ly[hv], todo[rs], ryc) if rs.size else (np.zeros(0), np.zeros(0))
-    # spans are in local x; pixels are whole in global x
-    gx = ox[rs]
-    c_lo = np.ceil(lo + gx - band[rs])
-    c_hi = np.floor(hi + gx + band[rs])
-    possible = np.bincount(rs, weights=(c_hi >= c_lo) & np.isfinite(lo), minlength=todo.size) > 0
-    # the middle pixel of each row's inner span, plainly inside the hull?
-    i_lo = np.ceil(lo + gx + band[rs])
-    i_hi = np.floor(hi + gx - band[rs])
-    cand = np.flatnonzero(np.isfinite(lo) & (i_hi >= i_lo) & (ry == ryc))
+    hx_all, hy_all = loc.lx[hv], loc.ly[hv]
+
+    def rows_say(k: np.ndarray, ry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # for pixel rows ry of the sets todo[k]: (might a pixel lie on or near the hull there, is
+        # the middle pixel of the row's inner span plainly inside)
+        ryc = np.clip(ry, ylo[todo][k], yhi[todo][k])
+        lo, hi = row_spans(loc.hull_off, hx_all, hy_all, todo[k], ryc) if k.size else (np.zeros(0), np.zeros(0))
+        # spans are in local x; pixels are whole in global x
+        gx = ox[k]
+        c_lo = np.ceil(lo + gx - band[k])
+        c_hi = np.floor(hi + gx + band[k])
+        possible = (c_hi >= c_lo) & np.isfinite(lo)
+        i_lo = np.ceil(lo + gx + band[k])
+        i_hi = np.floor(hi + gx - band[k])
+        cand = np.flatnonzero(np.isfinite(lo) & (i_hi >= i_lo) & (ry == ryc))
+        plain = np.zeros(k.size, bool)
+        if cand.size:
+            mid = np.floor(0.5 * (i_lo[cand] + i_hi[cand]))
+            d = loc.hull_distance(todo[k[cand]], mid - gx[cand], ry[cand])
+            plain[cand] = d < -band[k[cand]]
+        return possible, plain
+
+    # a row through the middle settles most sets (a pixel plainly inside); the others are scanned
+    # row by row
     plain = np.zeros(todo.size, bool)
-    if cand.size:
-        mid = np.floor(0.5 * (i_lo[cand] + i_hi[cand]))
-        d = loc.hull_distance(todo[rs[cand]], mid - gx[cand], ry[cand])
-        np.logical_or.at(plain, rs[cand], d < -band[rs[cand]])
+    possible = np.zeros(todo.size, bool)
+    k = np.flatnonzero(nr > 0)
+    _, plain[k] = rows_say(k, r0[k] + (nr[k] - 1) // 2)
+    rest = np.flatnonzero(~plain)
+    k = np.repeat(rest, nr[rest])
+    if k.size:
+        may, inside = rows_say(k, r0[k] + ragged_arange(nr[rest]))
+        np.logical_or.at(possible, k, may)
+        np.logical_or.at(plain, k, inside)
     drew[todo] = plain
     undecided[todo] = ~plain & possible
     return drew, undecided
