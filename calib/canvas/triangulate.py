@@ -251,7 +251,9 @@ class Locator:
             hv = np.flatnonzero(h_width == t)
             H = np.repeat(self.hull[h_off[sets]][:, None], _WIDTHS[t], axis=1)
             H[self.hrow[hseg[hv]], hlocal[hv]] = self.hull[hv]
-            HX, HY = self.lx[H], self.ly[H]
+            # (the padding's coordinates NaN: the fan never counts them)
+            vertex = np.arange(_WIDTHS[t]) < hcount[sets][:, None]
+            HX, HY = np.where(vertex, self.lx[H], np.nan), np.where(vertex, self.ly[H], np.nan)
             a, b = H, np.roll(H, -1, axis=1)
             ex, ey = self.lx[b] - self.lx[a], self.ly[b] - self.ly[a]
             norm = np.hypot(ex, ey)
@@ -355,13 +357,13 @@ class Locator:
         m = self.hcount[qset]
         hx, hy = HX[rows], HY[rows]
         ax, ay = hx[:, 0], hy[:, 0]
-        cross = hx - ax[:, None]
+        # the vertices after the first on or to the right of the ray from it to the query
+        cross = hx[:, 1:] - ax[:, None]
         cross *= (qly - ay)[:, None]
-        other = hy - ay[:, None]
+        other = hy[:, 1:] - ay[:, None]
         other *= (qlx - ax)[:, None]
         cross -= other
-        j = np.arange(hx.shape[1])
-        kk = ((cross[:, 1:] >= 0) & (j[1:] < m[:, None])).sum(axis=1)
+        kk = np.count_nonzero(cross >= 0, axis=1)  # (the padding is NaN: never)
         kk = np.clip(kk, 1, m - 2)
         ar = np.arange(qset.size)
         # the hull edges of the fan triangle: (v_k, v_k+1), and (v0, v1) / (v_m-1, v0) at the ends
