@@ -113,12 +113,14 @@ class Raster:
         if self.values.size == 0:
             z = np.zeros(0, np.int64)
             return z, z, z, np.zeros(0)
-        keep = (self.values > 0) & (self.values >= thr[self.unit_of_value])
-        idx = np.flatnonzero(keep)
-        unit = self.unit_of_value[idx]
+        pos = np.flatnonzero(self.values > 0)
+        unit = np.repeat(np.arange(self.n), np.diff(np.searchsorted(pos, self.off)))  # each unit's run
+        keep = self.values[pos] >= thr[unit]
+        idx, unit = pos[keep], unit[keep]
         local = idx - self.off[unit]
-        r, c = np.divmod(local, self.w[unit])
-        return unit, c + self.x0[unit], r + self.y0[unit], self.values[idx]
+        w = self.w[unit]
+        r = (local / w).astype(np.int64)  # the floor, exactly: local < w * h is small
+        return unit, local - r * w + self.x0[unit], r + self.y0[unit], self.values[idx]
 
     def window(self, i: int) -> np.ndarray:
         """Unit i's map as an (h, w) array (a view)."""
