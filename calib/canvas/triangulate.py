@@ -73,21 +73,22 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
         closed[kk] = True
         s = seg[fa]
         n_c = cnt[s]
-        e_idx = np.repeat(np.arange(fa.size), n_c)
-        c = np.repeat(off[s], n_c) + ragged_arange(n_c)
-        a, b = fa[e_idx], fb[e_idx]
-        ax, ay, bx, by = lx[a], ly[a], lx[b], ly[b]
-        cx, cy = lx[c], ly[c]
-        ex, ey = bx - ax, by - ay
-        h = ex * (cy - ay) - ey * (cx - ax)  # > 0 on the left of a -> b
+        e_off = offsets_of(n_c)
+        # every edge against every point of its set (the edge's numbers repeated over them)
+        c = np.arange(int(e_off[-1])) + np.repeat(off[s] - e_off[:-1], n_c)
+        ax_e, ay_e = lx[fa], ly[fa]
+        ex_e, ey_e = lx[fb] - ax_e, ly[fb] - ay_e
+        ax, ay, ex, ey, ee, la, lb = (np.repeat(v, n_c) for v in (ax_e, ay_e, ex_e, ey_e, ex_e * ex_e + ey_e * ey_e,
+                                                                     lift[fa], lift[fb]))
+        dxc, dyc = lx[c] - ax, ly[c] - ay
+        h = ex * dyc - ey * dxc  # > 0 on the left of a -> b
         # the lifted plane through a and b, tilted to pass through c: its tilt is this score, and
         # the smallest tilt gives the circle no other point is inside (the Delaunay corner)
-        t_along = ((cx - ax) * ex + (cy - ay) * ey) / (ex * ex + ey * ey)
-        power = lift[c] - ((1.0 - t_along) * lift[a] + t_along * lift[b])
-        left = (h > 1e-12 * (ex * ex + ey * ey)) & ~dup[c]
+        t_along = (dxc * ex + dyc * ey) / ee
+        power = lift[c] - ((1.0 - t_along) * la + t_along * lb)
+        left = (h > 1e-12 * ee) & ~dup[c]
         with np.errstate(invalid="ignore", divide="ignore"):
             score = np.where(left, power / h, np.inf)
-        e_off = offsets_of(n_c)
         pick = _first_min(score, e_off)
         found = np.isfinite(score[pick])
         ta, tb, tc = fa[found], fb[found], c[pick[found]]
@@ -109,7 +110,10 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     rot = np.argmin(t, axis=1)
     canon = np.stack([t[np.arange(len(t)), rot], t[np.arange(len(t)), (rot + 1) % 3],
                       t[np.arange(len(t)), (rot + 2) % 3]], axis=1)
-    _, keep = np.unique(canon, axis=0, return_index=True)
+    if x.size < 1 << 21:  # corners packed in one integer
+        _, keep = np.unique((canon[:, 0] << 42) | (canon[:, 1] << 21) | canon[:, 2], return_index=True)
+    else:
+        _, keep = np.unique(canon, axis=0, return_index=True)
     t = t[np.sort(keep)]
     return t, seg[t[:, 0]]
 
@@ -489,7 +493,5 @@ def _first_min(values: np.ndarray, off: np.ndarray) -> np.ndarray:
     non-empty)."""
     starts = off[:-1]
     m = np.minimum.reduceat(values, starts)
-    seg = segment_ids(np.diff(off))
-    idx = np.arange(values.size)
-    cand = np.where(values == m[seg], idx, values.size)
+    cand = np.where(values == np.repeat(m, np.diff(off)), np.arange(values.size), values.size)
     return np.minimum.reduceat(cand, starts)
