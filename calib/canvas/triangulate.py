@@ -35,7 +35,8 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     cnt = np.diff(off)
     if n_sets == 0 or cnt.max(initial=0) < 3:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
-    seg, lx, ly, lift, dup, _ = _lifted(off, x, y)
+    seg, lx, ly, lift, _, _ = _lifted(off, x, y, repeats=False)
+    dup = _repeated(off, seg, lx, ly)
     local = ragged_arange(cnt)
 
     # first edges: each set's first point to its nearest other (distinct) point
@@ -150,6 +151,25 @@ def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray, repeats: bool = True)
     pert = _DELTA * scale2[seg] * _PERTURBATION[local]
     lift = lx * lx + ly * ly + pert
     return seg, lx, ly, lift, dup, scale2
+
+
+def _repeated(off: np.ndarray, seg: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
+    """:func:`_lifted`'s repeated points (a copy of an earlier point of its set), found by sorting
+    each set in its own table row (:func:`_sort_rows`) rather than all sets together."""
+    cnt = np.diff(off)
+    dup = np.zeros(lx.size, bool)
+    width = np.searchsorted(np.array(_WIDTHS), cnt)
+    row = np.zeros(cnt.size, np.int64)
+    local = ragged_arange(cnt)
+    pt_width = width[seg]
+    for t in np.unique(width[cnt > 0]).tolist():
+        sets = np.flatnonzero(width == t)
+        row[sets] = np.arange(sets.size)
+        pts = np.flatnonzero(pt_width == t)
+        o, same = _sort_rows(row[seg[pts]], local[pts], lx[pts], ly[pts], sets.size, _WIDTHS[t])
+        rr, cc = np.nonzero(np.arange(_WIDTHS[t]) < cnt[sets][:, None])  # sorted, the padding comes last
+        dup[off[sets[rr]] + o[rr, cc]] = same[rr, cc]
+    return dup
 
 
 #: relative distance from a set's hull within which a query counts as on its boundary
