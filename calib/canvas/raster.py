@@ -196,9 +196,13 @@ class Raster:
         found = np.zeros(pix.size, bool)
         for s in range(0, pix.size, per):
             q = np.arange(s, min(s + per, pix.size))
-            ci = self._flat_index(np.repeat(unit[q], side * side), (px[q][:, None] + dx[None, :]).ravel(),
-                                  (py[q][:, None] + dy[None, :]).ravel())
-            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0).reshape(q.size, -1)
+            uq = unit[q]
+            w, h = self.w[uq][:, None], self.h[uq][:, None]
+            cc = (px[q] - self.x0[uq])[:, None] + dx[None, :]  # window column and row of each neighbour
+            rr = (py[q] - self.y0[uq])[:, None] + dy[None, :]
+            ok = (cc >= 0) & (cc < w) & (rr >= 0) & (rr < h)
+            ci = np.where(ok, self.off[uq][:, None] + rr * w + cc, -1)
+            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0)
             d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], big)
             best = np.argmin(d2, axis=1)
             ok = d2[np.arange(q.size), best] <= radius * radius  # nothing outside the square is nearer
@@ -234,17 +238,21 @@ class Raster:
         for s in range(0, q.size, per):
             sl = slice(s, s + per)
             k = k_all[sl]
-            qq = np.repeat(np.arange(k.size), k)
-            u = unit[sl][qq]
-            row = lo[sl][qq] + ragged_arange(k)
-            qcol = px[sl][qq] - self.x0[u]
-            at = self.off[u] + row * self.w[u] + qcol
+            u = unit[sl]
+
+            def rep(v):  # a value per pixel, repeated over the rows it scans
+                return np.repeat(v, k)
+
+            row = rep(lo[sl]) + ragged_arange(k)
+            row_at = rep(self.off[u]) + row * rep(self.w[u])  # buffer index of the row's first pixel
+            qcol = rep(px[sl] - self.x0[u])
+            at = row_at + qcol
             lc, rc = left[at], right[at]
             dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
             dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
             cand = np.where(dl <= dr, lc, rc)
-            ccol = np.where(cand >= 0, cand - self.off[u] - row * self.w[u], 0)
-            qrow = py[sl][qq] - self.y0[u]
+            ccol = np.where(cand >= 0, cand - row_at, 0)
+            qrow = rep(py[sl] - self.y0[u])
             d2 = np.where(cand >= 0, (row - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)
             key = (d2 << 20) | (ccol << 10) | row  # windows are at most 360 x 181
             out[sl] = np.minimum.reduceat(key, offsets_of(k)[:-1])
