@@ -97,13 +97,17 @@ class MapLookup:
 
 def _by_unit(unit_of: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(order, offsets): the items sorted by unit and where each unit's run starts."""
-    order = np.argsort(unit_of, kind="stable")
+    in_order = unit_of.size < 2 or bool((unit_of[1:] >= unit_of[:-1]).all())
+    order = np.arange(unit_of.size) if in_order else np.argsort(unit_of, kind="stable")
     return order, offsets_of(np.bincount(unit_of, minlength=n))
 
 
 def _pairs(unit: np.ndarray, order: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (query, item of the query's unit) pair: (query index, item index)."""
     k = np.diff(off)[unit]
+    if k.size and k.max() <= 1:  # at most one item per unit (a detection's one polygon)
+        qi = np.flatnonzero(k)
+        return qi, order[off[:-1][unit[qi]]]
     qi = np.repeat(np.arange(unit.size), k)
     return qi, order[np.repeat(off[:-1][unit], k) + ragged_arange(k)]
 
