@@ -392,9 +392,11 @@ class Locator:
         ar = np.arange(qset.size)
         # the hull edges of the fan triangle: (v_k, v_k+1), and (v0, v1) / (v_m-1, v0) at the ends
         d = _edge_distance(hx[ar, kk], hy[ar, kk], hx[ar, kk + 1], hy[ar, kk + 1], qlx, qly)
-        d = np.maximum(d, np.where(kk == 1, _edge_distance(ax, ay, hx[:, 1], hy[:, 1], qlx, qly), -np.inf))
-        d = np.maximum(d, np.where(kk == m - 2, _edge_distance(hx[ar, m - 1], hy[ar, m - 1], ax, ay, qlx, qly),
-                                   -np.inf))
+        e = np.flatnonzero(kk == 1)
+        d[e] = np.maximum(d[e], _edge_distance(ax[e], ay[e], hx[e, 1], hy[e, 1], qlx[e], qly[e]))
+        e = np.flatnonzero(kk == m - 2)
+        last = m[e] - 1
+        d[e] = np.maximum(d[e], _edge_distance(hx[e, last], hy[e, last], ax[e], ay[e], qlx[e], qly[e]))
         return kk, d
 
     def _simplex(self, t: int, qset, qlx, qly, basis) -> tuple[np.ndarray, np.ndarray]:
