@@ -37,8 +37,10 @@ def _chain(seg: np.ndarray, x: np.ndarray, y: np.ndarray, idx: np.ndarray, sign:
         alive = alive[keep]
 
 
-def convex_hulls(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Convex hull vertices of ``n`` point sets (point k belongs to set ``seg[k]``).
+def convex_hulls(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, order: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Convex hull vertices of ``n`` point sets (point k belongs to set ``seg[k]``). ``order``:
+    ``np.lexsort((y, x, seg))`` when the caller knows it.
 
     Returns (offsets (n + 1,), vertex point indices counter-clockwise from the lowest of the
     leftmost points, flat (n,) bool): set i's vertices are ``vertices[offsets[i]:offsets[i+1]]``; a
@@ -47,7 +49,8 @@ def convex_hulls(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int) -> tuple
     seg = np.asarray(seg, np.int64)
     if seg.size == 0:
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.ones(n, bool)
-    order = np.lexsort((y, x, seg))
+    if order is None:
+        order = np.lexsort((y, x, seg))
     s, xs = seg[order], x[order]
     new_col = np.r_[True, (s[1:] != s[:-1]) | (xs[1:] != xs[:-1])]
     first = np.flatnonzero(new_col)

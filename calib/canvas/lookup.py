@@ -97,13 +97,17 @@ class MapLookup:
 
 def _by_unit(unit_of: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """(order, offsets): the items sorted by unit and where each unit's run starts."""
-    order = np.argsort(unit_of, kind="stable")
+    in_order = unit_of.size < 2 or bool((unit_of[1:] >= unit_of[:-1]).all())
+    order = np.arange(unit_of.size) if in_order else np.argsort(unit_of, kind="stable")
     return order, offsets_of(np.bincount(unit_of, minlength=n))
 
 
 def _pairs(unit: np.ndarray, order: np.ndarray, off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Every (query, item of the query's unit) pair: (query index, item index)."""
     k = np.diff(off)[unit]
+    if k.size and k.max() <= 1:  # at most one item per unit (a detection's one polygon)
+        qi = np.flatnonzero(k)
+        return qi, order[off[:-1][unit[qi]]]
     qi = np.repeat(np.arange(unit.size), k)
     return qi, order[np.repeat(off[:-1][unit], k) + ragged_arange(k)]
 
@@ -205,20 +209,19 @@ class _OffLatticeParts:
         fx = (x[qi] - self.xmin[lat]) / s
         fy = (y[qi] - self.ymin[lat]) / s
         gw, gh = self.gw[lat], self.gh[lat]
-        # the cells within a hair of the pixel (a pixel on a cell edge belongs to both)
+        # the cells within a hair of the pixel (a pixel on a cell edge belongs to both): each
+        # distinct one once (the values are taken as maxima, so the order is free)
+        lo_x, hi_x = np.floor(fx - 1e-6).astype(np.int64), np.floor(fx + 1e-6).astype(np.int64)
+        lo_y, hi_y = np.floor(fy - 1e-6).astype(np.int64), np.floor(fy + 1e-6).astype(np.int64)
+        two_x, two_y = hi_x != lo_x, hi_y != lo_y
         cand = []
-        for ex in (-1e-6, 1e-6):
-            for ey in (-1e-6, 1e-6):
-                ci = np.floor(fx + ex).astype(np.int64)
-                cj = np.floor(fy + ey).astype(np.int64)
-                ok = (ci >= 0) & (ci <= gw - 2) & (cj >= 0) & (cj <= gh - 2)
-                k = np.flatnonzero(ok)
-                cand.append((k, ci[k], cj[k]))
+        for ci, cj, pick in ((lo_x, lo_y, None), (hi_x, lo_y, two_x), (lo_x, hi_y, two_y), (hi_x, hi_y, two_x & two_y)):
+            ok = (ci >= 0) & (ci <= gw - 2) & (cj >= 0) & (cj <= gh - 2)
+            k = np.flatnonzero(ok if pick is None else ok & pick)
+            cand.append((k, ci[k], cj[k]))
         k = np.concatenate([c[0] for c in cand])
         ci = np.concatenate([c[1] for c in cand])
         cj = np.concatenate([c[2] for c in cand])
-        key = np.unique(np.column_stack([k, ci, cj]), axis=0)
-        k, ci, cj = key[:, 0], key[:, 1], key[:, 2]
         g = gw[k]
         base = self.goff[lat[k]] + cj * g + ci
         corners = np.column_stack([self.grid[base], self.grid[base + 1], self.grid[base + g], self.grid[base + g + 1]])
@@ -374,28 +377,44 @@ def _drew(loc: Locator, n_sets: int, x: np.ndarray, y: np.ndarray) -> tuple[np.n
     yhi = np.full(n_sets, -np.inf)
     np.minimum.at(ylo, hseg, hy)
     np.maximum.at(yhi, hseg, hy)
-    # the pixel rows (local y) the hull can reach, and each row's span
+    # the pixel rows (local y) the hull can reach
     r0 = np.ceil(ylo[todo] + oy - band) - oy
     r1 = np.floor(yhi[todo] + oy + band) - oy
     nr = np.maximum(r1 - r0 + 1, 0).astype(np.int64)
-    rs = np.repeat(np.arange(todo.size), nr)
-    ry = r0[rs] + ragged_arange(nr)
-    ryc = np.clip(ry, ylo[todo][rs], yhi[todo][rs])
-    lo, hi = row_spans(loc.hull_off, loc.lx[hv], loc.ly[hv], todo[rs], ryc) if rs.size else (np.zeros(0), np.zeros(0))
-    # spans are in local x; pixels are whole in global x
-    gx = ox[rs]
-    c_lo = np.ceil(lo + gx - band[rs])
-    c_hi = np.floor(hi + gx + band[rs])
-    possible = np.bincount(rs, weights=(c_hi >= c_lo) & np.isfinite(lo), minlength=todo.size) > 0
-    # the middle pixel of each row's inner span, plainly inside the hull?
-    i_lo = np.ceil(lo + gx + band[rs])
-    i_hi = np.floor(hi + gx - band[rs])
-    cand = np.flatnonzero(np.isfinite(lo) & (i_hi >= i_lo) & (ry == ryc))
+    hx_all, hy_all = loc.lx[hv], loc.ly[hv]
+
+    def rows_say(k: np.ndarray, ry: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        # for pixel rows ry of the sets todo[k]: (might a pixel lie on or near the hull there, is
+        # the middle pixel of the row's inner span plainly inside)
+        ryc = np.clip(ry, ylo[todo][k], yhi[todo][k])
+        lo, hi = row_spans(loc.hull_off, hx_all, hy_all, todo[k], ryc) if k.size else (np.zeros(0), np.zeros(0))
+        # spans are in local x; pixels are whole in global x
+        gx = ox[k]
+        c_lo = np.ceil(lo + gx - band[k])
+        c_hi = np.floor(hi + gx + band[k])
+        possible = (c_hi >= c_lo) & np.isfinite(lo)
+        i_lo = np.ceil(lo + gx + band[k])
+        i_hi = np.floor(hi + gx - band[k])
+        cand = np.flatnonzero(np.isfinite(lo) & (i_hi >= i_lo) & (ry == ryc))
+        plain = np.zeros(k.size, bool)
+        if cand.size:
+            mid = np.floor(0.5 * (i_lo[cand] + i_hi[cand]))
+            d = loc.hull_distance(todo[k[cand]], mid - gx[cand], ry[cand])
+            plain[cand] = d < -band[k[cand]]
+        return possible, plain
+
+    # a row through the middle settles most sets (a pixel plainly inside); the others are scanned
+    # row by row
     plain = np.zeros(todo.size, bool)
-    if cand.size:
-        mid = np.floor(0.5 * (i_lo[cand] + i_hi[cand]))
-        d = loc.hull_distance(todo[rs[cand]], mid - gx[cand], ry[cand])
-        np.logical_or.at(plain, rs[cand], d < -band[rs[cand]])
+    possible = np.zeros(todo.size, bool)
+    k = np.flatnonzero(nr > 0)
+    _, plain[k] = rows_say(k, r0[k] + (nr[k] - 1) // 2)
+    rest = np.flatnonzero(~plain)
+    k = np.repeat(rest, nr[rest])
+    if k.size:
+        may, inside = rows_say(k, r0[k] + ragged_arange(nr[rest]))
+        np.logical_or.at(possible, k, may)
+        np.logical_or.at(plain, k, inside)
     drew[todo] = plain
     undecided[todo] = ~plain & possible
     return drew, undecided

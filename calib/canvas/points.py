@@ -366,7 +366,7 @@ def _mix64(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def row_hashes(fp: FlatPoints, extra: np.ndarray | None = None, chunk_points: int = 1 << 18) -> np.ndarray:
+def row_hashes(fp: FlatPoints, extra: np.ndarray | None = None, chunk_points: int = 1 << 16) -> np.ndarray:
     """A 128-bit content hash of each detection's points: (n, 2) uint64.
 
     Two detections get the same hash when their polygons hold the same points (the bytes of x, y,

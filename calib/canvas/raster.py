@@ -113,12 +113,14 @@ class Raster:
         if self.values.size == 0:
             z = np.zeros(0, np.int64)
             return z, z, z, np.zeros(0)
-        keep = (self.values > 0) & (self.values >= thr[self.unit_of_value])
-        idx = np.flatnonzero(keep)
-        unit = self.unit_of_value[idx]
+        pos = np.flatnonzero(self.values > 0)
+        unit = np.repeat(np.arange(self.n), np.diff(np.searchsorted(pos, self.off)))  # each unit's run
+        keep = self.values[pos] >= thr[unit]
+        idx, unit = pos[keep], unit[keep]
         local = idx - self.off[unit]
-        r, c = np.divmod(local, self.w[unit])
-        return unit, c + self.x0[unit], r + self.y0[unit], self.values[idx]
+        w = self.w[unit]
+        r = (local / w).astype(np.int64)  # the floor, exactly: local < w * h is small
+        return unit, local - r * w + self.x0[unit], r + self.y0[unit], self.values[idx]
 
     def window(self, i: int) -> np.ndarray:
         """Unit i's map as an (h, w) array (a view)."""
@@ -194,9 +196,13 @@ class Raster:
         found = np.zeros(pix.size, bool)
         for s in range(0, pix.size, per):
             q = np.arange(s, min(s + per, pix.size))
-            ci = self._flat_index(np.repeat(unit[q], side * side), (px[q][:, None] + dx[None, :]).ravel(),
-                                  (py[q][:, None] + dy[None, :]).ravel())
-            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0).reshape(q.size, -1)
+            uq = unit[q]
+            w, h = self.w[uq][:, None], self.h[uq][:, None]
+            cc = (px[q] - self.x0[uq])[:, None] + dx[None, :]  # window column and row of each neighbour
+            rr = (py[q] - self.y0[uq])[:, None] + dy[None, :]
+            ok = (cc >= 0) & (cc < w) & (rr >= 0) & (rr < h)
+            ci = np.where(ok, self.off[uq][:, None] + rr * w + cc, -1)
+            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0)
             d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], big)
             best = np.argmin(d2, axis=1)
             ok = d2[np.arange(q.size), best] <= radius * radius  # nothing outside the square is nearer
@@ -232,17 +238,21 @@ class Raster:
         for s in range(0, q.size, per):
             sl = slice(s, s + per)
             k = k_all[sl]
-            qq = np.repeat(np.arange(k.size), k)
-            u = unit[sl][qq]
-            row = lo[sl][qq] + ragged_arange(k)
-            qcol = px[sl][qq] - self.x0[u]
-            at = self.off[u] + row * self.w[u] + qcol
+            u = unit[sl]
+
+            def rep(v):  # a value per pixel, repeated over the rows it scans
+                return np.repeat(v, k)
+
+            row = rep(lo[sl]) + ragged_arange(k)
+            row_at = rep(self.off[u]) + row * rep(self.w[u])  # buffer index of the row's first pixel
+            qcol = rep(px[sl] - self.x0[u])
+            at = row_at + qcol
             lc, rc = left[at], right[at]
             dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
             dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
             cand = np.where(dl <= dr, lc, rc)
-            ccol = np.where(cand >= 0, cand - self.off[u] - row * self.w[u], 0)
-            qrow = py[sl][qq] - self.y0[u]
+            ccol = np.where(cand >= 0, cand - row_at, 0)
+            qrow = rep(py[sl] - self.y0[u])
             d2 = np.where(cand >= 0, (row - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)
             key = (d2 << 20) | (ccol << 10) | row  # windows are at most 360 x 181
             out[sl] = np.minimum.reduceat(key, offsets_of(k)[:-1])
@@ -351,17 +361,31 @@ def pixel_set_units(pts: FlatPoints, xu: np.ndarray, min_touching: float = PIXEL
     ``min_touching`` of them with a 4-neighbour in the set (in unwrapped x)."""
     n = pts.n
     integer = (xu == np.round(xu)) & (pts.y == np.round(pts.y))
-    all_int = np.bincount(pts.row, weights=~integer, minlength=n) == 0
+    nonempty = pts.count > 0
+    all_int = np.ones(n, bool)
+    if nonempty.any():
+        all_int[nonempty] = np.logical_and.reduceat(integer, pts.start[nonempty])
     cand = all_int & (pts.count >= 3)
     if cand.any() and min_touching > 0:
         # points whose offsets from the first share a factor g >= 2 (a lattice of step g) have no
         # 4-neighbours at all: not pixel sets, without building their occupancy
         c = np.flatnonzero(cand)
-        sub, pos = pts.select(cand)
-        first = np.repeat(pos[sub.start], sub.count)
-        dx = np.abs(xu[pos] - xu[first]).astype(np.int64)
-        dy = np.abs(pts.y[pos] - pts.y[first]).astype(np.int64)
-        g = np.gcd.reduceat(np.gcd(dx, dy), sub.start)
+        if 2 * int(pts.count[c].sum()) >= pts.n_points:
+            # most points are candidates': every unit's offsets at once (the others' are not read)
+            start = pts.start[nonempty]
+            cnt = pts.count[nonempty]
+            with np.errstate(invalid="ignore"):
+                dx = np.abs(xu - np.repeat(xu[start], cnt)).astype(np.int64)
+                dy = np.abs(pts.y - np.repeat(pts.y[start], cnt)).astype(np.int64)
+            g = np.zeros(n, np.int64)
+            g[nonempty] = np.gcd.reduceat(np.gcd(dx, dy), start)
+            g = g[c]
+        else:
+            sub, pos = pts.select(cand)
+            first = np.repeat(pos[sub.start], sub.count)
+            dx = np.abs(xu[pos] - xu[first]).astype(np.int64)
+            dy = np.abs(pts.y[pos] - pts.y[first]).astype(np.int64)
+            g = np.gcd.reduceat(np.gcd(dx, dy), sub.start)
         cand[c[g >= 2]] = False
     if not cand.any():
         return cand
@@ -452,14 +476,23 @@ def lattice_sites(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, *, cells: 
     if polys.size == 0:
         return empty
     cnt = pts.poly_count[polys]
-    pos = np.repeat(pts.poly_off[polys], cnt) + ragged_arange(cnt)
     seg = segment_ids(cnt)
     first = offsets_of(cnt)[:-1]
-    x, y = xu[pos], pts.y[pos]
+    total = int(first[-1] + cnt[-1])
+    p0 = int(pts.poly_off[polys[0]])
+    if polys[-1] - polys[0] == polys.size - 1 and (polys.size < 3 or (np.diff(polys) == 1).all()):
+        pos = np.arange(p0, p0 + total)  # consecutive polygons: their points are one run
+        x, y = xu[p0: p0 + total], pts.y[p0: p0 + total]
+    else:
+        pos = np.arange(total) + np.repeat(pts.poly_off[polys] - first, cnt)
+        x, y = xu[pos], pts.y[pos]
     xmin = np.minimum.reduceat(x, first)
     ymin = np.minimum.reduceat(y, first)
-    dx = x - xmin[seg]
-    dy = y - ymin[seg]
+    dx = x - np.repeat(xmin, cnt)
+    dy = y - np.repeat(ymin, cnt)
+
+    def any_per_polygon(flags):
+        return np.logical_or.reduceat(flags, first)
 
     def min_step(v, vmin, which):
         # smallest positive difference between the distinct values of the polygons ``which``
@@ -474,19 +507,23 @@ def lattice_sites(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, *, cells: 
             out[which] = np.minimum.reduceat(np.r_[d, np.inf], f)
         return out
 
-    same = seg[1:] == seg[:-1]
-
     def step_along(v):
         # smallest positive difference between consecutive points (in the polygon's own order)
-        d = np.abs(np.diff(v))
-        d[~((d > 0) & same)] = np.inf
-        return np.minimum.reduceat(np.r_[d, np.inf], first)
+        d = np.empty(total)
+        np.subtract(v[1:], v[:-1], out=d[:-1])
+        np.abs(d, out=d)
+        d[~(d > 0)] = np.inf
+        d[first[1:] - 1] = np.inf  # across polygons
+        d[-1] = np.inf
+        return np.minimum.reduceat(d, first)
 
     def sites(d, st):
         # site index (rounded) of each value, and whether a polygon has a value off its sites
-        f = d / st[seg]
+        f = d / np.repeat(st, cnt)
         r = np.round(f)
-        return r, np.bincount(seg, weights=np.abs(f - r) > 1e-6, minlength=polys.size) > 0
+        off = np.subtract(f, r)
+        np.abs(off, out=off)
+        return r, any_per_polygon(off > 1e-6)
 
     # Quick path: a lattice stored row by row has consecutive points one step apart, so the
     # smallest consecutive difference is the step whenever every value sits on its multiples (then
@@ -523,31 +560,38 @@ def lattice_sites(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, *, cells: 
     ok &= (cnt >= LATTICE_MIN_FILL * gw * gh) & (gw >= 2) & (gh >= 2)
     if not ok.any():
         return empty
-    # the site grid of each candidate polygon: point index or -1
+    # the site grid of each candidate polygon: point index or -1 (the points of the candidates
+    # ``ks``, one polygon after the other)
     area = np.where(ok, gw * gh, 0)
     goff = offsets_of(area)
     grid = np.full(int(goff[-1]), -1, np.int64)
-    pk = ok[seg]
-    sk = seg[pk]
-    ik, jk = i[pk], j[pk]
-    site = goff[sk] + jk * gw[sk] + ik
-    grid[site] = pos[pk]
+    ks = np.flatnonzero(ok)
+    kcnt = cnt[ks]
+    kfirst = offsets_of(kcnt)[:-1]
+    if ks.size == polys.size:
+        ik, jk, posk = i, j, pos
+    else:
+        pk = ok[seg]
+        ik, jk, posk = i[pk], j[pk], pos[pk]
+    gk = np.repeat(gw[ks], kcnt)
+    site = np.repeat(goff[ks], kcnt) + jk * gk + ik
+    grid[site] = posk
     # a repeated site disqualifies the polygon (one of its points was overwritten)
-    ok &= np.bincount(sk, weights=grid[site] != pos[pk], minlength=polys.size) == 0
+    ok[ks] &= ~np.logical_or.reduceat(grid[site] != posk, kfirst)
     if not ok.any():
         return empty
     # a lattice needs a cell with 3 or 4 corners: one whose (0,0) corner is a site with 2 of the
     # cell's 3 other corners, or one whose (0,0) corner is absent and the 3 others present (then
     # its (1,1) corner sees both its left and upper neighbours)
     has = grid >= 0
-    gk = gw[sk]
-    inner = (ik < gk - 1) & (jk < gh[sk] - 1)
+    inner = (ik < gk - 1) & (jk < np.repeat(gh[ks], kcnt) - 1)
     sq = np.where(inner, site, 0)
     a = has[sq + 1].astype(np.int8) + has[sq + gk] + has[sq + gk + 1]
     lu = (ik >= 1) & (jk >= 1)
     sl = np.where(lu, site, gk + 1)
     cell = (inner & (a >= 2)) | (lu & has[sl - 1] & has[sl - gk])
-    is_lat = ok & (np.bincount(sk, weights=cell, minlength=polys.size) > 0)
+    is_lat = ok.copy()
+    is_lat[ks] &= np.logical_or.reduceat(cell, kfirst)
     with np.errstate(invalid="ignore"):
         whole = (np.abs(step - np.round(step)) < 1e-9) & (np.abs(xmin - np.round(xmin)) < 1e-9) & \
             (np.abs(ymin - np.round(ymin)) < 1e-9)

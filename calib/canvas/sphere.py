@@ -177,6 +177,14 @@ def shift_to_canvas(xu: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
     return xu - shift[seg]
 
 
+def _canvas_x(sets: FlatPoints) -> np.ndarray:
+    """:func:`shift_to_canvas` of the x of each detection of ``sets`` (its points one run)."""
+    if sets.n_points == 0:
+        return sets.x
+    lo = sets.reduce(np.minimum, sets.x, empty=np.inf)
+    return sets.x - np.repeat(CANVAS_WIDTH * np.floor(lo / CANVAS_WIDTH), sets.count)
+
+
 # ----------------------------------------------------------------------------------------------
 # boxes
 @dataclass(frozen=True)
@@ -355,8 +363,7 @@ def seam_split(sets: FlatPoints) -> FlatPoints:
     the seam going to both; y is clipped to [0, 180]. Returns one detection per set with its one or
     two non-empty polygons, points in the set's order."""
     n = sets.n
-    seg = sets.row
-    xu = shift_to_canvas(sets.x, seg, n)
+    xu = _canvas_x(sets)
     y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
     crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
     whole = FlatPoints(xu, y, sets.e, np.arange(n + 1, dtype=np.int64), sets.poly_off)
@@ -401,7 +408,7 @@ def seam_support_rows(sets: FlatPoints, step) -> tuple[np.ndarray, np.ndarray, n
     if n == 0 or sets.n_points == 0:
         return np.zeros(0, np.int64), z, z, z
     seg = sets.row
-    xu = shift_to_canvas(sets.x, seg, n)
+    xu = _canvas_x(sets)
     shifted = sets.with_values(x=xu, y=np.clip(sets.y, 0.0, 180.0))
     crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
     s_set, s_y, s_in = seam_crossing_rows(shifted, crossing, np.broadcast_to(np.asarray(step, np.float64), (n,)))
@@ -418,12 +425,12 @@ def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
     n = sets.n
     if n == 0:
         return sets
-    seg = sets.row
-    xu = shift_to_canvas(sets.x, seg, n)
+    xu = _canvas_x(sets)
     y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
     if support is None or len(support[0]) == 0:
         return seam_split(sets.with_values(x=xu, y=y))
     s_set, s_y, s_e = (np.asarray(a) for a in support)
+    seg = sets.row
     x_all = np.concatenate([xu, np.full(s_set.size, CANVAS_WIDTH)])
     y_all = np.concatenate([y, s_y])
     e_all = np.concatenate([sets.e, np.maximum(s_e, 0.0)])

@@ -35,7 +35,8 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     cnt = np.diff(off)
     if n_sets == 0 or cnt.max(initial=0) < 3:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
-    seg, lx, ly, lift, dup, _ = _lifted(off, x, y)
+    seg, lx, ly, lift, _, _ = _lifted(off, x, y, repeats=False)
+    dup = _repeated(off, seg, lx, ly)
     local = ragged_arange(cnt)
 
     # first edges: each set's first point to its nearest other (distinct) point
@@ -73,21 +74,22 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
         closed[kk] = True
         s = seg[fa]
         n_c = cnt[s]
-        e_idx = np.repeat(np.arange(fa.size), n_c)
-        c = np.repeat(off[s], n_c) + ragged_arange(n_c)
-        a, b = fa[e_idx], fb[e_idx]
-        ax, ay, bx, by = lx[a], ly[a], lx[b], ly[b]
-        cx, cy = lx[c], ly[c]
-        ex, ey = bx - ax, by - ay
-        h = ex * (cy - ay) - ey * (cx - ax)  # > 0 on the left of a -> b
+        e_off = offsets_of(n_c)
+        # every edge against every point of its set (the edge's numbers repeated over them)
+        c = np.arange(int(e_off[-1])) + np.repeat(off[s] - e_off[:-1], n_c)
+        ax_e, ay_e = lx[fa], ly[fa]
+        ex_e, ey_e = lx[fb] - ax_e, ly[fb] - ay_e
+        ax, ay, ex, ey, ee, la, lb = (np.repeat(v, n_c) for v in (ax_e, ay_e, ex_e, ey_e, ex_e * ex_e + ey_e * ey_e,
+                                                                     lift[fa], lift[fb]))
+        dxc, dyc = lx[c] - ax, ly[c] - ay
+        h = ex * dyc - ey * dxc  # > 0 on the left of a -> b
         # the lifted plane through a and b, tilted to pass through c: its tilt is this score, and
         # the smallest tilt gives the circle no other point is inside (the Delaunay corner)
-        t_along = ((cx - ax) * ex + (cy - ay) * ey) / (ex * ex + ey * ey)
-        power = lift[c] - ((1.0 - t_along) * lift[a] + t_along * lift[b])
-        left = (h > 1e-12 * (ex * ex + ey * ey)) & ~dup[c]
+        t_along = (dxc * ex + dyc * ey) / ee
+        power = lift[c] - ((1.0 - t_along) * la + t_along * lb)
+        left = (h > 1e-12 * ee) & ~dup[c]
         with np.errstate(invalid="ignore", divide="ignore"):
             score = np.where(left, power / h, np.inf)
-        e_off = offsets_of(n_c)
         pick = _first_min(score, e_off)
         found = np.isfinite(score[pick])
         ta, tb, tc = fa[found], fb[found], c[pick[found]]
@@ -109,15 +111,19 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     rot = np.argmin(t, axis=1)
     canon = np.stack([t[np.arange(len(t)), rot], t[np.arange(len(t)), (rot + 1) % 3],
                       t[np.arange(len(t)), (rot + 2) % 3]], axis=1)
-    _, keep = np.unique(canon, axis=0, return_index=True)
+    if x.size < 1 << 21:  # corners packed in one integer
+        _, keep = np.unique((canon[:, 0] << 42) | (canon[:, 1] << 21) | canon[:, 2], return_index=True)
+    else:
+        _, keep = np.unique(canon, axis=0, return_index=True)
     t = t[np.sort(keep)]
     return t, seg[t[:, 0]]
 
 
-def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray):
+def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray, repeats: bool = True):
     """Per point of the sets: its set, local coordinates (the set's lowest x and y at 0), the
-    perturbed lift x^2 + y^2 + tiny, whether it repeats an earlier point of its set; and each set's
-    squared extent. Both the triangulation and the point location use these very numbers."""
+    perturbed lift x^2 + y^2 + tiny, whether it repeats an earlier point of its set (None without
+    ``repeats``); and each set's squared extent. Both the triangulation and the point location use
+    these very numbers."""
     cnt = np.diff(off)
     n_sets = cnt.size
     seg = segment_ids(cnt)
@@ -133,16 +139,37 @@ def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray):
     ext[has] = np.maximum.reduceat(np.maximum(lx, ly), first[has])
     scale2 = np.maximum(ext, 1e-12) ** 2
     local = ragged_arange(cnt)
-    # a repeated point takes no part (the first of its copies does)
-    order = np.lexsort((local, ly, lx, seg))
-    dup = np.zeros(x.size, bool)
-    s_o, x_o, y_o = seg[order], lx[order], ly[order]
-    dup[order[1:]] = (s_o[1:] == s_o[:-1]) & (x_o[1:] == x_o[:-1]) & (y_o[1:] == y_o[:-1])
+    dup = None
+    if repeats:
+        # a repeated point takes no part (the first of its copies does)
+        order = np.lexsort((local, ly, lx, seg))
+        dup = np.zeros(x.size, bool)
+        s_o, x_o, y_o = seg[order], lx[order], ly[order]
+        dup[order[1:]] = (s_o[1:] == s_o[:-1]) & (x_o[1:] == x_o[:-1]) & (y_o[1:] == y_o[:-1])
     # the perturbation: a fixed, generic amount per point (a seeded random table, so that no
     # combination of the amounts cancels as a regular sequence's can)
     pert = _DELTA * scale2[seg] * _PERTURBATION[local]
     lift = lx * lx + ly * ly + pert
     return seg, lx, ly, lift, dup, scale2
+
+
+def _repeated(off: np.ndarray, seg: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
+    """:func:`_lifted`'s repeated points (a copy of an earlier point of its set), found by sorting
+    each set in its own table row (:func:`_sort_rows`) rather than all sets together."""
+    cnt = np.diff(off)
+    dup = np.zeros(lx.size, bool)
+    width = np.searchsorted(np.array(_WIDTHS), cnt)
+    row = np.zeros(cnt.size, np.int64)
+    local = ragged_arange(cnt)
+    pt_width = width[seg]
+    for t in np.unique(width[cnt > 0]).tolist():
+        sets = np.flatnonzero(width == t)
+        row[sets] = np.arange(sets.size)
+        pts = np.flatnonzero(pt_width == t)
+        o, same = _sort_rows(row[seg[pts]], local[pts], lx[pts], ly[pts], sets.size, _WIDTHS[t])
+        rr, cc = np.nonzero(np.arange(_WIDTHS[t]) < cnt[sets][:, None])  # sorted, the padding comes last
+        dup[off[sets[rr]] + o[rr, cc]] = same[rr, cc]
+    return dup
 
 
 #: relative distance from a set's hull within which a query counts as on its boundary
@@ -155,8 +182,14 @@ def delaunay_locate(off: np.ndarray, x: np.ndarray, y: np.ndarray, qset: np.ndar
     return Locator(off, x, y).locate(qset, qx, qy)
 
 
-#: the widths sets are padded to when located together (a set goes to the narrowest that holds it)
-_WIDTHS = (8, 16, 32, MAX_POINTS)
+#: the widths sets are padded to when located together (a set's points go to the narrowest that
+#: holds them, its hull's vertices too)
+_WIDTHS = (4, 8, 12, 16, 20, 24, 32, 48, MAX_POINTS)
+#: the widths a hull's vertices were summed over for its centre (by the set's number of points):
+#: a sum's rounding depends on its length, so these stay
+_SUM_WIDTHS = (8, 16, 32, MAX_POINTS)
+#: a plane whose coefficients times a set's extent stay below this cannot make a height NaN
+_SAFE = 1e300
 
 
 class Locator:
@@ -168,9 +201,9 @@ class Locator:
     the triangle holding the query whose lifted plane is lowest there -- found by the simplex
     method: starting from a triangle of the set's hull fan that holds the query, a point below the
     current triangle's plane replaces the corner the ratio test names, until no point is below
-    (a few steps for a dozen points). Sets hold at most :data:`MAX_POINTS` points; they are laid
-    out as rows of a few padded tables (:data:`_WIDTHS`) so that a step is a handful of whole-table
-    operations."""
+    (a few steps for a dozen points). Sets hold at most :data:`MAX_POINTS` points; their points and
+    their hulls' vertices are laid out as rows of a few padded tables (:data:`_WIDTHS`) so that a
+    step is a handful of whole-table operations."""
 
     def __init__(self, off: np.ndarray, x: np.ndarray, y: np.ndarray):
         from calib.canvas.hull import convex_hulls
@@ -178,38 +211,73 @@ class Locator:
         self.off = off = np.asarray(off, np.int64)
         self.x, self.y = np.asarray(x, np.float64), np.asarray(y, np.float64)
         self.n_sets = off.size - 1
-        self.seg, self.lx, self.ly, self.lift, self.dup, self.scale2 = _lifted(off, self.x, self.y)
-        valid = np.flatnonzero(~self.dup)
-        h_off, h_v, self.flat = convex_hulls(self.seg[valid], self.lx[valid], self.ly[valid], self.n_sets)
-        #: hull vertices (point indices), counter-clockwise per set: ``hull[hull_off[i]:hull_off[i+1]]``
-        self.hull_off, self.hull = h_off, valid[h_v]
-        cnt = np.diff(off)
-        self.width = np.searchsorted(np.array(_WIDTHS), cnt)  # table of each set
-        self.row = np.zeros(self.n_sets, np.int64)  # its row there
-        self.tables = []
+        self.seg, self.lx, self.ly, self.lift, _, self.scale2 = _lifted(off, self.x, self.y, repeats=False)
+        self.count = cnt = np.diff(off)
+        self.extent = np.sqrt(self.scale2)
+        widths = np.array(_WIDTHS)
+        # the points of each set: a row of x, y and lift (inf for padding and repeated points, never
+        # below a plane) in the table of its width; each row sorted by x, then y, tells the
+        # repeated points (a copy of the one before; the first copy takes part) and the order the
+        # hull's chains take
+        self.width = np.searchsorted(widths, cnt)
+        self.row = np.zeros(self.n_sets, np.int64)
+        self.tables = [np.zeros((0, 3, w)) for w in _WIDTHS]
+        self.dup = np.zeros(self.x.size, bool)
         local = ragged_arange(cnt)
-        hcount = np.diff(h_off)
-        hlocal = ragged_arange(hcount)
-        hseg = segment_ids(hcount)
-        for t, wd in enumerate(_WIDTHS):
+        pt_width = self.width[self.seg]
+        in_order = []
+        for t in np.unique(self.width[cnt > 0]).tolist():
             sets = np.flatnonzero(self.width == t)
             self.row[sets] = np.arange(sets.size)
-            X = np.zeros((sets.size, wd))
-            Y = np.zeros((sets.size, wd))
-            L = np.full((sets.size, wd), np.inf)  # padding and repeated points: never below a plane
-            H = np.zeros((sets.size, wd), np.int64)  # hull vertices (point indices), then copies of the first
-            if sets.size:
-                pts = np.flatnonzero(self.width[self.seg] == t)
-                r, c = self.row[self.seg[pts]], local[pts]
-                X[r, c], Y[r, c] = self.lx[pts], self.ly[pts]
-                L[r, c] = np.where(self.dup[pts], np.inf, self.lift[pts])
-                hv = np.flatnonzero(self.width[hseg] == t)
-                first = np.zeros(self.n_sets, np.int64)
-                first[hseg[hv[hlocal[hv] == 0]]] = self.hull[hv[hlocal[hv] == 0]]
-                H[:, :] = first[sets][:, None]
-                H[self.row[hseg[hv]], hlocal[hv]] = self.hull[hv]
-            # each hull edge's outward unit normal and offset: distance = NX x + NY y + C (padding
-            # edges are points: -inf)
+            pts = np.flatnonzero(pt_width == t)
+            r, c = self.row[self.seg[pts]], local[pts]
+            o, same = _sort_rows(r, c, self.lx[pts], self.ly[pts], sets.size, _WIDTHS[t])
+            real = np.arange(_WIDTHS[t]) < cnt[sets][:, None]  # sorted, the padding comes last
+            rr, cc = np.nonzero(real)
+            p = off[sets[rr]] + o[rr, cc]
+            self.dup[p] = same[rr, cc]
+            in_order.append((sets[rr], p, same[rr, cc]))
+            tab = np.zeros((sets.size, 3, _WIDTHS[t]))
+            tab[:, 2] = np.inf
+            tab[r, 0, c], tab[r, 1, c] = self.lx[pts], self.ly[pts]
+            tab[r, 2, c] = np.where(self.dup[pts], np.inf, self.lift[pts])
+            self.tables[t] = tab
+        # the points that take part, in their sets' order, each set's sorted by x then y: the
+        # order of convex_hulls' sweep (its lexsort, without sorting the sets together)
+        valid = np.flatnonzero(~self.dup)
+        v_index = np.cumsum(~self.dup) - 1
+        v_off = offsets_of(np.bincount(self.seg[valid], minlength=self.n_sets))
+        sweep = np.zeros(valid.size, np.int64)
+        for sset, p, same in in_order:
+            sset, p = sset[~same], p[~same]
+            first = np.r_[True, sset[1:] != sset[:-1]] if sset.size else np.zeros(0, bool)
+            start = np.flatnonzero(first)
+            rank = np.arange(sset.size) - np.repeat(start, np.diff(np.r_[start, sset.size]))
+            sweep[v_off[sset] + rank] = v_index[p]
+        h_off, h_v, self.flat = convex_hulls(self.seg[valid], self.lx[valid], self.ly[valid], self.n_sets,
+                                             order=sweep)
+        #: hull vertices (point indices), counter-clockwise per set: ``hull[hull_off[i]:hull_off[i+1]]``
+        self.hull_off, self.hull = h_off, valid[h_v]
+        # the hull of each set: its vertices (then copies of the first), their coordinates and each
+        # edge's outward unit normal and offset (distance = NX x + NY y + C; padding edges are
+        # points: -inf), in the table of its width
+        hcount = np.diff(h_off)
+        self.hcount = hcount
+        self.hwidth = np.searchsorted(widths, hcount)
+        self.hrow = np.zeros(self.n_sets, np.int64)
+        self.hulls = [None] * len(_WIDTHS)
+        hlocal = ragged_arange(hcount)
+        hseg = segment_ids(hcount)
+        h_width = self.hwidth[hseg]
+        for t in np.unique(self.hwidth[hcount > 0]).tolist():
+            sets = np.flatnonzero((self.hwidth == t) & (hcount > 0))
+            self.hrow[sets] = np.arange(sets.size)
+            hv = np.flatnonzero(h_width == t)
+            H = np.repeat(self.hull[h_off[sets]][:, None], _WIDTHS[t], axis=1)
+            H[self.hrow[hseg[hv]], hlocal[hv]] = self.hull[hv]
+            # (the padding's coordinates NaN: the fan never counts them)
+            vertex = np.arange(_WIDTHS[t]) < hcount[sets][:, None]
+            HX, HY = np.where(vertex, self.lx[H], np.nan), np.where(vertex, self.ly[H], np.nan)
             a, b = H, np.roll(H, -1, axis=1)
             ex, ey = self.lx[b] - self.lx[a], self.ly[b] - self.ly[a]
             norm = np.hypot(ex, ey)
@@ -218,23 +286,27 @@ class Locator:
             C = -(NX * self.lx[a] + NY * self.ly[a])
             pad = norm == 0
             NX[pad], NY[pad], C[pad] = 0.0, 0.0, -np.inf
-            self.tables.append((X, Y, L, H, NX, NY, C))
+            self.hulls[t] = (H, HX, HY, NX, NY, C)
 
     def origin(self, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(lowest x, lowest y) of the given (non-empty) sets: their local coordinates' origin."""
         first = self.off[:-1][sets]
         return self.x[first] - self.lx[first], self.y[first] - self.ly[first]
 
+    def _by_hull(self, qset: np.ndarray):
+        """(hull table, positions of the queries whose (non-flat) set's hull is in it)."""
+        ok = ~self.flat[qset]
+        hw = self.hwidth[qset]
+        for t in np.unique(hw[ok]).tolist():
+            yield t, np.flatnonzero(ok & (hw == t))
+
     def hull_distance(self, qset: np.ndarray, qlx: np.ndarray, qly: np.ndarray) -> np.ndarray:
         """Signed distance (local coordinates; > 0 outside) of each query to its set's hull (the
         largest over its edges); inf for a flat set."""
         qset = np.asarray(qset, np.int64)
         d = np.full(qset.size, np.inf)
-        for t in range(len(_WIDTHS)):
-            q = np.flatnonzero((self.width[qset] == t) & ~self.flat[qset])
-            if q.size == 0:
-                continue
-            NX, NY, C = (tab[self.row[qset[q]]] for tab in self.tables[t][4:])
+        for t, q in self._by_hull(qset):
+            NX, NY, C = (tab[self.hrow[qset[q]]] for tab in self.hulls[t][3:])
             dist = NX * qlx[q, None] + NY * qly[q, None] + C
             d[q] = dist.max(axis=1)
         return d
@@ -254,115 +326,175 @@ class Locator:
             return corners, done
         ox, oy = self.origin(qset)
         qlx, qly = np.asarray(qx, np.float64) - ox, np.asarray(qy, np.float64) - oy
-        for t in range(len(_WIDTHS)):
-            q = np.flatnonzero((self.width[qset] == t) & ~self.flat[qset])
-            if q.size:
-                corners[q], done[q] = self._simplex(t, qset[q], qlx[q], qly[q])
-        return corners, done
-
-    def _fan(self, Hq, m, qlx, qly):
-        """The triangle of each set's hull fan (from its first vertex) that holds the query, or
-        would if it were inside: (k, signed distance to the hull over the fan triangle's hull
-        edges, > 0 outside)."""
-        lx, ly = self.lx, self.ly
-        v0 = Hq[:, 0]
-        ax, ay = lx[v0], ly[v0]
-        cross = (lx[Hq] - ax[:, None]) * (qly - ay)[:, None] - (ly[Hq] - ay[:, None]) * (qlx - ax)[:, None]
-        j = np.arange(Hq.shape[1])
-        kk = ((cross >= 0) & (j >= 1) & (j < m[:, None])).sum(axis=1)
-        kk = np.clip(kk, 1, m - 2)
-        ar = np.arange(Hq.shape[0])
-        # the hull edges of the fan triangle: (v_k, v_k+1), and (v0, v1) / (v_m-1, v0) at the ends
-        d = self._edge_distance(Hq[ar, kk], Hq[ar, kk + 1], qlx, qly)
-        d = np.maximum(d, np.where(kk == 1, self._edge_distance(v0, Hq[:, 1], qlx, qly), -np.inf))
-        d = np.maximum(d, np.where(kk == m - 2, self._edge_distance(Hq[ar, m - 1], v0, qlx, qly), -np.inf))
-        return kk, d
-
-    def _edge_distance(self, a, b, qlx, qly):
-        """Signed distance of queries to the lines a -> b (hull edges, counter-clockwise: > 0 outside)."""
-        ex, ey = self.lx[b] - self.lx[a], self.ly[b] - self.ly[a]
-        return (ey * (qlx - self.lx[a]) - ex * (qly - self.ly[a])) / np.hypot(ex, ey)
-
-    def _simplex(self, t: int, qset, qlx, qly) -> tuple[np.ndarray, np.ndarray]:
-        """Locate queries of sets of table ``t`` (non-flat): the hull fan's triangle, then the
-        simplex method for the queries inside."""
-        X, Y, L, H = self.tables[t][:4]
-        lx, ly, lift = self.lx, self.ly, self.lift
-        nq = qset.size
-        corners = np.full((nq, 3), -1, np.int64)
-        done = np.ones(nq, bool)
-        rows = self.row[qset]
-        m = np.diff(self.hull_off)[qset]
-        Hq = H[rows]
-        kk, d = self._fan(Hq, m, qlx, qly)
-        band = _BAND * np.maximum(np.sqrt(self.scale2[qset]), 1.0)
+        # the triangle of the hull's fan that holds the query (or would, were it inside)
+        kk = np.zeros(nq, np.int64)
+        d = np.full(nq, np.inf)
+        for t, q in self._by_hull(qset):
+            kk[q], d[q] = self._fan(t, qset[q], qlx[q], qly[q])
+        band = _BAND * np.maximum(self.extent[qset], 1.0)
         edge_q = np.flatnonzero((d <= band) & (d > -band))
         if edge_q.size:
             # on the boundary: a hair towards the hull's centre, then its fan triangle again
-            hv = Hq[edge_q]
-            inner = np.arange(hv.shape[1]) < m[edge_q, None]
-            cx = np.where(inner, lx[hv], 0.0).sum(axis=1) / m[edge_q]
-            cy = np.where(inner, ly[hv], 0.0).sum(axis=1) / m[edge_q]
+            cx, cy = self._centres(qset[edge_q])
             tx, ty = cx - qlx[edge_q], cy - qly[edge_q]
             step = 4 * band[edge_q] / np.maximum(np.hypot(tx, ty), 1e-300)
             qlx, qly = qlx.copy(), qly.copy()
             qlx[edge_q] += tx * step
             qly[edge_q] += ty * step
-            kk[edge_q], _ = self._fan(hv, m[edge_q], qlx[edge_q], qly[edge_q])
+            for t, q in self._by_hull(qset[edge_q]):
+                e = edge_q[q]
+                kk[e], _ = self._fan(t, qset[e], qlx[e], qly[e])
         live = np.flatnonzero(d <= band)
         if live.size == 0:
             return corners, done
-        qset, qlx, qly, rows, Hq, kk = qset[live], qlx[live], qly[live], rows[live], Hq[live], kk[live]
-        ar = np.arange(live.size)
-        basis = np.column_stack([Hq[:, 0], Hq[ar, kk], Hq[ar, kk + 1]])
+        # then the simplex method from there, the queries of each width of sets together
+        first = self.hull_off[:-1][qset[live]]
+        basis = np.column_stack([self.hull[first], self.hull[first + kk[live]], self.hull[first + kk[live] + 1]])
+        width = self.width[qset[live]]
+        for t in np.unique(width).tolist():
+            q = np.flatnonzero(width == t)
+            k = live[q]
+            corners[k], done[k] = self._simplex(t, qset[k], qlx[k], qly[k], basis[q])
+        return corners, done
+
+    def _centres(self, sets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The mean of each set's hull vertices (summed over a row as wide as the set's
+        :data:`_SUM_WIDTHS`, padded with zeros)."""
+        m = self.hcount[sets]
+        cx, cy = np.zeros(sets.size), np.zeros(sets.size)
+        sw = np.searchsorted(np.array(_SUM_WIDTHS), self.count[sets])
+        for t in np.unique(sw).tolist():
+            q = np.flatnonzero(sw == t)
+            j = np.arange(_SUM_WIDTHS[t])
+            inner = j < m[q, None]
+            hv = self.hull[np.where(inner, self.hull_off[sets[q], None] + j, 0)]
+            cx[q] = np.where(inner, self.lx[hv], 0.0).sum(axis=1) / m[q]
+            cy[q] = np.where(inner, self.ly[hv], 0.0).sum(axis=1) / m[q]
+        return cx, cy
+
+    def _fan(self, t, qset, qlx, qly):
+        """The triangle of each set's hull fan (from its first vertex) that holds the query, or
+        would if it were inside: (k, signed distance to the hull over the fan triangle's hull
+        edges, > 0 outside); the sets' hulls in table ``t``."""
+        _, HX, HY = self.hulls[t][:3]
+        rows = self.hrow[qset]
+        m = self.hcount[qset]
+        hx, hy = HX[rows], HY[rows]
+        ax, ay = hx[:, 0], hy[:, 0]
+        # the vertices after the first on or to the right of the ray from it to the query
+        cross = hx[:, 1:] - ax[:, None]
+        cross *= (qly - ay)[:, None]
+        other = hy[:, 1:] - ay[:, None]
+        other *= (qlx - ax)[:, None]
+        cross -= other
+        kk = np.count_nonzero(cross >= 0, axis=1)  # (the padding is NaN: never)
+        kk = np.clip(kk, 1, m - 2)
+        ar = np.arange(qset.size)
+        # the hull edges of the fan triangle: (v_k, v_k+1), and (v0, v1) / (v_m-1, v0) at the ends
+        d = _edge_distance(hx[ar, kk], hy[ar, kk], hx[ar, kk + 1], hy[ar, kk + 1], qlx, qly)
+        e = np.flatnonzero(kk == 1)
+        d[e] = np.maximum(d[e], _edge_distance(ax[e], ay[e], hx[e, 1], hy[e, 1], qlx[e], qly[e]))
+        e = np.flatnonzero(kk == m - 2)
+        last = m[e] - 1
+        d[e] = np.maximum(d[e], _edge_distance(hx[e, last], hy[e, last], ax[e], ay[e], qlx[e], qly[e]))
+        return kk, d
+
+    def _simplex(self, t: int, qset, qlx, qly, basis) -> tuple[np.ndarray, np.ndarray]:
+        """The simplex method for queries inside their (non-flat) sets of table ``t``, from the
+        bases ``basis`` (point indices)."""
+        tab = self.tables[t]
+        lx, ly, lift = self.lx, self.ly, self.lift
+        nq = qset.size
+        corners = np.full((nq, 3), -1, np.int64)
+        done = np.ones(nq, bool)
+        # the state of the queries still searching (``at``: their positions)
+        at = np.arange(nq)
+        b = basis.copy()
+        rows = self.row[qset]
         base = self.off[:-1][qset]
+        ext = self.extent[qset]
         tol = 1e-12 * self.scale2[qset]
-        iters = 2 * np.diff(self.off)[qset] + 8
-        Xq, Yq, Lq = X[rows], Y[rows], L[rows]
-        active = np.arange(live.size)
+        iters = 2 * self.count[qset] + 8
         it = 0
-        while active.size:
-            b = basis[active]
+        while at.size:
             x0, y0, z0 = lx[b[:, 0]], ly[b[:, 0]], lift[b[:, 0]]
             d1x, d1y, d1z = lx[b[:, 1]] - x0, ly[b[:, 1]] - y0, lift[b[:, 1]] - z0
             d2x, d2y, d2z = lx[b[:, 2]] - x0, ly[b[:, 2]] - y0, lift[b[:, 2]] - z0
             den = d1x * d2y - d1y * d2x
-            with np.errstate(invalid="ignore", divide="ignore"):
+            with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
                 alpha = (d1z * d2y - d1y * d2z) / den
                 beta = (d1x * d2z - d1z * d2x) / den
-            gamma = z0 - alpha * x0 - beta * y0
-            # the height of every point of the set over the current plane
-            with np.errstate(invalid="ignore"):
-                r = Lq - alpha[:, None] * Xq
-                r -= beta[:, None] * Yq
+                gamma = z0 - alpha * x0 - beta * y0
+                safe = (np.abs(alpha) + np.abs(beta)) * ext + np.abs(gamma) <= _SAFE
+            # the height of every point of the set over the current plane (no NaN where ``safe``)
+            pts = tab[rows]
+            with np.errstate(invalid="ignore", over="ignore"):
+                r = np.multiply(alpha[:, None], pts[:, 0], out=np.empty(pts.shape[::2]))
+                np.subtract(pts[:, 2], r, out=r)
+                y_term = np.multiply(beta[:, None], pts[:, 1])
+                r -= y_term
                 r -= gamma[:, None]
-            r[np.isnan(r)] = np.inf
+            if not safe.all():
+                u = np.flatnonzero(~safe)
+                ru = r[u]
+                ru[np.isnan(ru)] = np.inf
+                r[u] = ru
             pick = np.argmin(r, axis=1)
-            optimal = ~(r[np.arange(active.size), pick] < -tol[active])
+            ar = np.arange(at.size)
+            optimal = ~(r[ar, pick] < -tol)
             if optimal.any():
-                corners[live[active[optimal]]] = b[optimal]
+                corners[at[optimal]] = b[optimal]
             go = np.flatnonzero(~optimal)
             it += 1
-            stuck = it >= iters[active[go]]
+            stuck = it >= iters[go]
             if stuck.any():
-                done[live[active[go[stuck]]]] = False
+                done[at[go[stuck]]] = False
                 go = go[~stuck]
             if go.size == 0:
                 break
             # ratio test: the entering point's and the query's barycentric weights in the basis
-            ag = active[go]
-            enter = base[ag] + pick[go]
-            bg = b[go]
-            mu = _weights(lx[bg], ly[bg], lx[enter], ly[enter])
-            lam = _weights(lx[bg], ly[bg], qlx[ag], qly[ag])
+            enter = base[go] + pick[go]
+            v0x, v0y, v1x, v1y, dg, ax, ay = d1x[go], d1y[go], d2x[go], d2y[go], den[go], x0[go], y0[go]
+            mu = _weights_in(v0x, v0y, v1x, v1y, dg, lx[enter] - ax, ly[enter] - ay)
+            lam = _weights_in(v0x, v0y, v1x, v1y, dg, qlx[go] - ax, qly[go] - ay)
             with np.errstate(invalid="ignore", divide="ignore"):
                 ratio = np.where(mu > 1e-12, np.maximum(lam, 0.0) / mu, np.inf)
             leave = np.argmin(ratio, axis=1)
-            bg[np.arange(go.size), leave] = enter
-            basis[ag] = bg
-            active = ag
-            Xq, Yq, Lq = Xq[go], Yq[go], Lq[go]
+            b = b[go]
+            b[np.arange(go.size), leave] = enter
+            at, rows, base, ext, tol, iters = at[go], rows[go], base[go], ext[go], tol[go], iters[go]
+            qlx, qly = qlx[go], qly[go]
         return corners, done
+
+
+def _sort_rows(r: np.ndarray, c: np.ndarray, x: np.ndarray, y: np.ndarray, rows: int, width: int):
+    """Points placed at (row ``r``, column ``c``) of a table ``rows`` x ``width`` (padding NaN),
+    each row sorted by x, then y, then column (NaN last, the padding after the points): (the
+    columns in sorted order, whether each sorted entry equals the one before it)."""
+    X = np.full((rows, width), np.nan)
+    Y = np.full((rows, width), np.nan)
+    X[r, c], Y[r, c] = x, y
+    o = np.argsort(Y, axis=1, kind="stable")
+    o = np.take_along_axis(o, np.argsort(np.take_along_axis(X, o, axis=1), axis=1, kind="stable"), axis=1)
+    xs, ys = np.take_along_axis(X, o, axis=1), np.take_along_axis(Y, o, axis=1)
+    same = np.zeros((rows, width), bool)
+    same[:, 1:] = (xs[:, 1:] == xs[:, :-1]) & (ys[:, 1:] == ys[:, :-1])
+    return o, same
+
+
+def _edge_distance(ax, ay, bx, by, qlx, qly):
+    """Signed distance of queries to the lines a -> b (hull edges, counter-clockwise: > 0 outside)."""
+    ex, ey = bx - ax, by - ay
+    return (ey * (qlx - ax) - ex * (qly - ay)) / np.hypot(ex, ey)
+
+
+def _weights_in(v0x, v0y, v1x, v1y, den, v2x, v2y) -> np.ndarray:
+    """:func:`_weights` of points at (v2x, v2y) from corner a of triangles with sides v0 = b - a,
+    v1 = c - a and ``den`` = v0 x v1."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w1 = (v2x * v1y - v1x * v2y) / den
+        w2 = (v0x * v2y - v2x * v0y) / den
+    return np.column_stack([1.0 - w1 - w2, w1, w2])
 
 
 def _weights(tx: np.ndarray, ty: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
@@ -383,7 +515,5 @@ def _first_min(values: np.ndarray, off: np.ndarray) -> np.ndarray:
     non-empty)."""
     starts = off[:-1]
     m = np.minimum.reduceat(values, starts)
-    seg = segment_ids(np.diff(off))
-    idx = np.arange(values.size)
-    cand = np.where(values == m[seg], idx, values.size)
+    cand = np.where(values == np.repeat(m, np.diff(off)), np.arange(values.size), values.size)
     return np.minimum.reduceat(cand, starts)

@@ -24,10 +24,12 @@ from the repository root:
 
     PYTHONPATH=$PWD python tests/benchmarks/bench_emit_throughput.py [--detections 100000]
         [--old-sample 2000] [--systems lowthr,sparse] [--baseline REV] [--ablation-clips 4]
-        [--same-as REV] [--skip-selection]
+        [--same-as REV] [--skip-selection] [--emitters grid,dense,...]
 
 ``--same-as REV`` also counts, on all the detections, those whose emitted points differ from
-what revision REV's emitters give (e.g. the main before the fast paths).
+what revision REV's emitters give (e.g. the main before the fast paths), and says whether each
+emitter's whole output table is equal to REV's (every column, every value: byte-identical points).
+``--emitters`` keeps only the emitters of these types (default: all).
 """
 from __future__ import annotations
 
@@ -179,11 +181,19 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ablation-clips", type=int, default=4, help="0 skips the mAP check")
     ap.add_argument("--skip-selection", action="store_true")
+    ap.add_argument("--emitters", help="only the emitters of these types, comma-separated (default: all)")
     ap.add_argument("--same-as", metavar="REV", help="also run the emitters of this revision (e.g. the main "
                     "the fast paths replaced) on all the detections and count those whose points differ")
     ap.add_argument("--cache-mib", type=float, default=4096,
                     help="memory of the emitted-detections cache for the warm runs (default 4096)")
     args = ap.parse_args(argv)
+    emitters = EMITTERS
+    if args.emitters:
+        wanted = args.emitters.split(",")
+        unknown = sorted(set(wanted) - {e["type"] for e in EMITTERS})
+        if unknown:
+            ap.error(f"unknown emitter type(s) {unknown}; known: {sorted({e['type'] for e in EMITTERS})}")
+        emitters = [e for e in EMITTERS if e["type"] in wanted]
     from calib.stages.emit.cache import emit_cache
 
     emit_cache().max_bytes = int(args.cache_mib * 2**20)
@@ -205,7 +215,7 @@ def main(argv=None) -> int:
             sample = df.head(args.old_sample)
             sample_path = tmp / f"{system}-sample.parquet"
             sample.write_parquet(sample_path)
-            specs = EMITTERS + ([] if args.skip_selection else ["features"] + SELECTION)
+            specs = emitters + ([] if args.skip_selection else ["features"] + SELECTION)
             out_dir = tmp / f"old-{system}"
             out_dir.mkdir()
             old_t = run_old(tree, sample_path, specs, out_dir)
@@ -216,7 +226,7 @@ def main(argv=None) -> int:
                     "outputs on the sample")
             print(head + "\n" + "-" * (len(head) + 20))
             for i, spec in enumerate(specs):
-                emitter = spec in EMITTERS
+                emitter = spec in emitters
                 new_t, _, warm_t = run_new(df, spec, warm=emitter)
                 old_us = old_t[i] / len(sample) * 1e6
                 new_us = new_t / len(df) * 1e6
@@ -232,27 +242,29 @@ def main(argv=None) -> int:
                     warm = f"{'-':>9} {old_us / new_us:>6.1f}x {'-':>7}"
                 print(f"{label(spec):<30} {old_us:>10.1f} {new_us:>9.1f} {warm}  {what}", flush=True)
             if args.same_as:
-                same_as(tmp / "same-as", df, tmp, system, args.same_as)
+                same_as(tmp / "same-as", df, tmp, system, args.same_as, emitters)
         if args.ablation_clips:
             ablation(tree, tmp, args)
     return 0
 
 
-def same_as(tree: Path, df, tmp: Path, system: str, rev: str) -> None:
+def same_as(tree: Path, df, tmp: Path, system: str, rev: str, emitters=EMITTERS) -> None:
     """Run the emitters of ``tree`` on all of ``df`` and count the detections whose emitted points
-    differ from this tree's."""
+    differ from this tree's; say whether the whole output tables are equal."""
     import polars as pl
 
     path = tmp / f"{system}-all.parquet"
     df.write_parquet(path)
     out_dir = tmp / f"same-as-{system}"
     out_dir.mkdir()
-    run_old(tree, path, EMITTERS, out_dir)
+    run_old(tree, path, emitters, out_dir)
     print(f"-- emitted points against {rev} on all {len(df)} detections")
-    for i, spec in enumerate(EMITTERS):
+    for i, spec in enumerate(emitters):
         _, new, _ = run_new(df, spec)
-        same, n, worst = compare_points(pl.read_parquet(out_dir / f"{i}.parquet"), new)
-        print(f"{label(spec):<30} {n - same:>7} of {n} differ, max point diff {worst:.3g}", flush=True)
+        old = pl.read_parquet(out_dir / f"{i}.parquet")
+        same, n, worst = compare_points(old, new)
+        print(f"{label(spec):<30} {n - same:>7} of {n} differ, max point diff {worst:.3g}, "
+              f"whole table equal: {old.equals(new)}", flush=True)
 
 
 ABLATION_WORKER = r'''

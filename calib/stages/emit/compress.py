@@ -27,11 +27,10 @@ def outline_points(sets: FlatPoints) -> np.ndarray:
     row's two ends can be vertices, so only they are candidates."""
     row = sets.row
     order = _row_major(sets)
-    order = np.arange(sets.n_points) if order is None else order
-    ys, rs = sets.y[order], row[order]
+    ys, rs = (sets.y, row) if order is None else (sets.y[order], row[order])
     new = np.r_[True, (ys[1:] != ys[:-1]) | (rs[1:] != rs[:-1])]
-    last = np.r_[new[1:], True]
-    cand = np.unique(np.concatenate([order[new], order[last]]))
+    ends = new | np.r_[new[1:], True]  # a row's first and last points
+    cand = np.flatnonzero(ends) if order is None else np.sort(order[ends])
     off, verts, flat = convex_hulls(row[cand], sets.x[cand], sets.y[cand], sets.n)
     out = np.zeros(sets.n_points, bool)
     out[cand[verts]] = True
@@ -50,14 +49,18 @@ def outline_points(sets: FlatPoints) -> np.ndarray:
 def thin_to_cells(sets: FlatPoints, cell: np.ndarray) -> np.ndarray:
     """Mask of the strongest point in each ``cell[set]`` x ``cell[set]`` block of each set
     (anchored at the set's lowest x and y; ties go to the first in row-major order)."""
-    row = sets.row
-    g = np.asarray(cell, np.float64)[row]
-    cx = np.floor((sets.x - sets.reduce(np.minimum, sets.x)[row]) / g).astype(np.int64)
-    cy = np.floor((sets.y - sets.reduce(np.minimum, sets.y)[row]) / g).astype(np.int64)
+    cnt = sets.count
+
+    def per_point(v):  # a value per set, repeated over its points (its run)
+        return np.repeat(v, cnt)
+
+    g = per_point(np.asarray(cell, np.float64))
+    cx = np.floor((sets.x - per_point(sets.reduce(np.minimum, sets.x))) / g).astype(np.int64)
+    cy = np.floor((sets.y - per_point(sets.reduce(np.minimum, sets.y))) / g).astype(np.int64)
     ncx = sets.reduce(np.maximum, cx.astype(np.float64), empty=-1).astype(np.int64) + 1
     ncy = sets.reduce(np.maximum, cy.astype(np.float64), empty=-1).astype(np.int64) + 1
     goff = np.concatenate([[0], np.cumsum(ncx * ncy)])
-    cell_id = goff[row] + cy * ncx[row] + cx
+    cell_id = per_point(goff[:-1]) + cy * per_point(ncx) + cx
     best = np.full(int(goff[-1]), -np.inf)
     np.maximum.at(best, cell_id, sets.e)
     # the first in row-major order among a cell's strongest points
