@@ -24,15 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-GRID = """base = "decision-calibrated"
-folds = 3
-[site]
-fit = "sony"
-score = "tau"
-[axes]
-"stages.rerank.enabled" = [true, false]
-"stages.cap.per_class" = [1, 3]
-"""
+from bench_portfolio import GRID  # the issue's 4-variant portfolio (this script's folder is on sys.path)
 
 #: run in a wrapper process: the command's output line by line with the seconds since its start,
 #: then the peak RSS (KiB) of the wrapper's largest child
