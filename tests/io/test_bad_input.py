@@ -108,6 +108,7 @@ def test_reading_a_non_calib_parquet_is_an_error(tmp_path, capsys):
     assert rc != 0 and "no calib metadata" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_size_guard_flag_exports_an_oversized_clip_within_the_limit(tmp_path, capsys):
     big = {"metadata_frame_index": 0, "category_id": 1, "score": 0.5,
            "segmentation": [[[float(x % 360) + 0.123456, float(y) + 0.654321, 0.987654] for x in range(360) for y in range(10)]]}

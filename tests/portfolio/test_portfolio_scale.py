@@ -77,6 +77,7 @@ def test_a_dask_local_cluster_writes_the_same_bytes(setup, local, always_pool, c
     assert got == local
 
 
+@pytest.mark.slow
 def test_small_work_starts_no_pool(setup, capsys):
     """Below POOL_MIN_SECONDS the chains run in this process, whatever --jobs says."""
     out = setup / "small"

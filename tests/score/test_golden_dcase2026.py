@@ -65,6 +65,7 @@ def test_engines_agree_on_other_thresholds(golden, gt, spec):
         assert a[k] == b[k] or (a[k] != a[k] and b[k] != b[k]), k
 
 
+@pytest.mark.slow
 def test_tables_and_folders_agree(golden, expected):
     from calib.io.dcase import ingest_predictions, ingest_truth
 

@@ -69,6 +69,7 @@ def variants(det: pl.DataFrame) -> dict[str, pl.DataFrame]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("system", ["grid", "dense"])
 def test_subsets_and_rescored_copies_come_from_cached_rows_with_nothing_rendered(tables, count_renders, system):
     det, truth = tables

@@ -114,6 +114,7 @@ def test_avx512_order_reproduces_numpy_on_this_avx512_machine(golden, monkeypatc
     assert json.dumps(mine["per_class"]) == json.dumps(live["per_class"])
 
 
+@pytest.mark.slow
 def test_cli_tie_order_flag_and_printed_range(golden, tmp_path, capsys):
     from calib.cli.main import main
 
