@@ -94,8 +94,15 @@ def bracket_depth(data: bytes) -> int:
 # fast path
 _CHUNK_BYTES = 8 << 20
 _HEAD = re.compile(rb'\s*\{\s*"annotations"\s*:\s*\[')
-#: a class id written as a string (GT files do so): the fast path would parse, then give up
+#: a class id written as a string (GT files do so)
 _STRING_CLASS = re.compile(rb'"category_id"\s*:\s*"')
+#: ... and as a short string of ASCII digits, which the fast path reads (any other string, such as
+#: " 3" or "x", makes pyarrow's column mixed, and the file goes to the general path)
+_DIGITS_CLASS = re.compile(rb'("category_id"\s*:\s*)"0*([0-9]{1,6})"')
+#: a class id written as a number with a fraction or an exponent (never in a real file: the general
+#: path reads such files, so that a digit string's mark below cannot be mistaken for one)
+_FRACTIONAL_CLASS = re.compile(rb'"category_id"\s*:\s*-?[0-9]+[.eE]')
+_STRING_MARK = 0.5  # "12" is parsed as the number 12.5: integer part the class, the half the flag
 
 
 def _annotation_chunks(data: bytes) -> list[bytes]:
@@ -131,16 +138,33 @@ def _annotation_chunks(data: bytes) -> list[bytes]:
 
 
 def _fast_columns(data: bytes) -> Columns | None:
-    """Columnar parse with pyarrow, in pieces; None when the file needs the general path."""
-    if _STRING_CLASS.search(data) or bracket_depth(data) > FAST_MAX_DEPTH:
+    """Columnar parse with pyarrow, in pieces; None when the file needs the general path.
+
+    Class ids written as strings of digits (GT files do so) are read here too: each ``"12"`` is
+    rewritten as the number ``12.5`` before parsing (the mark :data:`_STRING_MARK`; numbers with a
+    fraction as class ids go to the general path, so no real number carries it) and turned back
+    into 12 with its ``category_str`` flag after: the same columns as the general path gives,
+    without a Python object per number (a 36 MB GT file: ~0.5 s instead of ~4 s, and a fraction
+    of the memory)."""
+    if bracket_depth(data) > FAST_MAX_DEPTH:
         return None
+    marked = _STRING_CLASS.search(data) is not None
+    if marked:
+        if _FRACTIONAL_CLASS.search(data):
+            return None
+        data = _DIGITS_CLASS.sub(rb"\1\2.5", data)
     parts = []
     for piece in _annotation_chunks(data):
         cols = _fast_block(piece)
         if cols is None:
             return None
         parts.append(cols)
-    return parts[0] if len(parts) == 1 else _concat_columns(parts)
+    cols = parts[0] if len(parts) == 1 else _concat_columns(parts)
+    if marked:
+        whole = np.floor(cols.category)
+        cols.category_str = (cols.category - whole) == _STRING_MARK
+        cols.category = np.where(cols.category_str, whole, cols.category)
+    return cols
 
 
 def _concat_columns(parts: list[Columns]) -> Columns:

@@ -327,7 +327,7 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
 
     for ld in loaded.values():  # each GT map once, here, not once per worker
         if ld.tables.get("truth") is not None:
-            prepare_gt(ld.tables["truth"])
+            prepare_gt(ld.tables["truth"], [ld.tables.get("detections"), *ld.tables.systems.values()])
     order = largest_first(unique_costs)  # equal costs: the variants' order, full chains before their folds
     kw = dict(base_dir=Path(base_dir).resolve(), cache_root=Path(cache.root).resolve(), allow_imports=sorted(allow_imports),
               scorer=scorer, source=source)

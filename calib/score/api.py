@@ -221,12 +221,14 @@ def _fast_job(clip, psrc, maps, gsrc, known, labels=False):
     preds, source = psrc.columns()
     gts = rendered = None
     if maps is None:  # first sight of this GT: its rows, none rendered yet
-        gts = gsrc.load()
+        gts, _ = gsrc.columns()
         maps = rendered = fast.render_gt_maps(gts, np.zeros(len(gts), dtype=bool))
     _, miss = fast.missing_rows(preds, maps, known)
-    need = fast.gt_rows_to_render(preds, maps, miss)
-    if need.any():
-        maps = rendered = fast.render_gt_maps(gsrc.load() if gts is None else gts, need, maps)
+    if fast.gt_rows_to_render(preds, maps, miss).any():  # then which of them meet a prediction
+        gts = gsrc.columns()[0] if gts is None else gts
+        need = fast.gt_rows_to_render(preds, maps, miss, gts)
+        if need.any():
+            maps = rendered = fast.render_gt_maps(gts, need, maps)
     entry, added, n_rendered = fast.update_rows(preds, maps, known, miss)
     if source is not None and (entry is None or source not in entry.sources):
         added = (added if added is not None else PredIoUs.empty()).with_source(source)
@@ -406,16 +408,31 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None
     return out
 
 
-def _gt_job(gsrc):
+def _gt_job(gsrc, psrcs, base):
+    """The GT maps of one clip: every row not in ``base`` when ``psrcs`` is None, else the rows
+    the predictions of ``psrcs`` need (:func:`calib.score.fast.gt_rows_to_render`, as scoring
+    them renders), on top of ``base``; None when there was nothing to render."""
     from calib.score import fast
 
-    return fast.render_gt_maps(gsrc.load())
+    gts, _ = gsrc.columns()
+    maps = base if base is not None else fast.render_gt_maps(gts, np.zeros(len(gts), dtype=bool))
+    if psrcs is None:
+        need = ~maps.done
+    else:
+        need = np.zeros(len(gts), dtype=bool)
+        for psrc in psrcs:
+            preds, _ = psrc.columns()
+            need |= fast.gt_rows_to_render(preds, maps, np.ones(len(preds), dtype=bool), gts)
+    return fast.render_gt_maps(gts, need, maps) if need.any() else None
 
 
-def prepare_gt(truth: pl.DataFrame, *, cache_dir=None, jobs: int | None = None, backend: str | None = None,
-               scheduler: str | None = None) -> int:
-    """Render every GT map of a truth table's clips that the GT cache lacks (each clip whole, the
-    clips in parallel as :func:`score` runs them) and cache them; returns the clips rendered.
+def prepare_gt(truth: pl.DataFrame, detections: Sequence[pl.DataFrame] | None = None, *, cache_dir=None,
+               jobs: int | None = None, backend: str | None = None, scheduler: str | None = None) -> int:
+    """Render the GT maps of a truth table's clips that the GT cache lacks (the clips in parallel
+    as :func:`score` runs them) and cache them; returns the clips rendered. Without
+    ``detections``, every map; with them (tables of predictions to be scored, or subsets of them
+    later), the maps scoring them needs: GT in the bucket of a prediction whose box meets it (the
+    others stay unrendered, as in :func:`score`, and are drawn if a later prediction meets them).
 
     Before many processes score or label the same clips (a portfolio's chains over workers), so
     that each does not render the same GT again: a map is the same whether it was rendered here
@@ -429,19 +446,30 @@ def prepare_gt(truth: pl.DataFrame, *, cache_dir=None, jobs: int | None = None, 
     cache_dir = cache_dir if cache_dir is not None else default_cache_dir()
     jobs, backend, scheduler = resolve(jobs, backend, scheduler)
     gt = clips_from_table(truth, "gt")
-    srcs = [_Source(anns=gt[c], kind="gt") for c in gt]
+    clips = list(gt)
+    srcs = [_Source(anns=gt[c], kind="gt") for c in clips]
+    preds = None
+    if detections is not None:
+        by_table = [clips_from_table(d, "pred") for d in detections if d is not None and d.height]
+        preds = [[_Source(anns=t[c]) for t in by_table if c in t] for c in clips]
     keys = [entry_key("dcase2026", g.digest(cache_dir)) for g in srcs]
-    todo = [i for i, k in enumerate(keys) if GT_CACHE.get(k, cache_dir, GTMaps) is None
-            or not GT_CACHE.get(k, cache_dir, GTMaps).done.all()]
+    cached = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
+    todo = [i for i, m in enumerate(cached) if m is None or not m.done.all()]
+    if preds is not None:
+        todo = [i for i in todo if preds[i]]  # a clip without predictions needs no map
     costs = [GT_S_PER_BYTE * srcs[i].work() for i in todo]
     pooled = use_pool(len(todo), sum(costs), jobs=jobs, backend=backend)
     order = [todo[i] for i in largest_first(costs)] if pooled else todo
     run = {"jobs": jobs, "backend": backend, "scheduler": scheduler} if pooled else {"jobs": 1, "backend": "loky"}
     with threadpool_limits(limits=1, user_api="blas"):
-        done = parallel_map(_gt_job, [(srcs[i],) for i in order], **run, desc="ground truth", unit="clip")
+        done = parallel_map(_gt_job, [(srcs[i], None if preds is None else preds[i], cached[i]) for i in order],
+                            **run, desc="ground truth", unit="clip")
+    rendered = 0
     for i, maps in zip(order, done):
-        GT_CACHE.put(keys[i], maps, cache_dir)
-    return len(order)
+        if maps is not None:
+            GT_CACHE.put(keys[i], maps, cache_dir)
+            rendered += 1
+    return rendered
 
 
 def score_tables(detections: pl.DataFrame, truth: pl.DataFrame, *, gt_clips: Iterable[str] | None = None,

@@ -38,9 +38,11 @@ def rows_with_predictions(frame: np.ndarray, cls: np.ndarray, pred_buckets: np.n
 
 
 def render_gt_maps(gts, rows=None, base: GTMaps | None = None) -> GTMaps:
-    """Render the GT annotations of a clip: all, or those marked in ``rows`` (a bool mask), on
-    top of what ``base`` (the same clip's maps) already holds."""
-    n = len(gts)
+    """Render the GT annotations of a clip (a list of annotations or :class:`ClipAnnotations`):
+    all, or those marked in ``rows`` (a bool mask), on top of what ``base`` (the same clip's maps)
+    already holds."""
+    cols = gts if isinstance(gts, ClipAnnotations) else ClipAnnotations.from_annotations(gts)
+    n = len(cols)
     want = np.ones(n, dtype=bool) if rows is None else np.asarray(rows, dtype=bool)
     is32 = np.zeros(n, dtype=bool) if base is None else base.is32.copy()
     done = np.zeros(n, dtype=bool) if base is None else base.done.copy()
@@ -54,18 +56,14 @@ def render_gt_maps(gts, rows=None, base: GTMaps | None = None) -> GTMaps:
             todo.append(k)
     for i in range(0, len(todo), _RENDER_CHUNK):
         ks = todo[i : i + _RENDER_CHUNK]
-        maps, is32[ks] = render_stack([gts[k].polygons for k in ks])
+        maps, is32[ks] = render_stack([cols.polygons(k) for k in ks])
         for k, row in zip(ks, maps):
             flats[k] = row
     done[todo] = True
     off, pix, vals = pack_sparse(flats, np.float64)
-    return GTMaps(
-        frame=np.array([g.frame for g in gts], dtype=np.int64),
-        cls=np.array([g.class_id for g in gts], dtype=np.int64),
-        index=np.array([g.index for g in gts], dtype=np.int64),
-        distance=np.array([np.nan if g.distance is None else g.distance for g in gts], dtype=np.float64),
-        is32=is32, done=done, off=off, pix=pix, vals=vals,
-    )
+    return GTMaps(frame=cols.frame.copy(), cls=cols.cls.copy(), index=cols.index.copy(),
+                  distance=np.where(cols.has_distance, cols.distance, np.nan),
+                  is32=is32, done=done, off=off, pix=pix, vals=vals)
 
 
 def support_boxes(gt: GTMaps) -> np.ndarray:
@@ -295,9 +293,22 @@ def unique_contents(preds: ClipAnnotations, rows: np.ndarray) -> np.ndarray:
     return np.sort(rows[order[first]])
 
 
-def gt_rows_to_render(preds: ClipAnnotations, gt: GTMaps, miss: np.ndarray) -> np.ndarray:
-    """Bool per GT row: not rendered yet and needed, i.e. in the bucket of a prediction to compute."""
-    return rows_with_predictions(gt.frame, gt.cls, preds.bucket()[miss]) & ~gt.done
+def gt_rows_to_render(preds: ClipAnnotations, gt: GTMaps, miss: np.ndarray,
+                      gts: ClipAnnotations | None = None) -> np.ndarray:
+    """Bool per GT row: not rendered yet and needed, i.e. in the bucket of a prediction to compute
+    and, when the GT annotations ``gts`` are given, with a box of points that meets the box of one
+    such prediction (:func:`point_boxes`). A GT row left out has a support disjoint from every
+    such prediction's map: their IoUs are exactly 0 and their Pearson r NaN whether it is rendered
+    or not (:func:`meets_gt`), so its map is drawn only when a prediction that meets it comes."""
+    need = rows_with_predictions(gt.frame, gt.cls, preds.bucket()[miss]) & ~gt.done
+    if gts is None or not need.any():
+        return need
+    rows = np.flatnonzero(need)
+    pred_rows = np.flatnonzero(miss)
+    meet = meets_gt(gt.frame[rows] * 64 + gt.cls[rows], point_boxes(gts, rows),
+                    preds.bucket()[pred_rows], point_boxes(preds, pred_rows))
+    need[rows[~meet]] = False
+    return need
 
 
 def update_rows(preds: ClipAnnotations, gt: GTMaps, known: PredIoUs | None,

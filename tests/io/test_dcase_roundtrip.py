@@ -96,3 +96,42 @@ def test_chunked_fast_parse_equals_general_parse(golden, monkeypatch):
     a, _ = read_file(path, "pred")
     b, _ = read_file(path, "pred", fast=False)
     assert a.equals(b)
+
+
+def _columns_equal(a, b) -> None:
+    for f in ("frame", "category", "category_str", "score", "score_present", "ann_offsets", "poly_offsets", "xyz"):
+        assert np.array_equal(getattr(a, f), getattr(b, f), equal_nan=True), f
+    assert a.distance.equals(b.distance) and a.instance_id.equals(b.instance_id) and a.extra == b.extra
+
+
+def _gt_bytes(categories, indent=None) -> bytes:
+    anns = [{"metadata_frame_index": i, "instance_id": i, "category_id": c,
+             "segmentation": [[[10.0 + i, 20.0, 0.5], [11.0, 21.0, 0.25], [10.0, 22.0, 1.0]]]}
+            for i, c in enumerate(categories)]
+    return json.dumps({"annotations": anns}, indent=indent).encode()
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_fast_path_reads_string_class_ids(indent):
+    """GT files write class ids as strings of digits: the columnar path reads them (the class as
+    its number, flagged), giving exactly the general path's columns."""
+    from calib.io import jsonfile
+
+    data = _gt_bytes(["3", 5, "007", "12", "0", 4], indent)
+    fast = jsonfile._fast_columns(data)
+    assert fast is not None, "a file with digit-string class ids takes the fast path"
+    assert fast.category.tolist() == [3, 5, 7, 12, 0, 4]
+    assert fast.category_str.tolist() == [True, False, True, True, True, False]
+    _columns_equal(fast, jsonfile._general_columns("f.json", data))
+
+
+@pytest.mark.parametrize("categories", [[" 3", 4], ["-3", 4], ["x", "3"], ["1234567", 2], [2.5, "3"], [1e1, "3"],
+                                        [" 3", " 4"]])
+def test_other_class_ids_go_to_the_general_path(categories):
+    """Anything but a short digit string (or a number with a fraction beside a string) is read by the
+    general path, which the validator's messages rely on; the columns are its columns."""
+    from calib.io import jsonfile
+
+    data = _gt_bytes(categories)
+    assert jsonfile._fast_columns(data) is None
+    _columns_equal(jsonfile.parse_columns("f.json", data), jsonfile._general_columns("f.json", data))

@@ -244,3 +244,64 @@ def test_reference_engine_refuses_parallel_runs(small):
     pred, gt = small
     with pytest.raises(ValueError, match="reference engine"):
         score(pred, gt, engine="reference", jobs=2)
+
+
+def _blob(x0: float, y0: float, n: int = 6) -> tuple[np.ndarray, ...]:
+    """A lattice blob of n x n points from (x0, y0), peaking in its middle (degrees)."""
+    xs, ys = np.meshgrid(np.arange(n, dtype=float), np.arange(n, dtype=float))
+    e = 1.0 - (np.abs(xs - n / 2) + np.abs(ys - n / 2)) / n
+    return (np.column_stack([xs.ravel() + x0, ys.ravel() + y0, e.ravel()]),)
+
+
+def test_a_gt_no_prediction_box_meets_is_not_rendered_until_one_does(tmp_path):
+    """Frame 0, class 0 holds two GT blobs 200 degrees apart; the first system predicts only near
+    the first: the second's map is left unrendered (its IoUs are 0 and its Pearson NaN anyway), and
+    the metrics and records are the reference's. A second system predicting near the second GT gets
+    it rendered then, again with the reference's numbers."""
+    from calib.score.annotations import Annotation
+    from calib.score.api import annotations_digest
+    from calib.score.cache import entry_key
+    from calib.score.fast import GTMaps
+
+    gt = {"c": [Annotation(0, 0, float("nan"), _blob(40, 80), index=0),
+                Annotation(0, 0, float("nan"), _blob(240, 80), index=1)]}
+    near_first = {"c": [Annotation(0, 0, 0.9, _blob(41, 81, 4), index=0)]}
+    near_both = {"c": [Annotation(0, 0, 0.9, _blob(41, 81, 4), index=0),
+                       Annotation(0, 0, 0.8, _blob(242, 79, 4), index=1)]}
+    key = entry_key("dcase2026", annotations_digest(gt["c"]))
+    for pred, rendered in ((near_first, [True, False]), (near_both, [True, True])):
+        GT_CACHE.clear()
+        got = score(pred, gt, cache_dir=tmp_path)
+        GT_CACHE.clear()
+        assert GT_CACHE.get(key, tmp_path, GTMaps).done.tolist() == rendered
+        ref = score(pred, gt, engine="reference")
+        same_metrics(got, ref)
+        assert got.matches.equals(ref.matches) and got.gt_matches.equals(ref.gt_matches)
+    assert ref["micro_mAP"] > 0.3  # both predictions match their GT
+
+
+def test_prepare_gt_renders_what_scoring_the_detections_needs(synth_small, tmp_path, monkeypatch):
+    """prepare_gt with the detections to be scored renders the maps scoring them needs and no more
+    (some GT stays unrendered: no prediction box meets it); scoring afterwards renders no GT and
+    gives the reference's numbers."""
+    from calib.io.dcase import ingest_predictions, ingest_truth
+    from calib.score import fast
+    from calib.score.api import prepare_gt, score_tables
+    from calib.score.cache import entry_key
+    from calib.score.columns import clips_from_table
+    from calib.score.fast import GTMaps
+
+    truth, _ = ingest_truth(synth_small / "gt")
+    det, _ = ingest_predictions([synth_small / "systems" / "sparse"])
+    GT_CACHE.clear()
+    assert prepare_gt(truth, [det], cache_dir=tmp_path) > 0
+    GT_CACHE.clear()
+    done = [GT_CACHE.get(entry_key("dcase2026", t.digest()), tmp_path, GTMaps).done
+            for t in clips_from_table(truth, "gt").values()]
+    assert any(d.any() for d in done) and not all(d.all() for d in done)
+    monkeypatch.setattr(fast, "render_gt_maps", lambda *_: (_ for _ in ()).throw(AssertionError("GT rendered again")))
+    got = score_tables(det, truth, cache_dir=tmp_path)
+    assert prepare_gt(truth, [det], cache_dir=tmp_path) == 0  # nothing left to render
+    monkeypatch.undo()
+    GT_CACHE.clear()
+    same_metrics(got, score_tables(det, truth, engine="reference"))
