@@ -252,8 +252,12 @@ class TableClip:
     thousand GT points per frame) is hashed, never copied. Pickled (sent to a pool worker) as
     its own :class:`ClipAnnotations` only."""
 
-    def __init__(self, flat: dict, start: int, stop: int):
+    def __init__(self, flat: dict, start: int, stop: int, keep: bool = True):
         self._flat, self._start, self._stop, self._cols = flat, start, stop, None
+        # keep the copied-out columns (predictions: their render keys are computed once); GT is
+        # copied out only to render missing maps, and a truth table's copies would double its
+        # memory for as long as the clips are held
+        self._keep = keep
 
     def __len__(self) -> int:
         return self._stop - self._start
@@ -268,13 +272,16 @@ class TableClip:
         return int(po[b] - po[a])
 
     def columns(self) -> ClipAnnotations:
-        if self._cols is None:
-            f = self._flat
-            self._cols = ClipAnnotations.from_flat(
-                frame=f["frame"], class_id=f["cls"], index=f["index"], score=f["score"], distance=f["distance"],
-                has_distance=f["has_distance"], xyz=f["xyz"], ann_off=f["ann_off"], poly_off=f["poly_off"],
-                rows=np.arange(self._start, self._stop))
-        return self._cols
+        if self._cols is not None:
+            return self._cols
+        f = self._flat
+        cols = ClipAnnotations.from_flat(
+            frame=f["frame"], class_id=f["cls"], index=f["index"], score=f["score"], distance=f["distance"],
+            has_distance=f["has_distance"], xyz=f["xyz"], ann_off=f["ann_off"], poly_off=f["poly_off"],
+            rows=np.arange(self._start, self._stop))
+        if self._keep:
+            self._cols = cols
+        return cols
 
     def to_annotations(self) -> list[Annotation]:
         return self.columns().to_annotations()
@@ -291,7 +298,7 @@ class TableClip:
                        *(c[p0:p1] for c in f["xyz"]))
 
     def __getstate__(self):
-        return {"_cols": self.columns(), "_flat": None, "_start": 0, "_stop": len(self)}
+        return {"_cols": self.columns(), "_flat": None, "_start": 0, "_stop": len(self), "_keep": True}
 
 
 def clips_from_table(df, kind: str = "pred") -> dict[str, TableClip]:
@@ -332,7 +339,7 @@ def clips_from_table(df, kind: str = "pred") -> dict[str, TableClip]:
             "has_distance": dist.is_not_null().to_numpy(), "xyz": xyz, "ann_off": ann_off, "poly_off": poly_off}
     runs = df.select(pl.col("clip")).with_row_index("_i").group_by("clip", maintain_order=True).agg(
         pl.col("_i").first().alias("start"), pl.len().alias("n"))
-    return {clip: TableClip(flat, start, start + n) for clip, start, n in runs.iter_rows()}
+    return {clip: TableClip(flat, start, start + n, keep=kind == "pred") for clip, start, n in runs.iter_rows()}
 
 
 _CHECK_BLOCK = 1 << 20
