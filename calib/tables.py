@@ -183,6 +183,37 @@ def clip_splits(df: pl.DataFrame, clips: Mapping[str, str] | Iterable[str] | Non
     return dict(sorted(out.items()))
 
 
+#: a table in more runs of clips than this is filtered (copied) rather than sliced
+MAX_CLIP_RUNS = 100_000
+
+
+def restrict_clips(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:
+    """The rows of ``clips``: ``df.filter(pl.col("clip").is_in(clips))``, the same rows in the same
+    order, taken as zero-copy slices of ``df`` when its rows come in runs of one clip (as ingest
+    and the stages write them), so a dev set's truth table (gigabytes of points) is not copied for
+    every subset of clips that is scored or labelled."""
+    want = set(clips)
+    if df.height == 0 or "clip" not in df.columns:
+        return df.filter(pl.col("clip").is_in(sorted(want)))
+    new = df.select((pl.col("clip") != pl.col("clip").shift(1)).fill_null(True)).to_series()
+    starts = new.arg_true().to_list()
+    if len(starts) > MAX_CLIP_RUNS:
+        return df.filter(pl.col("clip").is_in(sorted(want)))
+    names = df.get_column("clip").gather(starts).to_list()
+    stops = starts[1:] + [df.height]
+    spans: list[list[int]] = []
+    for a, b, c in zip(starts, stops, names):
+        if c in want:
+            if spans and spans[-1][1] == a:  # next to the previous kept run: one slice
+                spans[-1][1] = b
+            else:
+                spans.append([a, b])
+    parts = [df.slice(a, b - a) for a, b in spans]
+    if not parts:
+        return df.clear()
+    return parts[0] if len(parts) == 1 else pl.concat(parts, how="vertical", rechunk=False)
+
+
 def write_table(df: pl.DataFrame, path: str | os.PathLike, kind: str, *,
                 sources: Mapping[str, str] | None = None, recipe_hash: str | None = None,
                 clips: Mapping[str, str] | Iterable[str] | None = None, **extra_md: Any) -> Path:

@@ -190,6 +190,6 @@ def repeated_objects(truth: pl.DataFrame) -> pl.DataFrame:
     keys = ["clip", "frame", "class_id", "instance_id"]
     if truth.height == 0:
         return pl.DataFrame(schema={**{k: truth.schema[k] for k in keys}, "n": pl.UInt32})
-    return (truth.filter(pl.col("instance_id").is_not_null())
+    return (truth.select(keys).filter(pl.col("instance_id").is_not_null())  # keys only: no copy of the points
             .group_by(keys).agg(pl.len().alias("n"))
             .filter(pl.col("n") > 1).sort(keys))

@@ -53,4 +53,7 @@ def scoring_cache(stage_cache_root: str | os.PathLike):
 
 
 def restrict(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:
-    return df.filter(pl.col("clip").is_in(sorted(clips)))
+    """The rows of ``clips`` (:func:`calib.tables.restrict_clips`: slices, no copy of the points)."""
+    from calib.tables import restrict_clips
+
+    return restrict_clips(df, clips)

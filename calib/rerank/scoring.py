@@ -86,6 +86,7 @@ def score_detections(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int
     detections that have ground truth (other GT clips are not part of this set). ``gt_clips``:
     clips with a GT file beyond the truth rows' (a GT file with no annotation)."""
     from calib.score.facade import score_against
+    from calib.tables import restrict_clips
 
     thresholds = list(iou_thresholds) if iou_thresholds is not None else list(DEFAULT_THRESHOLDS)
     listed = set(gt_clips or ())
@@ -94,7 +95,7 @@ def score_detections(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int
     for system in sorted(detections.get_column("system").unique().to_list()):
         dets = detections.filter(pl.col("system") == system)
         clips = sorted(set(dets.get_column("clip").unique().to_list()) & gt_clips, key=lambda c: c + ".json")
-        part = truth.filter(pl.col("clip").is_in(clips))
+        part = restrict_clips(truth, clips)  # slices: the GT's points are not copied
         results[system] = score_against(dets, part, iou_thresholds=thresholds, clips=clips, gt_clips=clips,
                                         jobs=jobs, cache_dir=cache_dir, with_matches=True, system=system)
     return Scored(results, thresholds)

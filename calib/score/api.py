@@ -388,6 +388,7 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None
 
     from calib.score.cache import default_cache_dir
     from calib.score.columns import clips_from_table
+    from calib.tables import restrict_clips
 
     out = np.full(detections.height, np.nan)
     if detections.height == 0 or truth.height == 0:
@@ -395,7 +396,7 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None
     rows = detections.select("clip", "frame", "class_id", "score", "distance", "points",
                              pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"))  # det_id: the row
     pred = clips_from_table(rows, "pred")
-    gt = clips_from_table(truth.filter(pl.col("clip").is_in(list(pred))), "gt")
+    gt = clips_from_table(restrict_clips(truth, pred), "gt")  # slices: the GT's points are not copied
     clips = [c for c in pred if c in gt]
     jobs, backend, scheduler = resolve(jobs, backend, scheduler)
     par = {"jobs": jobs, "backend": backend, "scheduler": scheduler}

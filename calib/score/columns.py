@@ -305,7 +305,10 @@ def clips_from_table(df, kind: str = "pred") -> dict[str, TableClip]:
     """{clip: TableClip} of a detections (kind="pred") or truth (kind="gt") table, classes 0..12,
     clips in sorted order, each clip's rows by det_id / ann_id; scores and points checked as the
     JSON files' rules check them (an error names the clip, the row's id and the point). Nothing is
-    copied per clip until asked for."""
+    copied per clip until asked for, nor the table when its rows come in runs of one clip with
+    ascending ids (as ingest writes them, and :func:`calib.tables.restrict_clips` keeps them) and
+    each run lies in one chunk of its points column: a dev set's truth table (gigabytes of points)
+    is read in place."""
     import polars as pl
 
     if df.height == 0:
@@ -314,32 +317,63 @@ def clips_from_table(df, kind: str = "pred") -> dict[str, TableClip]:
     cls_ok = (pl.col("class_id") >= 0) & (pl.col("class_id") < N_CLASSES)
     if not df.select(cls_ok.all()).item():
         df = df.filter(cls_ok)
-    order = df.select(pl.arg_sort_by(["clip", id_col], maintain_order=True)).to_series().to_numpy()
-    if (order != np.arange(order.size)).any():  # a table as ingest writes it is sorted already: not copied
-        df = df[order]
     if df.height == 0:
         return {}
-    pts = df.get_column("points").to_arrow()
-    pts = pts.combine_chunks() if hasattr(pts, "combine_chunks") else pts
-    ann_off = pts.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-    polys = pts.values
-    poly_off = polys.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-    leaf = polys.values
-    # the three columns as Arrow holds them (no (n, 3) copy of a truth table's points)
-    xyz = tuple(np.asarray(leaf.field(c).to_numpy(zero_copy_only=False), dtype=np.float64) for c in ("x", "y", "e")) \
-        if len(leaf) else (np.zeros(0),) * 3
+    runs = _clip_runs(df, id_col)
+    if runs is None:  # rows out of order: sorted, which copies the table
+        order = df.select(pl.arg_sort_by(["clip", id_col], maintain_order=True)).to_series().to_numpy()
+        df = df[order]
+        runs = _clip_runs(df, id_col)
+    clip_names, starts, stops = runs
+    chunks = df.get_column("points").get_chunks()
+    bounds = np.cumsum([0] + [c.len() for c in chunks])
+    at = np.searchsorted(bounds, starts, side="right") - 1  # the chunk holding each run's first row
+    if (stops > bounds[at + 1]).any():  # a run across chunks: one chunk (copied)
+        chunks, bounds, at = [df.get_column("points").rechunk()], np.array([0, df.height]), np.zeros(len(starts), int)
     clip_col = df.get_column("clip")
     ids = df.get_column(id_col).to_numpy()
     scores = df.get_column("score").to_numpy().astype(np.float64) if kind == "pred" else np.full(df.height, np.nan)
     dist = df.get_column("distance")
-    check_table(xyz, ann_off, poly_off, scores if kind == "pred" else None, clip_col, ids, id_col)
-    flat = {"frame": df.get_column("frame").to_numpy().astype(np.int64),
+    rows = {"frame": df.get_column("frame").to_numpy().astype(np.int64),
             "cls": df.get_column("class_id").to_numpy().astype(np.int64), "index": ids.astype(np.int64),
             "score": scores, "distance": dist.cast(pl.Float64).fill_null(np.nan).to_numpy(),
-            "has_distance": dist.is_not_null().to_numpy(), "xyz": xyz, "ann_off": ann_off, "poly_off": poly_off}
-    runs = df.select(pl.col("clip")).with_row_index("_i").group_by("clip", maintain_order=True).agg(
-        pl.col("_i").first().alias("start"), pl.len().alias("n"))
-    return {clip: TableClip(flat, start, start + n, keep=kind == "pred") for clip, start, n in runs.iter_rows()}
+            "has_distance": dist.is_not_null().to_numpy()}
+    flats = []
+    for k, chunk in enumerate(chunks):
+        a, b = int(bounds[k]), int(bounds[k + 1])
+        pts = chunk.to_arrow()  # one chunk: no copy
+        pts = pts.combine_chunks() if hasattr(pts, "combine_chunks") else pts
+        ann_off = pts.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        polys = pts.values
+        poly_off = polys.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        leaf = polys.values
+        # the three columns as Arrow holds them (no (n, 3) copy of a truth table's points)
+        xyz = tuple(np.asarray(leaf.field(c).to_numpy(zero_copy_only=False), dtype=np.float64)
+                    for c in ("x", "y", "e")) if len(leaf) else (np.zeros(0),) * 3
+        check_table(xyz, ann_off, poly_off, scores[a:b] if kind == "pred" else None, clip_col[a:b], ids[a:b], id_col)
+        flats.append({**{key: v[a:b] for key, v in rows.items()}, "xyz": xyz, "ann_off": ann_off, "poly_off": poly_off})
+    out = {}
+    for i in np.argsort(np.array(clip_names, dtype=object), kind="stable"):
+        k, base = int(at[i]), int(bounds[at[i]])
+        out[clip_names[i]] = TableClip(flats[k], int(starts[i]) - base, int(stops[i]) - base, keep=kind == "pred")
+    return out
+
+
+def _clip_runs(df, id_col: str) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """(clip, first row, end row) of each clip's run of rows, or None unless every clip's rows are
+    one run with strictly ascending ids."""
+    import polars as pl
+
+    new = df.select((pl.col("clip") != pl.col("clip").shift(1)).fill_null(True)).to_series().to_numpy()
+    starts = np.flatnonzero(new)
+    stops = np.r_[starts[1:], df.height]
+    names = df.get_column("clip").gather(starts).to_list()
+    if len(set(names)) != len(names):
+        return None
+    ids = df.get_column(id_col).to_numpy()
+    if ((np.diff(ids) <= 0) & ~new[1:]).any():
+        return None
+    return names, starts, stops
 
 
 _CHECK_BLOCK = 1 << 20
