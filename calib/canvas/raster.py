@@ -113,14 +113,16 @@ class Raster:
         if self.values.size == 0:
             z = np.zeros(0, np.int64)
             return z, z, z, np.zeros(0)
-        pos = np.flatnonzero(self.values > 0)
-        unit = np.repeat(np.arange(self.n), np.diff(np.searchsorted(pos, self.off)))  # each unit's run
-        keep = self.values[pos] >= thr[unit]
-        idx, unit = pos[keep], unit[keep]
-        local = idx - self.off[unit]
-        w = self.w[unit]
-        r = (local / w).astype(np.int64)  # the floor, exactly: local < w * h is small
-        return unit, local - r * w + self.x0[unit], r + self.y0[unit], self.values[idx]
+        keep = self.values > 0
+        keep &= self.values >= np.repeat(thr, np.diff(self.off))
+        idx = np.flatnonzero(keep)
+        # window rows: each kept pixel's unit, row and column follow from the row it falls in
+        row_unit = segment_ids(self.h)
+        row = ragged_arange(self.h)
+        row_at = self.off[row_unit] + row * self.w[row_unit]  # buffer index of the row's first pixel
+        cnt = np.diff(np.searchsorted(idx, np.r_[row_at, self.off[-1]]))
+        return (np.repeat(row_unit, cnt), idx + np.repeat(self.x0[row_unit] - row_at, cnt),
+                np.repeat(row + self.y0[row_unit], cnt), self.values[idx])
 
     def window(self, i: int) -> np.ndarray:
         """Unit i's map as an (h, w) array (a view)."""
