@@ -735,15 +735,48 @@ class _Canvas:
         return ok
 
 
+@functools.lru_cache(maxsize=64)
+def _exact_corners(shape: int, s: int) -> bool:
+    """Whether each corner pixel of :func:`shape_pattern` has exactly that corner's weights (1 on
+    it, 0 on the others): then its value is the corner point's energy, exactly, for finite
+    energies, in every triangle holding it."""
+    wts, pdx, pdy = shape_pattern(shape, s)
+    for k, (cx, cy) in enumerate(CELL_SHAPES[shape]):
+        hit = np.flatnonzero((pdx == cx * s) & (pdy == cy * s))
+        unit = np.zeros(3)
+        unit[k] = 1.0
+        if hit.size != 1 or not np.array_equal(wts[hit[0]], unit):
+            return False
+    return True
+
+
 def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.ndarray, batch: int) -> None:
     """Whole-degree lattice cells, triangle shape by triangle shape: every triangle of a shape
     holds the same pixels, so their values are one matrix product (the same product, row by row,
     whatever the batch) and their buffer indices a base plus fixed offsets; pixels on shared edges
-    take the largest value, as when drawing triangle by triangle."""
+    take the largest value, as when drawing triangle by triangle.
+
+    Two triangles of one shape (translates on a lattice) share at most corners, and a corner
+    pixel's value is the corner point's energy in every triangle holding it (exactly, for finite
+    energies). So where a unit's window holds one lattice polygon only and is not clipped, a
+    batch's pixels are distinct but for corners written twice with one value: they are
+    max-combined by a plain gather and assignment instead of ``np.fmax.at`` (the same buffer)."""
+    if not groups:
+        return
+    fast_ok = bool(np.isfinite(e).all())
+    if fast_ok:
+        # units whose window holds more than one whole-degree lattice polygon (they may overlap), or is clipped
+        poly_unit = np.full(drew.size, -1, np.int64)
+        for g in groups:
+            poly_unit[g.poly] = g.unit
+        polys = np.flatnonzero(poly_unit >= 0)
+        slow_unit = np.bincount(poly_unit[polys], minlength=canvas.x0.size) > 1
+        slow_unit |= canvas.clipped
     for g in groups:
         for sh in CODE_SHAPES[g.code]:
             wts, pdx, pdy = shape_pattern(sh, g.step)
             cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
+            fast_shape = fast_ok and _exact_corners(sh, g.step)
             per = max(2, batch // max(len(pdx), 1))
             n = len(g.corners)
             for s in range(0, n, per):
@@ -755,6 +788,16 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
                 cc = g.ox[sl] - canvas.x0[unit]
                 rr = g.oy[sl] - canvas.y0[unit]
                 idx = (canvas.off[unit] + rr * wu + cc)[:, None] + pdy[None, :] * wu[:, None] + pdx[None, :]
+                poly = g.poly[sl]
+                if fast_shape and not slow_unit[unit].any():
+                    flat = idx.ravel()
+                    canvas.values[flat] = np.fmax(canvas.values[flat], v.ravel())
+                    need = np.flatnonzero(~drew[poly])  # whether a polygon drew: only those not known to
+                    if need.size:
+                        drew[poly[need[v[need].max(axis=1) > 0]]] = True
+                    if stop == n:
+                        break
+                    continue
                 clip = canvas.clipped[unit]
                 if clip.any():  # only a window smaller than its points' box can miss a pixel
                     col = cc[clip, None] + pdx[None, :]
@@ -762,10 +805,10 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
                     inside = (col >= 0) & (col < wu[clip, None]) & (row >= 0) & (row < canvas.h[unit][clip, None])
                     idx[clip] = np.where(inside, idx[clip], -1)
                     ok = canvas.draw(idx.ravel(), v.ravel()).reshape(v.shape)
-                    drew[g.poly[sl][ok.any(axis=1)]] = True
+                    drew[poly[ok.any(axis=1)]] = True
                 else:  # every pixel is in its window; a value <= 0 leaves the buffer (>= 0) as it is
                     np.fmax.at(canvas.values, idx.ravel(), v.ravel())  # fmax: a NaN energy draws nothing
-                    drew[g.poly[sl][v.max(axis=1) > 0]] = True
+                    drew[poly[v.max(axis=1) > 0]] = True
                 if stop == n:
                     break
 
