@@ -145,21 +145,16 @@ class Raster:
     # -- nearest fill ---------------------------------------------------------------------------
     @cached_property
     def _row_support(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or left of
-        it in its row, and at or right of it (-1 where there is none)."""
+        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or before
+        it in the buffer (-1 where there is none), and at or after it (the buffer's size where
+        there is none): the nearest in its row where that index is within the row."""
         n = self.values.size
-        if n == 0:
-            z = np.zeros(0, np.int64)
-            return z, z
-        unit = self.unit_of_value
-        local = np.arange(n) - self.off[unit]
-        row_start = np.arange(n) - local % self.w[unit]
-        row_end = row_start + self.w[unit] - 1
+        dt = np.int32 if n < np.iinfo(np.int32).max else np.int64
+        idx = np.arange(n, dtype=dt)
         sup = self.values > 0
-        idx = np.arange(n)
-        left = np.maximum.accumulate(np.where(sup, idx, row_start - 1))
-        right = np.minimum.accumulate(np.where(sup, idx, row_end + 1)[::-1])[::-1]
-        return np.where(left >= row_start, left, -1), np.where(right <= row_end, right, -1)
+        left = np.maximum.accumulate(np.where(sup, idx, dt(-1)))
+        right = np.minimum.accumulate(np.where(sup, idx, dt(n))[::-1])[::-1]
+        return left, right
 
     def fill_nearest(self, unit, px, py, batch: int = 65_536) -> np.ndarray:
         """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
@@ -249,7 +244,9 @@ class Raster:
             row_at = rep(self.off[u]) + row * rep(self.w[u])  # buffer index of the row's first pixel
             qcol = rep(px[sl] - self.x0[u])
             at = row_at + qcol
-            lc, rc = left[at], right[at]
+            lc, rc = left[at].astype(np.int64), right[at].astype(np.int64)
+            lc[lc < row_at] = -1  # the nearest before it is on an earlier row: none on this one
+            rc[rc >= row_at + rep(self.w[u])] = -1
             dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
             dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
             cand = np.where(dl <= dr, lc, rc)
