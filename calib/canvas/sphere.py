@@ -385,9 +385,40 @@ def seam_split(sets: FlatPoints) -> FlatPoints:
                         offsets_of(2 * np.ones(c.size, np.int64)), offsets_of(counts))
     # drop empty halves, then put the split sets back in their places
     halves = _drop_empty_polygons(halves)
-    rows = np.arange(n)
-    rows[c] = n + np.arange(c.size)
-    return concat([whole, halves]).take(rows)
+    if c.size > _SPLICE_MAX:
+        rows = np.arange(n)
+        rows[c] = n + np.arange(c.size)
+        return concat([whole, halves]).take(rows)
+    return _splice(whole, c, halves)
+
+
+#: up to this many split sets are spliced in by slices (one Python step each), more by a gather
+_SPLICE_MAX = 256
+
+
+def _splice(whole: FlatPoints, c: np.ndarray, halves: FlatPoints) -> FlatPoints:
+    """``whole`` (one polygon per detection) with its detections ``c`` (increasing) replaced by the
+    detections of ``halves`` (in that order): the runs between them copied as slices."""
+    wq, hp, hq = whole.poly_off, halves.det_off, halves.poly_off
+    parts = {"x": [], "y": [], "e": []}
+    counts = []
+    prev = 0
+    bounds = []  # (source, first point, end point) in output order
+    for k, i in enumerate(c.tolist()):
+        bounds.append((whole, int(wq[prev]), int(wq[i])))
+        counts.append(np.diff(wq[prev: i + 1]))
+        bounds.append((halves, int(hq[hp[k]]), int(hq[hp[k + 1]])))
+        counts.append(np.diff(hq[hp[k]: hp[k + 1] + 1]))
+        prev = i + 1
+    bounds.append((whole, int(wq[prev]), int(wq[-1])))
+    counts.append(np.diff(wq[prev:]))
+    for col, out in parts.items():
+        for src, a, b in bounds:
+            out.append(getattr(src, col)[a:b])
+    per_det = np.ones(whole.n, np.int64)
+    per_det[c] = np.diff(hp)
+    return FlatPoints(np.concatenate(parts["x"]), np.concatenate(parts["y"]), np.concatenate(parts["e"]),
+                      offsets_of(per_det), offsets_of(np.concatenate(counts)))
 
 
 def _drop_empty_polygons(fp: FlatPoints) -> FlatPoints:
