@@ -80,8 +80,14 @@ def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, s
     b = rb[cb]
     gx = x_start[b] + (lo_i[cb] + ragged_arange(cnt)) * step
     gyy = gy[cb]
-    p_az, p_el = from_canvas(np.mod(gx, 360.0), gyy)
-    e = np.exp(-great_circle_haversine(az0[b], el0[b], p_az, p_el) ** 2 / (2.0 * s * s))
+    p_az, _ = from_canvas(np.mod(gx, 360.0), gyy)
+    # great_circle_haversine(az0[b], el0[b], p_az, p_el), its terms of the elevations once per row
+    # (the same arithmetic)
+    row_sin2 = np.sin((e1 - e0) / 2) ** 2
+    row_cos = np.cos(e0) * np.cos(e1)
+    h = row_sin2[cb] + row_cos[cb] * np.sin((np.radians(p_az) - np.radians(az0)[b]) / 2) ** 2
+    d = np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+    e = np.exp(-d ** 2 / (2.0 * s * s))
     keep = e >= threshold
     b, gx, gyy, e = b[keep], gx[keep], gyy[keep], e[keep]
     # the direction itself, when no lattice point is on it
