@@ -356,15 +356,21 @@ def seam_crossing_rows(sets: FlatPoints, crossing: np.ndarray, step: np.ndarray
     return ids[ok_ids[rows_set]], rows_y, inside
 
 
-def seam_split(sets: FlatPoints) -> FlatPoints:
+def seam_split(sets: FlatPoints, on_canvas: bool = False) -> FlatPoints:
     """Emitted sets (the detections of ``sets``, one polygon each, x unwrapped) wrapped back onto
     the canvas as polygons: a set is shifted so that its lowest x is in [0, 360); one reaching past
     x = 360 becomes two polygons, ``x <= 360`` and ``x >= 360`` (shifted by -360), points exactly on
     the seam going to both; y is clipped to [0, 180]. Returns one detection per set with its one or
     two non-empty polygons, points in the set's order."""
     n = sets.n
-    xu = _canvas_x(sets)
-    y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
+    if on_canvas:  # shifting and clipping again changes nothing (unless rounding left a lowest x off [0, 360))
+        lo = sets.reduce(np.minimum, sets.x, empty=np.inf)
+        again = (lo < 0) | ((lo >= CANVAS_WIDTH) & (lo < np.inf)) | np.isnan(lo)  # sets _canvas_x would move
+        xu = _canvas_x(sets) if again.any() else sets.x
+        y = sets.y
+    else:
+        xu = _canvas_x(sets)
+        y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
     crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
     whole = FlatPoints(xu, y, sets.e, np.arange(n + 1, dtype=np.int64), sets.poly_off)
     if not crossing.any():
@@ -438,14 +444,15 @@ def seam_support_rows(sets: FlatPoints, step) -> tuple[np.ndarray, np.ndarray, n
     z = np.zeros(0)
     if n == 0 or sets.n_points == 0:
         return np.zeros(0, np.int64), z, z, z
-    seg = sets.row
     xu = _canvas_x(sets)
-    shifted = sets.with_values(x=xu, y=np.clip(sets.y, 0.0, 180.0))
     crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
+    if not crossing.any():
+        return np.zeros(0, np.int64), z, z, z
+    shifted = sets.with_values(x=xu, y=np.clip(sets.y, 0.0, 180.0))
     s_set, s_y, s_in = seam_crossing_rows(shifted, crossing, np.broadcast_to(np.asarray(step, np.float64), (n,)))
-    shift = np.zeros(n)
-    shift[seg] = sets.x - xu
-    return s_set, s_y, s_in, CANVAS_WIDTH + shift[s_set]
+    # each set's shift, as x - xu at its last point
+    last = (sets.start + sets.count - 1)[s_set]
+    return s_set, s_y, s_in, CANVAS_WIDTH + (sets.x[last] - xu[last])
 
 
 def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
@@ -459,7 +466,7 @@ def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
     xu = _canvas_x(sets)
     y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
     if support is None or len(support[0]) == 0:
-        return seam_split(sets.with_values(x=xu, y=y))
+        return seam_split(sets.with_values(x=xu, y=y), on_canvas=True)
     s_set, s_y, s_e = (np.asarray(a) for a in support)
     seg = sets.row
     x_all = np.concatenate([xu, np.full(s_set.size, CANVAS_WIDTH)])
