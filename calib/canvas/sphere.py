@@ -468,15 +468,19 @@ def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
     if support is None or len(support[0]) == 0:
         return seam_split(sets.with_values(x=xu, y=y), on_canvas=True)
     s_set, s_y, s_e = (np.asarray(a) for a in support)
-    seg = sets.row
-    x_all = np.concatenate([xu, np.full(s_set.size, CANVAS_WIDTH)])
-    y_all = np.concatenate([y, s_y])
-    e_all = np.concatenate([sets.e, np.maximum(s_e, 0.0)])
-    set_all = np.concatenate([seg, s_set.astype(np.int64)])
-    order = np.argsort(set_all, kind="stable")  # support points after the set's own
-    merged = FlatPoints(x_all[order], y_all[order], e_all[order], np.arange(n + 1, dtype=np.int64),
-                        offsets_of(np.bincount(set_all, minlength=n)))
-    return seam_split(merged)
+    s_set = s_set.astype(np.int64)
+    # support points after the set's own, in their order: each point's place in the merged sets
+    per_set = np.bincount(s_set, minlength=n)
+    off = offsets_of(sets.count + per_set)
+    own = np.arange(sets.n_points) + np.repeat(off[:-1] - sets.start, sets.count)
+    o = np.argsort(s_set, kind="stable")
+    sup = np.empty(s_set.size, np.int64)
+    sup[o] = (off[:-1] + sets.count)[s_set[o]] + ragged_arange(per_set)
+    total = int(off[-1])
+    x_m, y_m, e_m = np.empty(total), np.empty(total), np.empty(total)
+    x_m[own], y_m[own], e_m[own] = xu, y, sets.e
+    x_m[sup], y_m[sup], e_m[sup] = CANVAS_WIDTH, s_y, np.maximum(s_e, 0.0)
+    return seam_split(FlatPoints(x_m, y_m, e_m, np.arange(n + 1, dtype=np.int64), off))
 
 
 def group_sets(wrapped: FlatPoints, set_det: np.ndarray, n: int) -> tuple[FlatPoints, np.ndarray]:
