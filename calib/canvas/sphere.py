@@ -405,19 +405,20 @@ _SPLICE_MAX = 256
 def _splice(whole: FlatPoints, c: np.ndarray, halves: FlatPoints) -> FlatPoints:
     """``whole`` (one polygon per detection) with its detections ``c`` (increasing) replaced by the
     detections of ``halves`` (in that order): the runs between them copied as slices."""
-    wq, hp, hq = whole.poly_off, halves.det_off, halves.poly_off
+    wq, hp, hq = whole.poly_off.tolist(), halves.det_off.tolist(), halves.poly_off.tolist()
+    w_count, h_count = whole.poly_count, halves.poly_count
     parts = {"x": [], "y": [], "e": []}
     counts = []
     prev = 0
     bounds = []  # (source, first point, end point) in output order
     for k, i in enumerate(c.tolist()):
-        bounds.append((whole, int(wq[prev]), int(wq[i])))
-        counts.append(np.diff(wq[prev: i + 1]))
-        bounds.append((halves, int(hq[hp[k]]), int(hq[hp[k + 1]])))
-        counts.append(np.diff(hq[hp[k]: hp[k + 1] + 1]))
+        bounds.append((whole, wq[prev], wq[i]))
+        counts.append(w_count[prev:i])
+        bounds.append((halves, hq[hp[k]], hq[hp[k + 1]]))
+        counts.append(h_count[hp[k]: hp[k + 1]])
         prev = i + 1
-    bounds.append((whole, int(wq[prev]), int(wq[-1])))
-    counts.append(np.diff(wq[prev:]))
+    bounds.append((whole, wq[prev], wq[-1]))
+    counts.append(w_count[prev:])
     for col, out in parts.items():
         for src, a, b in bounds:
             out.append(getattr(src, col)[a:b])
@@ -479,8 +480,8 @@ def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
     total = int(off[-1])
     x_m, y_m, e_m = np.empty(total), np.empty(total), np.empty(total)
     x_m[own], y_m[own], e_m[own] = xu, y, sets.e
-    x_m[sup], y_m[sup], e_m[sup] = CANVAS_WIDTH, s_y, np.maximum(s_e, 0.0)
-    return seam_split(FlatPoints(x_m, y_m, e_m, np.arange(n + 1, dtype=np.int64), off))
+    x_m[sup], y_m[sup], e_m[sup] = CANVAS_WIDTH, np.minimum(np.maximum(s_y, 0.0), 180.0), np.maximum(s_e, 0.0)
+    return seam_split(FlatPoints(x_m, y_m, e_m, np.arange(n + 1, dtype=np.int64), off), on_canvas=True)
 
 
 def group_sets(wrapped: FlatPoints, set_det: np.ndarray, n: int) -> tuple[FlatPoints, np.ndarray]:
