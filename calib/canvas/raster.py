@@ -113,14 +113,16 @@ class Raster:
         if self.values.size == 0:
             z = np.zeros(0, np.int64)
             return z, z, z, np.zeros(0)
-        pos = np.flatnonzero(self.values > 0)
-        unit = np.repeat(np.arange(self.n), np.diff(np.searchsorted(pos, self.off)))  # each unit's run
-        keep = self.values[pos] >= thr[unit]
-        idx, unit = pos[keep], unit[keep]
-        local = idx - self.off[unit]
-        w = self.w[unit]
-        r = (local / w).astype(np.int64)  # the floor, exactly: local < w * h is small
-        return unit, local - r * w + self.x0[unit], r + self.y0[unit], self.values[idx]
+        keep = self.values > 0
+        keep &= self.values >= np.repeat(thr, np.diff(self.off))
+        idx = np.flatnonzero(keep)
+        # window rows: each kept pixel's unit, row and column follow from the row it falls in
+        row_unit = segment_ids(self.h)
+        row = ragged_arange(self.h)
+        row_at = self.off[row_unit] + row * self.w[row_unit]  # buffer index of the row's first pixel
+        cnt = np.diff(np.searchsorted(idx, np.r_[row_at, self.off[-1]]))
+        return (np.repeat(row_unit, cnt), idx + np.repeat(self.x0[row_unit] - row_at, cnt),
+                np.repeat(row + self.y0[row_unit], cnt), self.values[idx])
 
     def window(self, i: int) -> np.ndarray:
         """Unit i's map as an (h, w) array (a view)."""
@@ -143,21 +145,16 @@ class Raster:
     # -- nearest fill ---------------------------------------------------------------------------
     @cached_property
     def _row_support(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or left of
-        it in its row, and at or right of it (-1 where there is none)."""
+        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or before
+        it in the buffer (-1 where there is none), and at or after it (the buffer's size where
+        there is none): the nearest in its row where that index is within the row."""
         n = self.values.size
-        if n == 0:
-            z = np.zeros(0, np.int64)
-            return z, z
-        unit = self.unit_of_value
-        local = np.arange(n) - self.off[unit]
-        row_start = np.arange(n) - local % self.w[unit]
-        row_end = row_start + self.w[unit] - 1
+        dt = np.int32 if n < np.iinfo(np.int32).max else np.int64
+        idx = np.arange(n, dtype=dt)
         sup = self.values > 0
-        idx = np.arange(n)
-        left = np.maximum.accumulate(np.where(sup, idx, row_start - 1))
-        right = np.minimum.accumulate(np.where(sup, idx, row_end + 1)[::-1])[::-1]
-        return np.where(left >= row_start, left, -1), np.where(right <= row_end, right, -1)
+        left = np.maximum.accumulate(np.where(sup, idx, dt(-1)))
+        right = np.minimum.accumulate(np.where(sup, idx, dt(n))[::-1])[::-1]
+        return left, right
 
     def fill_nearest(self, unit, px, py, batch: int = 65_536) -> np.ndarray:
         """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
@@ -247,7 +244,9 @@ class Raster:
             row_at = rep(self.off[u]) + row * rep(self.w[u])  # buffer index of the row's first pixel
             qcol = rep(px[sl] - self.x0[u])
             at = row_at + qcol
-            lc, rc = left[at], right[at]
+            lc, rc = left[at].astype(np.int64), right[at].astype(np.int64)
+            lc[lc < row_at] = -1  # the nearest before it is on an earlier row: none on this one
+            rc[rc >= row_at + rep(self.w[u])] = -1
             dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
             dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
             cand = np.where(dl <= dr, lc, rc)
@@ -733,15 +732,48 @@ class _Canvas:
         return ok
 
 
+@functools.lru_cache(maxsize=64)
+def _exact_corners(shape: int, s: int) -> bool:
+    """Whether each corner pixel of :func:`shape_pattern` has exactly that corner's weights (1 on
+    it, 0 on the others): then its value is the corner point's energy, exactly, for finite
+    energies, in every triangle holding it."""
+    wts, pdx, pdy = shape_pattern(shape, s)
+    for k, (cx, cy) in enumerate(CELL_SHAPES[shape]):
+        hit = np.flatnonzero((pdx == cx * s) & (pdy == cy * s))
+        unit = np.zeros(3)
+        unit[k] = 1.0
+        if hit.size != 1 or not np.array_equal(wts[hit[0]], unit):
+            return False
+    return True
+
+
 def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.ndarray, batch: int) -> None:
     """Whole-degree lattice cells, triangle shape by triangle shape: every triangle of a shape
     holds the same pixels, so their values are one matrix product (the same product, row by row,
     whatever the batch) and their buffer indices a base plus fixed offsets; pixels on shared edges
-    take the largest value, as when drawing triangle by triangle."""
+    take the largest value, as when drawing triangle by triangle.
+
+    Two triangles of one shape (translates on a lattice) share at most corners, and a corner
+    pixel's value is the corner point's energy in every triangle holding it (exactly, for finite
+    energies). So where a unit's window holds one lattice polygon only and is not clipped, a
+    batch's pixels are distinct but for corners written twice with one value: they are
+    max-combined by a plain gather and assignment instead of ``np.fmax.at`` (the same buffer)."""
+    if not groups:
+        return
+    fast_ok = bool(np.isfinite(e).all())
+    if fast_ok:
+        # units whose window holds more than one whole-degree lattice polygon (they may overlap), or is clipped
+        poly_unit = np.full(drew.size, -1, np.int64)
+        for g in groups:
+            poly_unit[g.poly] = g.unit
+        polys = np.flatnonzero(poly_unit >= 0)
+        slow_unit = np.bincount(poly_unit[polys], minlength=canvas.x0.size) > 1
+        slow_unit |= canvas.clipped
     for g in groups:
         for sh in CODE_SHAPES[g.code]:
             wts, pdx, pdy = shape_pattern(sh, g.step)
             cols = [_CORNERS.index(c) for c in CELL_SHAPES[sh]]
+            fast_shape = fast_ok and _exact_corners(sh, g.step)
             per = max(2, batch // max(len(pdx), 1))
             n = len(g.corners)
             for s in range(0, n, per):
@@ -753,6 +785,16 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
                 cc = g.ox[sl] - canvas.x0[unit]
                 rr = g.oy[sl] - canvas.y0[unit]
                 idx = (canvas.off[unit] + rr * wu + cc)[:, None] + pdy[None, :] * wu[:, None] + pdx[None, :]
+                poly = g.poly[sl]
+                if fast_shape and not slow_unit[unit].any():
+                    flat = idx.ravel()
+                    canvas.values[flat] = np.fmax(canvas.values[flat], v.ravel())
+                    need = np.flatnonzero(~drew[poly])  # whether a polygon drew: only those not known to
+                    if need.size:
+                        drew[poly[need[v[need].max(axis=1) > 0]]] = True
+                    if stop == n:
+                        break
+                    continue
                 clip = canvas.clipped[unit]
                 if clip.any():  # only a window smaller than its points' box can miss a pixel
                     col = cc[clip, None] + pdx[None, :]
@@ -760,10 +802,10 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
                     inside = (col >= 0) & (col < wu[clip, None]) & (row >= 0) & (row < canvas.h[unit][clip, None])
                     idx[clip] = np.where(inside, idx[clip], -1)
                     ok = canvas.draw(idx.ravel(), v.ravel()).reshape(v.shape)
-                    drew[g.poly[sl][ok.any(axis=1)]] = True
+                    drew[poly[ok.any(axis=1)]] = True
                 else:  # every pixel is in its window; a value <= 0 leaves the buffer (>= 0) as it is
                     np.fmax.at(canvas.values, idx.ravel(), v.ravel())  # fmax: a NaN energy draws nothing
-                    drew[g.poly[sl][v.max(axis=1) > 0]] = True
+                    drew[poly[v.max(axis=1) > 0]] = True
                 if stop == n:
                     break
 

@@ -356,15 +356,21 @@ def seam_crossing_rows(sets: FlatPoints, crossing: np.ndarray, step: np.ndarray
     return ids[ok_ids[rows_set]], rows_y, inside
 
 
-def seam_split(sets: FlatPoints) -> FlatPoints:
+def seam_split(sets: FlatPoints, on_canvas: bool = False) -> FlatPoints:
     """Emitted sets (the detections of ``sets``, one polygon each, x unwrapped) wrapped back onto
     the canvas as polygons: a set is shifted so that its lowest x is in [0, 360); one reaching past
     x = 360 becomes two polygons, ``x <= 360`` and ``x >= 360`` (shifted by -360), points exactly on
     the seam going to both; y is clipped to [0, 180]. Returns one detection per set with its one or
     two non-empty polygons, points in the set's order."""
     n = sets.n
-    xu = _canvas_x(sets)
-    y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
+    if on_canvas:  # shifting and clipping again changes nothing (unless rounding left a lowest x off [0, 360))
+        lo = sets.reduce(np.minimum, sets.x, empty=np.inf)
+        again = (lo < 0) | ((lo >= CANVAS_WIDTH) & (lo < np.inf)) | np.isnan(lo)  # sets _canvas_x would move
+        xu = _canvas_x(sets) if again.any() else sets.x
+        y = sets.y
+    else:
+        xu = _canvas_x(sets)
+        y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
     crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
     whole = FlatPoints(xu, y, sets.e, np.arange(n + 1, dtype=np.int64), sets.poly_off)
     if not crossing.any():
@@ -385,9 +391,41 @@ def seam_split(sets: FlatPoints) -> FlatPoints:
                         offsets_of(2 * np.ones(c.size, np.int64)), offsets_of(counts))
     # drop empty halves, then put the split sets back in their places
     halves = _drop_empty_polygons(halves)
-    rows = np.arange(n)
-    rows[c] = n + np.arange(c.size)
-    return concat([whole, halves]).take(rows)
+    if c.size > _SPLICE_MAX:
+        rows = np.arange(n)
+        rows[c] = n + np.arange(c.size)
+        return concat([whole, halves]).take(rows)
+    return _splice(whole, c, halves)
+
+
+#: up to this many split sets are spliced in by slices (one Python step each), more by a gather
+_SPLICE_MAX = 256
+
+
+def _splice(whole: FlatPoints, c: np.ndarray, halves: FlatPoints) -> FlatPoints:
+    """``whole`` (one polygon per detection) with its detections ``c`` (increasing) replaced by the
+    detections of ``halves`` (in that order): the runs between them copied as slices."""
+    wq, hp, hq = whole.poly_off.tolist(), halves.det_off.tolist(), halves.poly_off.tolist()
+    w_count, h_count = whole.poly_count, halves.poly_count
+    parts = {"x": [], "y": [], "e": []}
+    counts = []
+    prev = 0
+    bounds = []  # (source, first point, end point) in output order
+    for k, i in enumerate(c.tolist()):
+        bounds.append((whole, wq[prev], wq[i]))
+        counts.append(w_count[prev:i])
+        bounds.append((halves, hq[hp[k]], hq[hp[k + 1]]))
+        counts.append(h_count[hp[k]: hp[k + 1]])
+        prev = i + 1
+    bounds.append((whole, wq[prev], wq[-1]))
+    counts.append(w_count[prev:])
+    for col, out in parts.items():
+        for src, a, b in bounds:
+            out.append(getattr(src, col)[a:b])
+    per_det = np.ones(whole.n, np.int64)
+    per_det[c] = np.diff(hp)
+    return FlatPoints(np.concatenate(parts["x"]), np.concatenate(parts["y"]), np.concatenate(parts["e"]),
+                      offsets_of(per_det), offsets_of(np.concatenate(counts)))
 
 
 def _drop_empty_polygons(fp: FlatPoints) -> FlatPoints:
@@ -407,14 +445,15 @@ def seam_support_rows(sets: FlatPoints, step) -> tuple[np.ndarray, np.ndarray, n
     z = np.zeros(0)
     if n == 0 or sets.n_points == 0:
         return np.zeros(0, np.int64), z, z, z
-    seg = sets.row
     xu = _canvas_x(sets)
-    shifted = sets.with_values(x=xu, y=np.clip(sets.y, 0.0, 180.0))
     crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
+    if not crossing.any():
+        return np.zeros(0, np.int64), z, z, z
+    shifted = sets.with_values(x=xu, y=np.clip(sets.y, 0.0, 180.0))
     s_set, s_y, s_in = seam_crossing_rows(shifted, crossing, np.broadcast_to(np.asarray(step, np.float64), (n,)))
-    shift = np.zeros(n)
-    shift[seg] = sets.x - xu
-    return s_set, s_y, s_in, CANVAS_WIDTH + shift[s_set]
+    # each set's shift, as x - xu at its last point
+    last = (sets.start + sets.count - 1)[s_set]
+    return s_set, s_y, s_in, CANVAS_WIDTH + (sets.x[last] - xu[last])
 
 
 def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
@@ -428,17 +467,21 @@ def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
     xu = _canvas_x(sets)
     y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
     if support is None or len(support[0]) == 0:
-        return seam_split(sets.with_values(x=xu, y=y))
+        return seam_split(sets.with_values(x=xu, y=y), on_canvas=True)
     s_set, s_y, s_e = (np.asarray(a) for a in support)
-    seg = sets.row
-    x_all = np.concatenate([xu, np.full(s_set.size, CANVAS_WIDTH)])
-    y_all = np.concatenate([y, s_y])
-    e_all = np.concatenate([sets.e, np.maximum(s_e, 0.0)])
-    set_all = np.concatenate([seg, s_set.astype(np.int64)])
-    order = np.argsort(set_all, kind="stable")  # support points after the set's own
-    merged = FlatPoints(x_all[order], y_all[order], e_all[order], np.arange(n + 1, dtype=np.int64),
-                        offsets_of(np.bincount(set_all, minlength=n)))
-    return seam_split(merged)
+    s_set = s_set.astype(np.int64)
+    # support points after the set's own, in their order: each point's place in the merged sets
+    per_set = np.bincount(s_set, minlength=n)
+    off = offsets_of(sets.count + per_set)
+    own = np.arange(sets.n_points) + np.repeat(off[:-1] - sets.start, sets.count)
+    o = np.argsort(s_set, kind="stable")
+    sup = np.empty(s_set.size, np.int64)
+    sup[o] = (off[:-1] + sets.count)[s_set[o]] + ragged_arange(per_set)
+    total = int(off[-1])
+    x_m, y_m, e_m = np.empty(total), np.empty(total), np.empty(total)
+    x_m[own], y_m[own], e_m[own] = xu, y, sets.e
+    x_m[sup], y_m[sup], e_m[sup] = CANVAS_WIDTH, np.minimum(np.maximum(s_y, 0.0), 180.0), np.maximum(s_e, 0.0)
+    return seam_split(FlatPoints(x_m, y_m, e_m, np.arange(n + 1, dtype=np.int64), off), on_canvas=True)
 
 
 def group_sets(wrapped: FlatPoints, set_det: np.ndarray, n: int) -> tuple[FlatPoints, np.ndarray]:

@@ -72,27 +72,37 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
         if fa.size == 0:
             break
         closed[kk] = True
+        # every edge against every point of its set: edges grouped by the width their set's points
+        # are padded to, one (edges x width) table per group (the padding never picked)
         s = seg[fa]
         n_c = cnt[s]
-        e_off = offsets_of(n_c)
-        # every edge against every point of its set (the edge's numbers repeated over them)
-        c = np.arange(int(e_off[-1])) + np.repeat(off[s] - e_off[:-1], n_c)
-        ax_e, ay_e = lx[fa], ly[fa]
-        ex_e, ey_e = lx[fb] - ax_e, ly[fb] - ay_e
-        ax, ay, ex, ey, ee, la, lb = (np.repeat(v, n_c) for v in (ax_e, ay_e, ex_e, ey_e, ex_e * ex_e + ey_e * ey_e,
-                                                                     lift[fa], lift[fb]))
-        dxc, dyc = lx[c] - ax, ly[c] - ay
-        h = ex * dyc - ey * dxc  # > 0 on the left of a -> b
-        # the lifted plane through a and b, tilted to pass through c: its tilt is this score, and
-        # the smallest tilt gives the circle no other point is inside (the Delaunay corner)
-        t_along = (dxc * ex + dyc * ey) / ee
-        power = lift[c] - ((1.0 - t_along) * la + t_along * lb)
-        left = (h > 1e-12 * ee) & ~dup[c]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            score = np.where(left, power / h, np.inf)
-        pick = _first_min(score, e_off)
-        found = np.isfinite(score[pick])
-        ta, tb, tc = fa[found], fb[found], c[pick[found]]
+        cls = np.searchsorted(_WIDTHS_ARRAY, n_c)
+        corner = np.zeros(fa.size, np.int64)
+        found = np.zeros(fa.size, bool)
+        classes = np.flatnonzero(np.bincount(cls, minlength=len(_WIDTHS)))
+        for t in classes.tolist():
+            g = np.flatnonzero(cls == t) if classes.size > 1 else np.arange(fa.size)
+            width = _WIDTHS[t]
+            ga, gb, gn = fa[g], fb[g], n_c[g][:, None]
+            col = np.arange(width)[None, :]
+            c = off[s[g]][:, None] + np.minimum(col, gn - 1)
+            ax, ay = lx[ga][:, None], ly[ga][:, None]
+            ex, ey = lx[gb][:, None] - ax, ly[gb][:, None] - ay
+            ee = ex * ex + ey * ey
+            dxc, dyc = lx[c] - ax, ly[c] - ay
+            h = ex * dyc - ey * dxc  # > 0 on the left of a -> b
+            # the lifted plane through a and b, tilted to pass through c: its tilt is this score, and
+            # the smallest tilt gives the circle no other point is inside (the Delaunay corner)
+            t_along = (dxc * ex + dyc * ey) / ee
+            power = lift[c] - ((1.0 - t_along) * lift[ga][:, None] + t_along * lift[gb][:, None])
+            left = (h > 1e-12 * ee) & ~dup[c] & (col < gn)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                score = np.where(left, power / h, np.inf)
+            pick = np.argmin(score, axis=1)  # the first smallest
+            rows = np.arange(g.size)
+            found[g] = np.isfinite(score[rows, pick])
+            corner[g] = c[rows, pick]
+        ta, tb, tc = fa[found], fb[found], corner[found]
         if ta.size:
             tris.append(np.column_stack([ta, tb, tc]))
             closed[key(tb, tc)] = True
@@ -154,8 +164,8 @@ def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray, repeats: bool = True)
 
 
 def _repeated(off: np.ndarray, seg: np.ndarray, lx: np.ndarray, ly: np.ndarray) -> np.ndarray:
-    """:func:`_lifted`'s repeated points (a copy of an earlier point of its set), found by sorting
-    each set in its own table row (:func:`_sort_rows`) rather than all sets together."""
+    """:func:`_lifted`'s repeated points (a copy of an earlier point of its set), found by comparing
+    every pair of points of each set in its own table row rather than sorting all sets together."""
     cnt = np.diff(off)
     dup = np.zeros(lx.size, bool)
     width = np.searchsorted(np.array(_WIDTHS), cnt)
@@ -166,9 +176,16 @@ def _repeated(off: np.ndarray, seg: np.ndarray, lx: np.ndarray, ly: np.ndarray) 
         sets = np.flatnonzero(width == t)
         row[sets] = np.arange(sets.size)
         pts = np.flatnonzero(pt_width == t)
-        o, same = _sort_rows(row[seg[pts]], local[pts], lx[pts], ly[pts], sets.size, _WIDTHS[t])
-        rr, cc = np.nonzero(np.arange(_WIDTHS[t]) < cnt[sets][:, None])  # sorted, the padding comes last
-        dup[off[sets[rr]] + o[rr, cc]] = same[rr, cc]
+        w = _WIDTHS[t]
+        r, c = row[seg[pts]], local[pts]
+        X = np.full((sets.size, w), np.nan)
+        Y = np.full((sets.size, w), np.nan)
+        X[r, c], Y[r, c] = lx[pts], ly[pts]
+        # every pair of a row: a point equal to one before it (NaN, the padding, equals none)
+        eq = X[:, :, None] == X[:, None, :]
+        eq &= Y[:, :, None] == Y[:, None, :]
+        eq &= np.tri(w, k=-1, dtype=bool)
+        dup[pts] = eq.any(axis=2)[r, c]
     return dup
 
 
@@ -185,6 +202,7 @@ def delaunay_locate(off: np.ndarray, x: np.ndarray, y: np.ndarray, qset: np.ndar
 #: the widths sets are padded to when located together (a set's points go to the narrowest that
 #: holds them, its hull's vertices too)
 _WIDTHS = (4, 8, 12, 16, 20, 24, 32, 48, MAX_POINTS)
+_WIDTHS_ARRAY = np.array(_WIDTHS)
 #: the widths a hull's vertices were summed over for its centre (by the set's number of points):
 #: a sum's rounding depends on its length, so these stay
 _SUM_WIDTHS = (8, 16, 32, MAX_POINTS)

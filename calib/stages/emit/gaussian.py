@@ -80,8 +80,14 @@ def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, s
     b = rb[cb]
     gx = x_start[b] + (lo_i[cb] + ragged_arange(cnt)) * step
     gyy = gy[cb]
-    p_az, p_el = from_canvas(np.mod(gx, 360.0), gyy)
-    e = np.exp(-great_circle_haversine(az0[b], el0[b], p_az, p_el) ** 2 / (2.0 * s * s))
+    p_az, _ = from_canvas(np.mod(gx, 360.0), gyy)
+    # great_circle_haversine(az0[b], el0[b], p_az, p_el), its terms of the elevations once per row
+    # (the same arithmetic)
+    row_sin2 = np.sin((e1 - e0) / 2) ** 2
+    row_cos = np.cos(e0) * np.cos(e1)
+    h = row_sin2[cb] + row_cos[cb] * np.sin((np.radians(p_az) - np.radians(az0)[b]) / 2) ** 2
+    d = np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+    e = np.exp(-d ** 2 / (2.0 * s * s))
     keep = e >= threshold
     b, gx, gyy, e = b[keep], gx[keep], gyy[keep], e[keep]
     # the direction itself, when no lattice point is on it
@@ -89,12 +95,29 @@ def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, s
     hit = (gx == xc[b]) & (gyy == yc[b])
     on_centre[b[hit]] = True
     add = np.flatnonzero(~on_centre)
-    b = np.concatenate([b, add])
-    gx = np.concatenate([gx, xc[add]])
-    gyy = np.concatenate([gyy, yc[add]])
-    e = np.concatenate([e, np.ones(add.size)])
-    o = np.lexsort((gx, gyy, b))  # row-major per blob
-    b, gx, gyy, e = b[o], gx[o], gyy[o], e[o]
+    if np.isfinite(xc).all() and np.isfinite(yc).all():
+        # the lattice points are row-major per blob already: each direction goes in after the points
+        # of its blob before it in row-major order (no point equals it)
+        before = (gyy < yc[b]) | ((gyy == yc[b]) & (gx < xc[b]))
+        n_before = np.bincount(b, weights=before, minlength=m).astype(np.int64)
+        start = offsets_of(np.bincount(b, minlength=m))[:-1]
+        added = np.zeros(m, np.int64)
+        added[add] = 1
+        shift = np.cumsum(added) - added  # directions inserted in the blobs before
+        pos = np.arange(b.size) + shift[b] + (added[b] & ~before)
+        at = start[add] + n_before[add] + shift[add]
+        total = b.size + add.size
+        bb, gx2, gy2, e2 = np.empty(total, np.int64), np.empty(total), np.empty(total), np.empty(total)
+        bb[pos], gx2[pos], gy2[pos], e2[pos] = b, gx, gyy, e
+        bb[at], gx2[at], gy2[at], e2[at] = add, xc[add], yc[add], 1.0
+        b, gx, gyy, e = bb, gx2, gy2, e2
+    else:
+        b = np.concatenate([b, add])
+        gx = np.concatenate([gx, xc[add]])
+        gyy = np.concatenate([gyy, yc[add]])
+        e = np.concatenate([e, np.ones(add.size)])
+        o = np.lexsort((gx, gyy, b))  # row-major per blob
+        b, gx, gyy, e = b[o], gx[o], gyy[o], e[o]
     sets = FlatPoints(gx, gyy, e, np.arange(m + 1, dtype=np.int64), offsets_of(np.bincount(b, minlength=m)))
     s_set, s_y, s_in, s_x = seam_support_rows(sets, step)
     s_az, s_el = from_canvas(np.mod(s_x, 360.0), s_in)
