@@ -201,10 +201,14 @@ def _annotation_dicts(df: pl.DataFrame, kind: str) -> list[dict]:
     pts = df.get_column("points").to_arrow()
     pts = pts.combine_chunks() if isinstance(pts, pa.ChunkedArray) else pts
     ann_off = pts.offsets.to_numpy(zero_copy_only=False)
-    polys = pts.values
+    polys = pts.values  # Arrow's whole child array, also where ``df`` is a slice of a larger table
     poly_off = polys.offsets.to_numpy(zero_copy_only=False)
     leaf = polys.values
-    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False) for c in ("x", "y", "e")]).tolist()
+    # only the points these rows refer to become Python lists (a clip of a table partitioned by
+    # clip may share the whole table's point buffer: converting all of it per clip was quadratic)
+    lo, hi = (int(poly_off[ann_off[0]]), int(poly_off[ann_off[-1]])) if len(ann_off) else (0, 0)
+    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False)[lo:hi] for c in ("x", "y", "e")]).tolist()
+    poly_off = poly_off - lo
     frames = df.get_column("frame").to_list()
     classes = df.get_column("class_id").to_list()
     distance = df.get_column("distance").to_list()
