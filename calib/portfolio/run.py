@@ -168,7 +168,7 @@ def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[
         for f in range(k):
             out_clips = [c for c in dev if folds[c] == f]
             det = chain_on([c for c in dev if folds[c] != f]).tables["detections"]
-            held.append(restrict(det, out_clips))
+            held.append(det.filter(pl.col("clip").is_in(out_clips)))  # a copy: a slice would keep the whole fold output alive
         oof = score(pl.concat(held, how="diagonal_relaxed"), dev)
     site_fit = _site_clips(tables.truth_clips, dev, grid.site_fit)
     site_score = _site_clips(tables.truth_clips, dev, grid.site_score)
