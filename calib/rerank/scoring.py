@@ -37,14 +37,18 @@ def label_detections(detections: pl.DataFrame, match: pl.DataFrame, iou_threshol
         raise ValueError(f"match table has {r['len']} records for detection {r['det_id']} of clip {r['clip']!r} "
                          f"(system {r['system']!r}); det_id must be unique within a clip")
     covered = m.select("system", "clip").unique()
-    dets = detections.with_row_index("_row").join(covered, on=["system", "clip"], how="semi")
-    out = dets.join(m, on=MATCH_KEYS, how="left").sort("_row")
-    missing = out.filter(pl.col("best_iou").is_null())
+    # joined on the keys alone, then the detections' rows taken once (or not at all when every row
+    # is covered): the points, most of the table, are not copied by each join and the sort
+    keys = detections.select(MATCH_KEYS).with_row_index("_row").join(covered, on=["system", "clip"], how="semi")
+    keys = keys.join(m, on=MATCH_KEYS, how="left").sort("_row")
+    missing = keys.filter(pl.col("best_iou").is_null())
     if missing.height:
         r = missing.row(0, named=True)
         raise ValueError(f"detection {r['det_id']} of clip {r['clip']!r} (system {r['system']!r}) has no record in "
                          "the match table; score the same detections table")
-    return out.drop("_row").with_columns(
+    rows = keys.get_column("_row")
+    out = detections if rows.len() == detections.height else detections[rows.to_numpy()]
+    return out.with_columns(keys.get_column("best_iou")).with_columns(
         # compared in float32, like the scorer's true-positive test on its float32 IoUs
         (pl.col("best_iou").cast(pl.Float32) >= pl.lit(iou_threshold, dtype=pl.Float32)).cast(pl.Int8).alias("label"))
 
