@@ -187,6 +187,14 @@ def clip_splits(df: pl.DataFrame, clips: Mapping[str, str] | Iterable[str] | Non
 MAX_CLIP_RUNS = 100_000
 
 
+def clip_runs(df: pl.DataFrame) -> tuple[list[str], list[int], list[int]]:
+    """(clip, first row, end row) of each run of consecutive rows of one clip, in row order (a
+    clip may have several runs when its rows are not together)."""
+    new = df.select((pl.col("clip") != pl.col("clip").shift(1)).fill_null(True)).to_series()
+    starts = new.arg_true().to_list()
+    return df.get_column("clip").gather(starts).to_list(), starts, starts[1:] + [df.height]
+
+
 def restrict_clips(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:
     """The rows of ``clips``: ``df.filter(pl.col("clip").is_in(clips))``, the same rows in the same
     order, taken as zero-copy slices of ``df`` when its rows come in runs of one clip (as ingest
@@ -195,12 +203,9 @@ def restrict_clips(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:
     want = set(clips)
     if df.height == 0 or "clip" not in df.columns:
         return df.filter(pl.col("clip").is_in(sorted(want)))
-    new = df.select((pl.col("clip") != pl.col("clip").shift(1)).fill_null(True)).to_series()
-    starts = new.arg_true().to_list()
+    names, starts, stops = clip_runs(df)
     if len(starts) > MAX_CLIP_RUNS:
         return df.filter(pl.col("clip").is_in(sorted(want)))
-    names = df.get_column("clip").gather(starts).to_list()
-    stops = starts[1:] + [df.height]
     spans: list[list[int]] = []
     for a, b, c in zip(starts, stops, names):
         if c in want:

@@ -360,18 +360,18 @@ def clips_from_table(df, kind: str = "pred") -> dict[str, TableClip]:
 
 
 def _clip_runs(df, id_col: str) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    """(clip, first row, end row) of each clip's run of rows, or None unless every clip's rows are
-    one run with strictly ascending ids."""
-    import polars as pl
+    """(clip, first row, end row) of each clip's run of rows (:func:`calib.tables.clip_runs`), or
+    None unless every clip's rows are one run with strictly ascending ids."""
+    from calib.tables import clip_runs
 
-    new = df.select((pl.col("clip") != pl.col("clip").shift(1)).fill_null(True)).to_series().to_numpy()
-    starts = np.flatnonzero(new)
-    stops = np.r_[starts[1:], df.height]
-    names = df.get_column("clip").gather(starts).to_list()
+    names, starts, stops = clip_runs(df)
     if len(set(names)) != len(names):
         return None
+    starts, stops = np.asarray(starts, dtype=np.int64), np.asarray(stops, dtype=np.int64)
     ids = df.get_column(id_col).to_numpy()
-    if ((np.diff(ids) <= 0) & ~new[1:]).any():
+    inside = np.ones(df.height, dtype=bool)
+    inside[starts] = False  # a row after the first of its run
+    if ((np.diff(ids) <= 0) & inside[1:]).any():
         return None
     return names, starts, stops
 
