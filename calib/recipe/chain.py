@@ -204,7 +204,7 @@ def _run_stages(recipe, tables, stages, records, chain, keys, fit_clips, cache, 
         tables = out
         rec.seconds = time.perf_counter() - t0
         rec.rows = len(tables.systems[on]) if on else _rows(tables)
-        if cache is not None:
+        if cache is not None and st.cache_output:
             cache.save(rec.key, tables, st, meta={"path": rec.path, "type": rec.type, "params": rec.params})
             sp = cache.state_path(rec.key)
             if sp is not None:

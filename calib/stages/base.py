@@ -205,6 +205,11 @@ class Stage(Declared):
     #: parameters naming files or folders whose contents the output depends on (their contents
     #: are part of the stage cache key)
     path_params: ClassVar[tuple[str, ...]] = ()
+    #: False for a stage whose output costs less to recompute from its input than to write to the
+    #: stage cache and read back (a row selection such as threshold or cap: milliseconds, against
+    #: a Parquet write of every detection's points): the cache then keeps no entry for it, and a
+    #: re-run resumes from the last stored stage before it and selects again
+    cache_output: ClassVar[bool] = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.name, **self.get_params()}

@@ -127,6 +127,27 @@ def test_cache_keys_follow_what_each_stage_depends_on(toys, data, tmp_path):
     assert scores(changed_input.tables["detections"])[("t1", 0)] == 0.562  # 0.5625, rounded half to even
 
 
+def test_row_selections_are_recomputed_not_stored(toys, data, tmp_path):
+    # threshold and cap select rows in milliseconds; writing their output (every detection's
+    # points) to Parquet and reading it back costs more, so the cache keeps no entry for them
+    d = recipe_dict()
+    d["stages"][1:1] = [{"type": "threshold", "threshold": 0.3}, {"type": "cap", "per_class": 1}]
+    cache = StageCache(tmp_path / "cache")
+    first = chain(Recipe.from_dict(d), data, cache)
+    assert [r.address for r in first.records] == ["t_add", "threshold", "cap", "t_bias", "t_scale", "emit"]
+    assert [cache.has(r.key) for r in first.records] == [True, False, False, True, True, True]
+    assert len(list((tmp_path / "cache" / "stages").iterdir())) == 4
+    fresh = chain(Recipe.from_dict(d), data)
+    assert first.tables["detections"].equals(fresh.tables["detections"])
+    # a later stage changed: the run resumes from t_add's entry and selects again
+    later = set_values(d, {"stages.t_bias.weight": 2.0})
+    again = chain(Recipe.from_dict(later), data, cache)
+    assert [r.cached for r in again.records] == [True, False, False, False, False, False]
+    assert again.tables["detections"].equals(chain(Recipe.from_dict(later), data).tables["detections"])
+    # nothing changed: resumed from the emitter's entry, every stage counted as cached
+    assert all(r.cached for r in chain(Recipe.from_dict(d), data, cache).records)
+
+
 def test_run_recipe_writes_outputs_and_reruns_from_cache(toys, data, tmp_path, capsys):
     recipe = Recipe.from_dict(recipe_dict())
     out = tmp_path / "run"

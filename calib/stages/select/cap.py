@@ -31,6 +31,7 @@ class Cap(Stage):
     did, ``score`` still is the raw upstream score (a recipe variant with its reranker disabled)."""
 
     needs_columns = ("score",)
+    cache_output = False  # a row selection: cheaper to redo than to store
     PARAMS = declare(
         per_class=Param(int, 0, "detections kept per (frame, class), best first (0: no cap)", unit="detections", ge=0),
         per_frame=Param(int, 0, "detections kept per frame after the class cap, best first (0: no cap)",

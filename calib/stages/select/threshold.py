@@ -14,6 +14,7 @@ class Threshold(Stage):
     Keeps rows whose ``column`` (score, or any score_* column) is >= the threshold of their class: ``per_class`` {class_id: threshold} where given, else ``threshold``. Null scores are dropped."""
 
     needs_columns = ("score",)
+    cache_output = False  # a row selection: cheaper to redo than to store
 
     PARAMS = declare(
         threshold=Param(float, 0.0, "keep detections whose score reaches this (classes without a per_class value)",
