@@ -67,7 +67,8 @@ def pairs_within(groups: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.
 
 def ranking_order(df: pl.DataFrame, column: str, tie_break: str = "det_id", energy: np.ndarray | None = None) -> np.ndarray:
     """Row indices from best to worst: ``column`` descending (nulls last), then for
-    ``tie_break="energy"`` the detection's total energy descending, then det_id, clip, system."""
+    ``tie_break="energy"`` the detection's total energy descending, then system, clip and det_id
+    ascending (np.lexsort's last key is its first)."""
     if column not in df.columns:
         raise ValueError(f"no score column {column!r} in the detections (have {df.columns})")
     if tie_break not in ("det_id", "energy"):
