@@ -188,3 +188,19 @@ def test_a_cache_file_with_foreign_points_is_named(tmp_path):
     pq.write_table(t.set_column(3, "points", pa.array(["not points"])), path)
     with stored_in(tmp_path), pytest.raises(EmitCacheError, match="cannot read"):
         emit_cached(fp, np.zeros(1), emit, "g", cache=EmitCache())
+
+
+@pytest.mark.parametrize("spec", [{"type": "grid"}, {"type": "dense"}, {"type": "hull"},
+                                  {"type": "compress", "cell": 2, "cell_high": 2}])
+def test_a_big_table_is_emitted_a_block_of_rows_at_a_time_with_the_same_points(table, spec, monkeypatch, tmp_path):
+    import calib.stages.emit.common as common
+
+    big = pl.concat([table] * 3).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"))
+    with stored_in(tmp_path / "whole"):
+        whole = _emit(spec, big)
+    monkeypatch.setattr(common, "REWRITE_ROWS", 4)  # 15 rows: blocks of 4, 4, 4, 3
+    with stored_in(tmp_path / "blocks"):
+        blocks = _emit(spec, big)
+    assert blocks.equals(whole)
+    assert blocks.get_column("points").n_chunks() == 1
+    assert whole.get_column("points").to_list() != big.get_column("points").to_list()  # it did emit
