@@ -323,11 +323,17 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
     if not use_pool(len(unique), sum(unique_costs), jobs=s.jobs, backend=s.backend):
         return False
     log(f"portfolio: {len(unique)} chain(s) over {'a Dask cluster' if s.backend == 'dask' else f'{s.jobs} workers'}")
-    from calib.score.api import prepare_gt
+    from calib.score.api import best_ious, prepare_gt
 
+    reranked = any(spec.type == "rerank" and spec.enabled for v in variants for spec in v.recipe.stages)
     for ld in loaded.values():  # each GT map once, here, not once per worker
         if ld.tables.get("truth") is not None:
             prepare_gt(ld.tables["truth"], [ld.tables.get("detections"), *ld.tables.systems.values()])
+            if reranked and ld.tables.get("detections") is not None:
+                # the rerank labels of the input detections (every fold's fit clips): their IoU
+                # rows computed once over the clips and cached, not again by each worker's
+                # first chains at the same time
+                best_ious(ld.tables["detections"], ld.tables["truth"])
     order = largest_first(unique_costs)  # equal costs: the variants' order, full chains before their folds
     kw = dict(base_dir=Path(base_dir).resolve(), cache_root=Path(cache.root).resolve(), allow_imports=sorted(allow_imports),
               scorer=scorer, source=source)

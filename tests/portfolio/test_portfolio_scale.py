@@ -61,10 +61,25 @@ def run_scaled(setup, name, capsys, *args) -> dict[str, bytes]:
 
 
 @pytest.mark.slow
-def test_two_loky_workers_write_the_same_bytes(setup, local, always_pool, capsys):
+def test_two_loky_workers_write_the_same_bytes(setup, local, always_pool, capsys, monkeypatch):
+    from calib.score import api
+
+    import inspect
+
+    labelled = []  # callers of best_ious in this (the parent) process
+    real = api.best_ious
+
+    def spy(det, truth, **kw):
+        labelled.append(inspect.stack()[1].function)
+        return real(det, truth, **kw)
+
+    monkeypatch.setattr(api, "best_ious", spy)
     got = run_scaled(setup, "loky", capsys, "--jobs", "2")
     assert "portfolio.json" in got and any(f.endswith("detections.parquet") for f in got)
     assert got == local
+    # a variant reranks: the input detections' labels were computed once, before the workers
+    # started (in the parent: the chains' own rerank fits run in the workers)
+    assert labelled[0] == "warm_chains"
 
 
 @pytest.mark.slow
