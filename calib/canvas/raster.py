@@ -49,6 +49,7 @@ _TOL = 1e-9  # barycentric slack: a pixel on a triangle's edge is inside it
 #: a polygon counts as a regular lattice from this many points and this share of its sites present
 LATTICE_MIN_POINTS, LATTICE_MIN_FILL = 10, 0.5
 PIXEL_SET_TOUCHING = 0.9
+_NONE = 1 << 16  # a column no window reaches: no support pixel on that side of a row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -145,16 +146,27 @@ class Raster:
     # -- nearest fill ---------------------------------------------------------------------------
     @cached_property
     def _row_support(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or before
-        it in the buffer (-1 where there is none), and at or after it (the buffer's size where
-        there is none): the nearest in its row where that index is within the row."""
+        """For every pixel, the last event at or before it in the buffer -- a row start (2 p) or a
+        support pixel (value > 0; 2 p + 1) at buffer index p -- and the first at or after it -- a
+        support pixel (2 p) or a row end (2 p + 1); a support pixel at a row's start or end
+        outranks it. Odd before / even after: the nearest support pixel on that side in the
+        pixel's row is p; else there is none."""
         n = self.values.size
-        dt = np.int32 if n < np.iinfo(np.int32).max else np.int64
-        idx = np.arange(n, dtype=dt)
-        sup = self.values > 0
-        left = np.maximum.accumulate(np.where(sup, idx, dt(-1)))
-        right = np.minimum.accumulate(np.where(sup, idx, dt(n))[::-1])[::-1]
-        return left, right
+        dt = np.int32 if 2 * n + 2 < np.iinfo(np.int32).max else np.int64
+        sup = np.flatnonzero(self.values > 0).astype(dt)
+        row_unit = segment_ids(self.h)
+        row_at = (self.off[row_unit] + ragged_arange(self.h) * self.w[row_unit]).astype(dt)
+        before = np.full(n, -1, dt)
+        before[row_at] = 2 * row_at
+        before[sup] = 2 * sup + 1
+        np.maximum.accumulate(before, out=before)
+        after = np.full(n, np.iinfo(dt).max, dt)
+        row_end = row_at + self.w[row_unit].astype(dt) - 1
+        after[row_end] = 2 * row_end + 1
+        after[sup] = 2 * sup
+        rev = after[::-1]
+        np.minimum.accumulate(rev, out=rev)
+        return before, after
 
     def fill_nearest(self, unit, px, py, batch: int = 65_536) -> np.ndarray:
         """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
@@ -179,83 +191,49 @@ class Raster:
         return out
 
     def _nearest_support_values(self, pix: np.ndarray, batch: int) -> np.ndarray:
-        """Value of the nearest support pixel of each off-support buffer pixel ``pix`` (same map)."""
-        unit = self.unit_of_value[pix]
-        py, px = np.divmod(pix - self.off[unit], self.w[unit])
-        px, py = px + self.x0[unit], py + self.y0[unit]
-        vals = np.zeros(pix.size)
-        big = np.iinfo(np.int64).max
-        radius = 2
-        side = 2 * radius + 1
-        dx, dy = np.divmod(np.arange(side * side), side)  # column-major: ties to the lowest column, row
-        dx, dy = dx - radius, dy - radius
-        per = max(1, batch // (side * side))
-        found = np.zeros(pix.size, bool)
-        for s in range(0, pix.size, per):
-            q = np.arange(s, min(s + per, pix.size))
-            uq = unit[q]
-            w, h = self.w[uq][:, None], self.h[uq][:, None]
-            cc = (px[q] - self.x0[uq])[:, None] + dx[None, :]  # window column and row of each neighbour
-            rr = (py[q] - self.y0[uq])[:, None] + dy[None, :]
-            ok = (cc >= 0) & (cc < w) & (rr >= 0) & (rr < h)
-            ci = np.where(ok, self.off[uq][:, None] + rr * w + cc, -1)
-            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0)
-            d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], big)
-            best = np.argmin(d2, axis=1)
-            ok = d2[np.arange(q.size), best] <= radius * radius  # nothing outside the square is nearer
-            vals[q[ok]] = v[np.arange(q.size), best][ok]
-            found[q] = ok
-        rest = np.flatnonzero(~found)
-        # farther pixels scan rows: in each row the support pixel nearest to their column (the left
-        # one on a tie), then the nearest over rows (ties: lowest column, then row). Rows within
-        # BAND of the pixel first; only a pixel with nothing nearer than BAND scans its whole window.
-        for band in (8, None):
-            if rest.size == 0:
-                break
-            key = self._scan_rows(rest, unit[rest], px[rest], py[rest], band, batch)
-            d2 = key >> 20
-            done = np.ones(rest.size, bool) if band is None else d2 < (band + 1) ** 2
-            krow, kcol = key & 1023, (key >> 10) & 1023
-            q, u0 = rest[done], unit[rest][done]
-            vals[q] = self.values[self.off[u0] + krow[done] * self.w[u0] + kcol[done]]
-            rest = rest[~done]
-        return vals
+        """Value of the nearest support pixel of each off-support buffer pixel ``pix`` (same map).
 
-    def _scan_rows(self, q, unit, px, py, band, batch):
-        """For off-support pixels (their units, columns, rows), the nearest support pixel over the
-        rows within ``band`` of each (all rows for None), as a key d2 << 20 | col << 10 | row
-        (window coordinates; d2 = 1 << 40 when none): its minimum is the nearest, ties to the lowest
-        column, then row."""
+        Rows are scanned outwards from each pixel's own, two at a time (``m`` above and below):
+        in each row the support pixel nearest to the pixel's column (the left one on a tie; the
+        nearest on each side from :attr:`_row_support`, -/+ :data:`_NONE` for none), kept as a key d2 << 20 | col << 10 | row (window coordinates;
+        windows are at most 360 x 181) whose minimum is the nearest, ties to the lowest column,
+        then row. A pixel is done once its best d2 is below (m + 1)^2 (no farther row can reach
+        it, nor tie) or its window has no row left."""
         left, right = self._row_support
-        lo = np.zeros(q.size, np.int64) if band is None else np.maximum(py - self.y0[unit] - band, 0)
-        hi = self.h[unit] if band is None else np.minimum(py - self.y0[unit] + band + 1, self.h[unit])
-        out = np.empty(q.size, np.int64)
-        k_all = hi - lo
-        per = max(1, batch // max(int(k_all.max()), 1))
-        for s in range(0, q.size, per):
-            sl = slice(s, s + per)
-            k = k_all[sl]
-            u = unit[sl]
-
-            def rep(v):  # a value per pixel, repeated over the rows it scans
-                return np.repeat(v, k)
-
-            row = rep(lo[sl]) + ragged_arange(k)
-            row_at = rep(self.off[u]) + row * rep(self.w[u])  # buffer index of the row's first pixel
-            qcol = rep(px[sl] - self.x0[u])
-            at = row_at + qcol
-            lc, rc = left[at].astype(np.int64), right[at].astype(np.int64)
-            lc[lc < row_at] = -1  # the nearest before it is on an earlier row: none on this one
-            rc[rc >= row_at + rep(self.w[u])] = -1
-            dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
-            dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
-            cand = np.where(dl <= dr, lc, rc)
-            ccol = np.where(cand >= 0, cand - row_at, 0)
-            qrow = rep(py[sl] - self.y0[u])
-            d2 = np.where(cand >= 0, (row - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)
-            key = (d2 << 20) | (ccol << 10) | row  # windows are at most 360 x 181
-            out[sl] = np.minimum.reduceat(key, offsets_of(k)[:-1])
-        return out
+        unit = self.unit_of_value[pix]
+        w, h, off = self.w[unit], self.h[unit], self.off[unit]
+        qrow, qcol = np.divmod(pix - off, w)
+        best = np.full(pix.size, np.iinfo(np.int64).max)
+        # the pixels still scanning, with what each reads
+        act = np.arange(pix.size)
+        a_pix, a_w, a_h, a_row, a_col = pix, w, h, qrow, qcol
+        a_best = best.copy()
+        m = 0
+        while act.size:
+            for sign in ((0,) if m == 0 else (-1, 1)):
+                r = a_row + sign * m
+                ok = (r >= 0) & (r < a_h)
+                at = np.where(ok, a_pix + (sign * m) * a_w, 0)
+                row_at = at - a_col
+                lc, rc = left[at].astype(np.int64), right[at].astype(np.int64)
+                lc = np.where(lc & 1 == 1, (lc >> 1) - row_at, -_NONE)  # window columns
+                rc = np.where(rc & 1 == 0, (rc >> 1) - row_at, _NONE)
+                dl = a_col - lc
+                dr = rc - a_col
+                ccol = np.where(dl <= dr, lc, rc)
+                dist = np.minimum(dl, dr)
+                key = ((dist * dist + m * m) << 20) | ((ccol & 1023) << 10) | r
+                np.minimum(a_best, np.where(ok, key, np.iinfo(np.int64).max), out=a_best)
+            done = (a_best >> 20) < (m + 1) ** 2
+            done |= (a_row - m <= 0) & (a_row + m >= a_h - 1)
+            if done.any():
+                best[act[done]] = a_best[done]
+                keep = ~done
+                act, a_pix, a_w, a_h, a_row, a_col, a_best = (v[keep] for v in (act, a_pix, a_w, a_h, a_row, a_col,
+                                                                                 a_best))
+            m += 1
+        krow, kcol = best & 1023, (best >> 10) & 1023
+        return self.values[off + krow * w + kcol]
 
     # -- masks ----------------------------------------------------------------------------------
     @cached_property
