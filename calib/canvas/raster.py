@@ -305,12 +305,22 @@ def bilinear(x0, y0, w, h, get, unit, qx, qy) -> np.ndarray:
     tx, ty = fx - cx, fy - cy
     ux0, uy0 = x0[u], y0[u]
     # the four neighbours in one call; those with weight 0 (a sample on the window's last row or
-    # column) are read at the sample's own pixel instead, never off the window
-    ox = np.where(tx > 0, 1, 0)
-    oy = np.where(ty > 0, 1, 0)
-    v = get(np.tile(u, 4), np.concatenate([ux0 + cx, ux0 + cx + ox, ux0 + cx, ux0 + cx + ox]),
-            np.concatenate([uy0 + cy, uy0 + cy, uy0 + cy + oy, uy0 + cy + oy])).reshape(4, -1)
-    v00, v10, v01, v11 = v
+    # column, or on a whole pixel) are the sample's own pixel, read once, never off the window
+    sx, sy = tx > 0, ty > 0
+    sxy = sx & sy
+    i10, i01, i11 = np.flatnonzero(sx), np.flatnonzero(sy), np.flatnonzero(sxy)
+    px, py = ux0 + cx, uy0 + cy
+    v = get(np.concatenate([u, u[i10], u[i01], u[i11]]), np.concatenate([px, px[i10] + 1, px[i01], px[i11] + 1]),
+            np.concatenate([py, py[i10], py[i01] + 1, py[i11] + 1]))
+    n = u.size
+    a, b, c = n + i10.size, n + i10.size + i01.size, v.size
+    v00 = v[:n]
+    v10 = v00.copy()
+    v10[i10] = v[n:a]
+    v01 = v00.copy()
+    v01[i01] = v[a:b]
+    v11 = np.where(sx, v10, v01)  # (cx + ox, cy + oy) with one offset 0: v10 or v01
+    v11[i11] = v[b:c]
     val = (1 - ty) * ((1 - tx) * v00 + tx * v10) + ty * ((1 - tx) * v01 + tx * v11)
     out[inside] = np.maximum(val, 0.0)
     return out
