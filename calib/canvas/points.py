@@ -36,6 +36,26 @@ def ragged_arange(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def order_by_set_x_y(seg: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``np.lexsort((y, x, seg))``: by set, then x, then y, ties in index order. Where every x and
+    y is a whole number (pixels, lattice points) and they and the sets span under 2^21, one stable
+    sort of packed int64 keys, several times faster than the lexsort."""
+    seg = np.asarray(seg)
+    if x.size > 1 and seg.dtype.kind in "iu":
+        with np.errstate(invalid="ignore"):  # NaN, inf: not whole numbers (checked next)
+            xi, yi = x.astype(np.int64), y.astype(np.int64)
+        if (xi == x).all() and (yi == y).all():
+            xi -= xi.min()
+            yi -= yi.min()
+            lim = 1 << 21
+            if xi.max() < lim and yi.max() < lim and seg.min() >= 0 and seg.max() < lim:
+                key = seg.astype(np.int64) << 42
+                key |= xi << 21
+                key |= yi
+                return np.argsort(key, kind="stable")
+    return np.lexsort((y, x, seg))
+
+
 def offsets_of(counts: np.ndarray) -> np.ndarray:
     """Offsets (length n + 1, starting at 0) of segments with these lengths."""
     out = np.zeros(len(counts) + 1, np.int64)

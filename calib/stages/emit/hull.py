@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from calib.canvas.hull import convex_hulls, inside_hulls, row_spans
-from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_ids
+from calib.canvas.points import FlatPoints, offsets_of, order_by_set_x_y, ragged_arange, segment_ids
 from calib.canvas.raster import rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
@@ -25,7 +25,7 @@ _SURE = 1e-3
 
 def _unique_points(seg, x, y, n):
     """Distinct (x, y) of each set, sorted by x then y: (set, x, y)."""
-    o = np.lexsort((y, x, seg))
+    o = order_by_set_x_y(seg, x, y)
     s, xs, ys = seg[o], x[o], y[o]
     new = np.r_[True, (s[1:] != s[:-1]) | (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])]
     return s[new], xs[new], ys[new]
