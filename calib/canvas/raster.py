@@ -596,10 +596,20 @@ def lattice_sites(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, *, cells: 
     ci = ragged_arange(per_row)
     g = gw[cseg]
     base = goff[cseg] + cj * g + ci
-    corners = np.column_stack([grid[base], grid[base + 1], grid[base + g], grid[base + g + 1]])
-    code = (corners[:, 0] >= 0) + 2 * (corners[:, 1] >= 0) + 4 * (corners[:, 2] >= 0) + 8 * (corners[:, 3] >= 0)
-    drawn = _DRAWN[code]
-    out.cells = (cseg[drawn], ci[drawn], cj[drawn], corners[drawn], code[drawn])
+    # the corner code from the occupancy, then the corner points of the drawn cells only
+    code = has[base].astype(np.int64)
+    code += 2 * has[base + 1]
+    code += 4 * has[base + g]
+    code += 8 * has[base + g + 1]
+    drawn = np.flatnonzero(_DRAWN[code])
+    b, gd = base[drawn], g[drawn]
+    corners = np.empty((drawn.size, 4), np.int64)
+    corners[:, 0] = grid[b]
+    corners[:, 1] = grid[b + 1]
+    b += gd
+    corners[:, 2] = grid[b]
+    corners[:, 3] = grid[b + 1]
+    out.cells = (cseg[drawn], ci[drawn], cj[drawn], corners, code[drawn])
     return out
 
 
@@ -615,14 +625,23 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
     wc = whole[cseg]
     groups = []
     if wc.any():
-        st = np.round(step[cseg[wc]]).astype(np.int64)
-        key = st * 16 + code[wc]
-        for k in np.unique(key):
-            g = np.flatnonzero(wc)[key == k]
-            sv = int(k // 16)
-            p = cseg[g]
-            groups.append(_Cells(sv, int(k % 16), corners[g], np.round(xmin[p]).astype(np.int64) + ci[g] * sv,
-                                 np.round(ymin[p]).astype(np.int64) + cj[g] * sv, unit_of_poly[polys[p]], polys[p]))
+        w_idx = np.flatnonzero(wc)
+        st = np.round(step[cseg[w_idx]]).astype(np.int64)
+        key = st * 16 + code[w_idx]
+        # the groups, each in the cells' order: one stable sort, then runs
+        o = np.argsort(key, kind="stable")
+        key_o = key[o]
+        cut = np.r_[0, np.flatnonzero(key_o[1:] != key_o[:-1]) + 1, o.size]
+        g_all = w_idx[o]
+        p_all = cseg[g_all]
+        c_all = corners[g_all]
+        x_all = np.round(xmin[p_all]).astype(np.int64) + ci[g_all] * st[o]
+        y_all = np.round(ymin[p_all]).astype(np.int64) + cj[g_all] * st[o]
+        u_all = unit_of_poly[polys[p_all]]
+        q_all = polys[p_all]
+        for a, b in zip(cut[:-1].tolist(), cut[1:].tolist()):
+            k = int(key_o[a])
+            groups.append(_Cells(k // 16, k % 16, c_all[a:b], x_all[a:b], y_all[a:b], u_all[a:b], q_all[a:b]))
     tri = None
     if (~wc).any():
         o = np.flatnonzero(~wc)
