@@ -35,3 +35,18 @@ def test_order_by_set_x_y_small_cases():
     assert order_by_set_x_y(np.zeros(0, np.int64), np.zeros(0), np.zeros(0)).size == 0
     x[0] = np.nan  # not a whole number: the lexsort (NaN last)
     assert order_by_set_x_y(seg, x, y).tolist() == np.lexsort((y, x, seg)).tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_order_by_set_x_y_ranks_fractional_values(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = 800
+    seg = rng.integers(0, 40, n)
+    # grown rings: many repeated fractional x (one column of base points), ties in x and y
+    x = np.round(rng.random(n) * 20) * 3 + 8 * np.cos(rng.integers(0, 16, n) * np.pi / 8)
+    y = np.round(rng.random(n) * 10) * 3 + 8 * np.sin(rng.integers(0, 16, n) * np.pi / 8)
+    y[rng.random(n) < 0.1] = 0.0
+    y[rng.random(n) < 0.1] = -0.0
+    assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
+    x[3] = np.inf
+    assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
