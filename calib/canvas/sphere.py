@@ -294,7 +294,7 @@ def seam_crossing_rows(sets: FlatPoints, crossing: np.ndarray, step: np.ndarray
     seg = sub.row
     x, y = sub.x, sub.y
     # per (set, column): lowest and highest y
-    order = order_by_set_x_y(seg, x, y)
+    order = order_by_set_x_y(seg, x, y, rank=False)  # emitted sets come row-major
     xs, ys, ss = x[order], y[order], seg[order]
     new = np.r_[True, (ss[1:] != ss[:-1]) | (xs[1:] != xs[:-1])]
     first = np.flatnonzero(new)
