@@ -98,13 +98,13 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
             ax, ay = lx[ga][:, None], ly[ga][:, None]
             ex, ey = lx[gb][:, None] - ax, ly[gb][:, None] - ay
             ee = ex * ex + ey * ey
-            dxc, dyc = tx[r] - ax, ty[r] - ay
+            dxc, dyc = np.take(tx, r, axis=0) - ax, np.take(ty, r, axis=0) - ay  # (np.take: faster row gathers)
             h = ex * dyc - ey * dxc  # > 0 on the left of a -> b
             # the lifted plane through a and b, tilted to pass through c: its tilt is this score, and
             # the smallest tilt gives the circle no other point is inside (the Delaunay corner)
             t_along = (dxc * ex + dyc * ey) / ee
-            power = tl[r] - ((1.0 - t_along) * lift[ga][:, None] + t_along * lift[gb][:, None])
-            left = (h > 1e-12 * ee) & usable[r]
+            power = np.take(tl, r, axis=0) - ((1.0 - t_along) * lift[ga][:, None] + t_along * lift[gb][:, None])
+            left = (h > 1e-12 * ee) & np.take(usable, r, axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 score = np.where(left, power / h, np.inf)
             pick = np.argmin(score, axis=1)  # the first smallest
