@@ -110,19 +110,32 @@ class Raster:
     def pixels(self, min_value=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(unit, x unwrapped, y, value) of the pixels with value > 0 and >= ``min_value`` (a
         number or one per unit), unit by unit in row-major order (y, then x)."""
+        row_unit, cnt, x, y, v = self._kept_pixels(min_value)
+        return np.repeat(row_unit, cnt), x, y, v
+
+    def pixel_counts(self, min_value=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`pixels` with, instead of each pixel's unit, the number of pixels of each unit."""
+        row_unit, cnt, x, y, v = self._kept_pixels(min_value)
+        return np.bincount(row_unit, weights=cnt, minlength=self.n).astype(np.int64), x, y, v
+
+    def _kept_pixels(self, min_value):
+        """(unit of each window row, its number of kept pixels, x, y, value of the kept pixels)."""
         thr = np.broadcast_to(np.asarray(min_value, np.float64), (self.n,))
         if self.values.size == 0:
             z = np.zeros(0, np.int64)
-            return z, z, z, np.zeros(0)
-        keep = self.values > 0
-        keep &= self.values >= np.repeat(thr, np.diff(self.off))
+            return z, z, z, z, np.zeros(0)
+        # value > 0 and >= thr in one test: a threshold <= 0 becomes the least positive double,
+        # which the non-negative values reach exactly when they are > 0 (NaN stays: none reach it)
+        with np.errstate(invalid="ignore"):
+            thr = np.where(thr <= 0, np.nextafter(0.0, 1.0), thr)
+        keep = self.values >= np.repeat(thr, np.diff(self.off))
         idx = np.flatnonzero(keep)
         # window rows: each kept pixel's unit, row and column follow from the row it falls in
         row_unit = segment_ids(self.h)
         row = ragged_arange(self.h)
         row_at = self.off[row_unit] + row * self.w[row_unit]  # buffer index of the row's first pixel
         cnt = np.diff(np.searchsorted(idx, np.r_[row_at, self.off[-1]]))
-        return (np.repeat(row_unit, cnt), idx + np.repeat(self.x0[row_unit] - row_at, cnt),
+        return (row_unit, cnt, idx + np.repeat(self.x0[row_unit] - row_at, cnt),
                 np.repeat(row + self.y0[row_unit], cnt), self.values[idx])
 
     def window(self, i: int) -> np.ndarray:

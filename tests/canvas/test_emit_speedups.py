@@ -50,3 +50,32 @@ def test_order_by_set_x_y_ranks_fractional_values(seed):
     assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
     x[3] = np.inf
     assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
+
+
+def test_pixel_counts_agree_with_pixels_and_thresholds():
+    from calib.canvas.points import from_polygons
+    from calib.canvas.raster import rasterize
+
+    rng = np.random.default_rng(7)
+    polys = []
+    for k in range(12):
+        x0, y0 = (350.0, 40.0) if k % 3 == 0 else (rng.integers(0, 300), rng.integers(0, 170))  # some over the seam
+        n = 14
+        pts = np.column_stack([(x0 + rng.integers(0, 15, n)) % 360, np.minimum(y0 + rng.integers(0, 12, n), 180),
+                               rng.random(n)])
+        polys.append([pts])
+    r = rasterize(from_polygons(polys))
+    peak = r.peak
+    for thr in (0.0, 0.3 * peak, np.where(np.arange(r.n) % 2, -1.0, np.nan), 0.1 * peak - 1.0):
+        unit, x, y, v = r.pixels(thr)
+        counts, x2, y2, v2 = r.pixel_counts(thr)
+        # the straightforward selection, unit by unit, row-major
+        t = np.broadcast_to(np.asarray(thr, np.float64), (r.n,))
+        want = []
+        for i in range(r.n):
+            win = r.window(i)
+            rr, cc = np.nonzero((win > 0) & (win >= t[i]))
+            want += [(i, c + r.x0[i], rr_ + r.y0[i], win[rr_, c]) for rr_, c in zip(rr, cc)]
+        assert [tuple(w) for w in zip(unit, x, y, v)] == want
+        assert np.array_equal(counts, np.bincount(unit, minlength=r.n))
+        assert np.array_equal(x, x2) and np.array_equal(y, y2) and np.array_equal(v, v2)
