@@ -217,16 +217,18 @@ class Raster:
         w, h, off = self.w[unit], self.h[unit], self.off[unit]
         qrow, qcol = np.divmod(pix - off, w)
         best = np.full(pix.size, np.iinfo(np.int64).max)
-        # the pixels still scanning, with what each reads
+        # the pixels still scanning, with what each reads; a row past the window's top or bottom is
+        # read as that edge row: its distance is then taken too large, so it never beats the key
+        # the edge row gets when its own turn comes
         act = np.arange(pix.size)
-        a_pix, a_w, a_h, a_row, a_col = pix, w, h, qrow, qcol
+        a_w, a_last, a_row, a_col = w, h - 1, qrow, qcol
+        a_base = off + qcol  # buffer index of the pixel's column on the window's first row
         a_best = best.copy()
         m = 0
         while act.size:
             for sign in ((0,) if m == 0 else (-1, 1)):
-                r = a_row + sign * m
-                ok = (r >= 0) & (r < a_h)
-                at = np.where(ok, a_pix + (sign * m) * a_w, 0)
+                r = np.minimum(np.maximum(a_row + sign * m, 0), a_last)
+                at = a_base + r * a_w
                 row_at = at - a_col
                 lc, rc = left[at].astype(np.int64), right[at].astype(np.int64)
                 lc = np.where(lc & 1 == 1, (lc >> 1) - row_at, -_NONE)  # window columns
@@ -236,14 +238,14 @@ class Raster:
                 ccol = np.where(dl <= dr, lc, rc)
                 dist = np.minimum(dl, dr)
                 key = ((dist * dist + m * m) << 20) | ((ccol & 1023) << 10) | r
-                np.minimum(a_best, np.where(ok, key, np.iinfo(np.int64).max), out=a_best)
+                np.minimum(a_best, key, out=a_best)
             done = (a_best >> 20) < (m + 1) ** 2
-            done |= (a_row - m <= 0) & (a_row + m >= a_h - 1)
+            done |= (a_row - m <= 0) & (a_row + m >= a_last)
             if done.any():
                 best[act[done]] = a_best[done]
                 keep = ~done
-                act, a_pix, a_w, a_h, a_row, a_col, a_best = (v[keep] for v in (act, a_pix, a_w, a_h, a_row, a_col,
-                                                                                 a_best))
+                act, a_w, a_last, a_row, a_col, a_base, a_best = (v[keep] for v in (act, a_w, a_last, a_row, a_col,
+                                                                                   a_base, a_best))
             m += 1
         krow, kcol = best & 1023, (best >> 10) & 1023
         return self.values[off + krow * w + kcol]
