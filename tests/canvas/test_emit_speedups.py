@@ -171,3 +171,20 @@ def test_triangles_draw_what_each_triangle_draws_on_its_own(seed):
             rr, cc = gy[ins] - r.y0[i], gx[ins] - r.x0[i]
             np.maximum.at(want, (rr, cc), v[ins])
         assert np.array_equal(r.window(i), want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_by_set_then_decreasing_is_the_lexsort(seed):
+    from calib.canvas.points import FlatPoints, offsets_of
+    from calib.stages.emit.dense import _by_set_then_decreasing
+
+    rng = np.random.default_rng(200 + seed)
+    counts = rng.integers(1, 60, 300)
+    n = int(counts.sum())
+    # values that differ only in their lowest bits (ties of the packed keys), exact repeats, and spread ones
+    base = rng.choice([0.5, 0.25, 1.0 / 3.0, 0.7], n)
+    e = np.where(rng.random(n) < 0.5, base + rng.integers(0, 4, n) * np.spacing(base), base * (1 + rng.random(n)))
+    sets = FlatPoints(np.zeros(n), np.zeros(n), e, np.arange(counts.size + 1), offsets_of(counts))
+    order = _by_set_then_decreasing(sets)
+    assert order is not None
+    assert np.array_equal(order, np.lexsort((np.arange(n), -e, sets.row)))
