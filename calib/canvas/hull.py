@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.canvas.points import offsets_of, ragged_arange
+from calib.canvas.points import offsets_of, order_by_set_x_y, ragged_arange
 
 
 def _chain(seg: np.ndarray, x: np.ndarray, y: np.ndarray, idx: np.ndarray, sign: float) -> np.ndarray:
@@ -50,7 +50,7 @@ def convex_hulls(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, order: n
     if seg.size == 0:
         return np.zeros(n + 1, np.int64), np.zeros(0, np.int64), np.ones(n, bool)
     if order is None:
-        order = np.lexsort((y, x, seg))
+        order = order_by_set_x_y(seg, x, y)
     s, xs = seg[order], x[order]
     new_col = np.r_[True, (s[1:] != s[:-1]) | (xs[1:] != xs[:-1])]
     first = np.flatnonzero(new_col)
@@ -61,7 +61,12 @@ def convex_hulls(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, order: n
     # counter-clockwise: the lower chain left to right, then the upper one right to left, each
     # set's shared end points once
     up_seg = seg[upper]
-    up_rev = np.lexsort((-np.arange(upper.size), up_seg))
+    if upper.size and (up_seg[1:] >= up_seg[:-1]).all():  # sets in order (as sorted): reverse each run
+        start = np.r_[0, np.flatnonzero(up_seg[1:] != up_seg[:-1]) + 1]
+        cnt = np.diff(np.r_[start, upper.size])
+        up_rev = np.repeat(start + cnt - 1, cnt) - ragged_arange(cnt)
+    else:
+        up_rev = np.lexsort((-np.arange(upper.size), up_seg))
     upper = upper[up_rev]
     up_seg = up_seg[up_rev]
     pts = np.concatenate([lower, upper])

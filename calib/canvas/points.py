@@ -36,6 +36,35 @@ def ragged_arange(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def order_by_set_x_y(seg: np.ndarray, x: np.ndarray, y: np.ndarray, rank: bool = True) -> np.ndarray:
+    """``np.lexsort((y, x, seg))``: by set, then x, then y, ties in index order -- by one stable
+    sort of packed int64 keys (set, x's rank, y's rank), several times faster than the lexsort.
+    Whole numbers (pixels, lattice points) are their own ranks (less their lowest); other finite
+    values are ranked among the distinct values (``np.unique``, which counts -0.0 as 0.0, as the
+    lexsort compares them; not with ``rank``: the lexsort, faster on sets already in row-major
+    order). NaN or infinite values, or ranges past 2^21: the lexsort itself."""
+    seg = np.asarray(seg)
+    lim = 1 << 21
+    if x.size > 1 and seg.dtype.kind in "iu" and x.size < lim and seg.min() >= 0 and seg.max() < lim:
+        with np.errstate(invalid="ignore"):  # NaN, inf: not whole numbers (checked next)
+            xi, yi = x.astype(np.int64), y.astype(np.int64)
+        whole = (xi == x).all() and (yi == y).all()
+        if whole:
+            xi -= xi.min()
+            yi -= yi.min()
+            whole = xi.max() < lim and yi.max() < lim
+        if not whole:
+            if not (rank and np.isfinite(x).all() and np.isfinite(y).all()):
+                return np.lexsort((y, x, seg))
+            xi = np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
+            yi = np.unique(y, return_inverse=True)[1].astype(np.int64).ravel()
+        key = seg.astype(np.int64) << 42
+        key |= xi << 21
+        key |= yi
+        return np.argsort(key, kind="stable")
+    return np.lexsort((y, x, seg))
+
+
 def offsets_of(counts: np.ndarray) -> np.ndarray:
     """Offsets (length n + 1, starting at 0) of segments with these lengths."""
     out = np.zeros(len(counts) + 1, np.int64)

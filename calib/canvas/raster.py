@@ -49,6 +49,7 @@ _TOL = 1e-9  # barycentric slack: a pixel on a triangle's edge is inside it
 #: a polygon counts as a regular lattice from this many points and this share of its sites present
 LATTICE_MIN_POINTS, LATTICE_MIN_FILL = 10, 0.5
 PIXEL_SET_TOUCHING = 0.9
+_NONE = 1 << 16  # a column no window reaches: no support pixel on that side of a row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,19 +110,32 @@ class Raster:
     def pixels(self, min_value=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(unit, x unwrapped, y, value) of the pixels with value > 0 and >= ``min_value`` (a
         number or one per unit), unit by unit in row-major order (y, then x)."""
+        row_unit, cnt, x, y, v = self._kept_pixels(min_value)
+        return np.repeat(row_unit, cnt), x, y, v
+
+    def pixel_counts(self, min_value=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`pixels` with, instead of each pixel's unit, the number of pixels of each unit."""
+        row_unit, cnt, x, y, v = self._kept_pixels(min_value)
+        return np.bincount(row_unit, weights=cnt, minlength=self.n).astype(np.int64), x, y, v
+
+    def _kept_pixels(self, min_value):
+        """(unit of each window row, its number of kept pixels, x, y, value of the kept pixels)."""
         thr = np.broadcast_to(np.asarray(min_value, np.float64), (self.n,))
         if self.values.size == 0:
             z = np.zeros(0, np.int64)
-            return z, z, z, np.zeros(0)
-        keep = self.values > 0
-        keep &= self.values >= np.repeat(thr, np.diff(self.off))
+            return z, z, z, z, np.zeros(0)
+        # value > 0 and >= thr in one test: a threshold <= 0 becomes the least positive double,
+        # which the non-negative values reach exactly when they are > 0 (NaN stays: none reach it)
+        with np.errstate(invalid="ignore"):
+            thr = np.where(thr <= 0, np.nextafter(0.0, 1.0), thr)
+        keep = self.values >= np.repeat(thr, np.diff(self.off))
         idx = np.flatnonzero(keep)
         # window rows: each kept pixel's unit, row and column follow from the row it falls in
         row_unit = segment_ids(self.h)
         row = ragged_arange(self.h)
         row_at = self.off[row_unit] + row * self.w[row_unit]  # buffer index of the row's first pixel
         cnt = np.diff(np.searchsorted(idx, np.r_[row_at, self.off[-1]]))
-        return (np.repeat(row_unit, cnt), idx + np.repeat(self.x0[row_unit] - row_at, cnt),
+        return (row_unit, cnt, idx + np.repeat(self.x0[row_unit] - row_at, cnt),
                 np.repeat(row + self.y0[row_unit], cnt), self.values[idx])
 
     def window(self, i: int) -> np.ndarray:
@@ -145,16 +159,27 @@ class Raster:
     # -- nearest fill ---------------------------------------------------------------------------
     @cached_property
     def _row_support(self) -> tuple[np.ndarray, np.ndarray]:
-        """For every pixel, the buffer index of the nearest support pixel (value > 0) at or before
-        it in the buffer (-1 where there is none), and at or after it (the buffer's size where
-        there is none): the nearest in its row where that index is within the row."""
+        """For every pixel, the last event at or before it in the buffer -- a row start (2 p) or a
+        support pixel (value > 0; 2 p + 1) at buffer index p -- and the first at or after it -- a
+        support pixel (2 p) or a row end (2 p + 1); a support pixel at a row's start or end
+        outranks it. Odd before / even after: the nearest support pixel on that side in the
+        pixel's row is p; else there is none."""
         n = self.values.size
-        dt = np.int32 if n < np.iinfo(np.int32).max else np.int64
-        idx = np.arange(n, dtype=dt)
-        sup = self.values > 0
-        left = np.maximum.accumulate(np.where(sup, idx, dt(-1)))
-        right = np.minimum.accumulate(np.where(sup, idx, dt(n))[::-1])[::-1]
-        return left, right
+        dt = np.int32 if 2 * n + 2 < np.iinfo(np.int32).max else np.int64
+        sup = np.flatnonzero(self.values > 0).astype(dt)
+        row_unit = segment_ids(self.h)
+        row_at = (self.off[row_unit] + ragged_arange(self.h) * self.w[row_unit]).astype(dt)
+        before = np.full(n, -1, dt)
+        before[row_at] = 2 * row_at
+        before[sup] = 2 * sup + 1
+        np.maximum.accumulate(before, out=before)
+        after = np.full(n, np.iinfo(dt).max, dt)
+        row_end = row_at + self.w[row_unit].astype(dt) - 1
+        after[row_end] = 2 * row_end + 1
+        after[sup] = 2 * sup
+        rev = after[::-1]
+        np.minimum.accumulate(rev, out=rev)
+        return before, after
 
     def fill_nearest(self, unit, px, py, batch: int = 65_536) -> np.ndarray:
         """Values at integer pixels, where a pixel off the map's support (value 0) inside the window
@@ -179,83 +204,51 @@ class Raster:
         return out
 
     def _nearest_support_values(self, pix: np.ndarray, batch: int) -> np.ndarray:
-        """Value of the nearest support pixel of each off-support buffer pixel ``pix`` (same map)."""
-        unit = self.unit_of_value[pix]
-        py, px = np.divmod(pix - self.off[unit], self.w[unit])
-        px, py = px + self.x0[unit], py + self.y0[unit]
-        vals = np.zeros(pix.size)
-        big = np.iinfo(np.int64).max
-        radius = 2
-        side = 2 * radius + 1
-        dx, dy = np.divmod(np.arange(side * side), side)  # column-major: ties to the lowest column, row
-        dx, dy = dx - radius, dy - radius
-        per = max(1, batch // (side * side))
-        found = np.zeros(pix.size, bool)
-        for s in range(0, pix.size, per):
-            q = np.arange(s, min(s + per, pix.size))
-            uq = unit[q]
-            w, h = self.w[uq][:, None], self.h[uq][:, None]
-            cc = (px[q] - self.x0[uq])[:, None] + dx[None, :]  # window column and row of each neighbour
-            rr = (py[q] - self.y0[uq])[:, None] + dy[None, :]
-            ok = (cc >= 0) & (cc < w) & (rr >= 0) & (rr < h)
-            ci = np.where(ok, self.off[uq][:, None] + rr * w + cc, -1)
-            v = np.where(ci >= 0, self.values[np.maximum(ci, 0)], 0.0)
-            d2 = np.where(v > 0, (dx * dx + dy * dy)[None, :], big)
-            best = np.argmin(d2, axis=1)
-            ok = d2[np.arange(q.size), best] <= radius * radius  # nothing outside the square is nearer
-            vals[q[ok]] = v[np.arange(q.size), best][ok]
-            found[q] = ok
-        rest = np.flatnonzero(~found)
-        # farther pixels scan rows: in each row the support pixel nearest to their column (the left
-        # one on a tie), then the nearest over rows (ties: lowest column, then row). Rows within
-        # BAND of the pixel first; only a pixel with nothing nearer than BAND scans its whole window.
-        for band in (8, None):
-            if rest.size == 0:
-                break
-            key = self._scan_rows(rest, unit[rest], px[rest], py[rest], band, batch)
-            d2 = key >> 20
-            done = np.ones(rest.size, bool) if band is None else d2 < (band + 1) ** 2
-            krow, kcol = key & 1023, (key >> 10) & 1023
-            q, u0 = rest[done], unit[rest][done]
-            vals[q] = self.values[self.off[u0] + krow[done] * self.w[u0] + kcol[done]]
-            rest = rest[~done]
-        return vals
+        """Value of the nearest support pixel of each off-support buffer pixel ``pix`` (same map).
 
-    def _scan_rows(self, q, unit, px, py, band, batch):
-        """For off-support pixels (their units, columns, rows), the nearest support pixel over the
-        rows within ``band`` of each (all rows for None), as a key d2 << 20 | col << 10 | row
-        (window coordinates; d2 = 1 << 40 when none): its minimum is the nearest, ties to the lowest
-        column, then row."""
+        Rows are scanned outwards from each pixel's own, two at a time (``m`` above and below):
+        in each row the support pixel nearest to the pixel's column (the left one on a tie; the
+        nearest on each side from :attr:`_row_support`, -/+ :data:`_NONE` for none), kept as a key d2 << 20 | col << 10 | row (window coordinates;
+        windows are at most 360 x 181) whose minimum is the nearest, ties to the lowest column,
+        then row. A pixel is done once its best d2 is below (m + 1)^2 (no farther row can reach
+        it, nor tie) or its window has no row left."""
         left, right = self._row_support
-        lo = np.zeros(q.size, np.int64) if band is None else np.maximum(py - self.y0[unit] - band, 0)
-        hi = self.h[unit] if band is None else np.minimum(py - self.y0[unit] + band + 1, self.h[unit])
-        out = np.empty(q.size, np.int64)
-        k_all = hi - lo
-        per = max(1, batch // max(int(k_all.max()), 1))
-        for s in range(0, q.size, per):
-            sl = slice(s, s + per)
-            k = k_all[sl]
-            u = unit[sl]
-
-            def rep(v):  # a value per pixel, repeated over the rows it scans
-                return np.repeat(v, k)
-
-            row = rep(lo[sl]) + ragged_arange(k)
-            row_at = rep(self.off[u]) + row * rep(self.w[u])  # buffer index of the row's first pixel
-            qcol = rep(px[sl] - self.x0[u])
-            at = row_at + qcol
-            lc, rc = left[at].astype(np.int64), right[at].astype(np.int64)
-            lc[lc < row_at] = -1  # the nearest before it is on an earlier row: none on this one
-            rc[rc >= row_at + rep(self.w[u])] = -1
-            dl = np.where(lc >= 0, at - lc, np.iinfo(np.int64).max)
-            dr = np.where(rc >= 0, rc - at, np.iinfo(np.int64).max)
-            cand = np.where(dl <= dr, lc, rc)
-            ccol = np.where(cand >= 0, cand - row_at, 0)
-            qrow = rep(py[sl] - self.y0[u])
-            d2 = np.where(cand >= 0, (row - qrow) ** 2 + (ccol - qcol) ** 2, 1 << 40)
-            key = (d2 << 20) | (ccol << 10) | row  # windows are at most 360 x 181
-            out[sl] = np.minimum.reduceat(key, offsets_of(k)[:-1])
-        return out
+        unit = self.unit_of_value[pix]
+        w, h, off = self.w[unit], self.h[unit], self.off[unit]
+        qrow, qcol = np.divmod(pix - off, w)
+        best = np.full(pix.size, np.iinfo(np.int64).max)
+        # the pixels still scanning, with what each reads; a row past the window's top or bottom is
+        # read as that edge row: its distance is then taken too large, so it never beats the key
+        # the edge row gets when its own turn comes
+        act = np.arange(pix.size)
+        a_w, a_last, a_row, a_col = w, h - 1, qrow, qcol
+        a_base = off + qcol  # buffer index of the pixel's column on the window's first row
+        a_best = best.copy()
+        m = 0
+        while act.size:
+            for sign in ((0,) if m == 0 else (-1, 1)):
+                r = np.minimum(np.maximum(a_row + sign * m, 0), a_last)
+                at = a_base + r * a_w
+                row_at = at - a_col
+                lc, rc = left[at].astype(np.int64), right[at].astype(np.int64)
+                lc = np.where(lc & 1 == 1, (lc >> 1) - row_at, -_NONE)  # window columns
+                rc = np.where(rc & 1 == 0, (rc >> 1) - row_at, _NONE)
+                dl = a_col - lc
+                dr = rc - a_col
+                ccol = np.where(dl <= dr, lc, rc)
+                dist = np.minimum(dl, dr)
+                key = ((dist * dist + m * m) << 20) | ((ccol & 1023) << 10) | r
+                np.minimum(a_best, key, out=a_best)
+            done = (a_best >> 20) < (m + 1) ** 2
+            done |= (a_row - m <= 0) & (a_row + m >= a_last)
+            if done.any():
+                best[act[done]] = a_best[done]
+                keep = ~done
+                act, a_w, a_last, a_row, a_col, a_base, a_best = (v[keep] for v in (act, a_w, a_last, a_row, a_col,
+                                                                                   a_base, a_best))
+            m += 1
+        krow, kcol = best & 1023, (best >> 10) & 1023
+        return self.values[off + krow * w + kcol]
 
     # -- masks ----------------------------------------------------------------------------------
     @cached_property
@@ -327,12 +320,22 @@ def bilinear(x0, y0, w, h, get, unit, qx, qy) -> np.ndarray:
     tx, ty = fx - cx, fy - cy
     ux0, uy0 = x0[u], y0[u]
     # the four neighbours in one call; those with weight 0 (a sample on the window's last row or
-    # column) are read at the sample's own pixel instead, never off the window
-    ox = np.where(tx > 0, 1, 0)
-    oy = np.where(ty > 0, 1, 0)
-    v = get(np.tile(u, 4), np.concatenate([ux0 + cx, ux0 + cx + ox, ux0 + cx, ux0 + cx + ox]),
-            np.concatenate([uy0 + cy, uy0 + cy, uy0 + cy + oy, uy0 + cy + oy])).reshape(4, -1)
-    v00, v10, v01, v11 = v
+    # column, or on a whole pixel) are the sample's own pixel, read once, never off the window
+    sx, sy = tx > 0, ty > 0
+    sxy = sx & sy
+    i10, i01, i11 = np.flatnonzero(sx), np.flatnonzero(sy), np.flatnonzero(sxy)
+    px, py = ux0 + cx, uy0 + cy
+    v = get(np.concatenate([u, u[i10], u[i01], u[i11]]), np.concatenate([px, px[i10] + 1, px[i01], px[i11] + 1]),
+            np.concatenate([py, py[i10], py[i01] + 1, py[i11] + 1]))
+    n = u.size
+    a, b, c = n + i10.size, n + i10.size + i01.size, v.size
+    v00 = v[:n]
+    v10 = v00.copy()
+    v10[i10] = v[n:a]
+    v01 = v00.copy()
+    v01[i01] = v[a:b]
+    v11 = np.where(sx, v10, v01)  # (cx + ox, cy + oy) with one offset 0: v10 or v01
+    v11[i11] = v[b:c]
     val = (1 - ty) * ((1 - tx) * v00 + tx * v10) + ty * ((1 - tx) * v01 + tx * v11)
     out[inside] = np.maximum(val, 0.0)
     return out
@@ -608,10 +611,20 @@ def lattice_sites(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, *, cells: 
     ci = ragged_arange(per_row)
     g = gw[cseg]
     base = goff[cseg] + cj * g + ci
-    corners = np.column_stack([grid[base], grid[base + 1], grid[base + g], grid[base + g + 1]])
-    code = (corners[:, 0] >= 0) + 2 * (corners[:, 1] >= 0) + 4 * (corners[:, 2] >= 0) + 8 * (corners[:, 3] >= 0)
-    drawn = _DRAWN[code]
-    out.cells = (cseg[drawn], ci[drawn], cj[drawn], corners[drawn], code[drawn])
+    # the corner code from the occupancy, then the corner points of the drawn cells only
+    code = has[base].astype(np.int64)
+    code += 2 * has[base + 1]
+    code += 4 * has[base + g]
+    code += 8 * has[base + g + 1]
+    drawn = np.flatnonzero(_DRAWN[code])
+    b, gd = base[drawn], g[drawn]
+    corners = np.empty((drawn.size, 4), np.int64)
+    corners[:, 0] = grid[b]
+    corners[:, 1] = grid[b + 1]
+    b += gd
+    corners[:, 2] = grid[b]
+    corners[:, 3] = grid[b + 1]
+    out.cells = (cseg[drawn], ci[drawn], cj[drawn], corners, code[drawn])
     return out
 
 
@@ -627,14 +640,23 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
     wc = whole[cseg]
     groups = []
     if wc.any():
-        st = np.round(step[cseg[wc]]).astype(np.int64)
-        key = st * 16 + code[wc]
-        for k in np.unique(key):
-            g = np.flatnonzero(wc)[key == k]
-            sv = int(k // 16)
-            p = cseg[g]
-            groups.append(_Cells(sv, int(k % 16), corners[g], np.round(xmin[p]).astype(np.int64) + ci[g] * sv,
-                                 np.round(ymin[p]).astype(np.int64) + cj[g] * sv, unit_of_poly[polys[p]], polys[p]))
+        w_idx = np.flatnonzero(wc)
+        st = np.round(step[cseg[w_idx]]).astype(np.int64)
+        key = st * 16 + code[w_idx]
+        # the groups, each in the cells' order: one stable sort, then runs
+        o = np.argsort(key, kind="stable")
+        key_o = key[o]
+        cut = np.r_[0, np.flatnonzero(key_o[1:] != key_o[:-1]) + 1, o.size]
+        g_all = w_idx[o]
+        p_all = cseg[g_all]
+        c_all = corners[g_all]
+        x_all = np.round(xmin[p_all]).astype(np.int64) + ci[g_all] * st[o]
+        y_all = np.round(ymin[p_all]).astype(np.int64) + cj[g_all] * st[o]
+        u_all = unit_of_poly[polys[p_all]]
+        q_all = polys[p_all]
+        for a, b in zip(cut[:-1].tolist(), cut[1:].tolist()):
+            k = int(key_o[a])
+            groups.append(_Cells(k // 16, k % 16, c_all[a:b], x_all[a:b], y_all[a:b], u_all[a:b], q_all[a:b]))
     tri = None
     if (~wc).any():
         o = np.flatnonzero(~wc)
@@ -812,48 +834,95 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
 
 def _draw_triangles(canvas: _Canvas, t: _Triangles | None, xu, y, e, drew, batch: int) -> None:
     """Rasterize triangles row by row: on each pixel row a triangle meets, the pixels of its span
-    (widened by a hair) are tested with their barycentric weights, so a long thin triangle costs
-    its pixels, not its bounding box."""
+    (widened by a hair, cut to the unit's window) are tested with their barycentric weights, so a
+    long thin triangle costs its pixels, not its bounding box.
+
+    The weights are :func:`barycentric`'s, operation for operation: what depends on the triangle
+    only (edge vectors, their dot products, the denominator) or on its row (the row's terms of the
+    dot products) is computed once per triangle or row and gathered, the same numbers."""
     if t is None or len(t.corners) == 0:
         return
     tx, ty = xu[t.corners], y[t.corners]
-    cy0 = np.ceil(ty.min(axis=1) - _TOL).astype(np.int64)
-    cy1 = np.floor(ty.max(axis=1) + _TOL).astype(np.int64)
+    cy0 = np.ceil(np.minimum(np.minimum(ty[:, 0], ty[:, 1]), ty[:, 2]) - _TOL).astype(np.int64)
+    cy1 = np.floor(np.maximum(np.maximum(ty[:, 0], ty[:, 1]), ty[:, 2]) + _TOL).astype(np.int64)
+    # rows within the unit's window only (a clipped window holds fewer)
+    unit = t.unit
+    wy0 = canvas.y0[unit]
+    cy0 = np.maximum(cy0, wy0)
+    cy1 = np.minimum(cy1, wy0 + canvas.h[unit] - 1)
     nrow = np.clip(cy1 - cy0 + 1, 0, None)
     # (triangle, row) pairs and the row's span over the triangle's three edges
     k = np.repeat(np.arange(len(nrow)), nrow)
-    ry = (cy0[k] + ragged_arange(nrow)).astype(np.float64)
+    ry_int = cy0[k] + ragged_arange(nrow)
+    ry = ry_int.astype(np.float64)
     lo = np.full(k.size, np.inf)
     hi = np.full(k.size, -np.inf)
     for a, b in ((0, 1), (1, 2), (2, 0)):
-        xa, ya, xb, yb = tx[k, a], ty[k, a], tx[k, b], ty[k, b]
-        meets = (np.minimum(ya, yb) - _TOL <= ry) & (ry <= np.maximum(ya, yb) + _TOL)
+        # per triangle: the edge's ends, extent and direction; per row: where the row meets it
+        xa, ya, xb, yb = tx[:, a], ty[:, a], tx[:, b], ty[:, b]
+        ymin, ymax = np.minimum(ya, yb), np.maximum(ya, yb)
+        level = yb == ya
+        ymin_k, ymax_k = ymin[k], ymax[k]
+        meets = ((ymin - _TOL)[k] <= ry) & (ry <= (ymax + _TOL)[k])
         with np.errstate(invalid="ignore", divide="ignore"):
-            xr = np.where(yb != ya, xa + (np.clip(ry, np.minimum(ya, yb), np.maximum(ya, yb)) - ya) * (xb - xa) / (yb - ya), xa)
-        lo = np.where(meets, np.minimum(lo, np.where(yb != ya, xr, np.minimum(xa, xb))), lo)
-        hi = np.where(meets, np.maximum(hi, np.where(yb != ya, xr, np.maximum(xa, xb))), hi)
+            xr = xa[k] + (np.minimum(np.maximum(ry, ymin_k), ymax_k) - ya[k]) * (xb - xa)[k] / (yb - ya)[k]
+        lv = level[k]
+        lo_e = np.where(lv, np.minimum(xa, xb)[k], xr)
+        hi_e = np.where(lv, np.maximum(xa, xb)[k], xr)
+        np.minimum(lo, np.where(meets, lo_e, np.inf), out=lo)
+        np.maximum(hi, np.where(meets, hi_e, -np.inf), out=hi)
     c0 = np.ceil(lo - 1e-6)
     c1 = np.floor(hi + 1e-6)
-    ncol = np.where(np.isfinite(c0) & np.isfinite(c1), np.clip(c1 - c0 + 1, 0, None), 0).astype(np.int64)
-    c0 = np.where(ncol > 0, c0, 0).astype(np.int64)
+    finite = np.isfinite(c0) & np.isfinite(c1)
+    c0 = np.where(finite, c0, 0).astype(np.int64)
+    c1 = np.where(finite, c1, -1).astype(np.int64)
+    # columns within the window
+    ru = unit[k]
+    wx0 = canvas.x0[ru]
+    c0 = np.maximum(c0, wx0)
+    c1 = np.minimum(c1, wx0 + canvas.w[ru] - 1)
+    ncol = np.clip(c1 - c0 + 1, 0, None)
+    # per triangle: barycentric's edge vectors, dot products and denominator
+    ax, ay = tx[:, 0], ty[:, 0]
+    v0x, v0y = tx[:, 1] - ax, ty[:, 1] - ay
+    v1x, v1y = tx[:, 2] - ax, ty[:, 2] - ay
+    d00 = v0x * v0x + v0y * v0y
+    d01 = v0x * v1x + v0y * v1y
+    d11 = v1x * v1x + v1y * v1y
+    den = d00 * d11 - d01 * d01
+    flat = np.abs(den) <= 1e-12 * np.maximum(d00 * d11, 1e-300)
+    den = np.where(flat, np.nan, den)
+    ec = e[t.corners]
+    # per row: its terms of d20 and d21, and the buffer index of its pixel at column 0
+    v2y = ry - ay[k]
+    row_at = canvas.off[ru] + (ry_int - canvas.y0[ru]) * canvas.w[ru] - wx0
+    keep = ncol > 0
+    k, ncol, c0, row_at = k[keep], ncol[keep], c0[keep], row_at[keep]
+    ax_r, v0x_r, v1x_r = ax[k], v0x[k], v1x[k]
+    p20, p21 = v2y[keep] * v0y[k], v2y[keep] * v1y[k]
+    d00_r, d01_r, d11_r, den_r = d00[k], d01[k], d11[k], den[k]
+    e0_r, e1_r, e2_r = ec[k, 0], ec[k, 1], ec[k, 2]
     cum = np.cumsum(ncol)
     start = 0
     while start < len(ncol):
         stop = max(int(np.searchsorted(cum, (cum[start - 1] if start else 0) + batch, side="right")), start + 1)
-        sl = np.arange(start, stop)
-        cnt = ncol[sl]
-        rowp = np.repeat(sl, cnt)
+        cnt = ncol[start:stop]
+        rowp = np.repeat(np.arange(start, stop), cnt)
         qx = c0[rowp] + ragged_arange(cnt)
-        qy = ry[rowp]
-        tri = k[rowp]
-        corners = t.corners[tri]
-        w0, w1, w2 = barycentric(tx[tri, 0], ty[tri, 0], tx[tri, 1], ty[tri, 1], tx[tri, 2], ty[tri, 2],
-                                 qx.astype(np.float64), qy)
+        v2x = qx.astype(np.float64) - ax_r[rowp]
+        d20 = v2x * v0x_r[rowp] + p20[rowp]
+        d21 = v2x * v1x_r[rowp] + p21[rowp]
+        dd01 = d01_r[rowp]
+        dn = den_r[rowp]
+        w1 = (d11_r[rowp] * d20 - dd01 * d21) / dn
+        w2 = (d00_r[rowp] * d21 - dd01 * d20) / dn
+        w0 = 1.0 - w1 - w2
         inside = (w0 >= -_TOL) & (w1 >= -_TOL) & (w2 >= -_TOL)
-        v = np.where(inside, w0 * e[corners[:, 0]] + w1 * e[corners[:, 1]] + w2 * e[corners[:, 2]], 0.0)
-        ok = canvas.draw(canvas.index(t.unit[tri], qx, qy.astype(np.int64)), v)
+        v = np.where(inside, w0 * e0_r[rowp] + w1 * e1_r[rowp] + w2 * e2_r[rowp], 0.0)
+        ok = v > 0
         if ok.any():
-            drew[t.poly[tri[ok]]] = True
+            np.maximum.at(canvas.values, row_at[rowp[ok]] + qx[ok], v[ok])
+            drew[t.poly[k[rowp[ok]]]] = True
         start = stop
 
 

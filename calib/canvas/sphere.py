@@ -38,7 +38,7 @@ import numpy as np
 import polars as pl
 
 # the seam rule lives beside FlatPoints (its seam_x); this module's API names it too
-from calib.canvas.points import (CANVAS_WIDTH, SEAM_GAP, FlatPoints, concat, offsets_of, ragged_arange,
+from calib.canvas.points import (CANVAS_WIDTH, SEAM_GAP, FlatPoints, concat, offsets_of, order_by_set_x_y, ragged_arange,
                                  segment_ids, unwrap)
 from calib.io.seld import from_canvas, to_canvas
 
@@ -294,7 +294,7 @@ def seam_crossing_rows(sets: FlatPoints, crossing: np.ndarray, step: np.ndarray
     seg = sub.row
     x, y = sub.x, sub.y
     # per (set, column): lowest and highest y
-    order = np.lexsort((y, x, seg))
+    order = order_by_set_x_y(seg, x, y, rank=False)  # emitted sets come row-major
     xs, ys, ss = x[order], y[order], seg[order]
     new = np.r_[True, (ss[1:] != ss[:-1]) | (xs[1:] != xs[:-1])]
     first = np.flatnonzero(new)

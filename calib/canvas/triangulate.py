@@ -59,6 +59,17 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
         return s_off[s] + (u - off[s]) * cnt[s] + (v - off[s])
 
     closed = np.zeros(int(s_off[-1]), bool)
+    # each set's points as a row of the table of its width (padded with its last point; ``usable``:
+    # a real point that is no copy), so that an edge reads its set's row whole
+    cls_of_set = np.searchsorted(_WIDTHS_ARRAY, cnt)
+    row_of_set = np.zeros(n_sets, np.int64)
+    tables = {}
+    for t in np.unique(cls_of_set[cnt > 0]).tolist():
+        sets = np.flatnonzero((cls_of_set == t) & (cnt > 0))
+        row_of_set[sets] = np.arange(sets.size)
+        col = np.arange(_WIDTHS[t])[None, :]
+        c = off[sets][:, None] + np.minimum(col, cnt[sets][:, None] - 1)
+        tables[t] = (lx[c], ly[c], lift[c], ~dup[c] & (col < cnt[sets][:, None]))
     fa = np.concatenate([ea, eb])
     fb = np.concatenate([eb, ea])
     tris = []
@@ -75,33 +86,31 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
         # every edge against every point of its set: edges grouped by the width their set's points
         # are padded to, one (edges x width) table per group (the padding never picked)
         s = seg[fa]
-        n_c = cnt[s]
-        cls = np.searchsorted(_WIDTHS_ARRAY, n_c)
+        cls = cls_of_set[s]
         corner = np.zeros(fa.size, np.int64)
         found = np.zeros(fa.size, bool)
         classes = np.flatnonzero(np.bincount(cls, minlength=len(_WIDTHS)))
         for t in classes.tolist():
             g = np.flatnonzero(cls == t) if classes.size > 1 else np.arange(fa.size)
-            width = _WIDTHS[t]
-            ga, gb, gn = fa[g], fb[g], n_c[g][:, None]
-            col = np.arange(width)[None, :]
-            c = off[s[g]][:, None] + np.minimum(col, gn - 1)
+            ga, gb, sg = fa[g], fb[g], s[g]
+            tx, ty, tl, usable = tables[t]
+            r = row_of_set[sg]
             ax, ay = lx[ga][:, None], ly[ga][:, None]
             ex, ey = lx[gb][:, None] - ax, ly[gb][:, None] - ay
             ee = ex * ex + ey * ey
-            dxc, dyc = lx[c] - ax, ly[c] - ay
+            dxc, dyc = np.take(tx, r, axis=0) - ax, np.take(ty, r, axis=0) - ay  # (np.take: faster row gathers)
             h = ex * dyc - ey * dxc  # > 0 on the left of a -> b
             # the lifted plane through a and b, tilted to pass through c: its tilt is this score, and
             # the smallest tilt gives the circle no other point is inside (the Delaunay corner)
             t_along = (dxc * ex + dyc * ey) / ee
-            power = lift[c] - ((1.0 - t_along) * lift[ga][:, None] + t_along * lift[gb][:, None])
-            left = (h > 1e-12 * ee) & ~dup[c] & (col < gn)
+            power = np.take(tl, r, axis=0) - ((1.0 - t_along) * lift[ga][:, None] + t_along * lift[gb][:, None])
+            left = (h > 1e-12 * ee) & np.take(usable, r, axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
                 score = np.where(left, power / h, np.inf)
             pick = np.argmin(score, axis=1)  # the first smallest
             rows = np.arange(g.size)
             found[g] = np.isfinite(score[rows, pick])
-            corner[g] = c[rows, pick]
+            corner[g] = off[sg] + pick
         ta, tb, tc = fa[found], fb[found], corner[found]
         if ta.size:
             tris.append(np.column_stack([ta, tb, tc]))

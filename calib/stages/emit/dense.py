@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calib.canvas.points import FlatPoints, offsets_of
+from calib.canvas.points import FlatPoints, offsets_of, ragged_arange
 from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
@@ -32,8 +32,7 @@ def dense_sets(fp: FlatPoints, *, frac: float = 0.1, spread: float = 0.0) -> Den
     r = rasterize(fp.per_polygon(), spread=spread)
     det_peak = np.zeros(fp.n)
     np.maximum.at(det_peak, fp.det_of_poly, r.peak)
-    unit, x, y, v = r.pixels(frac * det_peak[fp.det_of_poly])
-    counts = np.bincount(unit, minlength=fp.n_polys)
+    counts, x, y, v = r.pixel_counts(frac * det_peak[fp.det_of_poly])
     units = np.flatnonzero(counts)
     sets = FlatPoints(x.astype(np.float64), y.astype(np.float64), v, np.arange(units.size + 1, dtype=np.int64),
                       offsets_of(counts[units]))
@@ -74,17 +73,21 @@ def _by_set_then_decreasing(sets: FlatPoints) -> np.ndarray | None:
     key.sort()
     order = sets.start[key >> (eb + pb)] + (key & ((1 << pb) - 1))
     key >>= pb
-    same = key[1:] == key[:-1]
-    if same.any():
-        eo = e[order]
-        bad = same & (eo[1:] != eo[:-1])
+    pair = np.flatnonzero(key[1:] == key[:-1])  # slots i, i + 1 with equal keys (few)
+    if pair.size:
+        bad = e[order[pair + 1]] != e[order[pair]]
         if bad.any():
-            run = np.cumsum(np.r_[True, ~same]) - 1  # run of equal keys of each slot
-            redo = np.zeros(int(run[-1]) + 1, bool)
-            redo[run[1:][bad]] = True
-            slots = np.flatnonzero(redo[run])
+            # runs of equal keys: chains of consecutive pairs, from their first pair's slot to
+            # their last pair's slot + 1; those holding a bad pair are sorted exactly
+            new = np.r_[True, pair[1:] != pair[:-1] + 1]
+            run = np.cumsum(new) - 1  # run of each pair
+            first = pair[new]
+            last = pair[np.r_[np.flatnonzero(new)[1:] - 1, pair.size - 1]] + 1
+            redo = np.unique(run[bad])
+            size = last[redo] - first[redo] + 1
+            slots = np.repeat(first[redo], size) + ragged_arange(size)
             sub = order[slots]
-            order[slots] = sub[np.lexsort((sub, -e[sub], run[slots]))]
+            order[slots] = sub[np.lexsort((sub, -e[sub], np.repeat(redo, size)))]
     return order
 
 
@@ -104,7 +107,7 @@ def rowmajor_batch(fp: FlatPoints, scores=None, *, step: int = 2, frac: float = 
     decreasing intensity (ties in row-major order), starting with its peak, kept in row-major
     order: the subsample keeps every intensity level and so the region."""
     ds = dense_sets(fp, frac=frac, spread=spread)
-    keep = subsample_by_intensity(ds.sets, step)
+    keep = np.flatnonzero(subsample_by_intensity(ds.sets, step))
     sub = FlatPoints(ds.sets.x[keep], ds.sets.y[keep], ds.sets.e[keep], ds.sets.det_off,
                      offsets_of(np.bincount(ds.sets.row[keep], minlength=ds.sets.n)))
     return _wrap(ds, sub, float(step), fp.n)

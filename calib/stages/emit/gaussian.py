@@ -17,8 +17,9 @@ from calib.stages.emit.cache import emitter_key
 from calib.tables import DETECTIONS, conform
 
 #: work per chunk of detections (their points + 100 each): a blob tests some 600 lattice points,
-#: so chunks of about a hundred detections keep its arrays small (measured: 2x faster than 300_000)
-BLOB_CHUNK = 15_000
+#: so chunks of a few hundred detections keep its arrays small (measured: 2x faster than 300_000;
+#: since the blob's column terms are shared, 30_000-45_000 beat 15_000 by 15-25%)
+BLOB_CHUNK = 30_000
 #: kept for callers of the old name: the haversine angle between directions
 great_circle_deg = great_circle_haversine
 
@@ -78,14 +79,26 @@ def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, s
     cnt = np.where(half >= 0, np.maximum(hi_i - lo_i + 1, 0), 0)
     cb = np.repeat(np.arange(rb.size), cnt)
     b = rb[cb]
-    gx = x_start[b] + (lo_i[cb] + ragged_arange(cnt)) * step
+    # each blob's columns (from its rows' lowest to their highest), then every candidate point as
+    # (row, column): its x and its azimuth term are its column's
+    has = cnt > 0
+    c_lo = np.full(m, np.iinfo(np.int64).max)
+    c_hi = np.full(m, -1)
+    np.minimum.at(c_lo, rb[has], lo_i[has])
+    np.maximum.at(c_hi, rb[has], hi_i[has])
+    ncol = np.where(c_hi >= c_lo, c_hi - c_lo + 1, 0)
+    col_b = np.repeat(np.arange(m), ncol)
+    col_x = x_start[col_b] + (c_lo[col_b] + ragged_arange(ncol)) * step
+    col_az, _ = from_canvas(np.mod(col_x, 360.0), np.zeros(col_x.size))
+    col = np.repeat(offsets_of(ncol)[:-1][rb] + lo_i - c_lo[rb], cnt) + ragged_arange(cnt)
+    gx = col_x[col]
     gyy = gy[cb]
-    p_az, _ = from_canvas(np.mod(gx, 360.0), gyy)
     # great_circle_haversine(az0[b], el0[b], p_az, p_el), its terms of the elevations once per row
-    # (the same arithmetic)
+    # and of the azimuths once per column (the same arithmetic)
     row_sin2 = np.sin((e1 - e0) / 2) ** 2
     row_cos = np.cos(e0) * np.cos(e1)
-    h = row_sin2[cb] + row_cos[cb] * np.sin((np.radians(p_az) - np.radians(az0)[b]) / 2) ** 2
+    col_sin2 = np.sin((np.radians(col_az) - np.radians(az0)[col_b]) / 2) ** 2
+    h = row_sin2[cb] + row_cos[cb] * col_sin2[col]
     d = np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
     e = np.exp(-d ** 2 / (2.0 * s * s))
     keep = e >= threshold

@@ -1,0 +1,190 @@
+"""Known answers for the helpers of the faster emission paths: each equals the straightforward
+computation it replaces (random inputs, seam and pole cases included)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calib.canvas.points import order_by_set_x_y
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_order_by_set_x_y_is_the_lexsort(seed):
+    rng = np.random.default_rng(seed)
+    n = 500
+    seg = rng.integers(0, 7, n)
+    if seed % 2:
+        seg.sort()
+    x = rng.integers(-5, 725, n).astype(np.float64)  # unwrapped columns, past the seam
+    y = rng.integers(0, 181, n).astype(np.float64)  # rows from pole to pole
+    x[rng.random(n) < 0.2] = 0.0
+    x[x == 0] *= -1.0  # -0.0 sorts as 0.0
+    y[rng.random(n) < 0.3] = 180.0
+    assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
+    # not whole numbers: the lexsort itself
+    x2 = x + 0.25
+    assert np.array_equal(order_by_set_x_y(seg, x2, y), np.lexsort((y, x2, seg)))
+
+
+def test_order_by_set_x_y_small_cases():
+    seg = np.array([1, 0, 1, 0, 1])
+    x = np.array([2.0, 2.0, 1.0, 2.0, 1.0])
+    y = np.array([0.0, 5.0, 3.0, 4.0, 3.0])
+    # set 0: (2, 4) at 3 before (2, 5) at 1; set 1: (1, 3) twice (2 then 4), then (2, 0) at 0
+    assert order_by_set_x_y(seg, x, y).tolist() == [3, 1, 2, 4, 0]
+    assert order_by_set_x_y(np.zeros(0, np.int64), np.zeros(0), np.zeros(0)).size == 0
+    x[0] = np.nan  # not a whole number: the lexsort (NaN last)
+    assert order_by_set_x_y(seg, x, y).tolist() == np.lexsort((y, x, seg)).tolist()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_order_by_set_x_y_ranks_fractional_values(seed):
+    rng = np.random.default_rng(100 + seed)
+    n = 800
+    seg = rng.integers(0, 40, n)
+    # grown rings: many repeated fractional x (one column of base points), ties in x and y
+    x = np.round(rng.random(n) * 20) * 3 + 8 * np.cos(rng.integers(0, 16, n) * np.pi / 8)
+    y = np.round(rng.random(n) * 10) * 3 + 8 * np.sin(rng.integers(0, 16, n) * np.pi / 8)
+    y[rng.random(n) < 0.1] = 0.0
+    y[rng.random(n) < 0.1] = -0.0
+    assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
+    x[3] = np.inf
+    assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
+
+
+def test_pixel_counts_agree_with_pixels_and_thresholds():
+    from calib.canvas.points import from_polygons
+    from calib.canvas.raster import rasterize
+
+    rng = np.random.default_rng(7)
+    polys = []
+    for k in range(12):
+        x0, y0 = (350.0, 40.0) if k % 3 == 0 else (rng.integers(0, 300), rng.integers(0, 170))  # some over the seam
+        n = 14
+        pts = np.column_stack([(x0 + rng.integers(0, 15, n)) % 360, np.minimum(y0 + rng.integers(0, 12, n), 180),
+                               rng.random(n)])
+        polys.append([pts])
+    r = rasterize(from_polygons(polys))
+    peak = r.peak
+    for thr in (0.0, 0.3 * peak, np.where(np.arange(r.n) % 2, -1.0, np.nan), 0.1 * peak - 1.0):
+        unit, x, y, v = r.pixels(thr)
+        counts, x2, y2, v2 = r.pixel_counts(thr)
+        # the straightforward selection, unit by unit, row-major
+        t = np.broadcast_to(np.asarray(thr, np.float64), (r.n,))
+        want = []
+        for i in range(r.n):
+            win = r.window(i)
+            rr, cc = np.nonzero((win > 0) & (win >= t[i]))
+            want += [(i, c + r.x0[i], rr_ + r.y0[i], win[rr_, c]) for rr_, c in zip(rr, cc)]
+        assert [tuple(w) for w in zip(unit, x, y, v)] == want
+        assert np.array_equal(counts, np.bincount(unit, minlength=r.n))
+        assert np.array_equal(x, x2) and np.array_equal(y, y2) and np.array_equal(v, v2)
+
+
+def _scattered_raster(seed, pad):
+    from calib.canvas.points import from_polygons
+    from calib.canvas.raster import rasterize
+
+    rng = np.random.default_rng(seed)
+    dets = []
+    for k in range(8):
+        # over the seam, at both poles, and in between; lattices and scattered points
+        x0, y0 = [(355.0, 60.0), (10.0, 2.0), (200.0, 176.0), (90.0, 90.0)][k % 4]
+        if k % 2:
+            pts = np.column_stack([(x0 + 3 * rng.integers(0, 5, 12)) % 360, np.clip(y0 + 3 * rng.integers(-2, 3, 12), 0, 180),
+                                   rng.random(12) + 0.1])
+        else:
+            pts = np.column_stack([(x0 + rng.random(9) * 12) % 360, np.clip(y0 + rng.random(9) * 8 - 4, 0, 180),
+                                   rng.random(9) + 0.1])
+        dets.append([pts])
+    return rasterize(from_polygons(dets), pad=pad)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_fill_nearest_is_the_nearest_support_pixel_lowest_column_then_row(seed):
+    r = _scattered_raster(seed, pad=6.0)
+    for i in range(r.n):
+        win = r.window(i)
+        sr, sc = np.nonzero(win > 0)
+        rows, cols = np.mgrid[0: win.shape[0], 0: win.shape[1]]
+        rows, cols = rows.ravel(), cols.ravel()
+        # brute force: the smallest (d^2, column, row) over the window's support pixels
+        d2 = (rows[:, None] - sr[None, :]) ** 2 + (cols[:, None] - sc[None, :]) ** 2
+        key = (d2 * 1024 + sc[None, :]) * 1024 + sr[None, :]
+        k = np.argmin(key, axis=1)
+        want = win[sr[k], sc[k]]
+        got = r.fill_nearest(np.full(rows.size, i), cols + r.x0[i], rows + r.y0[i])
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_bilinear_samples_read_four_pixels(seed):
+    r = _scattered_raster(seed, pad=2.0)
+    rng = np.random.default_rng(seed)
+    unit = rng.integers(0, r.n, 3000)
+    # whole pixels, half pixels, window edges and beyond
+    qx = r.x0[unit] + np.round(rng.uniform(-1, r.w[unit] + 1) * 2) / 2 + (rng.random(3000) < 0.3) * rng.random(3000)
+    qy = r.y0[unit] + np.round(rng.uniform(-1, r.h[unit] + 1) * 2) / 2
+    got = r.sample(unit, qx, qy, value_at=r.fill_nearest)
+    # the formula with every neighbour read (a weight-0 neighbour at the sample's own pixel)
+    fx, fy = qx - r.x0[unit], qy - r.y0[unit]
+    inside = (fx >= 0) & (fx <= r.w[unit] - 1) & (fy >= 0) & (fy <= r.h[unit] - 1)
+    cx, cy = np.floor(fx).astype(np.int64), np.floor(fy).astype(np.int64)
+    tx, ty = fx - cx, fy - cy
+    ox, oy = (tx > 0).astype(np.int64), (ty > 0).astype(np.int64)
+    px, py = r.x0[unit] + cx, r.y0[unit] + cy
+    v00 = r.fill_nearest(unit, px, py)
+    v10 = r.fill_nearest(unit, px + ox, py)
+    v01 = r.fill_nearest(unit, px, py + oy)
+    v11 = r.fill_nearest(unit, px + ox, py + oy)
+    val = (1 - ty) * ((1 - tx) * v00 + tx * v10) + ty * ((1 - tx) * v01 + tx * v11)
+    want = np.where(inside, np.maximum(val, 0.0), 0.0)
+    assert np.array_equal(got, want)
+    assert inside.sum() > 1000 and (~inside).sum() > 10
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_triangles_draw_what_each_triangle_draws_on_its_own(seed):
+    from calib.canvas.points import from_polygons
+    from calib.canvas.raster import _TOL, barycentric, rasterize
+    from calib.canvas.triangulate import delaunay_sets
+
+    rng = np.random.default_rng(50 + seed)
+    dets = []
+    for k in range(10):
+        n = int(rng.integers(4, 20))
+        x0, y0 = rng.uniform(0, 330), rng.uniform(0, 160)
+        dets.append([np.column_stack([x0 + rng.random(n) * 25, y0 + rng.random(n) * 18, rng.random(n) + 0.05])])
+    fp = from_polygons(dets)
+    r = rasterize(fp)
+    tri, tset = delaunay_sets(fp.poly_off, fp.x, fp.y)
+    for i in range(fp.n):
+        want = np.zeros((r.h[i], r.w[i]))
+        for a, b, c in tri[tset == i]:
+            xs, ys, es = fp.x[[a, b, c]], fp.y[[a, b, c]], fp.e[[a, b, c]]
+            gy, gx = np.mgrid[int(np.ceil(ys.min())): int(np.floor(ys.max())) + 1,
+                              int(np.ceil(xs.min())): int(np.floor(xs.max())) + 1]
+            gx, gy = gx.ravel(), gy.ravel()
+            w0, w1, w2 = barycentric(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], gx.astype(float), gy.astype(float))
+            ins = (w0 >= -_TOL) & (w1 >= -_TOL) & (w2 >= -_TOL)
+            v = w0 * es[0] + w1 * es[1] + w2 * es[2]
+            rr, cc = gy[ins] - r.y0[i], gx[ins] - r.x0[i]
+            np.maximum.at(want, (rr, cc), v[ins])
+        assert np.array_equal(r.window(i), want)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_by_set_then_decreasing_is_the_lexsort(seed):
+    from calib.canvas.points import FlatPoints, offsets_of
+    from calib.stages.emit.dense import _by_set_then_decreasing
+
+    rng = np.random.default_rng(200 + seed)
+    counts = rng.integers(1, 60, 300)
+    n = int(counts.sum())
+    # values that differ only in their lowest bits (ties of the packed keys), exact repeats, and spread ones
+    base = rng.choice([0.5, 0.25, 1.0 / 3.0, 0.7], n)
+    e = np.where(rng.random(n) < 0.5, base + rng.integers(0, 4, n) * np.spacing(base), base * (1 + rng.random(n)))
+    sets = FlatPoints(np.zeros(n), np.zeros(n), e, np.arange(counts.size + 1), offsets_of(counts))
+    order = _by_set_then_decreasing(sets)
+    assert order is not None
+    assert np.array_equal(order, np.lexsort((np.arange(n), -e, sets.row)))
