@@ -127,6 +127,42 @@ def test_cache_keys_follow_what_each_stage_depends_on(toys, data, tmp_path):
     assert scores(changed_input.tables["detections"])[("t1", 0)] == 0.562  # 0.5625, rounded half to even
 
 
+def test_a_cache_entry_gives_back_the_input_tables_still_in_memory(toys, data, tmp_path):
+    # an entry refers to the input files for the tables its stage passed through (truth, systems:
+    # gigabytes of points on a dev set); loading it while the inputs are in memory takes those
+    # tables, not a second copy read from the same files
+    recipe = Recipe.from_dict(recipe_dict())
+    cache = StageCache(tmp_path / "cache")
+    loaded = load_inputs(recipe, data, cache_dir=cache.root)
+    cache.remember(loaded.files)
+    fit, _ = clip_sets(recipe, loaded.tables)
+    first = run_chain(recipe, loaded.tables, loaded.key, fit_clips=fit, cache=cache)
+    live = StageCache(tmp_path / "cache")  # nothing in its memory: the entry is read from disk
+    live.remember(loaded.files)
+    tables, _ = live.load(first.key)
+    assert tables["truth"] is loaded.tables["truth"]
+    assert tables["systems"]["sysA"] is loaded.tables["systems"]["sysA"]
+    assert tables["detections"].equals(first.tables["detections"])  # the stage's own output: its file
+    # a cache that has not seen the inputs reads the files: the same tables
+    cold, _ = StageCache(tmp_path / "cache").load(first.key)
+    assert cold["truth"] is not loaded.tables["truth"] and cold["truth"].equals(loaded.tables["truth"])
+    assert cold["systems"]["sysA"].equals(loaded.tables["systems"]["sysA"])
+    # a chain resumed from the entry carries the inputs' own tables on
+    again = run_chain(recipe, loaded.tables, loaded.key, fit_clips=fit, cache=live)
+    assert all(r.cached for r in again.records)
+    assert again.tables["systems"]["sysA"] is loaded.tables["systems"]["sysA"]
+    assert again.tables["detections"].equals(first.tables["detections"])
+    # a file removed from the cache is not answered from memory: the entry is damaged
+    for f in (tmp_path / "cache" / "inputs").glob("truth-*.parquet"):
+        f.unlink()
+    with pytest.raises(Exception, match="no such file"):
+        StageCache(tmp_path / "cache").load(first.key)
+    fresh = StageCache(tmp_path / "cache")
+    fresh.remember(loaded.files)
+    with pytest.raises(Exception, match="no such file"):
+        fresh.load(first.key)
+
+
 def test_row_selections_are_recomputed_not_stored(toys, data, tmp_path):
     # threshold and cap select rows in milliseconds; writing their output (every detection's
     # points) to Parquet and reading it back costs more, so the cache keeps no entry for them
