@@ -163,6 +163,38 @@ def test_a_cache_entry_gives_back_the_input_tables_still_in_memory(toys, data, t
         fresh.load(first.key)
 
 
+def test_a_resumed_chain_lets_the_table_it_read_go_once_a_stage_replaced_it(toys, data, tmp_path, monkeypatch):
+    # a chain resumed from an entry holds what it read (a dev set's detections: gigabytes of
+    # points) only until the next stage has replaced it, not through the rest of the chain
+    import weakref
+
+    import calib.recipe.cache as stage_cache
+
+    monkeypatch.setattr(stage_cache, "MEMORY_BYTES", 0)  # the cache's memory keeps nothing: only the chain does
+    chain(Recipe.from_dict(recipe_dict()), data, StageCache(tmp_path / "cache"))
+    read = []
+
+    class Watched(StageCache):
+        def load(self, key):
+            out = super().load(key)
+            read.append(weakref.ref(out[0]["detections"]))
+            return out
+
+    alive = []
+    apply = toys["t_round"].apply
+
+    def watched_apply(self, tables):
+        alive.append(read[0]() is not None)
+        return apply(self, tables)
+
+    monkeypatch.setattr(toys["t_round"], "apply", watched_apply)
+    changed = Recipe.from_dict(set_values(recipe_dict(), {"stages.t_scale.factor": 1.0}))
+    res = chain(changed, data, Watched(tmp_path / "cache"))
+    assert [r.cached for r in res.records] == [True, True, False, False] and len(read) == 1
+    assert alive == [False]  # t_scale replaced t_bias's table: gone before the emitter runs
+    assert res.tables["detections"].equals(chain(changed, data).tables["detections"])
+
+
 def test_row_selections_are_recomputed_not_stored(toys, data, tmp_path):
     # threshold and cap select rows in milliseconds; writing their output (every detection's
     # points) to Parquet and reading it back costs more, so the cache keeps no entry for them

@@ -56,7 +56,7 @@ class Cap(Stage):
         if self.per_frame:
             order = order[keep[order]]
             pos = np.full(len(df), np.iinfo(np.int64).max)
-            sub = df[order]
+            sub = df.select(list(FRAME_KEYS))[order]  # the keys alone: no copy of every detection's points
             pos[order] = _positions(sub, np.arange(len(sub)), FRAME_KEYS)
             keep &= pos < self.per_frame
         return tables.replace(detections=keep_rows(df, keep))
