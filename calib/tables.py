@@ -29,6 +29,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -193,6 +194,28 @@ def clip_runs(df: pl.DataFrame) -> tuple[list[str], list[int], list[int]]:
     new = df.select((pl.col("clip") != pl.col("clip").shift(1)).fill_null(True)).to_series()
     starts = new.arg_true().to_list()
     return df.get_column("clip").gather(starts).to_list(), starts, starts[1:] + [df.height]
+
+
+#: at most this many runs of kept rows are taken as slices by :func:`take_rows` (more: one copy)
+MAX_KEPT_RUNS = 1024
+
+
+def take_rows(df: pl.DataFrame, keep: np.ndarray) -> pl.DataFrame:
+    """``df.filter(keep)``: the same rows in the same order, taken as zero-copy slices of ``df``
+    when they come in at most :data:`MAX_KEPT_RUNS` runs (a threshold that keeps nearly every
+    detection of a dev table would otherwise copy a gigabyte of points)."""
+    keep = np.asarray(keep, dtype=bool)
+    if keep.size != df.height:
+        raise ValueError(f"take_rows: {keep.size} flags for {df.height} rows")
+    edges = np.flatnonzero(np.diff(keep.view(np.int8), prepend=0, append=0))  # run starts and ends
+    if edges.size == 0:
+        return df.clear()
+    if edges.size // 2 > MAX_KEPT_RUNS:
+        return df.filter(pl.Series(keep, dtype=pl.Boolean))
+    starts, stops = edges[0::2].tolist(), edges[1::2].tolist()
+    if len(starts) == 1:
+        return df if (starts[0], stops[0]) == (0, df.height) else df.slice(starts[0], stops[0] - starts[0])
+    return pl.concat([df.slice(a, b - a) for a, b in zip(starts, stops)], how="vertical", rechunk=False)
 
 
 def restrict_clips(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:

@@ -8,14 +8,14 @@ from calib.canvas.sphere import CANVAS_WIDTH
 from features.registry import FeatureContext, feature
 
 
-@feature()
+@feature(per_clip=True)
 def n_frame(ctx: FeatureContext) -> np.ndarray:
     """Number of detections of the same system in the same clip and frame (all classes)."""
     df = ctx.keyed()
     return df.select(pl.len().over(list(ctx.FRAME_KEYS)).cast(pl.Float64)).to_series().to_numpy()
 
 
-@feature()
+@feature(per_clip=True)
 def n_frame_class(ctx: FeatureContext) -> np.ndarray:
     """Number of detections of the same system, clip, frame and class."""
     df = ctx.keyed()
@@ -26,7 +26,7 @@ def _wrap(expr: pl.Expr) -> pl.Expr:
     return expr - CANVAS_WIDTH * (expr / CANVAS_WIDTH).floor()
 
 
-@feature()
+@feature(per_clip=True)
 def nms_dominance(ctx: FeatureContext) -> np.ndarray:
     """Local NMS dominance: the raw score divided by the best raw score among same-class detections
     of the frame whose seam-aware bounding boxes meet this one's (itself included), so 1 means

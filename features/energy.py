@@ -29,19 +29,19 @@ def peak_index(ctx: FeatureContext) -> np.ndarray:
     return ctx.cached("peak_index", lambda: ctx.points.first_argmax(ctx.points.e))
 
 
-@feature()
+@feature(per_clip=True)
 def energy_max(ctx: FeatureContext) -> np.ndarray:
     """Largest point intensity of the annotation."""
     return _max(ctx)
 
 
-@feature()
+@feature(per_clip=True)
 def energy_mean(ctx: FeatureContext) -> np.ndarray:
     """Mean point intensity of the annotation."""
     return _mean(ctx)
 
 
-@feature()
+@feature(per_clip=True)
 def energy_std(ctx: FeatureContext) -> np.ndarray:
     """Population standard deviation of the annotation's point intensities."""
     p = ctx.points
@@ -51,13 +51,13 @@ def energy_std(ctx: FeatureContext) -> np.ndarray:
     return np.sqrt(var)
 
 
-@feature()
+@feature(per_clip=True)
 def energy_prominence(ctx: FeatureContext) -> np.ndarray:
     """Peak prominence: largest intensity minus mean intensity (0 for a flat annotation)."""
     return _max(ctx) - _mean(ctx)
 
 
-@feature()
+@feature(per_clip=True)
 def energy_peak_ratio(ctx: FeatureContext) -> np.ndarray:
     """Scale-free prominence: (max - mean) / max of the intensities, 0 for a flat map, near 1 for
     a sharp peak over a low floor; 0 when the largest intensity is not positive."""
@@ -90,7 +90,7 @@ def _top10_sum(p, e: np.ndarray) -> np.ndarray:
     return top_sum
 
 
-@feature()
+@feature(per_clip=True)
 def energy_top10_share(ctx: FeatureContext) -> np.ndarray:
     """Concentration: share of the annotation's total (non-negative) intensity held by its top 10%
     of points (the ceil(0.1 n) most intense); 1 for a single point, 0 when the total is 0."""
@@ -119,7 +119,7 @@ def _entropy(pts) -> np.ndarray:
     return np.divide(h, logn, out=np.zeros(pts.n), where=ok)
 
 
-@feature()
+@feature(per_clip=True)
 def energy_entropy(ctx: FeatureContext) -> np.ndarray:
     """Normalised entropy of the intensities seen as a distribution over the points:
     -sum(p log p) / log(n) with p = e / sum(e); 1 for perfectly even energy, near 0 for one
@@ -133,7 +133,7 @@ def energy_entropy(ctx: FeatureContext) -> np.ndarray:
     return out
 
 
-@feature()
+@feature(per_clip=True)
 def peak_offset(ctx: FeatureContext) -> np.ndarray:
     """Distance of the peak (first point with the largest intensity) from the centre of the
     seam-aware bounding box, divided by half the box diagonal: 0 at the centre, 1 at a corner;

@@ -22,7 +22,7 @@ def _frame_values(ctx: FeatureContext, table: pl.DataFrame, on: list[str], value
     return out
 
 
-@feature(train_only=True, default=False)
+@feature(train_only=True, default=False, per_clip=True)
 def closure(ctx: FeatureContext) -> np.ndarray:
     """Share of the frame's ground-truth annotations that the system's matchable detections close:
     sum over classes of min(matchable detections, GT annotations) divided by the frame's GT count
@@ -45,7 +45,7 @@ def closure(ctx: FeatureContext) -> np.ndarray:
     return _frame_values(ctx, frame, list(ctx.FRAME_KEYS), "_closure")
 
 
-@feature(train_only=True, default=False)
+@feature(train_only=True, default=False, per_clip=True)
 def diffuseness(ctx: FeatureContext) -> np.ndarray:
     """How diffuse the frame's true sources are: mean normalised energy entropy (as energy_entropy)
     of the frame's ground-truth annotations, all classes; 0 for a frame without ground truth.

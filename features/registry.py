@@ -72,6 +72,9 @@ class Feature:
     default: bool
     module: str
     doc: str
+    #: the value of a row depends only on rows of its own clip (and that clip's ground truth), so
+    #: a table may be computed a few clips at a time (:data:`CHUNK_ROWS`); False: the whole table
+    per_clip: bool = False
 
     @property
     def column(self) -> str:
@@ -90,11 +93,14 @@ FEATURES = Registry("feature", ENTRY_POINT_GROUP, modules=BUILTIN_MODULES, error
                     plugin_objects=False)
 
 
-def feature(name: str | None = None, *, version: int = 1, train_only: bool = False, default: bool = True):
+def feature(name: str | None = None, *, version: int = 1, train_only: bool = False, default: bool = True,
+            per_clip: bool = False):
     """Decorator: register ``func`` as the feature ``name`` (default: the function's name).
 
     ``default`` puts it in the default feature set; ``train_only`` marks features that use ground
-    truth (0 at inference)."""
+    truth (0 at inference); ``per_clip`` declares that a row's value depends on its own clip's rows
+    (and ground truth) only, so big tables are computed a few clips at a time, in bounded memory
+    (every built-in feature is; a feature comparing clips must leave it False)."""
 
     def deco(func):
         fname = name or func.__name__
@@ -103,7 +109,8 @@ def feature(name: str | None = None, *, version: int = 1, train_only: bool = Fal
             raise FeatureError(f"feature {fname!r} ({func.__module__}) has no docstring saying what it measures")
         if not fname.isidentifier():
             raise FeatureError(f"feature name {fname!r} must be an identifier")
-        FEATURES.add(fname, Feature(fname, func, int(version), bool(train_only), bool(default), func.__module__, doc))
+        FEATURES.add(fname, Feature(fname, func, int(version), bool(train_only), bool(default), func.__module__, doc,
+                                    bool(per_clip)))
         return func
 
     return deco
@@ -275,6 +282,48 @@ class FeatureContext:
         return value
 
 
+#: rows computed together by the per-clip features (whole clips, about this many rows): the flat
+#: points and the sorts' temporaries of a whole dev table (530k detections, 38M points) took
+#: 4-5 GiB at once; a chunk of 65k rows a tenth of that, at the same speed
+CHUNK_ROWS = 1 << 16
+
+
+def clip_chunks(detections: pl.DataFrame, rows: int | None = None) -> list[slice | np.ndarray]:
+    """The table's rows in groups of whole clips of about ``rows`` rows (:data:`CHUNK_ROWS`), in
+    table order: slices when each clip's rows are together, else row indices (clip by clip)."""
+    rows = CHUNK_ROWS if rows is None else rows
+    n = detections.height
+    if n <= rows or "clip" not in detections.columns:
+        return [slice(0, n)]
+    from calib.tables import clip_runs
+
+    names, starts, stops = clip_runs(detections)
+    if len(set(names)) == len(names):  # one run per clip: cut between runs
+        cuts = [0]
+        for stop in stops:
+            if stop - cuts[-1] >= rows or stop == n:
+                cuts.append(stop)
+        return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+    code = detections.select(pl.col("clip").rank("dense")).to_series().to_numpy().astype(np.int64) - 1
+    order = np.argsort(code, kind="stable")  # rows clip by clip, table order within a clip
+    ends = np.cumsum(np.bincount(code))
+    cuts = [0]
+    for end in ends.tolist():
+        if end - cuts[-1] >= rows or end == n:
+            cuts.append(end)
+    return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _values(f: Feature, ctx: "FeatureContext") -> np.ndarray:
+    values = f.func(ctx)
+    if isinstance(values, pl.Series):
+        values = values.to_numpy()
+    values = np.asarray(values, dtype=np.float64)
+    if values.shape != (ctx.n,):
+        raise FeatureError(f"feature {f.name!r} ({f.module}) returned shape {values.shape}, expected ({ctx.n},)")
+    return values
+
+
 def compute_features(detections: pl.DataFrame, names: Sequence[str] | str | None = None, *,
                      train: bool = False, truth: pl.DataFrame | None = None,
                      labels: np.ndarray | None = None) -> pl.DataFrame:
@@ -282,20 +331,29 @@ def compute_features(detections: pl.DataFrame, names: Sequence[str] | str | None
 
     With ``train=False`` (inference) train-only features are 0 and never computed."""
     feats = resolve(names)
-    ctx = FeatureContext(detections, truth=truth, labels=labels)
-    cols = []
-    for f in feats:
-        if f.train_only and not train:
-            values = np.zeros(ctx.n)
-        else:
-            values = f.func(ctx)
-            if isinstance(values, pl.Series):
-                values = values.to_numpy()
-            values = np.asarray(values, dtype=np.float64)
-            if values.shape != (ctx.n,):
-                raise FeatureError(f"feature {f.name!r} ({f.module}) returned shape {values.shape}, "
-                                   f"expected ({ctx.n},)")
-        cols.append(pl.Series(f.column, values, dtype=pl.Float64))
+    n = detections.height
+    values = {f.name: np.zeros(n) for f in feats}  # train-only features at inference stay 0
+    todo = [f for f in feats if train or not f.train_only]
+    chunked = [f for f in todo if f.per_clip]
+    whole = [f for f in todo if not f.per_clip]
+    parts = clip_chunks(detections) if chunked else []
+    if len(parts) == 1:  # one chunk: the whole table, one context for every feature
+        whole, chunked, parts = todo, [], []
+    for part in parts:
+        sub = detections.slice(part.start, part.stop - part.start) if isinstance(part, slice) else detections[part]
+        sub_truth = None
+        if truth is not None:
+            from calib.tables import restrict_clips
+
+            sub_truth = restrict_clips(truth, sub.get_column("clip").unique().to_list())
+        ctx = FeatureContext(sub, truth=sub_truth, labels=None if labels is None else np.asarray(labels)[part])
+        for f in chunked:
+            values[f.name][part] = _values(f, ctx)
+    if whole:
+        ctx = FeatureContext(detections, truth=truth, labels=labels)
+        for f in whole:
+            values[f.name] = _values(f, ctx)
+    cols = [pl.Series(f.column, values[f.name], dtype=pl.Float64) for f in feats]
     return pl.DataFrame(cols, schema={c.name: pl.Float64 for c in cols}) if cols else pl.DataFrame()
 
 

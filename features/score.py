@@ -7,13 +7,13 @@ import polars as pl
 from features.registry import FeatureContext, feature
 
 
-@feature()
+@feature(per_clip=True)
 def score(ctx: FeatureContext) -> np.ndarray:
     """The detector's raw confidence score (``score_raw`` when a stage has rewritten ``score``)."""
     return ctx.score
 
 
-@feature()
+@feature(per_clip=True)
 def score_rank(ctx: FeatureContext) -> np.ndarray:
     """Rank of the raw score among the detections of the same frame and class: 1 for the highest,
     tied scores share the best rank among them."""

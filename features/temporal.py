@@ -23,7 +23,7 @@ def _per_row(ctx: FeatureContext, table: pl.DataFrame, value: str) -> np.ndarray
     return out
 
 
-@feature()
+@feature(per_clip=True)
 def nbr_score(ctx: FeatureContext) -> np.ndarray:
     """Best raw score of the same class (same system and clip) in the previous or next frame;
     0 when the class is not detected there."""
@@ -47,7 +47,7 @@ def _peak_xy(ctx: FeatureContext) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-@feature()
+@feature(per_clip=True)
 def nbr_score_near(ctx: FeatureContext) -> np.ndarray:
     """Best raw score of a same-class detection in the previous or next frame whose peak lies within
     20 degrees of this one's peak (canvas distance, wrapping at the seam): temporal support at the
@@ -73,7 +73,7 @@ def nbr_score_near(ctx: FeatureContext) -> np.ndarray:
     return _per_row(ctx, best, "_m")
 
 
-@feature()
+@feature(per_clip=True)
 def track_len(ctx: FeatureContext) -> np.ndarray:
     """Length in frames of the run of consecutive frames, containing this one, in which the same
     system detects the same class in the clip (1 for an isolated frame)."""

@@ -225,3 +225,43 @@ def test_registry_contents():
     with pytest.raises(FeatureError, match="unknown feature 'nope'.*energy_max"):
         resolve(["nope"])
     assert [f.name for f in resolve("score,default")][:2] == ["score", "score_rank"]
+
+
+def test_a_big_table_is_computed_a_few_clips_at_a_time_with_the_same_values(dets, truth, monkeypatch):
+    import importlib
+
+    R = importlib.import_module("features.registry")  # the module (features.registry is also a function)
+    from features import feature
+    from features.registry import unregister
+
+    # three clips of the hand-made rows (frames and scores moved per clip), their GT likewise
+    parts = [dets.with_columns(pl.lit(c).alias("clip"), pl.col("frame") + k, pl.col("score") * (1 - 0.125 * k))
+             for k, c in enumerate("abc")]
+    table = pl.concat(parts).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"))
+    gt = pl.concat([truth.with_columns(pl.lit(c).alias("clip"), pl.col("frame") + k) for k, c in enumerate("abc")])
+    labels = np.tile(LABELS, 3)
+    scattered = np.array([0, 7, 14, 1, 8, 15, 2, 9, 16, 3, 10, 17, 4, 11, 18, 5, 12, 19, 6, 13, 20])
+
+    @feature(default=False)  # not per_clip: compares rows across clips, so computed on the whole table
+    def table_score_rank_test(ctx):
+        """Rank of the score in the whole table (a test feature)."""
+        return np.argsort(np.argsort(-ctx.score, kind="stable"), kind="stable").astype(float)
+
+    try:
+        names = [*registry(), "table_score_rank_test"]
+        for rows in (np.arange(21), scattered):  # each clip's rows together, then scattered
+            t, y = table[rows], labels[rows]
+            whole = compute_features(t, names, train=True, truth=gt, labels=y)
+            monkeypatch.setattr(R, "CHUNK_ROWS", 8)
+            chunks = R.clip_chunks(t)
+            assert len(chunks) == 2 and sorted(np.concatenate([np.arange(21)[c] for c in chunks])) == list(range(21))
+            assert isinstance(chunks[0], slice) == (rows is not scattered)
+            chunked = compute_features(t, names, train=True, truth=gt, labels=y)
+            monkeypatch.setattr(R, "CHUNK_ROWS", 1 << 16)
+            assert chunked.equals(whole)  # bit for bit, every feature
+            np.testing.assert_array_equal(col(chunked, "table_score_rank_test"),
+                                          np.argsort(np.argsort(-t.get_column("score").to_numpy(), kind="stable"),
+                                                     kind="stable"))
+        assert all(f.per_clip for f in registry().values() if f.name != "table_score_rank_test")
+    finally:
+        unregister("table_score_rank_test")

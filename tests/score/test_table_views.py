@@ -7,7 +7,8 @@ import polars as pl
 import pytest
 
 from calib.score.columns import clips_from_table
-from calib.tables import restrict_clips
+import calib.tables as T
+from calib.tables import restrict_clips, take_rows
 
 
 def _truth(clip_runs: list[tuple[str, int]], seed: int = 0) -> pl.DataFrame:
@@ -39,6 +40,25 @@ def test_restrict_clips_slices_without_gathering():
     got = restrict_clips(df, ["a", "c"])
     assert got.get_column("points").n_chunks() == 2  # two slices of the table, no gathered copy
     assert got.get_column("clip").to_list() == ["a"] * 3 + ["c"] * 4
+
+
+@pytest.mark.parametrize("pattern", ["all", "none", "head", "tail", "middle", "few", "alternate"])
+def test_take_rows_is_the_filter_and_slices_few_runs(pattern, monkeypatch):
+    df = _truth([("a", 5), ("b", 4), ("c", 6)], seed=3)
+    n = df.height
+    i = np.arange(n)
+    keep = {"all": i >= 0, "none": i < 0, "head": i < 4, "tail": i >= 9, "middle": (i > 2) & (i < 11),
+            "few": (i != 3) & (i != 10), "alternate": i % 2 == 0}[pattern]
+    monkeypatch.setattr(T, "MAX_KEPT_RUNS", 4)
+    got = take_rows(df, keep)
+    assert got.equals(df.filter(pl.Series(keep)))
+    runs = {"all": 1, "none": 0, "head": 1, "tail": 1, "middle": 1, "few": 3, "alternate": 8}[pattern]
+    # up to MAX_KEPT_RUNS runs: one slice each (no gathered copy); more: one filtered copy
+    assert got.get_column("points").n_chunks() == (runs if 1 <= runs <= 4 else 1)
+    if pattern == "all":
+        assert got is df
+    with pytest.raises(ValueError, match="3 flags for 15 rows"):
+        take_rows(df, keep[:3])
 
 
 def _views(d: dict) -> dict:

@@ -14,6 +14,7 @@ from calib.canvas.points import FlatPoints, offsets_of, ragged_arange
 from calib.canvas.raster import rasterize
 from calib.canvas.sphere import pair_box_iou
 from calib.constants import N_CLASSES
+from calib.tables import take_rows
 
 FRAME_KEYS = ("system", "clip", "frame")
 CLASS_KEYS = ("system", "clip", "frame", "class_id")
@@ -133,5 +134,6 @@ def class_map(values, what: str) -> dict[int, float]:
 
 
 def keep_rows(df: pl.DataFrame, keep: np.ndarray) -> pl.DataFrame:
-    """Rows of ``df`` where ``keep`` is true, in table order."""
-    return df.filter(pl.Series(keep, dtype=pl.Boolean)) if len(df) else df
+    """Rows of ``df`` where ``keep`` is true, in table order (slices of ``df`` when they come in
+    few runs: :func:`calib.tables.take_rows`)."""
+    return take_rows(df, keep) if len(df) else df

@@ -5,6 +5,7 @@ import polars as pl
 
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.select.common import class_map
+from calib.tables import take_rows
 
 
 @register("threshold")
@@ -32,4 +33,6 @@ class Threshold(Stage):
         per = {c: float(v) for c, v in class_map(self.per_class, "threshold: per_class").items()}
         thr = pl.col("class_id").replace_strict(per, default=float(self.threshold), return_dtype=pl.Float64) \
             if per else pl.lit(float(self.threshold))
-        return tables.replace(detections=df.filter(pl.col(self.column).cast(pl.Float64).fill_nan(None) >= thr))
+        keep = df.select((pl.col(self.column).cast(pl.Float64).fill_nan(None) >= thr).fill_null(False)).to_series()
+        # zero-copy when the kept rows come in few runs (a low threshold keeps nearly everything)
+        return tables.replace(detections=take_rows(df, keep.to_numpy()))
