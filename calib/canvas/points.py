@@ -152,6 +152,19 @@ class FlatPoints:
         return FlatPoints(self.x[q0:q1], self.y[q0:q1], self.e[q0:q1], self.det_off[a: b + 1] - p0,
                           self.poly_off[p0: p1 + 1] - q0)
 
+    def blocks(self, max_points: int) -> list[tuple[int, int]]:
+        """(a, b) ranges of consecutive detections covering all of them in order, each holding at
+        most ``max_points`` points (a detection with more is a block of its own): per-point work
+        done block by block keeps its temporaries to the size of a block."""
+        cum = np.cumsum(self.count)
+        out, a = [], 0
+        while a < self.n:
+            done = int(cum[a - 1]) if a else 0
+            b = max(int(np.searchsorted(cum, done + max_points, side="right")), a + 1)
+            out.append((a, b))
+            a = b
+        return out
+
     def per_polygon(self) -> "FlatPoints":
         """The same points with every polygon its own detection (``det_of_poly`` maps back)."""
         return FlatPoints(self.x, self.y, self.e, np.arange(self.n_polys + 1, dtype=np.int64), self.poly_off)

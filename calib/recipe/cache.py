@@ -178,6 +178,10 @@ class StageCache:
         #: id(table) -> (weak reference to it, file): where the tables this process has seen are
         #: stored (weak, so the cache does not keep every intermediate table alive)
         self.files: dict[int, tuple[weakref.ref, Path]] = {}
+        #: file -> weak reference to the table last seen stored there: a load of an entry that
+        #: refers to a file whose table is still alive (the inputs: gigabytes of GT points) takes
+        #: that table instead of reading a second copy of it
+        self._live: dict[Path, weakref.ref] = {}
 
     def remember(self, files: dict[int, tuple[pl.DataFrame, Path]]) -> None:
         for df, path in files.values():
@@ -186,7 +190,9 @@ class StageCache:
     def _note(self, df: pl.DataFrame, path: Path) -> None:
         if len(self.files) > 4096:  # drop entries whose table is gone
             self.files = {k: v for k, v in self.files.items() if v[0]() is not None}
+            self._live = {k: v for k, v in self._live.items() if v() is not None}
         self.files[id(df)] = (weakref.ref(df), path)
+        self._live[Path(path)] = weakref.ref(df)
 
     def _stored(self, df: pl.DataFrame) -> Path | None:
         hit = self.files.get(id(df))
@@ -307,7 +313,9 @@ class StageCache:
 
     def load(self, key: str) -> tuple[Tables, dict]:
         """(tables, meta) of a cached stage output (its learned state: :meth:`restore`): from
-        memory when this process saved or loaded it lately and it is still on disk."""
+        memory when this process saved or loaded it lately and it is still on disk; a table whose
+        file holds a table this process still has (the inputs the entry passed through: truth,
+        systems) is that table, not a second copy read from the file."""
         hit = self._memory.get(key)
         if hit is not None and self.has(key):
             self._memory[key] = self._memory.pop(key)  # most recently used
@@ -331,6 +339,10 @@ class StageCache:
             raise CacheEntryError(self.entry(key) / MANIFEST, f"table file {rel!r} is not a Parquet file inside the "
                                   f"cache ({self._hint(key)})")
         path = self.root / rel
+        live = self._live.get(path)
+        df = live() if live is not None else None
+        if df is not None and path.exists():
+            return df  # the table stored in that file is in memory already: no second copy
         df = read_table(path, kind) if kind is not None else pl.read_parquet(path)
         self._note(df, path)
         return df

@@ -164,14 +164,21 @@ def _run_chain(recipe: Recipe, tables: Tables, input_key: str, *, fit_clips: Ite
             records[start - 1].rows = _rows(tables)
     from calib.score.parallel import progress
 
+    # handed over, not kept here: a table read from the cache is let go once the stage after it
+    # has replaced it (a dev set's detections with their points are gigabytes)
+    handed = [tables]
+    del tables
+    tables_j = None
     with progress(range(start, n), desc=f"{recipe.name}: stages", unit="stage") as bar:
-        return _run_stages(recipe, tables, stages, records, chain, keys, fit_clips, cache, log, state_files, bar,
+        return _run_stages(recipe, handed, stages, records, chain, keys, fit_clips, cache, log, state_files, bar,
                            input_key)
 
 
-def _run_stages(recipe, tables, stages, records, chain, keys, fit_clips, cache, log, state_files, bar,
+def _run_stages(recipe, handed: list, stages, records, chain, keys, fit_clips, cache, log, state_files, bar,
                 input_key) -> ChainResult:
-    """The stages from the first one not cached on (``bar`` iterates their indices)."""
+    """The stages from the first one not cached on (``bar`` iterates their indices) on the tables
+    ``handed`` holds (taken out of it: nothing else keeps them once a stage replaced them)."""
+    tables = handed.pop()
     n = len(stages)
     truth = tables.get("truth")
     for i in bar:

@@ -172,14 +172,19 @@ class Tables(dict):
 
     def subset(self, clips) -> "Tables":
         """The tables restricted to ``clips``: every DataFrame with a ``clip`` column and every
-        system's table filtered; other values pass as they are."""
-        keep = pl.col("clip").is_in(sorted(clips))
+        system's table, the rows of those clips in their order (as ``filter``), taken as zero-copy
+        slices where the rows come in runs of one clip (:func:`calib.tables.restrict_clips`): a
+        stage fit on a fold's clips does not copy the fold's GT points and detections; other
+        values pass as they are."""
+        from calib.tables import restrict_clips
+
+        clips = sorted(clips)
         out = Tables()
         for name, value in self.items():
             if isinstance(value, dict):
-                out[name] = {k: v.filter(keep) for k, v in value.items()}
+                out[name] = {k: restrict_clips(v, clips) for k, v in value.items()}
             elif isinstance(value, pl.DataFrame) and "clip" in value.columns:
-                out[name] = value.filter(keep)
+                out[name] = restrict_clips(value, clips)
             else:
                 out[name] = value
         return out

@@ -108,6 +108,41 @@ def test_top10_counts_ceil_of_a_tenth():
     close(col(compute_features(df, ["energy_top10_share"]), "energy_top10_share"), [21 / 66])
 
 
+def test_distribution_features_block_by_block_are_the_one_pass_values(monkeypatch):
+    # top-10% share and entropy work block by block of detections (their per-point temporaries
+    # stay small on a dev set); blocks of a few points give the same bits as one block of all
+    import features.energy as energy
+
+    rng = np.random.default_rng(3)
+    rows = []
+    for i in range(60):
+        k = int(rng.choice([0, 1, 3, 11, 12, 25, 40]))
+        e = rng.choice([-0.5, 0.0, 0.25, 0.5, 1.0], size=k) if i % 3 else rng.random(k)  # ties, <= 0
+        polys = [[(float(x), float(y), float(v)) for x, y, v in zip(rng.random(k) * 360, rng.random(k) * 180, e)]]
+        rows.append({**det(i % 4, i % 13, float(rng.random()), polys), "det_id": i})
+    df = pl.DataFrame(rows, schema=DETECTIONS)
+    names = ["energy_top10_share", "energy_entropy"]
+    whole = compute_features(df, names)
+    for block in (1, 7, 30):
+        monkeypatch.setattr(energy, "BLOCK_POINTS", block)
+        assert compute_features(df, names).equals(whole)  # bit for bit
+    # and a detection of more points than a block is a block of its own
+    fp = flatten_points(df.get_column("points"))
+    blocks = fp.blocks(7)
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(df) and all(b > a for a, b in blocks)
+    assert all(blocks[i][1] == blocks[i + 1][0] for i in range(len(blocks) - 1))
+    assert all(fp.count[a:b].sum() <= 7 or b == a + 1 for a, b in blocks)
+    # the values themselves, detection by detection
+    for i, r in enumerate(rows):
+        e = np.clip([p["e"] for poly in r["points"] for p in poly], 0.0, None)
+        total = e.sum()
+        top = np.sort(e)[::-1][:math.ceil(0.1 * e.size)].sum() / total if total > 0 else 0.0
+        prob = e[e > 0] / total if total > 0 else e[:0]
+        ent = -(prob * np.log(prob)).sum() / math.log(e.size) if e.size > 1 and total > 0 else 0.0
+        close(col(whole, "energy_top10_share")[i], top)
+        close(col(whole, "energy_entropy")[i], ent)
+
+
 def test_peak_offset(feats):
     # row 0: peak (14,20), centre (12,25): a corner -> 1; row 2: peak (359,44), centre (359,42),
     # half diagonal sqrt(8^2+4^2)/2; row 3: first of four equal peaks (12,24), centre (12,25)

@@ -98,6 +98,20 @@ def test_choice_and_outputs(portfolio):
     assert not [p for p in out.iterdir() if p.name.startswith(".staging")]
 
 
+def test_variants_keep_no_table_the_cache_holds(portfolio):
+    # each variant's submitted system sits in the stage cache (the emitter's entry): the results
+    # keep its key, not the table, and the written file is what the cache gives back
+    from calib.recipe.cache import StageCache
+    from calib.tables import read_table
+
+    res, out, _, _ = portfolio
+    cache = StageCache(out / ".cache")
+    for r in res.results:
+        assert r.detections is None and cache.has(r.final_key)
+        written = read_table(out / "variants" / r.variant.name / "detections.parquet", "detections")
+        assert written.equals(r.load_detections(cache))
+
+
 def test_rerun_is_cached_and_identical(portfolio, tmp_path):
     res, out, _, grid = portfolio
     with toy_stages() as toys:

@@ -127,6 +127,74 @@ def test_cache_keys_follow_what_each_stage_depends_on(toys, data, tmp_path):
     assert scores(changed_input.tables["detections"])[("t1", 0)] == 0.562  # 0.5625, rounded half to even
 
 
+def test_a_cache_entry_gives_back_the_input_tables_still_in_memory(toys, data, tmp_path):
+    # an entry refers to the input files for the tables its stage passed through (truth, systems:
+    # gigabytes of points on a dev set); loading it while the inputs are in memory takes those
+    # tables, not a second copy read from the same files
+    recipe = Recipe.from_dict(recipe_dict())
+    cache = StageCache(tmp_path / "cache")
+    loaded = load_inputs(recipe, data, cache_dir=cache.root)
+    cache.remember(loaded.files)
+    fit, _ = clip_sets(recipe, loaded.tables)
+    first = run_chain(recipe, loaded.tables, loaded.key, fit_clips=fit, cache=cache)
+    live = StageCache(tmp_path / "cache")  # nothing in its memory: the entry is read from disk
+    live.remember(loaded.files)
+    tables, _ = live.load(first.key)
+    assert tables["truth"] is loaded.tables["truth"]
+    assert tables["systems"]["sysA"] is loaded.tables["systems"]["sysA"]
+    assert tables["detections"].equals(first.tables["detections"])  # the stage's own output: its file
+    # a cache that has not seen the inputs reads the files: the same tables
+    cold, _ = StageCache(tmp_path / "cache").load(first.key)
+    assert cold["truth"] is not loaded.tables["truth"] and cold["truth"].equals(loaded.tables["truth"])
+    assert cold["systems"]["sysA"].equals(loaded.tables["systems"]["sysA"])
+    # a chain resumed from the entry carries the inputs' own tables on
+    again = run_chain(recipe, loaded.tables, loaded.key, fit_clips=fit, cache=live)
+    assert all(r.cached for r in again.records)
+    assert again.tables["systems"]["sysA"] is loaded.tables["systems"]["sysA"]
+    assert again.tables["detections"].equals(first.tables["detections"])
+    # a file removed from the cache is not answered from memory: the entry is damaged
+    for f in (tmp_path / "cache" / "inputs").glob("truth-*.parquet"):
+        f.unlink()
+    with pytest.raises(Exception, match="no such file"):
+        StageCache(tmp_path / "cache").load(first.key)
+    fresh = StageCache(tmp_path / "cache")
+    fresh.remember(loaded.files)
+    with pytest.raises(Exception, match="no such file"):
+        fresh.load(first.key)
+
+
+def test_a_resumed_chain_lets_the_table_it_read_go_once_a_stage_replaced_it(toys, data, tmp_path, monkeypatch):
+    # a chain resumed from an entry holds what it read (a dev set's detections: gigabytes of
+    # points) only until the next stage has replaced it, not through the rest of the chain
+    import weakref
+
+    import calib.recipe.cache as stage_cache
+
+    monkeypatch.setattr(stage_cache, "MEMORY_BYTES", 0)  # the cache's memory keeps nothing: only the chain does
+    chain(Recipe.from_dict(recipe_dict()), data, StageCache(tmp_path / "cache"))
+    read = []
+
+    class Watched(StageCache):
+        def load(self, key):
+            out = super().load(key)
+            read.append(weakref.ref(out[0]["detections"]))
+            return out
+
+    alive = []
+    apply = toys["t_round"].apply
+
+    def watched_apply(self, tables):
+        alive.append(read[0]() is not None)
+        return apply(self, tables)
+
+    monkeypatch.setattr(toys["t_round"], "apply", watched_apply)
+    changed = Recipe.from_dict(set_values(recipe_dict(), {"stages.t_scale.factor": 1.0}))
+    res = chain(changed, data, Watched(tmp_path / "cache"))
+    assert [r.cached for r in res.records] == [True, True, False, False] and len(read) == 1
+    assert alive == [False]  # t_scale replaced t_bias's table: gone before the emitter runs
+    assert res.tables["detections"].equals(chain(changed, data).tables["detections"])
+
+
 def test_row_selections_are_recomputed_not_stored(toys, data, tmp_path):
     # threshold and cap select rows in milliseconds; writing their output (every detection's
     # points) to Parquet and reading it back costs more, so the cache keeps no entry for them

@@ -25,3 +25,22 @@ def test_accessors_subset_and_without_truth():
         t["teacher"]
     with pytest.raises(TypeError, match="must map system names"):
         Tables(systems=_t(["a"])).systems
+
+
+def test_subset_slices_tables_in_runs_of_clips():
+    # a stage fit on some clips gets slices of the tables (no copy of their points): the rows of
+    # those clips in the tables' order, exactly what a filter gives
+    points = pl.List(pl.List(pl.Struct({"x": pl.Float64, "y": pl.Float64, "e": pl.Float64})))
+    det = pl.DataFrame({"clip": ["c", "c", "a", "b", "b", "a"], "v": [0, 1, 2, 3, 4, 5],
+                        "points": [[[{"x": float(i), "y": 1.0, "e": 0.5}]] for i in range(6)]},
+                       schema={"clip": pl.String, "v": pl.Int64, "points": points})
+    t = Tables(detections=det, truth=det.head(3), systems={"s1": det}, match=1)
+    for clips in (["a", "c"], ["b"], ["a", "b", "c"], ["zz"], []):
+        sub = t.subset(clips)
+        want = det.filter(pl.col("clip").is_in(clips))
+        assert sub.detections.equals(want) and sub.systems["s1"].equals(want) and sub["match"] == 1
+        assert sub.truth.equals(det.head(3).filter(pl.col("clip").is_in(clips)))
+    sub = t.subset(["c", "a"])  # runs c, a (kept) | b (dropped) | a (kept): two slices
+    assert sub.detections.get_column("v").to_list() == [0, 1, 2, 5]
+    assert sub.detections.get_column("points").n_chunks() == 2
+    assert t.subset(["c", "a", "b"]).detections.get_column("points").n_chunks() == 1  # every row: one slice
