@@ -200,3 +200,18 @@ def test_a_package_refused_by_the_official_rules_leaves_no_folder(portfolio_dir,
         build_package(portfolio_dir, tmp_path / "made" / "for" / "it", label="Doe_ABC", track="a", authors=AUTHORS,
                       abbreviations=["TOOLONGNAME"] * 4, log=lambda s: None)
     assert _tree(tmp_path) == before
+
+
+def test_importing_calib_makes_polars_return_freed_memory_at_once(tmp_path):
+    """calib sets polars' jemalloc to return freed pages at once (at dev scale retained pages held
+    gigabytes); jemalloc reads the last setting of the variable, and a user's own choice is kept."""
+    import subprocess
+    import sys
+
+    code = "import calib, polars, os; print(os.environ['_RJEM_MALLOC_CONF'])"
+    env = {k: v for k, v in __import__("os").environ.items() if k != "_RJEM_MALLOC_CONF"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("dirty_decay_ms:0,muzzy_decay_ms:0")
+    mine = subprocess.run([sys.executable, "-c", code], env={**env, "_RJEM_MALLOC_CONF": "narenas:2"},
+                          capture_output=True, text=True, check=True).stdout
+    assert "dirty_decay_ms:0" not in mine and mine.strip().endswith("narenas:2")
