@@ -699,20 +699,27 @@ def _delaunay_triangles(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit
     return _Triangles(np.concatenate(corners), np.concatenate(units), np.concatenate(owner))
 
 
-def barycentric(ax, ay, bx, by, cx, cy, qx, qy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Barycentric weights of points (qx, qy) in triangles (a, b, c), elementwise; NaN for flat
-    triangles."""
+def triangle_terms(ax, ay, bx, by, cx, cy) -> tuple:
+    """What barycentric weights in triangles (a, b, c) need of the triangles alone: the edge vectors
+    (v0 = b - a, v1 = c - a), their dot products d00, d01, d11 and the denominator (NaN for a flat
+    triangle), elementwise."""
     v0x, v0y = bx - ax, by - ay
     v1x, v1y = cx - ax, cy - ay
-    v2x, v2y = qx - ax, qy - ay
     d00 = v0x * v0x + v0y * v0y
     d01 = v0x * v1x + v0y * v1y
     d11 = v1x * v1x + v1y * v1y
-    d20 = v2x * v0x + v2y * v0y
-    d21 = v2x * v1x + v2y * v1y
     den = d00 * d11 - d01 * d01
     flat = np.abs(den) <= 1e-12 * np.maximum(d00 * d11, 1e-300)
-    den = np.where(flat, np.nan, den)
+    return v0x, v0y, v1x, v1y, d00, d01, d11, np.where(flat, np.nan, den)
+
+
+def barycentric(ax, ay, bx, by, cx, cy, qx, qy) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Barycentric weights of points (qx, qy) in triangles (a, b, c), elementwise; NaN for flat
+    triangles."""
+    v0x, v0y, v1x, v1y, d00, d01, d11, den = triangle_terms(ax, ay, bx, by, cx, cy)
+    v2x, v2y = qx - ax, qy - ay
+    d20 = v2x * v0x + v2y * v0y
+    d21 = v2x * v1x + v2y * v1y
     b1 = (d11 * d20 - d01 * d21) / den
     b2 = (d00 * d21 - d01 * d20) / den
     return 1.0 - b1 - b2, b1, b2
@@ -884,14 +891,7 @@ def _draw_triangles(canvas: _Canvas, t: _Triangles | None, xu, y, e, drew, batch
     ncol = np.clip(c1 - c0 + 1, 0, None)
     # per triangle: barycentric's edge vectors, dot products and denominator
     ax, ay = tx[:, 0], ty[:, 0]
-    v0x, v0y = tx[:, 1] - ax, ty[:, 1] - ay
-    v1x, v1y = tx[:, 2] - ax, ty[:, 2] - ay
-    d00 = v0x * v0x + v0y * v0y
-    d01 = v0x * v1x + v0y * v1y
-    d11 = v1x * v1x + v1y * v1y
-    den = d00 * d11 - d01 * d01
-    flat = np.abs(den) <= 1e-12 * np.maximum(d00 * d11, 1e-300)
-    den = np.where(flat, np.nan, den)
+    v0x, v0y, v1x, v1y, d00, d01, d11, den = triangle_terms(ax, ay, tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
     ec = e[t.corners]
     # per row: its terms of d20 and d21, and the buffer index of its pixel at column 0
     v2y = ry - ay[k]
