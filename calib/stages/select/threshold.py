@@ -4,8 +4,7 @@ from __future__ import annotations
 import polars as pl
 
 from calib.stages.base import Param, Stage, Tables, declare, register
-from calib.stages.select.common import class_map
-from calib.tables import take_rows
+from calib.stages.select.common import class_map, keep_rows
 
 
 @register("threshold")
@@ -34,5 +33,5 @@ class Threshold(Stage):
         thr = pl.col("class_id").replace_strict(per, default=float(self.threshold), return_dtype=pl.Float64) \
             if per else pl.lit(float(self.threshold))
         keep = df.select((pl.col(self.column).cast(pl.Float64).fill_nan(None) >= thr).fill_null(False)).to_series()
-        # zero-copy when the kept rows come in few runs (a low threshold keeps nearly everything)
-        return tables.replace(detections=take_rows(df, keep.to_numpy()))
+        # slices when the kept rows come in few runs (a low threshold keeps nearly everything)
+        return tables.replace(detections=keep_rows(df, keep.to_numpy()))
