@@ -296,7 +296,11 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
     Dask cluster of the enclosing :func:`calib.score.parallel.scale_out` block, when it has more
     than one worker and the work is big enough; returns whether it did. The results reach the
     parent through the caches only, and the estimates are then assembled in order exactly as
-    without workers: the outputs are the same bytes whatever the jobs or backend."""
+    without workers: the outputs are the same bytes whatever the jobs or backend.
+
+    Whenever there are workers, the GT maps and the input detections' rerank labels are first
+    computed over them, clip by clip (:func:`prepare_inputs`), even when the chains themselves
+    are too small for a pool: rendering GT is most of a small portfolio's work."""
     from calib.score.parallel import largest_first, parallel_map, settings, use_pool
 
     s = settings()
@@ -320,25 +324,32 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
             seen.add(k)
             unique.append((recipe, fit, scored))
             unique_costs.append(c)
+    reranked = any(spec.type == "rerank" and spec.enabled for v in variants for spec in v.recipe.stages)
+    prepare_inputs(loaded.values(), labels=reranked)
     if not use_pool(len(unique), sum(unique_costs), jobs=s.jobs, backend=s.backend):
         return False
     log(f"portfolio: {len(unique)} chain(s) over {'a Dask cluster' if s.backend == 'dask' else f'{s.jobs} workers'}")
-    from calib.score.api import best_ious, prepare_gt
-
-    reranked = any(spec.type == "rerank" and spec.enabled for v in variants for spec in v.recipe.stages)
-    for ld in loaded.values():  # each GT map once, here, not once per worker
-        if ld.tables.get("truth") is not None:
-            prepare_gt(ld.tables["truth"], [ld.tables.get("detections"), *ld.tables.systems.values()])
-            if reranked and ld.tables.get("detections") is not None:
-                # the rerank labels of the input detections (every fold's fit clips): their IoU
-                # rows computed once over the clips and cached, not again by each worker's
-                # first chains at the same time
-                best_ious(ld.tables["detections"], ld.tables["truth"])
     order = largest_first(unique_costs)  # equal costs: the variants' order, full chains before their folds
     kw = dict(base_dir=Path(base_dir).resolve(), cache_root=Path(cache.root).resolve(), allow_imports=sorted(allow_imports),
               scorer=scorer, source=source)
     parallel_map(_warm_one, [(unique[i], kw) for i in order], **s.par(), desc="portfolio chains", unit="chain")
     return True
+
+
+def prepare_inputs(loaded, *, labels: bool) -> None:
+    """Each GT map the inputs' detections need, rendered once (over the workers, clip by clip, when
+    the work pays for a pool) and cached; with ``labels``, the input detections' rerank labels
+    too (their IoU rows computed once over the clips and cached): not again by every chain, nor
+    by several workers' first chains at the same time."""
+    from calib.score.api import best_ious, prepare_gt
+
+    for ld in loaded:
+        truth = ld.tables.get("truth")
+        if truth is None:
+            continue
+        prepare_gt(truth, [ld.tables.get("detections"), *ld.tables.systems.values()])
+        if labels and ld.tables.get("detections") is not None:
+            best_ious(ld.tables["detections"], truth)
 
 
 def _warm_one(job, kw) -> None:

@@ -79,7 +79,7 @@ def test_two_loky_workers_write_the_same_bytes(setup, local, always_pool, capsys
     assert got == local
     # a variant reranks: the input detections' labels were computed once, before the workers
     # started (in the parent: the chains' own rerank fits run in the workers)
-    assert labelled[0] == "warm_chains"
+    assert labelled[0] == "prepare_inputs"
 
 
 @pytest.mark.slow
@@ -93,12 +93,21 @@ def test_a_dask_local_cluster_writes_the_same_bytes(setup, local, always_pool, c
 
 
 @pytest.mark.slow
-def test_small_work_starts_no_pool(setup, capsys):
-    """Below POOL_MIN_SECONDS the chains run in this process, whatever --jobs says."""
+def test_small_work_starts_no_pool(setup, local, capsys, monkeypatch):
+    """Below POOL_MIN_SECONDS the chains run in this process, whatever --jobs says; the GT maps and
+    the input labels are still prepared first, over the clips, once (the same bytes)."""
+    from calib.score import api
+
+    calls = []
+    for name in ("prepare_gt", "best_ious"):
+        real = getattr(api, name)
+        monkeypatch.setattr(api, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
     out = setup / "small"
     assert main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(out),
                  "--jobs", "2"]) == 0
     assert "chain(s) over" not in capsys.readouterr().out
+    assert calls[:2] == ["prepare_gt", "best_ious"]
+    assert files(out) == local
 
 
 def test_scheduler_without_dask_backend_is_refused(setup, capsys):
