@@ -328,12 +328,47 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
     prepare_inputs(loaded.values(), labels=reranked)
     if not use_pool(len(unique), sum(unique_costs), jobs=s.jobs, backend=s.backend):
         return False
+    if s.backend != "dask":  # a cluster's workers have their own memory
+        need = worker_memory(loaded.values(), s.jobs)
+        free = available_memory()
+        if free is not None and need > free:
+            log(f"portfolio: chains stay in this process: {worker_count(s.jobs)} workers would each hold the inputs "
+                f"and a chain's working tables (about {need / 2**30:.1f} GiB together), more than the "
+                f"{free / 2**30:.1f} GiB available; per-clip work (GT maps, labels, scoring) still uses them")
+            return False
     log(f"portfolio: {len(unique)} chain(s) over {'a Dask cluster' if s.backend == 'dask' else f'{s.jobs} workers'}")
     order = largest_first(unique_costs)  # equal costs: the variants' order, full chains before their folds
     kw = dict(base_dir=Path(base_dir).resolve(), cache_root=Path(cache.root).resolve(), allow_imports=sorted(allow_imports),
               scorer=scorer, source=source)
     parallel_map(_warm_one, [(unique[i], kw) for i in order], **s.par(), desc="portfolio chains", unit="chain")
     return True
+
+
+#: a chain's peak memory per byte of its loaded inputs (78 lowthr clips x 1500 frames: inputs
+#: 1.42 GiB, a chain with rerank peaks at 7.2 GiB): what each worker running chains holds
+CHAIN_BYTES_PER_INPUT_BYTE = 5.0
+
+
+def worker_count(jobs: int) -> int:
+    return jobs if jobs > 0 else (os.cpu_count() or 1)
+
+
+def worker_memory(loaded, jobs: int) -> float:
+    """Bytes the chain workers would hold together: each loads the inputs and runs whole chains."""
+    inputs = sum(df.estimated_size() for ld in loaded for df in ld.tables.frames())
+    return CHAIN_BYTES_PER_INPUT_BYTE * inputs * worker_count(jobs)
+
+
+def available_memory() -> float | None:
+    """Bytes of memory available to new processes (Linux ``MemAvailable``); None when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
 
 
 def prepare_inputs(loaded, *, labels: bool) -> None:

@@ -160,11 +160,6 @@ def _kind(name: str) -> str | None:
 MEMORY_BYTES = int(os.environ.get("CALIB_STAGE_MEMORY_MIB", "512")) * 2**20
 
 
-def _frames(tables: Tables):
-    for value in tables.values():
-        yield from (value.values() if isinstance(value, dict) else [value])
-
-
 def _copy(tables: Tables) -> Tables:
     """A new Tables of the same frames (callers add or replace entries of what load returns)."""
     return Tables({k: dict(v) if isinstance(v, dict) else v for k, v in tables.items()})
@@ -276,7 +271,7 @@ class StageCache:
         return df if self._stored(df) is not None else _conformed(df, kind)
 
     def _keep(self, key: str, tables: Tables, meta: dict) -> None:
-        size = sum(df.estimated_size() for df in _frames(tables))
+        size = sum(df.estimated_size() for df in tables.frames())
         if size > MEMORY_BYTES:
             return
         self._memory.pop(key, None)

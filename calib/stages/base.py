@@ -127,6 +127,11 @@ class Tables(dict):
         new.update(tables)
         return new
 
+    def frames(self):
+        """Every DataFrame held, the systems' tables included."""
+        for value in self.values():
+            yield from (value.values() if isinstance(value, dict) else [value])
+
     @property
     def detections(self) -> pl.DataFrame:
         """The working detections (a KeyError saying so when absent)."""

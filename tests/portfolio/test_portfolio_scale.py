@@ -110,6 +110,35 @@ def test_small_work_starts_no_pool(setup, local, capsys, monkeypatch):
     assert files(out) == local
 
 
+@pytest.mark.slow
+def test_chains_stay_here_when_workers_would_not_fit_in_memory(setup, local, always_pool, capsys, monkeypatch):
+    """Each chain worker holds the inputs and a chain's tables: when the machine lacks the memory
+    for that, the chains run in this process (saying why) and the bytes are the same."""
+    from calib.portfolio import run
+
+    monkeypatch.setattr(run, "available_memory", lambda: 1024.0)
+    out = setup / "lowmem"
+    assert main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(out),
+                 "--jobs", "2"]) == 0
+    log = capsys.readouterr().out
+    assert "chains stay in this process: 2 workers would each hold the inputs" in log
+    assert "chain(s) over" not in log
+    assert files(out) == local
+
+
+def test_worker_memory_counts_every_input_table_per_worker():
+    import polars as pl
+
+    from calib.portfolio.run import CHAIN_BYTES_PER_INPUT_BYTE, worker_memory
+    from calib.recipe.inputs import LoadedInputs
+    from calib.stages.base import Tables
+
+    a = pl.DataFrame({"x": list(range(1000))})  # 8000 bytes
+    b = pl.DataFrame({"y": [1.0] * 500})  # 4000 bytes
+    ld = LoadedInputs(Tables(detections=a, systems={"s": b, "t": a}), {})
+    assert worker_memory([ld], 3) == CHAIN_BYTES_PER_INPUT_BYTE * 20000 * 3
+
+
 def test_scheduler_without_dask_backend_is_refused(setup, capsys):
     with pytest.raises(SystemExit, match="--scheduler needs --backend dask"):
         main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(setup / "x"),
