@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import inspect
+import os
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Iterable, Iterator, Sequence
@@ -329,11 +330,39 @@ def compute_features(detections: pl.DataFrame, names: Sequence[str] | str | None
                      labels: np.ndarray | None = None) -> pl.DataFrame:
     """A frame of ``feat_<name>`` float64 columns, one row per detection, in the table's order.
 
-    With ``train=False`` (inference) train-only features are 0 and never computed."""
+    With ``train=False`` (inference) train-only features are 0 and never computed. The built-in
+    features of a clip whose rows were computed before in this process (the same rows in the same
+    order: a portfolio's chains fit and apply rerankers on the same clips again and again) are
+    taken from :data:`FEATURE_CACHE`."""
     feats = resolve(names)
     n = detections.height
     values = {f.name: np.zeros(n) for f in feats}  # train-only features at inference stay 0
     todo = [f for f in feats if train or not f.train_only]
+    cached = [f for f in todo if _cacheable(f)] if FEATURE_CACHE.budget > 0 and "clip" in detections.columns else []
+    if cached and n:
+        missing = FEATURE_CACHE.fill(detections, cached, values)
+        if missing:  # the clips not cached: computed together, then cached clip by clip
+            from calib.tables import take_rows
+
+            rest = np.sort(np.concatenate([r for r, _ in missing]))
+            keep = np.zeros(n, bool)
+            keep[rest] = True
+            sub = detections if rest.size == n else take_rows(detections, keep)
+            got = _compute(sub, cached, truth=truth, labels=None if labels is None else np.asarray(labels)[rest])
+            for f in cached:
+                values[f.name][rest] = got[f.name]
+            FEATURE_CACHE.store(cached, [(np.searchsorted(rest, r), d) for r, d in missing], got)
+        todo = [f for f in todo if f not in cached]
+    if todo:
+        values.update(_compute(detections, todo, truth=truth, labels=labels))
+    cols = [pl.Series(f.column, values[f.name], dtype=pl.Float64) for f in feats]
+    return pl.DataFrame(cols, schema={c.name: pl.Float64 for c in cols}) if cols else pl.DataFrame()
+
+
+def _compute(detections: pl.DataFrame, todo: list[Feature], *, truth, labels) -> dict[str, np.ndarray]:
+    """The features ``todo`` of every row: per-clip ones a few whole clips at a time."""
+    n = detections.height
+    values = {f.name: np.zeros(n) for f in todo}
     chunked = [f for f in todo if f.per_clip]
     whole = [f for f in todo if not f.per_clip]
     parts = clip_chunks(detections) if chunked else []
@@ -353,8 +382,98 @@ def compute_features(detections: pl.DataFrame, names: Sequence[str] | str | None
         ctx = FeatureContext(detections, truth=truth, labels=labels)
         for f in whole:
             values[f.name] = _values(f, ctx)
-    cols = [pl.Series(f.column, values[f.name], dtype=pl.Float64) for f in feats]
-    return pl.DataFrame(cols, schema={c.name: pl.Float64 for c in cols}) if cols else pl.DataFrame()
+    return values
+
+
+def _cacheable(f: Feature) -> bool:
+    """Built-in per-clip features that read no ground truth: they read only the columns
+    :func:`clip_digests` hashes."""
+    return f.per_clip and not f.train_only and f.module in BUILTIN_MODULES
+
+
+def clip_digests(detections: pl.DataFrame) -> tuple[list[str], list[np.ndarray], list[bytes]]:
+    """(clip, its rows in table order, content digest) of each clip of the table. The digest covers
+    what built-in features read of a row, in order: its points (every bit of x, y, e, polygon by
+    polygon: :func:`calib.canvas.points.row_hashes`, 128 bits), its raw score (``score_raw`` where
+    set, else ``score``), system, frame and class."""
+    import hashlib
+
+    from calib.canvas.points import row_hashes
+
+    code = detections.select(pl.col("clip").rank("dense")).to_series().to_numpy().astype(np.int64) - 1
+    order = np.argsort(code, kind="stable")
+    ends = np.cumsum(np.bincount(code))
+    rows = np.split(order, ends[:-1])
+    lanes = np.empty((detections.height, 3), np.uint64)
+    for part in clip_chunks(detections):  # the points flattened a few clips at a time
+        sub = detections.slice(part.start, part.stop - part.start) if isinstance(part, slice) else detections[part]
+        lanes[part, :2] = row_hashes(flatten(sub.get_column("points")), extra=FeatureContext(sub).score)
+    keys = detections.select(pl.col("system").cast(pl.String), pl.col("frame").cast(pl.Int64),
+                             pl.col("class_id").cast(pl.Int64))
+    lanes[:, 2] = keys.hash_rows(seed=0).to_numpy()  # strings and integers: no float subtleties
+    names = detections.get_column("clip").cast(pl.String).to_numpy()
+    out_names, digests = [], []
+    for r in rows:
+        name = str(names[r[0]])
+        h = hashlib.blake2b(digest_size=20)
+        h.update(name.encode())
+        h.update(np.int64(r.size).tobytes())
+        h.update(np.ascontiguousarray(lanes[r]).tobytes())
+        out_names.append(name)
+        digests.append(h.digest())
+    return out_names, rows, digests
+
+
+class FeatureCache:
+    """Built-in feature values of clips seen before in this process, by (clip content digest,
+    feature identities), least recently used dropped first beyond ``budget`` bytes
+    (``CALIB_FEATURE_CACHE_MIB``, default 512; 0 turns it off)."""
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._entries: dict[tuple, np.ndarray] = {}
+        self._bytes = 0
+
+    @staticmethod
+    def _key(digest: bytes, feats: list[Feature]) -> tuple:
+        return digest, tuple((f.module, f.name, f.version) for f in feats)
+
+    def fill(self, detections: pl.DataFrame, feats: list[Feature], values: dict) -> list[tuple[np.ndarray, bytes]]:
+        """Copy the cached clips' values of ``feats`` into ``values``; returns (rows, digest) of
+        each clip not cached."""
+        _, rows, digests = clip_digests(detections)
+        missing = []
+        for r, d in zip(rows, digests):
+            key = self._key(d, feats)
+            got = self._entries.pop(key, None)
+            if got is None:
+                missing.append((r, d))
+                continue
+            self._entries[key] = got  # most recently used last
+            for j, f in enumerate(feats):
+                values[f.name][r] = got[:, j]
+        return missing
+
+    def store(self, feats: list[Feature], clips: list[tuple[np.ndarray, bytes]], values: dict) -> None:
+        """Keep the values of ``feats`` of each clip (its rows in ``values``' arrays, its digest)."""
+        for r, d in clips:
+            block = np.column_stack([values[f.name][r] for f in feats])
+            key = self._key(d, feats)
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._entries[key] = block
+            self._bytes += block.nbytes
+        while self._bytes > self.budget and self._entries:
+            self._bytes -= self._entries.pop(next(iter(self._entries))).nbytes
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._bytes = 0
+
+
+#: the process's cache of built-in feature values per clip
+FEATURE_CACHE = FeatureCache(int(os.environ.get("CALIB_FEATURE_CACHE_MIB", "512")) * 2**20)
 
 
 def versions(feats: Sequence[Feature]) -> list[dict]:

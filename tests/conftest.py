@@ -8,6 +8,16 @@ ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_ARCHIVE = ROOT / "tests" / "data" / "golden.tar.xz"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_feature_cache():
+    """Each test starts with an empty feature cache (features.registry.FEATURE_CACHE): a test
+    comparing two ways of computing features must not get the first way's values back."""
+    from features.registry import FEATURE_CACHE
+
+    FEATURE_CACHE.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def golden(tmp_path_factory) -> Path:
     """The golden vectors (inputs and the official scripts' numbers), unpacked once per session from

@@ -10,6 +10,7 @@ import pytest
 from calib.tables import DETECTIONS, TRUTH
 from features import FeatureError, compute_features, default_features, registry, resolve
 from calib.canvas.points import flatten as flatten_points
+from features.registry import FEATURE_CACHE
 
 
 def det(frame, cls, score, polys, system="s", clip="a", det_id=0):
@@ -122,6 +123,7 @@ def test_distribution_features_block_by_block_are_the_one_pass_values(monkeypatc
         rows.append({**det(i % 4, i % 13, float(rng.random()), polys), "det_id": i})
     df = pl.DataFrame(rows, schema=DETECTIONS)
     names = ["energy_top10_share", "energy_entropy"]
+    monkeypatch.setattr(FEATURE_CACHE, "budget", 0)  # computed each time, not taken from the cache
     whole = compute_features(df, names)
     for block in (1, 7, 30):
         monkeypatch.setattr(energy, "BLOCK_POINTS", block)
@@ -234,6 +236,8 @@ def test_a_big_table_is_computed_a_few_clips_at_a_time_with_the_same_values(dets
     from features import feature
     from features.registry import unregister
 
+    monkeypatch.setattr(R.FEATURE_CACHE, "budget", 0)  # computed each time, not taken from the cache
+
     # three clips of the hand-made rows (frames and scores moved per clip), their GT likewise
     parts = [dets.with_columns(pl.lit(c).alias("clip"), pl.col("frame") + k, pl.col("score") * (1 - 0.125 * k))
              for k, c in enumerate("abc")]
@@ -265,3 +269,72 @@ def test_a_big_table_is_computed_a_few_clips_at_a_time_with_the_same_values(dets
         assert all(f.per_clip for f in registry().values() if f.name != "table_score_rank_test")
     finally:
         unregister("table_score_rank_test")
+
+
+def test_feature_cache_gives_the_computed_values_and_recomputes_what_changed(dets, monkeypatch):
+    """A clip whose rows were computed before gets the same bits from the cache; a clip whose rows
+    differ in any bit a built-in feature reads is computed again; plug-in features never cached."""
+    import importlib
+
+    R = importlib.import_module("features.registry")
+    from features import feature
+    from features.registry import unregister
+
+    parts = [dets.with_columns(pl.lit(c).alias("clip"), pl.col("frame") + k, pl.col("score") * (1 - 0.125 * k))
+             for k, c in enumerate("abc")]
+    table = pl.concat(parts).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"))
+    calls = []
+
+    @feature(default=False, per_clip=True)
+    def plugin_rows_test(ctx):
+        """Rows seen (a test plug-in feature)."""
+        calls.append(ctx.n)
+        return np.full(ctx.n, float(ctx.n))
+
+    try:
+        names = [k for k, f in registry().items() if not f.train_only and f.module in R.BUILTIN_MODULES]
+        monkeypatch.setattr(R.FEATURE_CACHE, "budget", 0)
+        fresh = {k: compute_features(t, names) for k, t in
+                 (("all", table), ("bc", table.filter(pl.col("clip") != "a")), ("rev", table.reverse()))}
+        monkeypatch.setattr(R.FEATURE_CACHE, "budget", 1 << 20)
+        R.FEATURE_CACHE.clear()
+        assert compute_features(table, names).equals(fresh["all"])
+        assert len(R.FEATURE_CACHE._entries) == 3  # one entry per clip
+
+        real = R._compute
+        computed = []
+        monkeypatch.setattr(R, "_compute", lambda df, todo, **kw: computed.append(df.height) or real(df, todo, **kw))
+        assert compute_features(table, names).equals(fresh["all"]) and computed == []  # every clip cached
+        assert compute_features(table.filter(pl.col("clip") != "a"), names).equals(fresh["bc"]) and computed == []
+        assert compute_features(table.reverse(), names).equals(fresh["rev"])  # rows in another order: computed
+        assert computed == [21]
+        # one bit of one point of clip b (x 12 -> 12 + 1 ulp), and clip c's score_raw: those clips again
+        computed.clear()
+        pts = table.get_column("points").to_list()
+        pts[8][0][0]["x"] = float(np.nextafter(12.0, 13.0))
+        changed = table.with_columns(pl.Series("points", pts, dtype=table.schema["points"]),
+                                     pl.when(pl.col("clip") == "c").then(pl.col("score") / 2).otherwise(None)
+                                     .alias("score_raw"))
+        monkeypatch.setattr(R.FEATURE_CACHE, "budget", 0)
+        expect = compute_features(changed, names)
+        monkeypatch.setattr(R.FEATURE_CACHE, "budget", 1 << 20)
+        computed.clear()
+        assert compute_features(changed, names).equals(expect)
+        assert computed == [14]  # clips b and c
+        assert not expect.equals(fresh["all"])
+        # a plug-in per-clip feature is computed every time, on the whole table
+        calls.clear()
+        compute_features(table, ["plugin_rows_test", "score"])
+        compute_features(table, ["plugin_rows_test", "score"])
+        assert calls == [21, 21]
+        # beyond the budget, the least recently used clips are dropped: room for two clips of 7 rows
+        R.FEATURE_CACHE.clear()
+        monkeypatch.setattr(R.FEATURE_CACHE, "budget", 2 * 7 * len(names) * 8)
+        compute_features(table, names)  # clips a, b, c stored in that order: a dropped
+        computed.clear()
+        compute_features(table.filter(pl.col("clip") != "a"), names)
+        assert computed == []
+        compute_features(table.filter(pl.col("clip") == "a"), names)
+        assert computed == [7]
+    finally:
+        unregister("plugin_rows_test")
