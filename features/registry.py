@@ -338,7 +338,8 @@ def compute_features(detections: pl.DataFrame, names: Sequence[str] | str | None
     n = detections.height
     values = {f.name: np.zeros(n) for f in feats}  # train-only features at inference stay 0
     todo = [f for f in feats if train or not f.train_only]
-    cached = [f for f in todo if _cacheable(f)] if FEATURE_CACHE.budget > 0 and "clip" in detections.columns else []
+    keyed = FEATURE_CACHE.budget > 0 and set(DIGEST_COLUMNS) <= set(detections.columns)
+    cached = [f for f in todo if _cacheable(f)] if keyed else []
     if cached and n:
         missing = FEATURE_CACHE.fill(detections, cached, values)
         if missing:  # the clips not cached: computed together, then cached clip by clip
@@ -389,6 +390,10 @@ def _cacheable(f: Feature) -> bool:
     """Built-in per-clip features that read no ground truth: they read only the columns
     :func:`clip_digests` hashes."""
     return f.per_clip and not f.train_only and f.module in BUILTIN_MODULES
+
+
+#: what :func:`clip_digests` reads (the cache is not used for a table without them)
+DIGEST_COLUMNS = ("system", "clip", "frame", "class_id", "score", "points")
 
 
 def clip_digests(detections: pl.DataFrame) -> tuple[list[str], list[np.ndarray], list[bytes]]:
