@@ -1,0 +1,175 @@
+"""The nearest support pixel of chosen pixels of convex-like maps, without scanning rows.
+
+A map's *support* is its pixels with a value > 0. :meth:`calib.canvas.raster.Raster.fill_nearest`
+gives a pixel off the support the value of the nearest support pixel (Euclidean; among equally
+near ones the lowest column, then the lowest row: the least key ``d2 << 20 | col << 10 | row`` in
+window coordinates).
+
+Where the support is *convex-like* -- each of its rows one run of columns and each of its
+columns one run of rows (a blob, a triangulated polygon's hull, a thin sliver, one or two points)
+-- the nearest support pixel of a row to column ``c`` is column ``clip(c, left, right)`` of that
+row (the only one that near), and the same for a column; a row or column without support reads
+as one pixel :data:`FAR` columns (rows) away, farther than any real one. So, for each pixel:
+
+1. an upper bound ``U`` on its d2: the better of the support pixel nearest to it in the support
+   line (row or column) nearest to its row, and in the one nearest to its column;
+2. every support pixel at most that far lies on a row within ``sqrt(U)`` of the pixel's row
+   (between the first and last support row), and on a column within ``sqrt(U)`` of its column:
+   whichever of the two ranges is shorter is read line by line (each line's nearest pixel), and
+   the least key is the answer.
+
+Pixels near a straight side of the support need a single line; only those off a corner read a
+few. Maps whose support is not convex-like are left to the general row scan.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calib.canvas.points import offsets_of, ragged_arange
+
+#: where an empty row or column has its "pixel": its key (d2 >= (FAR - 360)^2, shifted) exceeds
+#: every real key (d2 < 2^18), so it never wins
+FAR = 1 << 15
+
+
+@dataclass(frozen=True, eq=False)
+class SupportShape:
+    """The support of n maps (windows ``w`` x ``h`` at ``off`` in one row-major buffer) by rows
+    and by columns: ``lo``/``hi`` hold at ``row_at[i] + r`` the first and last support column of
+    row ``r`` of map i, and at ``col_at[i] + c`` the first and last support row of its column
+    ``c`` (:data:`FAR` for both: none)."""
+
+    convex: np.ndarray  # (n,) bool: the support is convex-like (see the module docstring)
+    rmin: np.ndarray  # (n,) first and last support row, first and last support column
+    rmax: np.ndarray
+    cmin: np.ndarray
+    cmax: np.ndarray
+    row_at: np.ndarray  # (n,)
+    col_at: np.ndarray  # (n,)
+    lo: np.ndarray  # (sum h + sum w,)
+    hi: np.ndarray
+
+
+def support_shape(values: np.ndarray, off: np.ndarray, w: np.ndarray, h: np.ndarray) -> SupportShape:
+    """:class:`SupportShape` of the maps in ``values`` (map i: ``values[off[i]:off[i+1]]``, ``h[i]``
+    rows of ``w[i]`` pixels), from the runs of support pixels along the window rows: a map is
+    convex-like when each row holds at most one run and each column starts (and ends) one run only
+    (see :func:`_column_ends`)."""
+    n = w.size
+    row_off, col_off = offsets_of(h), offsets_of(w)
+    n_rows, n_cols = int(row_off[-1]), int(col_off[-1])
+    row_unit = np.repeat(np.arange(n), h)
+    row_at = off[row_unit] + (np.arange(n_rows) - row_off[row_unit]) * w[row_unit]  # first pixel of each row
+    # runs of support pixels, cut at every row's start and end
+    m = values > 0
+    cut = np.zeros(values.size + 1, bool)
+    cut[row_at] = True
+    cut[row_at + w[row_unit]] = True
+    edge = np.empty(values.size + 1, bool)  # pixel p starts a run / pixel p - 1 ends one
+    edge[0] = m[0] if m.size else False
+    edge[-1] = m[-1] if m.size else False
+    np.not_equal(m[1:], m[:-1], out=edge[1:-1])
+    edge |= cut & np.r_[m, False] | cut & np.r_[False, m]
+    at = np.flatnonzero(edge & np.r_[m, False])
+    stop = np.flatnonzero(edge & np.r_[False, m]) - 1
+    g = np.searchsorted(row_at, at, side="right") - 1  # window row of each run
+    lo, hi = at - row_at[g], stop - row_at[g]
+    unit = row_unit[g]
+    gaps = np.bincount(unit[1:][g[1:] == g[:-1]], minlength=n)  # rows of several runs
+    left = np.full(n_rows, FAR)
+    right = np.full(n_rows, FAR)
+    left[g], right[g] = lo, hi
+    # each map's extent
+    n_run = np.bincount(unit, minlength=n)
+    has = np.flatnonzero(n_run)
+    u_first = offsets_of(n_run)[:-1][has]
+    rmin, rmax, cmin, cmax = (np.zeros(n, np.int64) for _ in range(4))
+    if has.size:
+        rmin[has] = (g - row_off[unit])[u_first]
+        rmax[has] = (g - row_off[unit])[u_first + n_run[has] - 1]
+        cmin[has] = np.minimum.reduceat(lo, u_first)
+        cmax[has] = np.maximum.reduceat(hi, u_first)
+    # columns: where each run starts (ends) a column's run, from the rows above (below)
+    first_row = g == row_off[unit]
+    last_row = g == row_off[unit] + h[unit] - 1
+    above = np.where(first_row, 0, g - 1)
+    below = np.where(last_row, 0, g + 1)
+    slot = col_off[unit]
+    n_top, top = _column_ends(slot, lo, hi, np.where(first_row, FAR, left[above]),
+                              np.where(first_row, FAR, right[above]), g - row_off[unit], n_cols)
+    n_bottom, bottom = _column_ends(slot, lo, hi, np.where(last_row, FAR, left[below]),
+                                   np.where(last_row, FAR, right[below]), g - row_off[unit], n_cols)
+    col_unit = np.repeat(np.arange(n), w)
+    gaps += np.bincount(col_unit, weights=(n_top > 1) | (n_bottom > 1), minlength=n).astype(np.int64)
+    empty = n_top == 0
+    top[empty], bottom[empty] = FAR, FAR
+    convex = (n_run > 0) & (gaps == 0)
+    return SupportShape(convex, rmin, rmax, cmin, cmax, row_off[:-1], n_rows + col_off[:-1],
+                        np.concatenate([left, top]), np.concatenate([right, bottom]))
+
+
+def _column_ends(slot, lo, hi, nlo, nhi, row, size) -> tuple[np.ndarray, np.ndarray]:
+    """For the runs [lo, hi] of their rows (columns of the map at ``slot``) and the run [nlo, nhi]
+    of the neighbouring row (FAR, FAR: none): how many runs' ends each column slot has -- the columns
+    of a run not in its neighbour's -- and the sum of their rows (the end's row where there is one)."""
+    a1, b1 = lo, np.minimum(hi, nlo - 1)  # left of the neighbour
+    a2, b2 = np.maximum(lo, nhi + 1), hi  # right of it
+    a = np.concatenate([a1, a2])
+    b = np.concatenate([b1, b2])
+    r = np.concatenate([row, row]).astype(np.float64)
+    ok = a <= b
+    s = np.concatenate([slot, slot])
+    a, b, r, s = s[ok] + a[ok], s[ok] + b[ok] + 1, r[ok], s[ok]
+    count = np.cumsum(np.bincount(a, minlength=size + 1) - np.bincount(b, minlength=size + 1))[:size]
+    rows = np.cumsum(np.bincount(a, weights=r, minlength=size + 1) - np.bincount(b, weights=r, minlength=size + 1))
+    return count, np.rint(rows[:size]).astype(np.int64)
+
+
+def _isqrt(v: np.ndarray) -> np.ndarray:
+    """floor(sqrt(v)) of non-negative integers (exact)."""
+    s = np.floor(np.sqrt(v.astype(np.float64))).astype(np.int64)
+    s -= s * s > v
+    s += (s + 1) * (s + 1) <= v
+    return s
+
+
+def nearest_keys(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Key ``d2 << 20 | c << 10 | r`` of the nearest support pixel (c, r) of each pixel (``row``,
+    ``col`` in the window of map ``unit``; every map given convex-like, see the module
+    docstring)."""
+    if unit.size == 0:
+        return np.zeros(0, np.int64)
+    rmin, rmax, cmin, cmax = shape.rmin[unit], shape.rmax[unit], shape.cmin[unit], shape.cmax[unit]
+    ra, ca = shape.row_at[unit], shape.col_at[unit]
+    # the bound: the nearest pixel of the nearest support row, and of the nearest support column
+    r0 = np.minimum(np.maximum(row, rmin), rmax)
+    c0 = np.minimum(np.maximum(col, shape.lo[ra + r0]), shape.hi[ra + r0])
+    c1 = np.minimum(np.maximum(col, cmin), cmax)
+    r1 = np.minimum(np.maximum(row, shape.lo[ca + c1]), shape.hi[ca + c1])
+    bound = np.minimum((row - r0) ** 2 + (col - c0) ** 2, (row - r1) ** 2 + (col - c1) ** 2)
+    s = _isqrt(bound)
+    lo_r, hi_r = np.maximum(row - s, rmin), np.minimum(row + s, rmax)
+    lo_c, hi_c = np.maximum(col - s, cmin), np.minimum(col + s, cmax)
+    nr, nc = hi_r - lo_r + 1, hi_c - lo_c + 1
+    # the shorter range of lines, each line's pixel nearest to the pixel
+    by_row = nr <= nc
+    k = np.where(by_row, nr, nc)
+    line0 = np.where(by_row, lo_r, lo_c)
+    at0 = np.where(by_row, ra + lo_r, ca + lo_c)
+    across = np.where(by_row, col, row)  # the pixel's place along a line
+    q = np.repeat(np.arange(unit.size), k)
+    step = ragged_arange(k)
+    at = at0[q] + step
+    line = line0[q] + step
+    near = np.minimum(np.maximum(across[q], shape.lo[at]), shape.hi[at])
+    is_row = by_row[q]
+    cc = np.where(is_row, near, line)
+    rr = np.where(is_row, line, near)
+    dc, dr = col[q] - cc, row[q] - rr
+    key = (dc * dc + dr * dr) << 20 | (cc << 10) | rr
+    return np.minimum.reduceat(key, offsets_of(k)[:-1])
+
+
+__all__ = ["SupportShape", "nearest_keys", "support_shape"]
