@@ -11,8 +11,7 @@ columns one run of rows (a blob, a triangulated polygon's hull, a thin sliver, o
 row (the only one that near), and the same for a column; a row or column without support reads
 as one pixel :data:`FAR` columns (rows) away, farther than any real one. So, for each pixel:
 
-1. an upper bound ``U`` on its d2: the better of the support pixel nearest to it in the support
-   line (row or column) nearest to its row, and in the one nearest to its column;
+1. an upper bound ``U`` on its d2: that of its nearest pixel on the support row nearest to its row;
 2. every support pixel at most that far lies on a row within ``sqrt(U)`` of the pixel's row
    (between the first and last support row), and on a column within ``sqrt(U)`` of its column:
    whichever of the two ranges is shorter is read line by line (each line's nearest pixel), and
@@ -139,37 +138,44 @@ def nearest_keys(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np
     """Key ``d2 << 20 | c << 10 | r`` of the nearest support pixel (c, r) of each pixel (``row``,
     ``col`` in the window of map ``unit``; every map given convex-like, see the module
     docstring)."""
+    out = np.zeros(unit.size, np.int64)
     if unit.size == 0:
-        return np.zeros(0, np.int64)
+        return out
+    lo_t, hi_t = shape.lo, shape.hi
     rmin, rmax, cmin, cmax = shape.rmin[unit], shape.rmax[unit], shape.cmin[unit], shape.cmax[unit]
     ra, ca = shape.row_at[unit], shape.col_at[unit]
-    # the bound: the nearest pixel of the nearest support row, and of the nearest support column
-    r0 = np.minimum(np.maximum(row, rmin), rmax)
-    c0 = np.minimum(np.maximum(col, shape.lo[ra + r0]), shape.hi[ra + r0])
-    c1 = np.minimum(np.maximum(col, cmin), cmax)
-    r1 = np.minimum(np.maximum(row, shape.lo[ca + c1]), shape.hi[ca + c1])
-    bound = np.minimum((row - r0) ** 2 + (col - c0) ** 2, (row - r1) ** 2 + (col - c1) ** 2)
+    # the bound: the nearest pixel of the nearest support row (huge where that row is empty)
+    r0 = np.clip(row, rmin, rmax)
+    at = ra + r0
+    d = col - np.clip(col, lo_t[at], hi_t[at])
+    bound = d * d
+    d = row - r0
+    bound += d * d
     s = _isqrt(bound)
-    lo_r, hi_r = np.maximum(row - s, rmin), np.minimum(row + s, rmax)
-    lo_c, hi_c = np.maximum(col - s, cmin), np.minimum(col + s, cmax)
-    nr, nc = hi_r - lo_r + 1, hi_c - lo_c + 1
+    lo_r = np.maximum(row - s, rmin)
+    n_r = np.minimum(row + s, rmax) - lo_r + 1
+    lo_c = np.maximum(col - s, cmin)
+    n_c = np.minimum(col + s, cmax) - lo_c + 1
     # the shorter range of lines, each line's pixel nearest to the pixel
-    by_row = nr <= nc
-    k = np.where(by_row, nr, nc)
-    line0 = np.where(by_row, lo_r, lo_c)
-    at0 = np.where(by_row, ra + lo_r, ca + lo_c)
-    across = np.where(by_row, col, row)  # the pixel's place along a line
-    q = np.repeat(np.arange(unit.size), k)
-    step = ragged_arange(k)
-    at = at0[q] + step
-    line = line0[q] + step
-    near = np.minimum(np.maximum(across[q], shape.lo[at]), shape.hi[at])
-    is_row = by_row[q]
-    cc = np.where(is_row, near, line)
-    rr = np.where(is_row, line, near)
-    dc, dr = col[q] - cc, row[q] - rr
-    key = (dc * dc + dr * dr) << 20 | (cc << 10) | rr
-    return np.minimum.reduceat(key, offsets_of(k)[:-1])
+    by_row = n_r <= n_c
+    for sel, first, count, base, along, across, is_row in ((np.flatnonzero(by_row), lo_r, n_r, ra, row, col, True),
+                                                           (np.flatnonzero(~by_row), lo_c, n_c, ca, col, row, False)):
+        if sel.size == 0:
+            continue
+        k = count[sel]
+        q = np.repeat(sel, k)
+        line = first[q] + ragged_arange(k)
+        at = base[q] + line
+        x = across[q]
+        near = np.clip(x, lo_t[at], hi_t[at])
+        d = along[q] - line
+        key = d * d
+        d = x - near
+        key += d * d
+        key <<= 20
+        key |= (near << 10) | line if is_row else (line << 10) | near
+        out[sel] = np.minimum.reduceat(key, offsets_of(k)[:-1])
+    return out
 
 
 __all__ = ["SupportShape", "nearest_keys", "support_shape"]
