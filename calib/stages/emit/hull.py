@@ -23,9 +23,10 @@ DEFAULT_PAD = 8.0
 _SURE = 1e-3
 
 
-def _unique_points(seg, x, y, n):
-    """Distinct (x, y) of each set, sorted by x then y: (set, x, y)."""
-    o = order_by_set_x_y(seg, x, y)
+def _unique_points(seg, x, y, n, order=None):
+    """Distinct (x, y) of each set, sorted by x then y: (set, x, y). ``order``:
+    ``order_by_set_x_y(seg, x, y)`` when the caller has it."""
+    o = order_by_set_x_y(seg, x, y) if order is None else order
     s, xs, ys = seg[o], x[o], y[o]
     new = np.r_[True, (s[1:] != s[:-1]) | (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])]
     return s[new], xs[new], ys[new]
@@ -37,14 +38,15 @@ def hull_regions(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, *, pad: 
     than 3 distinct points, or collinear) is grown by at least ``min_radius``. y is kept within the
     poles. Returns (offsets, vertex x, vertex y) counter-clockwise per set; a set still flat (no
     growth) has none."""
-    off, verts, flat = convex_hulls(seg, x, y, n)
+    order = order_by_set_x_y(np.asarray(seg, np.int64), x, y) if len(seg) else None
+    off, verts, flat = convex_hulls(seg, x, y, n, order)
     vs, vx, vy = segment_ids(np.diff(off)), x[verts], y[verts]
     r = np.where(flat, max(pad, min_radius), pad)
     grow = r > 0
     if not grow.any():
         return off, vx, vy
     # base points: the hull's vertices, or a flat set's distinct points
-    us, ux, uy = _unique_points(seg, x, y, n)
+    us, ux, uy = _unique_points(seg, x, y, n, order)
     keep_u = flat[us] & grow[us]
     keep_v = ~flat[vs] & grow[vs]
     bs = np.concatenate([vs[keep_v], us[keep_u]])
