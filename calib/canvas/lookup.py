@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib.canvas.hull import row_spans
+from calib.canvas.nearest import SupportShape, nearest_keys, support_shape
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange
 from calib.canvas.raster import (CELL_SHAPES, CODE_SHAPES, LATTICE_MIN_POINTS, Raster, _CORNERS, _TOL, _windows,
                                  barycentric, bilinear, lattice_sites, pixel_set_units, rasterize, shape_pattern)
@@ -503,4 +504,78 @@ def map_lookup(pts: FlatPoints) -> MapLookup:
                      (lattices, off_lattices, scattered, qhull))
 
 
-__all__ = ["MapLookup", "map_lookup"]
+@dataclass(frozen=True, eq=False)
+class FilledMaps:
+    """What ``rasterize(pts, pad=grow)`` read through :meth:`~calib.canvas.raster.Raster.fill_nearest`
+    gives (each map's value, a pixel off its support taking the nearest support pixel's value, 0
+    off the grown window), with each map drawn on its points' box only (``pad=0``): the support
+    lies inside that box, and the nearest support pixel of a pixel beyond it is found by the
+    support's lines (:mod:`calib.canvas.nearest`) all the same. Maps whose support is not
+    convex-like, or whose window is clipped, are drawn grown (``fallback``)."""
+
+    x0: np.ndarray  # the grown windows
+    y0: np.ndarray
+    w: np.ndarray
+    h: np.ndarray
+    raster: Raster  # every map on its points' box
+    shape: SupportShape  # of ``raster``'s maps
+    fallback: np.ndarray  # int per unit: its map in ``grown`` (-1: none)
+    grown: Raster | None
+
+    @property
+    def points(self) -> FlatPoints:
+        """The units' points, x unwrapped."""
+        return self.raster.points
+
+    def at(self, unit, px, py) -> np.ndarray:
+        """Filled values at integer pixels (unwrapped x) of the given units; 0 off their grown windows."""
+        unit = np.asarray(unit, np.int64)
+        px = np.asarray(px, np.int64)
+        py = np.asarray(py, np.int64)
+        out = np.zeros(unit.size)
+        ok = (px >= self.x0[unit]) & (px < self.x0[unit] + self.w[unit]) & (py >= self.y0[unit]) & \
+            (py < self.y0[unit] + self.h[unit])
+        fb = self.fallback[unit]
+        g = np.flatnonzero(ok & (fb >= 0))
+        if g.size:
+            out[g] = self.grown.fill_nearest(fb[g], px[g], py[g])
+        q = np.flatnonzero(ok & (fb < 0))
+        if q.size == 0:
+            return out
+        u, r = unit[q], self.raster
+        c, rr = px[q] - r.x0[u], py[q] - r.y0[u]
+        w = r.w[u]
+        inside = (c >= 0) & (c < w) & (rr >= 0) & (rr < r.h[u])
+        v = np.zeros(q.size)
+        v[inside] = r.values[r.off[u[inside]] + rr[inside] * w[inside] + c[inside]]
+        need = np.flatnonzero((v <= 0) & (r.peak[u] > 0))
+        if need.size:
+            un = u[need]
+            best = nearest_keys(self.shape, un, rr[need], c[need])
+            v[need] = r.values[r.off[un] + (best & 1023) * r.w[un] + ((best >> 10) & 1023)]
+        out[q] = v
+        return out
+
+    def sample(self, unit, qx, qy) -> np.ndarray:
+        """Bilinear samples at (unwrapped) positions, as ``Raster.sample(..., value_at=fill_nearest)``
+        of the grown raster."""
+        return bilinear(self.x0, self.y0, self.w, self.h, self.at, unit, qx, qy)
+
+
+def filled_maps(pts: FlatPoints, grow: float) -> FilledMaps:
+    """:class:`FilledMaps` of the detections of ``pts`` with windows grown by ``grow`` degrees."""
+    r = rasterize(pts)
+    x0, y0, w, h, clipped = _windows(pts, r.points.x, grow)
+    shape = support_shape(r.values, r.off, r.w, r.h)
+    bad = ~(np.isfinite(r.points.x) & np.isfinite(pts.y))
+    odd = np.bincount(pts.row, weights=bad, minlength=pts.n) > 0 if pts.n_points else np.zeros(pts.n, bool)
+    slow = np.flatnonzero(clipped | odd | (~shape.convex & (r.peak > 0)))
+    fallback = np.full(pts.n, -1)
+    grown = None
+    if slow.size:
+        fallback[slow] = np.arange(slow.size)
+        grown = rasterize(pts.take(slow), pad=grow)
+    return FilledMaps(x0, y0, w, h, r, shape, fallback, grown)
+
+
+__all__ = ["FilledMaps", "MapLookup", "filled_maps", "map_lookup"]

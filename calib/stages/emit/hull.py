@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from calib.canvas.hull import convex_hulls, inside_hulls, row_spans
+from calib.canvas.lookup import filled_maps
 from calib.canvas.points import FlatPoints, offsets_of, order_by_set_x_y, ragged_arange, segment_ids
-from calib.canvas.raster import rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
@@ -74,8 +74,8 @@ def hull_batch(fp: FlatPoints, scores=None, *, pad: float = DEFAULT_PAD, spacing
     nearest pixel's value on it), or 1 when ``flat``: no point is 0, so the official linear
     interpolation covers the whole region instead of fading to nothing at its edge. A region
     crossing the seam becomes two polygons meeting on it."""
-    r = rasterize(fp, pad=pad + max(min_radius, 0.0) + 1.0)
-    pts = r.points
+    maps = filled_maps(fp, pad + max(min_radius, 0.0) + 1.0)
+    pts = maps.points
     off, vx, vy = hull_regions(pts.row, pts.x, pts.y, fp.n, pad=pad, min_radius=min_radius)
     counts = np.diff(off)
     dets = np.flatnonzero(counts > 0)
@@ -118,7 +118,7 @@ def hull_batch(fp: FlatPoints, scores=None, *, pad: float = DEFAULT_PAD, spacing
                                          np.concatenate([vy, ly]), fp.n)
 
     def energy(unit, qx, qy):
-        return r.sample(unit, qx, qy, value_at=r.fill_nearest)
+        return maps.sample(unit, qx, qy)
 
     if flat:
         e = np.ones(x_all.size)
