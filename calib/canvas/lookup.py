@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from calib.canvas.hull import row_spans
-from calib.canvas.nearest import SupportShape, nearest_keys, support_shape
+from calib.canvas.nearest import SupportShape, nearest_keys, nearest_keys_by_runs, support_shape
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange
-from calib.canvas.raster import (CELL_SHAPES, CODE_SHAPES, LATTICE_MIN_POINTS, Raster, _CORNERS, _TOL, _windows,
+from calib.canvas.raster import (WIDTH, CELL_SHAPES, CODE_SHAPES, LATTICE_MIN_POINTS, Raster, _CORNERS, _TOL, _windows,
                                  barycentric, bilinear, lattice_sites, pixel_set_units, rasterize, shape_pattern)
 from calib.canvas.triangulate import MAX_POINTS, Locator, _BAND
 
@@ -510,8 +510,8 @@ class FilledMaps:
     gives (each map's value, a pixel off its support taking the nearest support pixel's value, 0
     off the grown window), with each map drawn on its points' box only (``pad=0``): the support
     lies inside that box, and the nearest support pixel of a pixel beyond it is found by the
-    support's lines (:mod:`calib.canvas.nearest`) all the same. Maps whose support is not
-    convex-like, or whose window is clipped, are drawn grown (``fallback``)."""
+    support's lines (:mod:`calib.canvas.nearest`; runs for a support not convex-like) all the
+    same. Maps whose window is clipped are drawn again, grown (``fallback``, ``grown``)."""
 
     x0: np.ndarray  # the grown windows
     y0: np.ndarray
@@ -551,7 +551,11 @@ class FilledMaps:
         need = np.flatnonzero((v <= 0) & (r.peak[u] > 0))
         if need.size:
             un = u[need]
-            best = nearest_keys(self.shape, un, rr[need], c[need])
+            lines = self.shape.convex[un]
+            best = np.empty(need.size, np.int64)
+            for sel, keys in ((np.flatnonzero(lines), nearest_keys), (np.flatnonzero(~lines), nearest_keys_by_runs)):
+                if sel.size:
+                    best[sel] = keys(self.shape, un[sel], rr[need[sel]], c[need[sel]])
             v[need] = r.values[r.off[un] + (best & 1023) * r.w[un] + ((best >> 10) & 1023)]
         out[q] = v
         return out
@@ -565,16 +569,20 @@ class FilledMaps:
 def filled_maps(pts: FlatPoints, grow: float) -> FilledMaps:
     """:class:`FilledMaps` of the detections of ``pts`` with windows grown by ``grow`` degrees."""
     r = rasterize(pts)
-    x0, y0, w, h, clipped = _windows(pts, r.points.x, grow)
+    x0, y0, w, h, _ = _windows(pts, r.points.x, grow)
     shape = support_shape(r.values, r.off, r.w, r.h)
     bad = ~(np.isfinite(r.points.x) & np.isfinite(pts.y))
     odd = np.bincount(pts.row, weights=bad, minlength=pts.n) > 0 if pts.n_points else np.zeros(pts.n, bool)
-    slow = np.flatnonzero(clipped | odd | (~shape.convex & (r.peak > 0)))
+    # windows trimmed to the circle once grown (rare) are drawn again, grown; rows are clipped to
+    # [0, 180] alike at any size
+    xu = r.points.x
+    trimmed = np.ceil(pts.reduce(np.maximum, xu) + grow) - np.floor(pts.reduce(np.minimum, xu) - grow) + 1 > WIDTH
+    redraw = np.flatnonzero(trimmed | odd)
     fallback = np.full(pts.n, -1)
     grown = None
-    if slow.size:
-        fallback[slow] = np.arange(slow.size)
-        grown = rasterize(pts.take(slow), pad=grow)
+    if redraw.size:
+        fallback[redraw] = np.arange(redraw.size)
+        grown = rasterize(pts.take(redraw), pad=grow)
     return FilledMaps(x0, y0, w, h, r, shape, fallback, grown)
 
 

@@ -49,6 +49,13 @@ class SupportShape:
     col_at: np.ndarray  # (n,)
     lo: np.ndarray  # (sum h + sum w,)
     hi: np.ndarray
+    # every run of support pixels along a row, by map, row and column: window row, first and last
+    # column; row r of map i holds runs[row_runs[row_at[i] + r]: row_runs[row_at[i] + r + 1]]
+    run_row: np.ndarray
+    run_lo: np.ndarray
+    run_hi: np.ndarray
+    row_runs: np.ndarray  # (sum h + 1,)
+    near_row: np.ndarray  # (sum h,): a row holding support nearest to each row of its map (-1: none)
 
 
 def support_shape(values: np.ndarray, off: np.ndarray, w: np.ndarray, h: np.ndarray) -> SupportShape:
@@ -106,7 +113,25 @@ def support_shape(values: np.ndarray, off: np.ndarray, w: np.ndarray, h: np.ndar
     top[empty], bottom[empty] = FAR, FAR
     convex = (n_run > 0) & (gaps == 0)
     return SupportShape(convex, rmin, rmax, cmin, cmax, row_off[:-1], n_rows + col_off[:-1],
-                        np.concatenate([left, top]), np.concatenate([right, bottom]))
+                        np.concatenate([left, top]), np.concatenate([right, bottom]), g - row_off[unit], lo, hi,
+                        offsets_of(np.bincount(g, minlength=n_rows)), _near_rows(g, row_unit, row_off))
+
+
+def _near_rows(g: np.ndarray, row_unit: np.ndarray, row_off: np.ndarray) -> np.ndarray:
+    """For each window row (global index), a row of the same map holding support and as near as
+    any (the one above on a tie), as a row of the window; -1 where the map has none."""
+    size = row_unit.size
+    full = np.zeros(size, bool)
+    full[g] = True
+    idx = np.arange(size)
+    above = np.maximum.accumulate(np.where(full, idx, -1)) if size else idx
+    below = np.minimum.accumulate(np.where(full, idx, size)[::-1])[::-1] if size else idx
+    start = row_off[row_unit]
+    above = np.where(above >= start, above, -1)
+    below = np.where(below < row_off[row_unit + 1], below, -1)
+    take_below = (above < 0) | ((below >= 0) & (below - idx < idx - above))
+    out = np.where(take_below, below, above)
+    return np.where(out >= 0, out - start, -1)
 
 
 def _column_ends(slot, lo, hi, nlo, nhi, row, size) -> tuple[np.ndarray, np.ndarray]:
@@ -178,4 +203,42 @@ def nearest_keys(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np
     return out
 
 
-__all__ = ["SupportShape", "nearest_keys", "support_shape"]
+def nearest_keys_by_runs(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """:func:`nearest_keys` for maps of any support: the bound from the support row nearest to the
+    pixel's row (its runs' pixels nearest to the pixel), then every run of every row within
+    ``sqrt(bound)`` -- a row's runs and those of the rows after it are one range of the runs. Every
+    map given must have support."""
+    if unit.size == 0:
+        return np.zeros(0, np.int64)
+    ra = shape.row_at[unit]
+    r0 = shape.near_row[ra + np.clip(row, shape.rmin[unit], shape.rmax[unit])]
+    first, stop = shape.row_runs[ra + r0], shape.row_runs[ra + r0 + 1]
+    d = row - r0
+    bound = _least(shape, first, stop, col) + d * d
+    s = _isqrt(bound)
+    first = shape.row_runs[ra + np.maximum(row - s, shape.rmin[unit])]
+    stop = shape.row_runs[ra + np.minimum(row + s, shape.rmax[unit]) + 1]
+    k = stop - first
+    q = np.repeat(np.arange(unit.size), k)
+    j = np.repeat(first, k) + ragged_arange(k)
+    near = np.clip(col[q], shape.run_lo[j], shape.run_hi[j])
+    rr = shape.run_row[j]
+    d = col[q] - near
+    key = d * d
+    d = row[q] - rr
+    key += d * d
+    key <<= 20
+    key |= (near << 10) | rr
+    return np.minimum.reduceat(key, offsets_of(k)[:-1])
+
+
+def _least(shape: SupportShape, first: np.ndarray, stop: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """Least squared column distance from ``col`` to the runs ``first:stop`` (one range per pixel)."""
+    k = stop - first
+    j = np.repeat(first, k) + ragged_arange(k)
+    c = np.repeat(col, k)
+    d = c - np.clip(c, shape.run_lo[j], shape.run_hi[j])
+    return np.minimum.reduceat(d * d, offsets_of(k)[:-1])
+
+
+__all__ = ["SupportShape", "nearest_keys", "nearest_keys_by_runs", "support_shape"]

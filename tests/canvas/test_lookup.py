@@ -162,7 +162,7 @@ def test_filled_maps_equal_the_grown_rasters_nearest_fill(grow):
     g = rasterize(fp, pad=grow)
     assert np.array_equal(fm.x0, g.x0) and np.array_equal(fm.w, g.w)
     assert np.array_equal(fm.y0, g.y0) and np.array_equal(fm.h, g.h)
-    assert (fm.fallback >= 0).sum() >= 2 and (fm.fallback < 0).sum() >= 20
+    assert (~fm.shape.convex & (fm.raster.peak > 0)).sum() >= 2  # read by their runs
     assert (fm.fallback[-2] >= 0) == (grow > 10)  # the whole circle: clipped once grown
     # every pixel of the grown windows and a ring beyond them
     u = np.repeat(np.arange(g.n), (g.w + 4) * (g.h + 4))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calib.canvas.nearest import FAR, _isqrt, nearest_keys, support_shape
+from calib.canvas.nearest import FAR, _isqrt, nearest_keys, nearest_keys_by_runs, support_shape
 from calib.canvas.points import FlatPoints, from_polygons, offsets_of
 from calib.canvas.raster import Raster, rasterize
 
@@ -183,3 +183,51 @@ def test_support_shape_equals_a_brute_force_reading(seed):
         for j, x in enumerate(cols):
             lo, hi = (x[0], x[-1]) if x.size else (FAR, FAR)
             assert (sh.lo[sh.col_at[i] + j], sh.hi[sh.col_at[i] + j]) == (lo, hi)
+
+
+def _by_runs(r: Raster, unit, px, py):
+    """fill_nearest with every off-support pixel answered by nearest_keys_by_runs."""
+    idx = r._flat_index(unit, px, py)
+    out = np.where(idx >= 0, r.values[np.maximum(idx, 0)], 0.0)
+    need = np.flatnonzero((idx >= 0) & (out <= 0) & (r.peak[unit] > 0))
+    sh = support_shape(r.values, r.off, r.w, r.h)
+    u = unit[need]
+    best = nearest_keys_by_runs(sh, u, py[need] - r.y0[u], px[need] - r.x0[u])
+    out[need] = r.values[r.off[u] + (best & 1023) * r.w[u] + ((best >> 10) & 1023)]
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_nearest_by_runs_equals_the_row_scan_on_any_support(seed):
+    rng = np.random.default_rng(seed)
+    wins = []
+    for k in range(30):  # random pixels: rows and columns of several runs, empty rows between
+        a = np.zeros((rng.integers(1, 12), rng.integers(1, 12)))
+        a[rng.random(a.shape) < rng.uniform(0.02, 0.5)] = rng.integers(1, 5)
+        wins.append(a)
+    r = _maps(*wins)
+    unit, px, py = _every_pixel(r)
+    assert np.array_equal(_by_runs(r, unit, px, py), _general(r, unit, px, py))
+
+
+def test_nearest_by_runs_hand_answers():
+    # two blobs with an empty row between them, and a row of two runs
+    a = np.zeros((7, 9))
+    a[0:2, 1:3] = 1.0
+    a[3, 0:2] = 2.0
+    a[3, 6:9] = 3.0
+    a[5:7, 4:6] = 4.0
+    r = _maps(a)
+    sh = support_shape(r.values, r.off, r.w, r.h)
+    assert not sh.convex[0]
+    assert sh.near_row[sh.row_at[0] + np.arange(7)].tolist() == [0, 1, 1, 3, 3, 5, 6]
+    row = np.array([2, 4, 3, 2])
+    col = np.array([4, 3, 4, 8])
+    key = nearest_keys_by_runs(sh, np.zeros(4, np.int64), row, col)
+    d2, c, rr = key >> 20, (key >> 10) & 1023, key & 1023
+    # (2, 4): (2, 1) at 5, (1, 3) at 5+... -> (col 2, row 1) d2 5 vs (col 6, row 3) d2 5: column 2
+    # (4, 3): (1, 3) at 5, (4, 5) at 2 -> (4, 5); (3, 4): (6, 3) at 4, (1, 3) at 9, (4, 5) at 4: column 4
+    # (2, 8): (8, 3) at 1
+    assert d2.tolist() == [5, 2, 4, 1]
+    assert c.tolist() == [2, 4, 4, 8]
+    assert rr.tolist() == [1, 5, 5, 3]
