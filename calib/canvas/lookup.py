@@ -22,6 +22,7 @@ bit (either triangle's interpolation is taken there, the raster keeps the larger
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -511,7 +512,8 @@ class FilledMaps:
     off the grown window), with each map drawn on its points' box only (``pad=0``): the support
     lies inside that box, and the nearest support pixel of a pixel beyond it is found by the
     support's lines (:mod:`calib.canvas.nearest`; runs for a support not convex-like) all the
-    same. Maps whose window is clipped are drawn again, grown (``fallback``, ``grown``)."""
+    same. Maps whose window is trimmed to the circle once grown are drawn again, grown
+    (``fallback``, ``grown``), and read so too."""
 
     x0: np.ndarray  # the grown windows
     y0: np.ndarray
@@ -538,32 +540,41 @@ class FilledMaps:
         fb = self.fallback[unit]
         g = np.flatnonzero(ok & (fb >= 0))
         if g.size:
-            out[g] = self.grown.fill_nearest(fb[g], px[g], py[g])
+            out[g] = _filled(self.grown, self.grown_shape, fb[g], px[g], py[g])
         q = np.flatnonzero(ok & (fb < 0))
-        if q.size == 0:
-            return out
-        u, r = unit[q], self.raster
-        c, rr = px[q] - r.x0[u], py[q] - r.y0[u]
-        w = r.w[u]
-        inside = (c >= 0) & (c < w) & (rr >= 0) & (rr < r.h[u])
-        v = np.zeros(q.size)
-        v[inside] = r.values[r.off[u[inside]] + rr[inside] * w[inside] + c[inside]]
-        need = np.flatnonzero((v <= 0) & (r.peak[u] > 0))
-        if need.size:
-            un = u[need]
-            lines = self.shape.convex[un]
-            best = np.empty(need.size, np.int64)
-            for sel, keys in ((np.flatnonzero(lines), nearest_keys), (np.flatnonzero(~lines), nearest_keys_by_runs)):
-                if sel.size:
-                    best[sel] = keys(self.shape, un[sel], rr[need[sel]], c[need[sel]])
-            v[need] = r.values[r.off[un] + (best & 1023) * r.w[un] + ((best >> 10) & 1023)]
-        out[q] = v
+        if q.size:
+            out[q] = _filled(self.raster, self.shape, unit[q], px[q], py[q])
         return out
+
+    @cached_property
+    def grown_shape(self) -> SupportShape:
+        g = self.grown
+        return support_shape(g.values, g.off, g.w, g.h)
 
     def sample(self, unit, qx, qy) -> np.ndarray:
         """Bilinear samples at (unwrapped) positions, as ``Raster.sample(..., value_at=fill_nearest)``
         of the grown raster."""
         return bilinear(self.x0, self.y0, self.w, self.h, self.at, unit, qx, qy)
+
+
+def _filled(r: Raster, shape: SupportShape, u: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Values of the maps ``u`` of ``r`` at pixels (px, py) (on their windows or beyond), a pixel off
+    the support of a map that has one taking the nearest support pixel's value (``shape``: ``r``'s)."""
+    c, rr = px - r.x0[u], py - r.y0[u]
+    w = r.w[u]
+    inside = np.flatnonzero((c >= 0) & (c < w) & (rr >= 0) & (rr < r.h[u]))
+    v = np.zeros(u.size)
+    v[inside] = r.values[r.off[u[inside]] + rr[inside] * w[inside] + c[inside]]
+    need = np.flatnonzero((v <= 0) & (r.peak[u] > 0))
+    if need.size:
+        un = u[need]
+        lines = shape.convex[un]
+        best = np.empty(need.size, np.int64)
+        for sel, keys in ((np.flatnonzero(lines), nearest_keys), (np.flatnonzero(~lines), nearest_keys_by_runs)):
+            if sel.size:
+                best[sel] = keys(shape, un[sel], rr[need[sel]], c[need[sel]])
+        v[need] = r.values[r.off[un] + (best & 1023) * w[need] + ((best >> 10) & 1023)]
+    return v
 
 
 def filled_maps(pts: FlatPoints, grow: float) -> FilledMaps:

@@ -185,21 +185,28 @@ def nearest_keys(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np
     by_row = n_r <= n_c
     for sel, first, count, base, along, across, is_row in ((np.flatnonzero(by_row), lo_r, n_r, ra, row, col, True),
                                                            (np.flatnonzero(~by_row), lo_c, n_c, ca, col, row, False)):
-        if sel.size == 0:
-            continue
         k = count[sel]
-        q = np.repeat(sel, k)
-        line = first[q] + ragged_arange(k)
-        at = base[q] + line
-        x = across[q]
-        near = np.clip(x, lo_t[at], hi_t[at])
-        d = along[q] - line
-        key = d * d
-        d = x - near
-        key += d * d
-        key <<= 20
-        key |= (near << 10) | line if is_row else (line << 10) | near
-        out[sel] = np.minimum.reduceat(key, offsets_of(k)[:-1])
+        one = k == 1  # most pixels: one line, read directly
+        for part, many in ((sel[one], False), (sel[~one], True)):
+            if part.size == 0:
+                continue
+            if many:
+                kk = k[~one]
+                q = np.repeat(part, kk)
+                line = first[q] + ragged_arange(kk)
+            else:
+                q = part
+                line = first[q]
+            at = base[q] + line
+            x = across[q]
+            near = np.clip(x, lo_t[at], hi_t[at])
+            d = along[q] - line
+            key = d * d
+            d = x - near
+            key += d * d
+            key <<= 20
+            key |= (near << 10) | line if is_row else (line << 10) | near
+            out[part] = np.minimum.reduceat(key, offsets_of(kk)[:-1]) if many else key
     return out
 
 
