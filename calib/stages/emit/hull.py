@@ -124,8 +124,9 @@ def hull_batch(fp: FlatPoints, scores=None, *, pad: float = DEFAULT_PAD, spacing
         e = np.ones(x_all.size)
     else:
         e = energy(s_all, x_all, y_all)
-        emax = np.zeros(fp.n)
-        np.maximum.at(emax, s_all, e)
+        emax = np.zeros(fp.n)  # the points come set by set
+        first = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1]]) if s_all.size else np.zeros(0, np.int64)
+        emax[s_all[first]] = np.maximum(0.0, np.maximum.reduceat(e, first)) if first.size else 0.0
         e = np.where(emax[s_all] > 0, e, 1.0)
     m = dets.size
     set_of = np.searchsorted(dets, s_all)
