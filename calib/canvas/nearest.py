@@ -18,7 +18,8 @@ as one pixel :data:`FAR` columns (rows) away, farther than any real one. So, for
    the least key is the answer.
 
 Pixels near a straight side of the support need a single line; only those off a corner read a
-few. Maps whose support is not convex-like are left to the general row scan.
+few. A support that is not convex-like is read by its row runs (:func:`nearest_keys_by_runs`:
+the same bound, then every run of the rows within reach), or by the raster's general row scan.
 """
 from __future__ import annotations
 
