@@ -22,12 +22,14 @@ bit (either triangle's interpolation is taken there, the raster keeps the larger
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
 from calib.canvas.hull import row_spans
+from calib.canvas.nearest import SupportShape, nearest_keys, nearest_keys_by_runs, support_shape
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange
-from calib.canvas.raster import (CELL_SHAPES, CODE_SHAPES, LATTICE_MIN_POINTS, Raster, _CORNERS, _TOL, _windows,
+from calib.canvas.raster import (WIDTH, CELL_SHAPES, CODE_SHAPES, LATTICE_MIN_POINTS, Raster, _CORNERS, _TOL, _windows,
                                  barycentric, bilinear, lattice_sites, pixel_set_units, rasterize, shape_pattern)
 from calib.canvas.triangulate import MAX_POINTS, Locator, _BAND
 
@@ -503,4 +505,96 @@ def map_lookup(pts: FlatPoints) -> MapLookup:
                      (lattices, off_lattices, scattered, qhull))
 
 
-__all__ = ["MapLookup", "map_lookup"]
+@dataclass(frozen=True, eq=False)
+class FilledMaps:
+    """What ``rasterize(pts, pad=grow)`` read through :meth:`~calib.canvas.raster.Raster.fill_nearest`
+    gives (each map's value, a pixel off its support taking the nearest support pixel's value, 0
+    off the grown window), with each map drawn on its points' box only (``pad=0``): the support
+    lies inside that box, and the nearest support pixel of a pixel beyond it is found by the
+    support's lines (:mod:`calib.canvas.nearest`; runs for a support not convex-like) all the
+    same. Maps whose window is trimmed to the circle once grown are drawn again, grown
+    (``fallback``, ``grown``), and read so too."""
+
+    x0: np.ndarray  # the grown windows
+    y0: np.ndarray
+    w: np.ndarray
+    h: np.ndarray
+    raster: Raster  # every map on its points' box
+    shape: SupportShape  # of ``raster``'s maps
+    fallback: np.ndarray  # int per unit: its map in ``grown`` (-1: none)
+    grown: Raster | None
+
+    @property
+    def points(self) -> FlatPoints:
+        """The units' points, x unwrapped."""
+        return self.raster.points
+
+    def at(self, unit, px, py) -> np.ndarray:
+        """Filled values at integer pixels (unwrapped x) of the given units; 0 off their grown windows."""
+        unit = np.asarray(unit, np.int64)
+        px = np.asarray(px, np.int64)
+        py = np.asarray(py, np.int64)
+        out = np.zeros(unit.size)
+        ok = (px >= self.x0[unit]) & (px < self.x0[unit] + self.w[unit]) & (py >= self.y0[unit]) & \
+            (py < self.y0[unit] + self.h[unit])
+        fb = self.fallback[unit]
+        g = np.flatnonzero(ok & (fb >= 0))
+        if g.size:
+            out[g] = _filled(self.grown, self.grown_shape, fb[g], px[g], py[g])
+        q = np.flatnonzero(ok & (fb < 0))
+        if q.size:
+            out[q] = _filled(self.raster, self.shape, unit[q], px[q], py[q])
+        return out
+
+    @cached_property
+    def grown_shape(self) -> SupportShape:
+        g = self.grown
+        return support_shape(g.values, g.off, g.w, g.h)
+
+    def sample(self, unit, qx, qy) -> np.ndarray:
+        """Bilinear samples at (unwrapped) positions, as ``Raster.sample(..., value_at=fill_nearest)``
+        of the grown raster."""
+        return bilinear(self.x0, self.y0, self.w, self.h, self.at, unit, qx, qy)
+
+
+def _filled(r: Raster, shape: SupportShape, u: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Values of the maps ``u`` of ``r`` at pixels (px, py) (on their windows or beyond), a pixel off
+    the support of a map that has one taking the nearest support pixel's value (``shape``: ``r``'s)."""
+    c, rr = px - r.x0[u], py - r.y0[u]
+    w = r.w[u]
+    inside = np.flatnonzero((c >= 0) & (c < w) & (rr >= 0) & (rr < r.h[u]))
+    v = np.zeros(u.size)
+    v[inside] = r.values[r.off[u[inside]] + rr[inside] * w[inside] + c[inside]]
+    need = np.flatnonzero((v <= 0) & (r.peak[u] > 0))
+    if need.size:
+        un = u[need]
+        lines = shape.convex[un]
+        best = np.empty(need.size, np.int64)
+        for sel, keys in ((np.flatnonzero(lines), nearest_keys), (np.flatnonzero(~lines), nearest_keys_by_runs)):
+            if sel.size:
+                best[sel] = keys(shape, un[sel], rr[need[sel]], c[need[sel]])
+        v[need] = r.values[r.off[un] + (best & 1023) * w[need] + ((best >> 10) & 1023)]
+    return v
+
+
+def filled_maps(pts: FlatPoints, grow: float) -> FilledMaps:
+    """:class:`FilledMaps` of the detections of ``pts`` with windows grown by ``grow`` degrees."""
+    r = rasterize(pts)
+    x0, y0, w, h, _ = _windows(pts, r.points.x, grow)
+    shape = support_shape(r.values, r.off, r.w, r.h)
+    bad = ~(np.isfinite(r.points.x) & np.isfinite(pts.y))
+    odd = np.bincount(pts.row, weights=bad, minlength=pts.n) > 0 if pts.n_points else np.zeros(pts.n, bool)
+    # windows trimmed to the circle once grown (rare) are drawn again, grown; rows are clipped to
+    # [0, 180] alike at any size
+    xu = r.points.x
+    trimmed = np.ceil(pts.reduce(np.maximum, xu) + grow) - np.floor(pts.reduce(np.minimum, xu) - grow) + 1 > WIDTH
+    redraw = np.flatnonzero(trimmed | odd)
+    fallback = np.full(pts.n, -1)
+    grown = None
+    if redraw.size:
+        fallback[redraw] = np.arange(redraw.size)
+        grown = rasterize(pts.take(redraw), pad=grow)
+    return FilledMaps(x0, y0, w, h, r, shape, fallback, grown)
+
+
+__all__ = ["FilledMaps", "MapLookup", "filled_maps", "map_lookup"]

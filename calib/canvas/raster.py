@@ -41,6 +41,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import Delaunay, QhullError
 
+from calib.canvas.nearest import SupportShape, nearest_keys, support_shape
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_ids
 from calib.canvas.triangulate import MAX_POINTS, delaunay_sets
 
@@ -187,9 +188,9 @@ class Raster:
         the lowest column, then row, as scipy's distance transform picks): the ``spread=inf`` map
         read at those pixels only. Off the window: 0.
 
-        Each pixel first looks in the 5 x 5 square around it (enough when the support is that
-        near); the others scan every row of their window, taking from each row its support pixels
-        nearest to the pixel's column."""
+        A map whose support is convex-like answers by its support's lines
+        (:func:`calib.canvas.nearest.nearest_keys`); the others scan every row of their window,
+        taking from each row its support pixels nearest to the pixel's column."""
         unit = np.asarray(unit, np.int64)
         px = np.asarray(px, np.int64)
         py = np.asarray(py, np.int64)
@@ -198,10 +199,35 @@ class Raster:
         need = (idx >= 0) & (out <= 0) & (self.peak[unit] > 0)
         if not need.any():
             return out
-        # each pixel once
-        pix, inv = np.unique(idx[need], return_inverse=True)
-        out[need] = self._nearest_support_values(pix, batch)[inv]
+        q = np.flatnonzero(need)
+        shape = self._support_shape
+        fast = shape.convex[unit[q]]
+        f = q[fast]
+        if f.size:
+            u = unit[f]
+            w = self.w[u]
+            best = nearest_keys(shape, u, py[f] - self.y0[u], px[f] - self.x0[u])
+            out[f] = self.values[self.off[u] + (best & 1023) * w + ((best >> 10) & 1023)]
+        g = q[~fast]
+        if g.size:  # each pixel once, scanned on a raster of those maps only
+            ids, local = np.unique(unit[g], return_inverse=True)
+            sub = self._maps(ids)
+            pix, inv = np.unique(idx[g] - self.off[unit[g]] + sub.off[local.ravel()], return_inverse=True)
+            out[g] = sub._nearest_support_values(pix, batch)[inv]
         return out
+
+    def _maps(self, ids: np.ndarray) -> "Raster":
+        """A raster of the maps ``ids`` alone (their points not taken along: none)."""
+        size = self.off[ids + 1] - self.off[ids]
+        take = np.repeat(self.off[ids], size) + ragged_arange(size)
+        z = np.zeros(0)
+        none = FlatPoints(z, z, z, np.zeros(ids.size + 1, np.int64), np.zeros(1, np.int64))
+        return Raster(self.x0[ids], self.y0[ids], self.w[ids], self.h[ids], offsets_of(size), self.values[take],
+                      none, np.zeros(0, bool))
+
+    @cached_property
+    def _support_shape(self) -> SupportShape:
+        return support_shape(self.values, self.off, self.w, self.h)
 
     def _nearest_support_values(self, pix: np.ndarray, batch: int) -> np.ndarray:
         """Value of the nearest support pixel of each off-support buffer pixel ``pix`` (same map).

@@ -127,3 +127,50 @@ def test_pixel_sets_and_lattices_of_integer_points():
     spaced = lattice(10, 10, 3, 3, 2)
     fp = from_polygons([[block], [spaced], [block[:2]]])
     assert pixel_set_units(fp, fp.x).tolist() == [True, False, False]
+
+
+# -- filled maps: the grown raster's nearest fill, drawn on the points' box only -------------------
+def _filled_cases():
+    rng = np.random.default_rng(11)
+    dets = []
+    for k in range(24):
+        # over the seam, at both poles, and in between
+        x0, y0 = [(355.0, 60.0), (2.0, 1.0), (200.0, 178.0), (90.0, 90.0)][k % 4]
+        m = [1, 2, 3, 6, 12, 20][k % 6]
+        if k % 3 == 0:  # whole degrees: many equally near pixels
+            pts = np.column_stack([(x0 + rng.integers(-6, 7, m)) % 360, np.clip(y0 + rng.integers(-6, 7, m), 0, 180),
+                                   rng.integers(1, 4, m).astype(float)])
+        else:
+            pts = np.column_stack([(x0 + rng.uniform(-9, 9, m)) % 360, np.clip(y0 + rng.uniform(-9, 9, m), 0, 180),
+                                   rng.random(m) + 0.1])
+        dets.append([pts])
+    dets.append([lattice(10, 10, 7, 6, 2, drop=(0, 8, 9, 20, 33))])  # holes: not convex-like
+    dets.append([lattice(100, 40, 6, 5, 3)])
+    dets.append([P([20, 20, 1]), P([30, 25, 2])])  # two polygons of one point
+    ring = np.arange(0.0, 360.0, 10.0)  # about the whole circle: clipped once grown by 10.5
+    dets.append([np.column_stack([ring, 90 + (ring % 20 == 0), 1 + ring / 360])])
+    dets.append([P([5, 5, 0.0], [9, 5, 0.0], [7, 8, 0.0])])  # no support
+    return from_polygons(dets)
+
+
+@pytest.mark.parametrize("grow", [0.0, 3.0, 10.5])
+def test_filled_maps_equal_the_grown_rasters_nearest_fill(grow):
+    from calib.canvas.lookup import filled_maps
+
+    fp = _filled_cases()
+    fm = filled_maps(fp, grow)
+    g = rasterize(fp, pad=grow)
+    assert np.array_equal(fm.x0, g.x0) and np.array_equal(fm.w, g.w)
+    assert np.array_equal(fm.y0, g.y0) and np.array_equal(fm.h, g.h)
+    assert (~fm.shape.convex & (fm.raster.peak > 0)).sum() >= 2  # read by their runs
+    assert (fm.fallback[-2] >= 0) == (grow > 10)  # the whole circle: clipped once grown
+    # every pixel of the grown windows and a ring beyond them
+    u = np.repeat(np.arange(g.n), (g.w + 4) * (g.h + 4))
+    loc = np.concatenate([np.arange(k) for k in ((g.w + 4) * (g.h + 4)).tolist()])
+    py, px = np.divmod(loc, g.w[u] + 4)
+    px, py = px + g.x0[u] - 2, py + g.y0[u] - 2
+    assert np.array_equal(fm.at(u, px, py), g.fill_nearest(u, px, py))
+    # bilinear samples: whole, half and arbitrary positions
+    qx = px + np.tile([0.0, 0.5, 0.25, 0.0], u.size // 4 + 1)[: u.size]
+    qy = py + np.tile([0.0, 0.0, 0.75, 0.5], u.size // 4 + 1)[: u.size]
+    assert np.array_equal(fm.sample(u, qx, qy), g.sample(u, qx, qy, value_at=g.fill_nearest))

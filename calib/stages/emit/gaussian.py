@@ -53,6 +53,13 @@ def gaussian_blobs(azimuth, elevation, sigma_deg: float = 8.0, threshold: float 
     return _blobs(az, el, sigma_deg, threshold, scale, step)
 
 
+def _h_reach(radius: float) -> float:
+    """A bound on the haversine term h = sin^2(d / 2) of every angle d (degrees) up to ``radius``
+    and a hair: those beyond it are farther than (1 + 1e-6) radius."""
+    half = min(math.radians(radius) * (1.0 + 1e-6), math.pi) / 2.0
+    return math.sin(half) ** 2 + 1e-12
+
+
 def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, scale: float,
            step: float) -> FlatPoints:
     m = az.size
@@ -78,7 +85,6 @@ def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, s
     hi_i = np.minimum(np.ceil((xc[rb] + half + step - x_start[rb]) / step), nx[rb] - 1).astype(np.int64)
     cnt = np.where(half >= 0, np.maximum(hi_i - lo_i + 1, 0), 0)
     cb = np.repeat(np.arange(rb.size), cnt)
-    b = rb[cb]
     # each blob's columns (from its rows' lowest to their highest), then every candidate point as
     # (row, column): its x and its azimuth term are its column's
     has = cnt > 0
@@ -91,18 +97,20 @@ def _blobs(az: np.ndarray, el: np.ndarray, sigma_deg: float, threshold: float, s
     col_x = x_start[col_b] + (c_lo[col_b] + ragged_arange(ncol)) * step
     col_az, _ = from_canvas(np.mod(col_x, 360.0), np.zeros(col_x.size))
     col = np.repeat(offsets_of(ncol)[:-1][rb] + lo_i - c_lo[rb], cnt) + ragged_arange(cnt)
-    gx = col_x[col]
-    gyy = gy[cb]
     # great_circle_haversine(az0[b], el0[b], p_az, p_el), its terms of the elevations once per row
     # and of the azimuths once per column (the same arithmetic)
     row_sin2 = np.sin((e1 - e0) / 2) ** 2
     row_cos = np.cos(e0) * np.cos(e1)
     col_sin2 = np.sin((np.radians(col_az) - np.radians(az0)[col_b]) / 2) ** 2
     h = row_sin2[cb] + row_cos[cb] * col_sin2[col]
-    d = np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0))))
+    # the angle (and the intensity) only where it can pass the threshold: h grows with the angle,
+    # and past (1 + 1e-6) radius the intensity is below the threshold by far more than rounding
+    near = np.flatnonzero(h <= _h_reach(radius))
+    d = np.degrees(2 * np.arcsin(np.sqrt(np.clip(h[near], 0.0, 1.0))))
     e = np.exp(-d ** 2 / (2.0 * s * s))
     keep = e >= threshold
-    b, gx, gyy, e = b[keep], gx[keep], gyy[keep], e[keep]
+    at = near[keep]
+    b, gx, gyy, e = rb[cb[at]], col_x[col[at]], gy[cb[at]], e[keep]
     # the direction itself, when no lattice point is on it
     on_centre = np.zeros(m, bool)
     hit = (gx == xc[b]) & (gyy == yc[b])

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 from calib.canvas.hull import convex_hulls, inside_hulls, row_spans
+from calib.canvas.lookup import filled_maps
 from calib.canvas.points import FlatPoints, offsets_of, order_by_set_x_y, ragged_arange, segment_ids
-from calib.canvas.raster import rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
@@ -23,9 +23,10 @@ DEFAULT_PAD = 8.0
 _SURE = 1e-3
 
 
-def _unique_points(seg, x, y, n):
-    """Distinct (x, y) of each set, sorted by x then y: (set, x, y)."""
-    o = order_by_set_x_y(seg, x, y)
+def _unique_points(seg, x, y, n, order=None):
+    """Distinct (x, y) of each set, sorted by x then y: (set, x, y). ``order``:
+    ``order_by_set_x_y(seg, x, y)`` when the caller has it."""
+    o = order_by_set_x_y(seg, x, y) if order is None else order
     s, xs, ys = seg[o], x[o], y[o]
     new = np.r_[True, (s[1:] != s[:-1]) | (xs[1:] != xs[:-1]) | (ys[1:] != ys[:-1])]
     return s[new], xs[new], ys[new]
@@ -37,14 +38,15 @@ def hull_regions(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, *, pad: 
     than 3 distinct points, or collinear) is grown by at least ``min_radius``. y is kept within the
     poles. Returns (offsets, vertex x, vertex y) counter-clockwise per set; a set still flat (no
     growth) has none."""
-    off, verts, flat = convex_hulls(seg, x, y, n)
+    order = order_by_set_x_y(np.asarray(seg, np.int64), x, y) if len(seg) else None
+    off, verts, flat = convex_hulls(seg, x, y, n, order)
     vs, vx, vy = segment_ids(np.diff(off)), x[verts], y[verts]
     r = np.where(flat, max(pad, min_radius), pad)
     grow = r > 0
     if not grow.any():
         return off, vx, vy
     # base points: the hull's vertices, or a flat set's distinct points
-    us, ux, uy = _unique_points(seg, x, y, n)
+    us, ux, uy = _unique_points(seg, x, y, n, order)
     keep_u = flat[us] & grow[us]
     keep_v = ~flat[vs] & grow[vs]
     bs = np.concatenate([vs[keep_v], us[keep_u]])
@@ -72,8 +74,8 @@ def hull_batch(fp: FlatPoints, scores=None, *, pad: float = DEFAULT_PAD, spacing
     nearest pixel's value on it), or 1 when ``flat``: no point is 0, so the official linear
     interpolation covers the whole region instead of fading to nothing at its edge. A region
     crossing the seam becomes two polygons meeting on it."""
-    r = rasterize(fp, pad=pad + max(min_radius, 0.0) + 1.0)
-    pts = r.points
+    maps = filled_maps(fp, pad + max(min_radius, 0.0) + 1.0)
+    pts = maps.points
     off, vx, vy = hull_regions(pts.row, pts.x, pts.y, fp.n, pad=pad, min_radius=min_radius)
     counts = np.diff(off)
     dets = np.flatnonzero(counts > 0)
@@ -116,14 +118,15 @@ def hull_batch(fp: FlatPoints, scores=None, *, pad: float = DEFAULT_PAD, spacing
                                          np.concatenate([vy, ly]), fp.n)
 
     def energy(unit, qx, qy):
-        return r.sample(unit, qx, qy, value_at=r.fill_nearest)
+        return maps.sample(unit, qx, qy)
 
     if flat:
         e = np.ones(x_all.size)
     else:
         e = energy(s_all, x_all, y_all)
-        emax = np.zeros(fp.n)
-        np.maximum.at(emax, s_all, e)
+        emax = np.zeros(fp.n)  # the points come set by set
+        first = np.flatnonzero(np.r_[True, s_all[1:] != s_all[:-1]]) if s_all.size else np.zeros(0, np.int64)
+        emax[s_all[first]] = np.maximum(0.0, np.maximum.reduceat(e, first)) if first.size else 0.0
         e = np.where(emax[s_all] > 0, e, 1.0)
     m = dets.size
     set_of = np.searchsorted(dets, s_all)

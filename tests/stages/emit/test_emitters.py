@@ -302,3 +302,32 @@ def test_default_hull_grows_sparse_peaks_towards_their_blob():
     points = soft_iou([top])
     assert soft_iou(hull_points([top], pad=0.0)) == pytest.approx(points, abs=0.02)
     assert soft_iou(hull_points([top])) > points + 0.25
+
+
+@pytest.mark.parametrize("threshold,sigma,scale,step", [(0.25, 8.0, 1.3, 2.0), (0.01, 5.0, 1.0, 1.0),
+                                                        (0.9, 12.0, 1.3, 3.0), (1.0, 8.0, 1.3, 2.0),
+                                                        (0.5, 90.0, 1.5, 5.0)])
+def test_gaussian_reach_drops_only_points_below_the_threshold(monkeypatch, threshold, sigma, scale, step):
+    """The blob tests the angle only where h = sin^2(d / 2) is within reach: the same points and
+    bits as testing every candidate (reach patched to take all), at poles, over the seam, anywhere."""
+    import calib.stages.emit.gaussian as g
+
+    rng = np.random.default_rng(3)
+    az = np.r_[0.0, 180.0, -180.0, 179.3, -179.9, 45.0, rng.uniform(-180, 180, 40)]
+    el = np.r_[90.0, 0.0, -90.0, 89.2, -88.7, 0.0, rng.uniform(-90, 90, 40)]
+    got = g.gaussian_blobs(az, el, sigma, threshold, scale, step=step)
+    monkeypatch.setattr(g, "_h_reach", lambda radius: 2.0)
+    want = g.gaussian_blobs(az, el, sigma, threshold, scale, step=step)
+    for f in ("x", "y", "e", "det_off", "poly_off"):
+        assert np.array_equal(getattr(got, f), getattr(want, f))
+
+
+def test_gaussian_reach_bounds_the_angle():
+    from calib.stages.emit.gaussian import _h_reach
+
+    for radius in (0.0, 1.0, 17.3, 90.0, 179.9, 400.0):
+        h = _h_reach(radius)
+        d = math.degrees(2 * math.asin(math.sqrt(min(h, 1.0))))
+        assert d >= min(radius, 180.0)  # every angle up to the radius is within reach
+        if radius < 170:
+            assert d <= radius * (1 + 2e-6) + 1e-3
