@@ -7,7 +7,7 @@ from calib.canvas.hull import convex_hulls
 from calib.canvas.points import FlatPoints, offsets_of
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import emit_one, rewrite_points, spread_reach
+from calib.stages.emit.common import MAP_CHUNK_COST, emit_one, rewrite_points, spread_reach
 from calib.stages.emit.dense import _wrap, dense_sets
 
 
@@ -140,5 +140,5 @@ class Compress(Stage):
                            params["high_score"]) if len(df) else None
         key = emitter_key("compress", dict(frac=params["frac"], spread=params["spread"]))
         df = rewrite_points(df, lambda fp, s: compress_batch(fp, s, **params), grow=3.0 * spread_reach(self.spread),
-                            emitter=key, key_extra=cells)
+                            emitter=key, key_extra=cells, max_cost=MAP_CHUNK_COST)
         return tables.replace(detections=df)
