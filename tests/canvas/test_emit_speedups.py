@@ -244,3 +244,30 @@ def test_thin_to_cells_keeps_each_cells_first_strongest_point(shuffle):
     # block cells (4 x 4 from (357, 20)): 7 at (360, 23); 5 at (361, 20) before its ties; on row 24 the 2
     # at (358, 24) and the 7 at (362, 24); the small set is one cell of ties: its first, (10, 179)
     assert kept == [(10.0, 179.0), (358.0, 24.0), (360.0, 23.0), (361.0, 20.0), (362.0, 24.0)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lattice_cells_draw_the_same_bits_on_the_fast_and_the_general_path(seed):
+    """Whole-degree lattices (holes: cells with three corners; over the seam; on both poles; zero
+    energies) drawn by the plain gather-and-assign path equal, bit for bit, what the np.fmax.at
+    path draws (taken when any energy of the call is not finite)."""
+    from calib.canvas.points import from_polygons
+    from calib.canvas.raster import rasterize
+
+    rng = np.random.default_rng(seed)
+    polys = []
+    for x0, y0, step in ((10.0, 20.0, 3), (351.0, 60.0, 3), (200.0, 0.0, 2), (100.0, 168.0, 3), (40.0, 90.0, 4)):
+        xs, ys = np.meshgrid(np.arange(x0, x0 + 8 * step, step), np.arange(y0, y0 + 5 * step, step))
+        keep = rng.random(xs.shape) < 0.8
+        keep.flat[:3] = True
+        e = rng.random(keep.sum())
+        e[rng.random(e.size) < 0.15] = 0.0
+        x = np.mod(xs[keep], 360.0)  # the lattice past x = 360 comes back at 0: it crosses the seam
+        polys.append([np.column_stack([x, ys[keep], e])])
+    fast = rasterize(from_polygons(polys))
+    nan_unit = [np.array([[300.0, 100.0, np.nan], [303.0, 100.0, 1.0], [300.0, 103.0, 1.0]])]
+    general = rasterize(from_polygons(polys + [nan_unit]))
+    n = int(fast.off[-1])
+    assert np.array_equal(general.off[: len(polys) + 1], fast.off)
+    assert np.array_equal(general.values[:n].view(np.uint64), fast.values.view(np.uint64))
+    assert (fast.values > 0).sum() > 100
