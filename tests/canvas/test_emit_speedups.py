@@ -271,3 +271,23 @@ def test_lattice_cells_draw_the_same_bits_on_the_fast_and_the_general_path(seed)
     assert np.array_equal(general.off[: len(polys) + 1], fast.off)
     assert np.array_equal(general.values[:n].view(np.uint64), fast.values.view(np.uint64))
     assert (fast.values > 0).sum() > 100
+
+
+def test_canvas_x_and_row_clip_skip_the_copy_only_when_nothing_moves():
+    from calib.canvas.points import FlatPoints, offsets_of
+    from calib.canvas.sphere import _canvas_x, _clip_rows
+
+    def sets(x, counts):
+        x = np.asarray(x, np.float64)
+        return FlatPoints(x, np.zeros_like(x), np.ones_like(x), np.arange(len(counts) + 1), offsets_of(counts))
+
+    on = sets([-0.0, 10.0, 359.5, 400.0, 5.0], [3, 0, 2])  # lowest x of each set in [0, 360); an empty set
+    assert _canvas_x(on) is on.x
+    moved = sets([-3.0, 10.0, 365.0, 400.0], [2, 2])
+    assert _canvas_x(moved).tolist() == [357.0, 370.0, 5.0, 40.0]
+    assert np.isnan(_canvas_x(sets([np.nan, 1.0], [2]))).all()
+    y = np.array([0.0, -0.0, 180.0, 90.5])
+    assert _clip_rows(y) is y
+    assert _clip_rows(np.array([-1.0, 181.0, 3.0])).tolist() == [0.0, 180.0, 3.0]
+    kept = _clip_rows(np.array([np.nan, 200.0]))
+    assert np.isnan(kept[0]) and kept[1] == 180.0
