@@ -146,9 +146,13 @@ class FlatPoints:
 
     # -- reshaping -----------------------------------------------------------------------------
     def slice(self, a: int, b: int) -> "FlatPoints":
-        """Detections a..b-1 (a view: no copy)."""
+        """Detections a..b-1 (a view: no copy; all of them: this very set, whose arrays then stay
+        their own, not views, so that a keeper such as the emitted-detections cache need not copy
+        them)."""
         p0, p1 = int(self.det_off[a]), int(self.det_off[b])
         q0, q1 = int(self.poly_off[p0]), int(self.poly_off[p1])
+        if a == 0 and b == self.n and p0 == 0 and q0 == 0 and p1 == self.n_polys and q1 == self.x.size:
+            return self
         return FlatPoints(self.x[q0:q1], self.y[q0:q1], self.e[q0:q1], self.det_off[a: b + 1] - p0,
                           self.poly_off[p0: p1 + 1] - q0)
 

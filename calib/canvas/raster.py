@@ -669,15 +669,18 @@ def _lattice_cells(pts: FlatPoints, xu: np.ndarray, polys: np.ndarray, unit_of_p
         w_idx = np.flatnonzero(wc)
         st = np.round(step[cseg[w_idx]]).astype(np.int64)
         key = st * 16 + code[w_idx]
-        # the groups, each in the cells' order: one stable sort, then runs
-        o = np.argsort(key, kind="stable")
+        # the groups, each in the cells' order: one stable sort (a radix sort on 16-bit keys), then runs
+        o = np.argsort(key.astype(np.int16) if key.max() < 1 << 15 else key, kind="stable")
         key_o = key[o]
         cut = np.r_[0, np.flatnonzero(key_o[1:] != key_o[:-1]) + 1, o.size]
         g_all = w_idx[o]
         p_all = cseg[g_all]
-        c_all = corners[g_all]
-        x_all = np.round(xmin[p_all]).astype(np.int64) + ci[g_all] * st[o]
-        y_all = np.round(ymin[p_all]).astype(np.int64) + cj[g_all] * st[o]
+        c_all = np.take(corners, g_all, axis=0)  # (np.take: a faster row gather)
+        with np.errstate(invalid="ignore"):  # origins of lattices that are not whole: never read
+            x_org = np.round(xmin).astype(np.int64)
+            y_org = np.round(ymin).astype(np.int64)
+        x_all = x_org[p_all] + ci[g_all] * st[o]
+        y_all = y_org[p_all] + cj[g_all] * st[o]
         u_all = unit_of_poly[polys[p_all]]
         q_all = polys[p_all]
         for a, b in zip(cut[:-1].tolist(), cut[1:].tolist()):
@@ -802,6 +805,16 @@ def _exact_corners(shape: int, s: int) -> bool:
     return True
 
 
+def _pattern_index(base: np.ndarray, w: np.ndarray, pdx: np.ndarray, pdy: np.ndarray) -> np.ndarray:
+    """``base[:, None] + pdy[None, :] * w[:, None] + pdx[None, :]`` (int64), built in place: buffer
+    indices of a pattern's pixels (offsets ``pdx``, ``pdy``) from cells at ``base`` in windows
+    ``w`` wide."""
+    idx = np.multiply.outer(np.asarray(w, np.int64), np.asarray(pdy, np.int64))
+    idx += np.asarray(pdx, np.int64)
+    idx += np.asarray(base, np.int64)[:, None]
+    return idx
+
+
 def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.ndarray, batch: int) -> None:
     """Whole-degree lattice cells, triangle shape by triangle shape: every triangle of a shape
     holds the same pixels, so their values are one matrix product (the same product, row by row,
@@ -835,15 +848,17 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
                 stop = n if n - (s + per) < 2 else s + per  # no batch of one row: keep the same product
                 sl = slice(s, stop)
                 unit = g.unit[sl]
-                v = e[g.corners[sl][:, cols]] @ wts.T  # (triangles, pixels)
+                v = np.take(e, np.take(g.corners[sl], cols, axis=1)) @ wts.T  # (triangles, pixels)
                 wu = canvas.w[unit]
                 cc = g.ox[sl] - canvas.x0[unit]
                 rr = g.oy[sl] - canvas.y0[unit]
-                idx = (canvas.off[unit] + rr * wu + cc)[:, None] + pdy[None, :] * wu[:, None] + pdx[None, :]
+                idx = _pattern_index(canvas.off[unit] + rr * wu + cc, wu, pdx, pdy)
                 poly = g.poly[sl]
                 if fast_shape and not slow_unit[unit].any():
                     flat = idx.ravel()
-                    canvas.values[flat] = np.fmax(canvas.values[flat], v.ravel())
+                    cur = np.take(canvas.values, flat)
+                    np.fmax(cur, v.ravel(), out=cur)
+                    canvas.values[flat] = cur
                     need = np.flatnonzero(~drew[poly])  # whether a polygon drew: only those not known to
                     if need.size:
                         drew[poly[need[v[need].max(axis=1) > 0]]] = True

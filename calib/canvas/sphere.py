@@ -178,11 +178,23 @@ def shift_to_canvas(xu: np.ndarray, seg: np.ndarray, n: int) -> np.ndarray:
 
 
 def _canvas_x(sets: FlatPoints) -> np.ndarray:
-    """:func:`shift_to_canvas` of the x of each detection of ``sets`` (its points one run)."""
+    """:func:`shift_to_canvas` of the x of each detection of ``sets`` (its points one run): ``sets.x``
+    itself where no set moves (x - 0.0 is x)."""
     if sets.n_points == 0:
         return sets.x
     lo = sets.reduce(np.minimum, sets.x, empty=np.inf)
-    return sets.x - np.repeat(CANVAS_WIDTH * np.floor(lo / CANVAS_WIDTH), sets.count)
+    shift = CANVAS_WIDTH * np.floor(lo / CANVAS_WIDTH)
+    if not shift[sets.count > 0].any():  # all 0.0 (NaN counts as a shift)
+        return sets.x
+    return sets.x - np.repeat(shift, sets.count)
+
+
+def _clip_rows(y: np.ndarray) -> np.ndarray:
+    """``y`` clipped to [0, 180] (``y`` itself where every value is inside: the clip returns each
+    as it is, -0.0 included)."""
+    if y.size == 0 or (y.min() >= 0.0 and y.max() <= 180.0):  # NaN fails both: clipped (kept NaN)
+        return y
+    return np.minimum(np.maximum(y, 0.0), 180.0)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -370,7 +382,7 @@ def seam_split(sets: FlatPoints, on_canvas: bool = False) -> FlatPoints:
         y = sets.y
     else:
         xu = _canvas_x(sets)
-        y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
+        y = _clip_rows(sets.y)
     crossing = sets.reduce(np.maximum, xu, empty=0.0) > CANVAS_WIDTH
     whole = FlatPoints(xu, y, sets.e, np.arange(n + 1, dtype=np.int64), sets.poly_off)
     if not crossing.any():
@@ -465,7 +477,7 @@ def wrap_sets(sets: FlatPoints, support=None) -> FlatPoints:
     if n == 0:
         return sets
     xu = _canvas_x(sets)
-    y = np.minimum(np.maximum(sets.y, 0.0), 180.0)
+    y = _clip_rows(sets.y)
     if support is None or len(support[0]) == 0:
         return seam_split(sets.with_values(x=xu, y=y), on_canvas=True)
     s_set, s_y, s_e = (np.asarray(a) for a in support)

@@ -188,3 +188,106 @@ def test_by_set_then_decreasing_is_the_lexsort(seed):
     order = _by_set_then_decreasing(sets)
     assert order is not None
     assert np.array_equal(order, np.lexsort((np.arange(n), -e, sets.row)))
+
+
+def test_pattern_index_is_the_broadcast_sum():
+    from calib.canvas.raster import _pattern_index
+
+    base = np.array([0, 100, 7], np.int64)
+    w = np.array([10, 4, 1], np.int64)
+    pdx = np.array([0, 1, 3])
+    pdy = np.array([0, 2, 1])
+    assert _pattern_index(base, w, pdx, pdy).tolist() == [[0, 21, 13], [100, 109, 107], [7, 10, 11]]
+
+
+def _thin_reference(sets, cell):
+    """The strongest point of each cell, ties to the first in row-major order, one set at a time."""
+    out = np.zeros(sets.n_points, bool)
+    for s in range(sets.n):
+        a, b = int(sets.start[s]), int(sets.start[s] + sets.count[s])
+        x, y, e = sets.x[a:b], sets.y[a:b], sets.e[a:b]
+        g = float(cell[s])
+        cx = np.floor((x - x.min()) / g)
+        cy = np.floor((y - y.min()) / g)
+        rm = np.lexsort((x, y))  # row-major order (stable)
+        rank = np.empty(b - a, np.int64)
+        rank[rm] = np.arange(b - a)
+        for key in set(zip(cx.tolist(), cy.tolist())):
+            members = np.flatnonzero((cx == key[0]) & (cy == key[1]))
+            top = members[e[members] == e[members].max()]
+            out[a + top[np.argmin(rank[top])]] = True
+    return out
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_thin_to_cells_keeps_each_cells_first_strongest_point(shuffle):
+    from calib.canvas.points import FlatPoints, offsets_of
+    from calib.stages.emit.compress import thin_to_cells
+
+    # a 6 x 5 pixel block past the seam (x unwrapped) with tied maxima, and a 3-point set
+    yy, xx = np.mgrid[20:25, 357:363]
+    e1 = np.array([[1, 2, 2, 1, 5, 5], [3, 3, 1, 1, 5, 4], [1, 1, 1, 1, 1, 1], [2, 1, 1, 7, 1, 1],
+                   [1, 2, 1, 1, 1, 7]], np.float64)
+    x = np.r_[xx.ravel(), 10.0, 11.0, 10.0].astype(np.float64)
+    y = np.r_[yy.ravel(), 180.0, 180.0, 179.0].astype(np.float64)
+    e = np.r_[e1.ravel(), 0.5, 0.5, 0.5]
+    count = np.array([30, 3])
+    if shuffle:  # not row-major: ties still go to the first in row-major order
+        rng = np.random.default_rng(3)
+        perm = np.r_[rng.permutation(30), 30 + rng.permutation(3)]
+        x, y, e = x[perm], y[perm], e[perm]
+    sets = FlatPoints(x, y, e, np.arange(3, dtype=np.int64), offsets_of(count))
+    cell = np.array([4, 2])
+    got = thin_to_cells(sets, cell)
+    assert np.array_equal(got, _thin_reference(sets, cell))
+    kept = sorted(zip(x[got].tolist(), y[got].tolist()))
+    # block cells (4 x 4 from (357, 20)): 7 at (360, 23); 5 at (361, 20) before its ties; on row 24 the 2
+    # at (358, 24) and the 7 at (362, 24); the small set is one cell of ties: its first, (10, 179)
+    assert kept == [(10.0, 179.0), (358.0, 24.0), (360.0, 23.0), (361.0, 20.0), (362.0, 24.0)]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lattice_cells_draw_the_same_bits_on_the_fast_and_the_general_path(seed):
+    """Whole-degree lattices (holes: cells with three corners; over the seam; on both poles; zero
+    energies) drawn by the plain gather-and-assign path equal, bit for bit, what the np.fmax.at
+    path draws (taken when any energy of the call is not finite)."""
+    from calib.canvas.points import from_polygons
+    from calib.canvas.raster import rasterize
+
+    rng = np.random.default_rng(seed)
+    polys = []
+    for x0, y0, step in ((10.0, 20.0, 3), (351.0, 60.0, 3), (200.0, 0.0, 2), (100.0, 168.0, 3), (40.0, 90.0, 4)):
+        xs, ys = np.meshgrid(np.arange(x0, x0 + 8 * step, step), np.arange(y0, y0 + 5 * step, step))
+        keep = rng.random(xs.shape) < 0.8
+        keep.flat[:3] = True
+        e = rng.random(keep.sum())
+        e[rng.random(e.size) < 0.15] = 0.0
+        x = np.mod(xs[keep], 360.0)  # the lattice past x = 360 comes back at 0: it crosses the seam
+        polys.append([np.column_stack([x, ys[keep], e])])
+    fast = rasterize(from_polygons(polys))
+    nan_unit = [np.array([[300.0, 100.0, np.nan], [303.0, 100.0, 1.0], [300.0, 103.0, 1.0]])]
+    general = rasterize(from_polygons(polys + [nan_unit]))
+    n = int(fast.off[-1])
+    assert np.array_equal(general.off[: len(polys) + 1], fast.off)
+    assert np.array_equal(general.values[:n].view(np.uint64), fast.values.view(np.uint64))
+    assert (fast.values > 0).sum() > 100
+
+
+def test_canvas_x_and_row_clip_skip_the_copy_only_when_nothing_moves():
+    from calib.canvas.points import FlatPoints, offsets_of
+    from calib.canvas.sphere import _canvas_x, _clip_rows
+
+    def sets(x, counts):
+        x = np.asarray(x, np.float64)
+        return FlatPoints(x, np.zeros_like(x), np.ones_like(x), np.arange(len(counts) + 1), offsets_of(counts))
+
+    on = sets([-0.0, 10.0, 359.5, 400.0, 5.0], [3, 0, 2])  # lowest x of each set in [0, 360); an empty set
+    assert _canvas_x(on) is on.x
+    moved = sets([-3.0, 10.0, 365.0, 400.0], [2, 2])
+    assert _canvas_x(moved).tolist() == [357.0, 370.0, 5.0, 40.0]
+    assert np.isnan(_canvas_x(sets([np.nan, 1.0], [2]))).all()
+    y = np.array([0.0, -0.0, 180.0, 90.5])
+    assert _clip_rows(y) is y
+    assert _clip_rows(np.array([-1.0, 181.0, 3.0])).tolist() == [0.0, 180.0, 3.0]
+    kept = _clip_rows(np.array([np.nan, 200.0]))
+    assert np.isnan(kept[0]) and kept[1] == 180.0

@@ -25,6 +25,10 @@ from calib.stages.emit.cache import EmitCache, emit_cache
 BatchEmitter = Callable[[FlatPoints, np.ndarray], tuple[FlatPoints, np.ndarray]]
 #: work per chunk handed to a batch emitter: points plus map pixels
 CHUNK_COST = 300_000
+#: the same for the emitters that draw every detection's energy map and read its pixels (dense,
+#: rowmajor, compress, hull): their fixed cost per chunk (a few hundred numpy calls, the rounds of
+#: the small Delaunay triangulations) weighs more than the larger temporaries of a larger chunk
+MAP_CHUNK_COST = 1_000_000
 #: points per chunk of the output handed back (cached and fresh detections gathered)
 OUT_POINTS = 1 << 20
 
@@ -171,14 +175,17 @@ REWRITE_ROWS = 1 << 16
 
 
 def rewrite_points(df: pl.DataFrame, emit: BatchEmitter, rows: np.ndarray | None = None,
-                   grow: float = 0.0, *, emitter: str | None = None, key_extra=None) -> pl.DataFrame:
+                   grow: float = 0.0, *, emitter: str | None = None, key_extra=None,
+                   max_cost: float = CHUNK_COST) -> pl.DataFrame:
     """``df`` with ``points`` rewritten by the batch emitter ``emit`` (for every row, or only
     ``rows``). A detection without points, or one the emitter gives nothing for, keeps its points.
     ``emitter``: the emitter's cache key (:func:`.cache.emitter_key`): what each detection gives is
     then looked up in, and kept in, the emitted-detections cache (``key_extra``: per row, what the
-    emitter reads of the score). Done :data:`REWRITE_ROWS` rows at a time."""
+    emitter reads of the score). ``max_cost``: the work per chunk handed to ``emit``
+    (:func:`chunk_bounds`; what a detection gives does not depend on it). Done
+    :data:`REWRITE_ROWS` rows at a time."""
     if len(df) <= REWRITE_ROWS:
-        return _rewrite_block(df, emit, rows, grow, emitter, key_extra)
+        return _rewrite_block(df, emit, rows, grow, emitter, key_extra, max_cost)
     rows = None if rows is None else np.asarray(rows, np.int64)
     extra = None if key_extra is None else np.asarray(key_extra)
     parts = []
@@ -186,20 +193,20 @@ def rewrite_points(df: pl.DataFrame, emit: BatchEmitter, rows: np.ndarray | None
         b = min(a + REWRITE_ROWS, len(df))
         sub_rows = None if rows is None else rows[(rows >= a) & (rows < b)] - a
         block = _rewrite_block(df.slice(a, b - a).select("points", *(["score"] if "score" in df.columns else [])),
-                               emit, sub_rows, grow, emitter, None if extra is None else extra[a:b])
+                               emit, sub_rows, grow, emitter, None if extra is None else extra[a:b], max_cost)
         parts.append(block.get_column("points"))
     return df.with_columns(pl.concat(parts, rechunk=True))
 
 
 def _rewrite_block(df: pl.DataFrame, emit: BatchEmitter, rows, grow: float, emitter: str | None,
-                   key_extra) -> pl.DataFrame:
+                   key_extra, max_cost: float = CHUNK_COST) -> pl.DataFrame:
     if len(df) == 0:
         return df
     fp = flatten(df.get_column("points"))
     scores = df.get_column("score").to_numpy() if "score" in df.columns else np.zeros(len(df))
     if emitter is None:
-        return df.with_columns(points_series(emit_chunks(fp, scores, emit, rows, grow)))
-    out = emit_cached(fp, scores, emit, emitter, rows=rows, grow=grow, key_extra=key_extra)
+        return df.with_columns(points_series(emit_chunks(fp, scores, emit, rows, grow, max_cost)))
+    out = emit_cached(fp, scores, emit, emitter, rows=rows, grow=grow, key_extra=key_extra, max_cost=max_cost)
     return df.with_columns(points_series(out))
 
 

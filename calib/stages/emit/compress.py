@@ -7,8 +7,11 @@ from calib.canvas.hull import convex_hulls
 from calib.canvas.points import FlatPoints, offsets_of
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import emit_one, rewrite_points, spread_reach
+from calib.stages.emit.common import MAP_CHUNK_COST, emit_one, rewrite_points, spread_reach
 from calib.stages.emit.dense import _wrap, dense_sets
+
+
+_UNKNOWN = object()  # an argument the function works out itself
 
 
 def _row_major(sets: FlatPoints) -> np.ndarray | None:
@@ -21,12 +24,13 @@ def _row_major(sets: FlatPoints) -> np.ndarray | None:
     return None if ok.all() else np.lexsort((x, y, r))
 
 
-def outline_points(sets: FlatPoints) -> np.ndarray:
+def outline_points(sets: FlatPoints, order=_UNKNOWN) -> np.ndarray:
     """Mask of the points spanning each set's convex hull (its vertices; for a flat set, the
     extreme points along x and y: the first lowest x, highest x, lowest y, highest y). Only each
-    row's two ends can be vertices, so only they are candidates."""
+    row's two ends can be vertices, so only they are candidates. ``order``: :func:`_row_major` of
+    ``sets`` where the caller has it."""
     row = sets.row
-    order = _row_major(sets)
+    order = _row_major(sets) if order is _UNKNOWN else order
     ys, rs = (sets.y, row) if order is None else (sets.y[order], row[order])
     new = np.r_[True, (ys[1:] != ys[:-1]) | (rs[1:] != rs[:-1])]
     ends = new | np.r_[new[1:], True]  # a row's first and last points
@@ -46,31 +50,43 @@ def outline_points(sets: FlatPoints) -> np.ndarray:
     return out
 
 
-def thin_to_cells(sets: FlatPoints, cell: np.ndarray) -> np.ndarray:
+def thin_to_cells(sets: FlatPoints, cell: np.ndarray, order=_UNKNOWN) -> np.ndarray:
     """Mask of the strongest point in each ``cell[set]`` x ``cell[set]`` block of each set
-    (anchored at the set's lowest x and y; ties go to the first in row-major order)."""
+    (anchored at the set's lowest x and y; ties go to the first in row-major order). ``order``:
+    :func:`_row_major` of ``sets`` where the caller has it."""
     cnt = sets.count
 
     def per_point(v):  # a value per set, repeated over its points (its run)
         return np.repeat(v, cnt)
 
     g = per_point(np.asarray(cell, np.float64))
-    cx = np.floor((sets.x - per_point(sets.reduce(np.minimum, sets.x))) / g).astype(np.int64)
-    cy = np.floor((sets.y - per_point(sets.reduce(np.minimum, sets.y))) / g).astype(np.int64)
-    ncx = sets.reduce(np.maximum, cx.astype(np.float64), empty=-1).astype(np.int64) + 1
-    ncy = sets.reduce(np.maximum, cy.astype(np.float64), empty=-1).astype(np.int64) + 1
+
+    def cell_index(v):  # floor((v - the set's lowest v) / g), as float (whole numbers), in place
+        d = per_point(sets.reduce(np.minimum, v))
+        np.subtract(v, d, out=d)
+        d /= g
+        return np.floor(d, out=d)
+
+    cxf, cyf = cell_index(sets.x), cell_index(sets.y)
+    ncx = sets.reduce(np.maximum, cxf, empty=-1).astype(np.int64) + 1
+    ncy = sets.reduce(np.maximum, cyf, empty=-1).astype(np.int64) + 1
     goff = np.concatenate([[0], np.cumsum(ncx * ncy)])
-    cell_id = per_point(goff[:-1]) + cy * per_point(ncx) + cx
+    cell_id = per_point(ncx)
+    cell_id *= cyf.astype(np.int64)
+    cell_id += cxf.astype(np.int64)
+    cell_id += per_point(goff[:-1])
     best = np.full(int(goff[-1]), -np.inf)
     np.maximum.at(best, cell_id, sets.e)
     # the first in row-major order among a cell's strongest points
-    order = _row_major(sets)
-    rank = np.arange(sets.n_points)
-    if order is not None:
-        rank[order] = np.arange(sets.n_points)
+    order = _row_major(sets) if order is _UNKNOWN else order
     top = np.flatnonzero(sets.e == best[cell_id])
+    rank = top  # each point's place in row-major order: its own, unless the sets need sorting
+    if order is not None:
+        rank = np.empty(sets.n_points, np.int64)
+        rank[order] = np.arange(sets.n_points)
+        rank = rank[top]
     first = np.full(best.size, np.iinfo(np.int64).max)
-    np.minimum.at(first, cell_id[top], rank[top])
+    np.minimum.at(first, cell_id[top], rank)
     out = np.zeros(sets.n_points, bool)
     winners = first[first < np.iinfo(np.int64).max]
     out[winners if order is None else order[winners]] = True
@@ -96,7 +112,8 @@ def compress_batch(fp: FlatPoints, scores: np.ndarray, *, frac: float = 0.1, cel
     keep = np.ones(sets.n_points, bool)
     thin = g > 1
     if thin.any():
-        keep = ~thin[sets.row] | thin_to_cells(sets, np.maximum(g, 1)) | outline_points(sets)
+        order = _row_major(sets)
+        keep = ~thin[sets.row] | thin_to_cells(sets, np.maximum(g, 1), order) | outline_points(sets, order)
     sub = FlatPoints(sets.x[keep], sets.y[keep], sets.e[keep], sets.det_off,
                      offsets_of(np.bincount(sets.row[keep], minlength=sets.n)))
     return _wrap(ds, sub, np.maximum(g, 1).astype(np.float64), fp.n)
@@ -140,5 +157,5 @@ class Compress(Stage):
                            params["high_score"]) if len(df) else None
         key = emitter_key("compress", dict(frac=params["frac"], spread=params["spread"]))
         df = rewrite_points(df, lambda fp, s: compress_batch(fp, s, **params), grow=3.0 * spread_reach(self.spread),
-                            emitter=key, key_extra=cells)
+                            emitter=key, key_extra=cells, max_cost=MAP_CHUNK_COST)
         return tables.replace(detections=df)

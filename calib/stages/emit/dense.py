@@ -11,7 +11,7 @@ from calib.canvas.raster import Raster, rasterize
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import emit_one, rewrite_points, spread_reach
+from calib.stages.emit.common import MAP_CHUNK_COST, emit_one, rewrite_points, spread_reach
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,8 @@ class Dense(Stage):
         self.check_params()
         params = dict(frac=float(self.frac), spread=float(self.spread))
         df = rewrite_points(tables["detections"], lambda fp, s: dense_batch(fp, **params),
-                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("dense", params))
+                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("dense", params),
+                            max_cost=MAP_CHUNK_COST)
         return tables.replace(detections=df)
 
 
@@ -170,5 +171,6 @@ class RowMajor(Stage):
         self.check_params()
         params = dict(step=int(self.step), frac=float(self.frac), spread=float(self.spread))
         df = rewrite_points(tables["detections"], lambda fp, s: rowmajor_batch(fp, **params),
-                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("rowmajor", params))
+                            grow=3.0 * spread_reach(self.spread), emitter=emitter_key("rowmajor", params),
+                            max_cost=MAP_CHUNK_COST)
         return tables.replace(detections=df)

@@ -9,7 +9,7 @@ from calib.canvas.points import FlatPoints, offsets_of, order_by_set_x_y, ragged
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.emit.cache import emitter_key
-from calib.stages.emit.common import emit_one, rewrite_points
+from calib.stages.emit.common import MAP_CHUNK_COST, emit_one, rewrite_points
 
 _RING = 16  # directions sampled on the circle a point is grown by
 #: degrees the region grows by default. The official renderer already fills the convex hull of a
@@ -170,5 +170,6 @@ class Hull(Stage):
         params = dict(pad=float(self.pad), spacing=float(self.spacing), min_radius=float(self.min_radius),
                       flat=bool(self.flat))
         df = rewrite_points(tables["detections"], lambda fp, s: hull_batch(fp, **params),
-                            grow=self.pad + max(self.min_radius, 0.0) + 1.0, emitter=emitter_key("hull", params))
+                            grow=self.pad + max(self.min_radius, 0.0) + 1.0, emitter=emitter_key("hull", params),
+                            max_cost=MAP_CHUNK_COST)
         return tables.replace(detections=df)
