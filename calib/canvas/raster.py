@@ -44,6 +44,7 @@ from scipy.spatial import Delaunay, QhullError
 from calib.canvas.nearest import SupportShape, nearest_keys, support_shape
 from calib.canvas.points import FlatPoints, offsets_of, ragged_arange, segment_ids
 from calib.canvas.triangulate import MAX_POINTS, delaunay_sets
+from calib.canvas.tridraw import draw_triangles
 
 WIDTH, HEIGHT = 360, 181  # lattice columns x = 0..359, rows y = 0..180
 _TOL = 1e-9  # barycentric slack: a pixel on a triangle's edge is inside it
@@ -883,88 +884,18 @@ def _draw_cells(canvas: _Canvas, groups: list[_Cells], e: np.ndarray, drew: np.n
 def _draw_triangles(canvas: _Canvas, t: _Triangles | None, xu, y, e, drew, batch: int) -> None:
     """Rasterize triangles row by row: on each pixel row a triangle meets, the pixels of its span
     (widened by a hair, cut to the unit's window) are tested with their barycentric weights, so a
-    long thin triangle costs its pixels, not its bounding box.
+    long thin triangle costs its pixels, not its bounding box (:func:`calib.canvas.tridraw.draw_triangles`:
+    small triangles on tables, the others ragged).
 
     The weights are :func:`barycentric`'s, operation for operation: what depends on the triangle
     only (edge vectors, their dot products, the denominator) or on its row (the row's terms of the
-    dot products) is computed once per triangle or row and gathered, the same numbers."""
+    dot products) is computed once per triangle or row, the same numbers."""
     if t is None or len(t.corners) == 0:
         return
     tx, ty = xu[t.corners], y[t.corners]
-    cy0 = np.ceil(np.minimum(np.minimum(ty[:, 0], ty[:, 1]), ty[:, 2]) - _TOL).astype(np.int64)
-    cy1 = np.floor(np.maximum(np.maximum(ty[:, 0], ty[:, 1]), ty[:, 2]) + _TOL).astype(np.int64)
-    # rows within the unit's window only (a clipped window holds fewer)
-    unit = t.unit
-    wy0 = canvas.y0[unit]
-    cy0 = np.maximum(cy0, wy0)
-    cy1 = np.minimum(cy1, wy0 + canvas.h[unit] - 1)
-    nrow = np.clip(cy1 - cy0 + 1, 0, None)
-    # (triangle, row) pairs and the row's span over the triangle's three edges
-    k = np.repeat(np.arange(len(nrow)), nrow)
-    ry_int = cy0[k] + ragged_arange(nrow)
-    ry = ry_int.astype(np.float64)
-    lo = np.full(k.size, np.inf)
-    hi = np.full(k.size, -np.inf)
-    for a, b in ((0, 1), (1, 2), (2, 0)):
-        # per triangle: the edge's ends, extent and direction; per row: where the row meets it
-        xa, ya, xb, yb = tx[:, a], ty[:, a], tx[:, b], ty[:, b]
-        ymin, ymax = np.minimum(ya, yb), np.maximum(ya, yb)
-        level = yb == ya
-        ymin_k, ymax_k = ymin[k], ymax[k]
-        meets = ((ymin - _TOL)[k] <= ry) & (ry <= (ymax + _TOL)[k])
-        with np.errstate(invalid="ignore", divide="ignore"):
-            xr = xa[k] + (np.minimum(np.maximum(ry, ymin_k), ymax_k) - ya[k]) * (xb - xa)[k] / (yb - ya)[k]
-        lv = level[k]
-        lo_e = np.where(lv, np.minimum(xa, xb)[k], xr)
-        hi_e = np.where(lv, np.maximum(xa, xb)[k], xr)
-        np.minimum(lo, np.where(meets, lo_e, np.inf), out=lo)
-        np.maximum(hi, np.where(meets, hi_e, -np.inf), out=hi)
-    c0 = np.ceil(lo - 1e-6)
-    c1 = np.floor(hi + 1e-6)
-    finite = np.isfinite(c0) & np.isfinite(c1)
-    c0 = np.where(finite, c0, 0).astype(np.int64)
-    c1 = np.where(finite, c1, -1).astype(np.int64)
-    # columns within the window
-    ru = unit[k]
-    wx0 = canvas.x0[ru]
-    c0 = np.maximum(c0, wx0)
-    c1 = np.minimum(c1, wx0 + canvas.w[ru] - 1)
-    ncol = np.clip(c1 - c0 + 1, 0, None)
-    # per triangle: barycentric's edge vectors, dot products and denominator
-    ax, ay = tx[:, 0], ty[:, 0]
-    v0x, v0y, v1x, v1y, d00, d01, d11, den = triangle_terms(ax, ay, tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
-    ec = e[t.corners]
-    # per row: its terms of d20 and d21, and the buffer index of its pixel at column 0
-    v2y = ry - ay[k]
-    row_at = canvas.off[ru] + (ry_int - canvas.y0[ru]) * canvas.w[ru] - wx0
-    keep = ncol > 0
-    k, ncol, c0, row_at = k[keep], ncol[keep], c0[keep], row_at[keep]
-    ax_r, v0x_r, v1x_r = ax[k], v0x[k], v1x[k]
-    p20, p21 = v2y[keep] * v0y[k], v2y[keep] * v1y[k]
-    d00_r, d01_r, d11_r, den_r = d00[k], d01[k], d11[k], den[k]
-    e0_r, e1_r, e2_r = ec[k, 0], ec[k, 1], ec[k, 2]
-    cum = np.cumsum(ncol)
-    start = 0
-    while start < len(ncol):
-        stop = max(int(np.searchsorted(cum, (cum[start - 1] if start else 0) + batch, side="right")), start + 1)
-        cnt = ncol[start:stop]
-        rowp = np.repeat(np.arange(start, stop), cnt)
-        qx = c0[rowp] + ragged_arange(cnt)
-        v2x = qx.astype(np.float64) - ax_r[rowp]
-        d20 = v2x * v0x_r[rowp] + p20[rowp]
-        d21 = v2x * v1x_r[rowp] + p21[rowp]
-        dd01 = d01_r[rowp]
-        dn = den_r[rowp]
-        w1 = (d11_r[rowp] * d20 - dd01 * d21) / dn
-        w2 = (d00_r[rowp] * d21 - dd01 * d20) / dn
-        w0 = 1.0 - w1 - w2
-        inside = (w0 >= -_TOL) & (w1 >= -_TOL) & (w2 >= -_TOL)
-        v = np.where(inside, w0 * e0_r[rowp] + w1 * e1_r[rowp] + w2 * e2_r[rowp], 0.0)
-        ok = v > 0
-        if ok.any():
-            np.maximum.at(canvas.values, row_at[rowp[ok]] + qx[ok], v[ok])
-            drew[t.poly[k[rowp[ok]]]] = True
-        start = stop
+    terms = triangle_terms(tx[:, 0], ty[:, 0], tx[:, 1], ty[:, 1], tx[:, 2], ty[:, 2])
+    draw_triangles(canvas.values, drew, t.poly, canvas.x0, canvas.y0, canvas.w, canvas.h, canvas.off, t.unit,
+                   tx, ty, terms, e[t.corners], _TOL, batch)
 
 
 def _stamp(canvas: _Canvas, unit, x, y, e) -> None:
