@@ -69,7 +69,9 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
         row_of_set[sets] = np.arange(sets.size)
         col = np.arange(_WIDTHS[t])[None, :]
         c = off[sets][:, None] + np.minimum(col, cnt[sets][:, None] - 1)
-        tables[t] = (lx[c], ly[c], lift[c], ~dup[c] & (col < cnt[sets][:, None]))
+        usable = ~dup[c] & (col < cnt[sets][:, None])
+        # (x, y NaN where not usable: no NaN is on the left of an edge)
+        tables[t] = (np.where(usable, lx[c], np.nan), np.where(usable, ly[c], np.nan), lift[c])
     fa = np.concatenate([ea, eb])
     fb = np.concatenate([eb, ea])
     tris = []
@@ -93,7 +95,7 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
         for t in classes.tolist():
             g = np.flatnonzero(cls == t) if classes.size > 1 else np.arange(fa.size)
             ga, gb, sg = fa[g], fb[g], s[g]
-            tx, ty, tl, usable = tables[t]
+            tx, ty, tl = tables[t]
             r = row_of_set[sg]
             ax, ay = lx[ga][:, None], ly[ga][:, None]
             ex, ey = lx[gb][:, None] - ax, ly[gb][:, None] - ay
@@ -104,7 +106,7 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
             # the smallest tilt gives the circle no other point is inside (the Delaunay corner)
             t_along = (dxc * ex + dyc * ey) / ee
             power = np.take(tl, r, axis=0) - ((1.0 - t_along) * lift[ga][:, None] + t_along * lift[gb][:, None])
-            left = (h > 1e-12 * ee) & np.take(usable, r, axis=0)
+            left = h > 1e-12 * ee
             with np.errstate(invalid="ignore", divide="ignore"):
                 score = np.where(left, power / h, np.inf)
             pick = np.argmin(score, axis=1)  # the first smallest
@@ -113,9 +115,10 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
             corner[g] = off[sg] + pick
         ta, tb, tc = fa[found], fb[found], corner[found]
         if ta.size:
-            tris.append(np.column_stack([ta, tb, tc]))
-            closed[key(tb, tc)] = True
-            closed[key(tc, ta)] = True
+            k_bc, k_ca = key(tb, tc), key(tc, ta)
+            tris.append(_first_copies(ta, tb, tc, kk[found], k_bc, k_ca, closed))
+            closed[k_bc] = True
+            closed[k_ca] = True
             # the triangles across the two new edges are still to find
             na = np.concatenate([tc, ta])
             nb = np.concatenate([tb, tc])
@@ -126,16 +129,22 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     if not tris:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
     t = np.concatenate(tris)
-    # each triangle once (it may be found from two of its edges in one round)
-    rot = np.argmin(t, axis=1)
-    canon = np.stack([t[np.arange(len(t)), rot], t[np.arange(len(t)), (rot + 1) % 3],
-                      t[np.arange(len(t)), (rot + 2) % 3]], axis=1)
-    if x.size < 1 << 21:  # corners packed in one integer
-        _, keep = np.unique((canon[:, 0] << 42) | (canon[:, 1] << 21) | canon[:, 2], return_index=True)
-    else:
-        _, keep = np.unique(canon, axis=0, return_index=True)
-    t = t[np.sort(keep)]
     return t, seg[t[:, 0]]
+
+
+def _first_copies(ta, tb, tc, k_ab, k_bc, k_ca, closed) -> np.ndarray:
+    """The triangles (ta, tb, tc) found in one round from the edges ta -> tb (keys ``k_ab``,
+    increasing; ``k_bc``, ``k_ca`` the keys of tb -> tc and tc -> ta), each once: a triangle found
+    from two or three of its edges in the round (the same corners, turned) is kept where it was
+    found first. (Once found, all its edges are closed: no later round finds it again.) ``closed``:
+    the edges closed before the round's triangles close theirs (the round's edges among them)."""
+    n = ta.size
+    first = np.ones(n, bool)
+    for k_other, corner in ((k_bc, ta), (k_ca, tb)):
+        q = np.flatnonzero(closed[k_other])  # only a closed edge can be one of the round's
+        j = np.minimum(np.searchsorted(k_ab, k_other[q]), n - 1)
+        first[q[(k_ab[j] == k_other[q]) & (tc[j] == corner[q]) & (j < q)]] = False
+    return np.column_stack([ta[first], tb[first], tc[first]])
 
 
 def _lifted(off: np.ndarray, x: np.ndarray, y: np.ndarray, repeats: bool = True):
