@@ -29,9 +29,11 @@ class _Geometry:
 
     def __init__(self, values, x0, y0, w, off, unit, tx, ty, terms, ec, tol):
         self.values, self.x0, self.y0, self.w, self.off = values, x0, y0, w, off
-        self.unit, self.tx, self.ty, self.ec, self.tol = unit, tx, ty, ec, tol
+        self.unit, self.tol = unit, tol
+        # corners' coordinates and values as (3, triangles): a corner's row contiguous
+        self.tx, self.ty, self.ec = (np.ascontiguousarray(a.T) for a in (tx, ty, ec))
         (self.v0x, self.v0y, self.v1x, self.v1y, self.d00, self.d01, self.d11, self.den) = terms
-        self.ax, self.ay = tx[:, 0], ty[:, 0]
+        self.ax, self.ay = self.tx[0], self.ty[0]
 
 
 def draw_triangles(values, drew, poly, x0, y0, w, h, off, unit, tx, ty, terms, ec, tol, batch) -> None:
@@ -67,11 +69,11 @@ def draw_triangles(values, drew, poly, x0, y0, w, h, off, unit, tx, ty, terms, e
     _draw_spans(g, drew, poly, k, c0, ncol, row_at, p20, p21, batch)
 
 
-def _span_ends(g: _Geometry, k, ry, lo, hi, col):
+def _span_ends(g: _Geometry, tx, ty, ry, lo, hi):
     """The span of each row over its triangle's three edges: ``lo``, ``hi`` (filled, in place)
-    from the edges' ends ``col(a)`` (per triangle, shaped to broadcast against ``ry``)."""
+    from the corners ``tx[a]``, ``ty[a]`` (per row, or per triangle to broadcast against ``ry``)."""
     for a, b in _EDGES:
-        xa, ya, xb, yb = col(g.tx[:, a]), col(g.ty[:, a]), col(g.tx[:, b]), col(g.ty[:, b])
+        xa, ya, xb, yb = tx[a], ty[a], tx[b], ty[b]
         ymin, ymax = np.minimum(ya, yb), np.maximum(ya, yb)
         level = yb == ya
         meets = (ymin - g.tol <= ry) & (ry <= ymax + g.tol)
@@ -101,7 +103,7 @@ def _spans(g: _Geometry, k, ry_int):
     ry = ry_int.astype(np.float64)
     lo = np.full(k.size, np.inf)
     hi = np.full(k.size, -np.inf)
-    _span_ends(g, k, ry, lo, hi, lambda a: a[k])
+    _span_ends(g, g.tx[:, k], g.ty[:, k], ry, lo, hi)
     ru = g.unit[k]
     wx0 = g.x0[ru]
     c0, ncol = _columns(g, lo, hi, wx0, g.w[ru])
@@ -120,7 +122,7 @@ def _grid(g: _Geometry, drew, poly, tri, cy0, j):
     ry = ry_int.astype(np.float64)
     lo = np.full(ry.shape, np.inf)
     hi = np.full(ry.shape, -np.inf)
-    _span_ends(g, tri, ry, lo, hi, lambda a: a[tri])
+    _span_ends(g, g.tx[:, tri], g.ty[:, tri], ry, lo, hi)
     ru = g.unit[tri]
     wx0 = g.x0[ru]
     wu = g.w[ru]
@@ -141,8 +143,8 @@ def _grid(g: _Geometry, drew, poly, tri, cy0, j):
     w2 = (g.d00[tri] * d21 - dd01 * d20) / dn
     w0 = 1.0 - w1 - w2
     inside = (w0 >= -g.tol) & (w1 >= -g.tol) & (w2 >= -g.tol) & valid
-    ec = g.ec[tri]
-    v = np.where(inside, w0 * ec[:, 0] + w1 * ec[:, 1] + w2 * ec[:, 2], 0.0)
+    ec = g.ec[:, tri]
+    v = np.where(inside, w0 * ec[0] + w1 * ec[1] + w2 * ec[2], 0.0)
     ok = v > 0
     if ok.any():
         np.maximum.at(g.values, (row_at + qx)[ok], v[ok])
@@ -155,7 +157,7 @@ def _draw_spans(g: _Geometry, drew, poly, k, c0, ncol, row_at, p20, p21, batch) 
     """Draw the pixels of ragged rows (:func:`_spans`), ``batch`` pixels at a time."""
     ax_r, v0x_r, v1x_r = g.ax[k], g.v0x[k], g.v1x[k]
     d00_r, d01_r, d11_r, den_r = g.d00[k], g.d01[k], g.d11[k], g.den[k]
-    e0_r, e1_r, e2_r = g.ec[k, 0], g.ec[k, 1], g.ec[k, 2]
+    e0_r, e1_r, e2_r = g.ec[:, k]
     cum = np.cumsum(ncol)
     start = 0
     while start < len(ncol):
