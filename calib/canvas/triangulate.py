@@ -54,13 +54,17 @@ def delaunay_sets(off: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[np.nda
     sq = cnt * cnt
     s_off = offsets_of(sq)
 
+    # key of u -> v: s_off[s] + (u - off[s]) cnt[s] + (v - off[s]) for u, v of set s, as a
+    # per-point term of u plus v
+    first = off[:-1][seg]
+    row_key = s_off[:-1][seg] + (np.arange(seg.size) - first) * cnt[seg] - first
+
     def key(u, v):
-        s = seg[u]
-        return s_off[s] + (u - off[s]) * cnt[s] + (v - off[s])
+        return row_key[u] + v
 
     closed = np.zeros(int(s_off[-1]), bool)
-    # each set's points as a row of the table of its width (padded with its last point; ``usable``:
-    # a real point that is no copy), so that an edge reads its set's row whole
+    # each set's points as a row of the table of its width (x and y NaN for the padding and the
+    # copies: no point is usable there), so that an edge reads its set's row whole
     cls_of_set = np.searchsorted(_WIDTHS_ARRAY, cnt)
     row_of_set = np.zeros(n_sets, np.int64)
     tables = {}
