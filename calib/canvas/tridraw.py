@@ -97,39 +97,37 @@ def _columns(g: _Geometry, lo, hi, wx0, wu):
     return c0, np.clip(c1 - c0 + 1, 0, None)
 
 
-def _spans(g: _Geometry, k, ry_int):
-    """The (triangle ``k``, row ``ry_int``) pairs' spans, ragged: (k, c0, ncol, row_at, p20, p21)
-    of the rows holding a pixel."""
+def _row_terms(g: _Geometry, k, ry_int):
+    """What the pixels of rows ``ry_int`` of triangles ``k`` (the same shape, or ``k`` per
+    triangle broadcast against a (rows, triangles) ``ry_int``) share: the span's first column and
+    number of columns (within the window), the buffer index of the row's column 0, and the row's
+    terms of the dot products (p20, p21)."""
     ry = ry_int.astype(np.float64)
-    lo = np.full(k.size, np.inf)
-    hi = np.full(k.size, -np.inf)
+    lo = np.full(ry.shape, np.inf)
+    hi = np.full(ry.shape, -np.inf)
     _span_ends(g, g.tx[:, k], g.ty[:, k], ry, lo, hi)
     ru = g.unit[k]
     wx0 = g.x0[ru]
-    c0, ncol = _columns(g, lo, hi, wx0, g.w[ru])
+    wu = g.w[ru]
+    c0, ncol = _columns(g, lo, hi, wx0, wu)
     v2y = ry - g.ay[k]
-    row_at = g.off[ru] + (ry_int - g.y0[ru]) * g.w[ru] - wx0
+    row_at = g.off[ru] + (ry_int - g.y0[ru]) * wu - wx0
+    return c0, ncol, row_at, v2y * g.v0y[k], v2y * g.v1y[k]
+
+
+def _spans(g: _Geometry, k, ry_int):
+    """The (triangle ``k``, row ``ry_int``) pairs' spans, ragged: (k, c0, ncol, row_at, p20, p21)
+    of the rows holding a pixel."""
+    c0, ncol, row_at, p20, p21 = _row_terms(g, k, ry_int)
     keep = ncol > 0
-    k = k[keep]
-    return k, c0[keep], ncol[keep], row_at[keep], v2y[keep] * g.v0y[k], v2y[keep] * g.v1y[k]
+    return k[keep], c0[keep], ncol[keep], row_at[keep], p20[keep], p21[keep]
 
 
 def _grid(g: _Geometry, drew, poly, tri, cy0, j):
     """Draw the triangles ``tri``, each meeting exactly ``j`` rows, on tables (rows x triangles,
     columns x rows x triangles: the long axis last); returns their rows holding more than
     :data:`GRID_COLS` pixels as :func:`_spans` does."""
-    ry_int = cy0[tri] + np.arange(j)[:, None]
-    ry = ry_int.astype(np.float64)
-    lo = np.full(ry.shape, np.inf)
-    hi = np.full(ry.shape, -np.inf)
-    _span_ends(g, g.tx[:, tri], g.ty[:, tri], ry, lo, hi)
-    ru = g.unit[tri]
-    wx0 = g.x0[ru]
-    wu = g.w[ru]
-    c0, ncol = _columns(g, lo, hi, wx0, wu)
-    v2y = ry - g.ay[tri]
-    p20, p21 = v2y * g.v0y[tri], v2y * g.v1y[tri]
-    row_at = g.off[ru] + (ry_int - g.y0[ru]) * wu - wx0
+    c0, ncol, row_at, p20, p21 = _row_terms(g, tri, cy0[tri] + np.arange(j)[:, None])
     # the pixels: (column, row, triangle) tables
     col = np.arange(GRID_COLS)[:, None, None]
     qx = c0 + col

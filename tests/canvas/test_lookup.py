@@ -8,6 +8,7 @@ from calib.canvas.lookup import map_lookup
 from calib.canvas.points import from_polygons
 from calib.canvas.raster import barycentric, lattice_sites, pixel_set_units, rasterize
 from calib.canvas.triangulate import Locator, delaunay_sets
+from canvas_cases import scattered_detections
 
 
 def P(*rows):
@@ -132,18 +133,7 @@ def test_pixel_sets_and_lattices_of_integer_points():
 # -- filled maps: the grown raster's nearest fill, drawn on the points' box only -------------------
 def _filled_cases():
     rng = np.random.default_rng(11)
-    dets = []
-    for k in range(24):
-        # over the seam, at both poles, and in between
-        x0, y0 = [(355.0, 60.0), (2.0, 1.0), (200.0, 178.0), (90.0, 90.0)][k % 4]
-        m = [1, 2, 3, 6, 12, 20][k % 6]
-        if k % 3 == 0:  # whole degrees: many equally near pixels
-            pts = np.column_stack([(x0 + rng.integers(-6, 7, m)) % 360, np.clip(y0 + rng.integers(-6, 7, m), 0, 180),
-                                   rng.integers(1, 4, m).astype(float)])
-        else:
-            pts = np.column_stack([(x0 + rng.uniform(-9, 9, m)) % 360, np.clip(y0 + rng.uniform(-9, 9, m), 0, 180),
-                                   rng.random(m) + 0.1])
-        dets.append([pts])
+    dets = scattered_detections(rng, 24, [1, 2, 3, 6, 12, 20])
     dets.append([lattice(10, 10, 7, 6, 2, drop=(0, 8, 9, 20, 33))])  # holes: not convex-like
     dets.append([lattice(100, 40, 6, 5, 3)])
     dets.append([P([20, 20, 1]), P([30, 25, 2])])  # two polygons of one point

@@ -8,6 +8,7 @@ import pytest
 from calib.canvas.nearest import FAR, _isqrt, nearest_keys, nearest_keys_by_runs, support_shape
 from calib.canvas.points import FlatPoints, from_polygons, offsets_of
 from calib.canvas.raster import Raster, rasterize
+from canvas_cases import scattered_detections
 
 
 def _maps(*wins):
@@ -104,18 +105,7 @@ def test_column_ties_go_to_the_lowest_row_through_the_general_path():
 @pytest.mark.parametrize("seed", range(4))
 def test_fill_nearest_by_lines_equals_the_row_scan(seed):
     rng = np.random.default_rng(seed)
-    dets = []
-    for k in range(12):
-        # over the seam, at both poles, and in between; scattered peaks, lattices, 1-2 points
-        x0, y0 = [(355.0, 60.0), (2.0, 1.0), (200.0, 178.0), (90.0, 90.0)][k % 4]
-        m = [1, 2, 5, 9, 14, 20][k % 6]
-        if k % 3 == 0:  # on whole degrees: many equally near pixels
-            pts = np.column_stack([(x0 + rng.integers(-6, 7, m)) % 360, np.clip(y0 + rng.integers(-6, 7, m), 0, 180),
-                                   rng.integers(1, 4, m).astype(float)])
-        else:
-            pts = np.column_stack([(x0 + rng.uniform(-9, 9, m)) % 360, np.clip(y0 + rng.uniform(-9, 9, m), 0, 180),
-                                   rng.random(m) + 0.1])
-        dets.append([pts])
+    dets = scattered_detections(rng, 12, [1, 2, 5, 9, 14, 20])
     r = rasterize(from_polygons(dets), pad=9.0)
     sh = support_shape(r.values, r.off, r.w, r.h)
     assert sh.convex.sum() >= 6
