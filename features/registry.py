@@ -305,14 +305,23 @@ def clip_chunks(detections: pl.DataFrame, rows: int | None = None) -> list[slice
             if stop - cuts[-1] >= rows or stop == n:
                 cuts.append(stop)
         return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
-    code = detections.select(pl.col("clip").rank("dense")).to_series().to_numpy().astype(np.int64) - 1
-    order = np.argsort(code, kind="stable")  # rows clip by clip, table order within a clip
-    ends = np.cumsum(np.bincount(code))
+    order, ends = _clip_order(detections)
     cuts = [0]
     for end in ends.tolist():
         if end - cuts[-1] >= rows or end == n:
             cuts.append(end)
     return [order[a:b] for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def _clip_order(detections: pl.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The rows clip by clip (table order within a clip) and where each clip's rows end."""
+    code = detections.select(pl.col("clip").rank("dense")).to_series().to_numpy().astype(np.int64) - 1
+    return np.argsort(code, kind="stable"), np.cumsum(np.bincount(code))
+
+
+def _rows(detections: pl.DataFrame, part: slice | np.ndarray) -> pl.DataFrame:
+    """The rows ``part`` (a :func:`clip_chunks` part) of the table: a slice where it is one."""
+    return detections.slice(part.start, part.stop - part.start) if isinstance(part, slice) else detections[part]
 
 
 def _values(f: Feature, ctx: "FeatureContext") -> np.ndarray:
@@ -370,7 +379,7 @@ def _compute(detections: pl.DataFrame, todo: list[Feature], *, truth, labels) ->
     if len(parts) == 1:  # one chunk: the whole table, one context for every feature
         whole, chunked, parts = todo, [], []
     for part in parts:
-        sub = detections.slice(part.start, part.stop - part.start) if isinstance(part, slice) else detections[part]
+        sub = _rows(detections, part)
         sub_truth = None
         if truth is not None:
             from calib.tables import restrict_clips
@@ -396,8 +405,8 @@ def _cacheable(f: Feature) -> bool:
 DIGEST_COLUMNS = ("system", "clip", "frame", "class_id", "score", "points")
 
 
-def clip_digests(detections: pl.DataFrame) -> tuple[list[str], list[np.ndarray], list[bytes]]:
-    """(clip, its rows in table order, content digest) of each clip of the table. The digest covers
+def clip_digests(detections: pl.DataFrame) -> tuple[list[np.ndarray], list[bytes]]:
+    """(its rows in table order, content digest) of each clip of the table. The digest covers
     what built-in features read of a row, in order: its points (every bit of x, y, e, polygon by
     polygon: :func:`calib.canvas.points.row_hashes`, 128 bits), its raw score (``score_raw`` where
     set, else ``score``), system, frame and class."""
@@ -405,28 +414,25 @@ def clip_digests(detections: pl.DataFrame) -> tuple[list[str], list[np.ndarray],
 
     from calib.canvas.points import row_hashes
 
-    code = detections.select(pl.col("clip").rank("dense")).to_series().to_numpy().astype(np.int64) - 1
-    order = np.argsort(code, kind="stable")
-    ends = np.cumsum(np.bincount(code))
+    order, ends = _clip_order(detections)
     rows = np.split(order, ends[:-1])
     lanes = np.empty((detections.height, 3), np.uint64)
     for part in clip_chunks(detections):  # the points flattened a few clips at a time
-        sub = detections.slice(part.start, part.stop - part.start) if isinstance(part, slice) else detections[part]
+        sub = _rows(detections, part)
         lanes[part, :2] = row_hashes(flatten(sub.get_column("points")), extra=FeatureContext(sub).score)
     keys = detections.select(pl.col("system").cast(pl.String), pl.col("frame").cast(pl.Int64),
                              pl.col("class_id").cast(pl.Int64))
     lanes[:, 2] = keys.hash_rows(seed=0).to_numpy()  # strings and integers: no float subtleties
     names = detections.get_column("clip").cast(pl.String).to_numpy()
-    out_names, digests = [], []
+    digests = []
     for r in rows:
         name = str(names[r[0]])
         h = hashlib.blake2b(digest_size=20)
         h.update(name.encode())
         h.update(np.int64(r.size).tobytes())
         h.update(np.ascontiguousarray(lanes[r]).tobytes())
-        out_names.append(name)
         digests.append(h.digest())
-    return out_names, rows, digests
+    return rows, digests
 
 
 class FeatureCache:
@@ -446,7 +452,7 @@ class FeatureCache:
     def fill(self, detections: pl.DataFrame, feats: list[Feature], values: dict) -> list[tuple[np.ndarray, bytes]]:
         """Copy the cached clips' values of ``feats`` into ``values``; returns (rows, digest) of
         each clip not cached."""
-        _, rows, digests = clip_digests(detections)
+        rows, digests = clip_digests(detections)
         missing = []
         for r, d in zip(rows, digests):
             key = self._key(d, feats)
