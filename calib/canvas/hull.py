@@ -125,21 +125,30 @@ def row_spans(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, rset: np.ndarray,
     (hulls as from :func:`convex_hulls`; lo > hi where the line misses it): the extremes of where
     the line meets the hull's edges."""
     counts = np.diff(off)
+    # each edge's ends, once (a set's last vertex closes on its first)
+    nxt = np.arange(vx.size) + 1
+    has = counts > 0
+    nxt[off[1:][has] - 1] = off[:-1][has]
+    y_lo, y_hi = np.minimum(vy, vy[nxt]), np.maximum(vy, vy[nxt])
+    # every (line, edge of its set) pair: only the few edges a line meets are interpolated
     k = counts[rset]
     q = np.repeat(np.arange(rset.size), k)
     a = np.repeat(off[rset], k) + ragged_arange(k)
-    nxt = a + 1
-    nxt = np.where(nxt == np.repeat(off[rset] + counts[rset], k), np.repeat(off[rset], k), nxt)
-    xa, ya, xb, yb, y = vx[a], vy[a], vx[nxt], vy[nxt], ry[q]
-    meets = (np.minimum(ya, yb) <= y) & (y <= np.maximum(ya, yb))
+    y = ry[q]
+    meets = (y_lo[a] <= y) & (y <= y_hi[a])
+    q, a, y = q[meets], a[meets], y[meets]
+    b = nxt[a]
+    xa, ya, xb, yb = vx[a], vy[a], vx[b], vy[b]
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(yb != ya, (y - ya) / (yb - ya), 0.0)
     xm = xa + t * (xb - xa)
+    flat = ya == yb  # a horizontal edge on the line: both its ends
     lo = np.full(rset.size, np.inf)
     hi = np.full(rset.size, -np.inf)
-    flat = ya == yb  # a horizontal edge on the line: both its ends
-    np.minimum.at(lo, q[meets], np.where(flat, np.minimum(xa, xb), xm)[meets])
-    np.maximum.at(hi, q[meets], np.where(flat, np.maximum(xa, xb), xm)[meets])
+    if q.size:  # the pairs come line by line: each line's run reduced at once
+        first = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+        lo[q[first]] = np.minimum.reduceat(np.where(flat, np.minimum(xa, xb), xm), first)
+        hi[q[first]] = np.maximum.reduceat(np.where(flat, np.maximum(xa, xb), xm), first)
     return lo, hi
 
 
