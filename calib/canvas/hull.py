@@ -125,19 +125,96 @@ def row_spans(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, rset: np.ndarray,
     (hulls as from :func:`convex_hulls`; lo > hi where the line misses it): the extremes of where
     the line meets the hull's edges."""
     counts = np.diff(off)
+    # each edge's ends, once (a set's last vertex closes on its first)
+    nxt = np.arange(vx.size) + 1
+    has = counts > 0
+    nxt[off[1:][has] - 1] = off[:-1][has]
+    y_lo, y_hi = np.minimum(vy, vy[nxt]), np.maximum(vy, vy[nxt])
+    # every (line, edge of its set) pair: only the few edges a line meets are interpolated
     k = counts[rset]
     q = np.repeat(np.arange(rset.size), k)
     a = np.repeat(off[rset], k) + ragged_arange(k)
-    nxt = a + 1
-    nxt = np.where(nxt == np.repeat(off[rset] + counts[rset], k), np.repeat(off[rset], k), nxt)
-    xa, ya, xb, yb, y = vx[a], vy[a], vx[nxt], vy[nxt], ry[q]
-    meets = (np.minimum(ya, yb) <= y) & (y <= np.maximum(ya, yb))
+    y = ry[q]
+    meets = (y_lo[a] <= y) & (y <= y_hi[a])
+    q, a, y = q[meets], a[meets], y[meets]
+    b = nxt[a]
+    xa, ya, xb, yb = vx[a], vy[a], vx[b], vy[b]
     with np.errstate(invalid="ignore", divide="ignore"):
         t = np.where(yb != ya, (y - ya) / (yb - ya), 0.0)
     xm = xa + t * (xb - xa)
+    flat = ya == yb  # a horizontal edge on the line: both its ends
     lo = np.full(rset.size, np.inf)
     hi = np.full(rset.size, -np.inf)
-    flat = ya == yb  # a horizontal edge on the line: both its ends
-    np.minimum.at(lo, q[meets], np.where(flat, np.minimum(xa, xb), xm)[meets])
-    np.maximum.at(hi, q[meets], np.where(flat, np.maximum(xa, xb), xm)[meets])
+    if q.size:  # the pairs come line by line: each line's run reduced at once
+        first = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
+        lo[q[first]] = np.minimum.reduceat(np.where(flat, np.minimum(xa, xb), xm), first)
+        hi[q[first]] = np.maximum.reduceat(np.where(flat, np.maximum(xa, xb), xm), first)
     return lo, hi
+
+
+#: :func:`ring_sums` answers only where every angle it decides by is this far (radians) from a tie,
+#: every hull edge at least :data:`_MIN_EDGE` long and every radius at least :data:`_MIN_RADIUS`:
+#: then each sum vertex turns by >= ~_MIN_ANGLE and every other grown point lies >= ~1e-8 inside,
+#: some 100x more than the float error of the hull sweep's cross products can move (1e-10)
+_MIN_ANGLE = 1e-4
+_MIN_EDGE = 1e-3
+_MIN_RADIUS = 1e-2
+
+
+def ring_sums(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, r: np.ndarray, cos_r: np.ndarray,
+              sin_r: np.ndarray, y_lo: float, y_hi: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The hull of each set's vertices grown along a ring of directions -- every vertex p plus
+    ``(r * cos_r[j], r * sin_r[j])`` for the ring's m evenly spaced directions (``cos_r``, ``sin_r``
+    the cosines and sines of 2 pi j / m), y clipped to [y_lo, y_hi] -- as :func:`convex_hulls` of
+    all those grown points gives it, without the m points per vertex: for convex counter-clockwise
+    hulls (``off``, ``vx``, ``vy``, as :func:`convex_hulls` returns them) this is their Minkowski
+    sum with the ring, whose vertices are the pairs (p, j) whose normal cones overlap (each hull
+    edge once, each ring edge once), counter-clockwise from the lowest of the leftmost.
+
+    Only sets where that is provably what the sweep gives are answered (``ok``): at least 3
+    vertices, no grown point clipped, and no decision near a tie (see :data:`_MIN_ANGLE`).
+    Returns (ok (n,) bool, offsets (n + 1,) with 0 vertices for the sets not ok, x, y)."""
+    n, m = r.size, cos_r.size
+    counts = np.diff(off)
+    half = np.pi / m  # half the angle of a ring vertex's normal cone
+    seg = np.repeat(np.arange(n), counts)
+    nxt = np.arange(vx.size) + 1
+    has = counts > 0
+    nxt[off[1:][has] - 1] = off[:-1][has]
+    prv = np.empty_like(nxt)
+    prv[nxt] = np.arange(vx.size)
+    ex, ey = vx[nxt] - vx, vy[nxt] - vy
+    # each edge's outward normal angle in [0, 2 pi), the ring vertex whose cone holds it, and how
+    # near the cone's border it is
+    alpha = np.mod(np.arctan2(ey, ex) - np.pi / 2, 2 * np.pi)
+    t = (alpha + half) / (2 * half)
+    k = np.floor(t).astype(np.int64) % m
+    ext = np.mod(alpha - alpha[prv], 2 * np.pi)  # each vertex's exterior angle
+    span = (k - k[prv]) % m  # the ring edges between the normals of a vertex's two edges
+    bad = (np.abs(t - np.round(t)) * 2 * half < _MIN_ANGLE) | (np.hypot(ex, ey) < _MIN_EDGE) | \
+        (ext < _MIN_ANGLE) | (ext > np.pi - _MIN_ANGLE)
+    ok = (counts >= 3) & (r >= _MIN_RADIUS) & (np.bincount(seg, weights=bad, minlength=n) == 0)
+    ok &= np.bincount(seg, weights=span, minlength=n) == m  # the normals turn once around
+    # no grown point clipped (y +- r keeps within the bounds, so does y + r sin)
+    y_min = np.full(n, np.inf)
+    y_max = np.full(n, -np.inf)
+    np.minimum.at(y_min, seg, vy)
+    np.maximum.at(y_max, seg, vy)
+    ok &= (y_min - r >= y_lo) & (y_max + r <= y_hi)
+    # vertex i: ring directions k[prv] .. k, in order
+    v = np.flatnonzero(ok[seg])
+    c = span[v] + 1
+    src = np.repeat(v, c)
+    j = (np.repeat(k[prv[v]], c) + ragged_arange(c)) % m
+    s = seg[src]
+    sx = vx[src] + r[s] * cos_r[j]
+    sy = np.clip(vy[src] + r[s] * sin_r[j], y_lo, y_hi)
+    # start each set at its lowest leftmost vertex
+    out_counts = np.bincount(s, minlength=n)
+    out_off = offsets_of(out_counts)
+    first = np.lexsort((sy, sx, s))[out_off[:-1][ok]]  # each set's least (x, y)
+    shift = np.zeros(n, np.int64)
+    shift[ok] = first - out_off[:-1][ok]
+    pos = ragged_arange(out_counts)
+    rot = out_off[s] + (pos + shift[s]) % out_counts[s]
+    return ok, out_off, sx[rot], sy[rot]

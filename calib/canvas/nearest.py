@@ -11,7 +11,8 @@ columns one run of rows (a blob, a triangulated polygon's hull, a thin sliver, o
 row (the only one that near), and the same for a column; a row or column without support reads
 as one pixel :data:`FAR` columns (rows) away, farther than any real one. So, for each pixel:
 
-1. an upper bound ``U`` on its d2: that of its nearest pixel on the support row nearest to its row;
+1. an upper bound ``U`` on its d2: that of its nearest pixel on the support row nearest to its
+   row, or on the support column nearest to its column, whichever is nearer;
 2. every support pixel at most that far lies on a row within ``sqrt(U)`` of the pixel's row
    (between the first and last support row), and on a column within ``sqrt(U)`` of its column:
    whichever of the two ranges is shorter is read line by line (each line's nearest pixel), and
@@ -160,6 +161,18 @@ def _isqrt(v: np.ndarray) -> np.ndarray:
     return s
 
 
+def _line_bound(lo_t, hi_t, base, along, across, first, last) -> np.ndarray:
+    """d2 from each pixel (``along``, ``across``) to the nearest pixel of the support line nearest
+    to its own (rows with ``base = row_at``, or columns with ``col_at`` and the roles swapped)."""
+    r0 = np.minimum(np.maximum(along, first), last)
+    at = base + r0
+    d = across - np.minimum(np.maximum(across, lo_t[at]), hi_t[at])
+    bound = d * d
+    d = along - r0
+    bound += d * d
+    return bound
+
+
 def nearest_keys(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np.ndarray) -> np.ndarray:
     """Key ``d2 << 20 | c << 10 | r`` of the nearest support pixel (c, r) of each pixel (``row``,
     ``col`` in the window of map ``unit``; every map given convex-like, see the module
@@ -170,13 +183,10 @@ def nearest_keys(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np
     lo_t, hi_t = shape.lo, shape.hi
     rmin, rmax, cmin, cmax = shape.rmin[unit], shape.rmax[unit], shape.cmin[unit], shape.cmax[unit]
     ra, ca = shape.row_at[unit], shape.col_at[unit]
-    # the bound: the nearest pixel of the nearest support row (huge where that row is empty)
-    r0 = np.clip(row, rmin, rmax)
-    at = ra + r0
-    d = col - np.clip(col, lo_t[at], hi_t[at])
-    bound = d * d
-    d = row - r0
-    bound += d * d
+    # the bound: the nearer of the nearest pixels of the nearest support row and of the nearest
+    # support column (huge where that line is empty); the column's halves the lines to read
+    bound = _line_bound(lo_t, hi_t, ra, row, col, rmin, rmax)
+    np.minimum(bound, _line_bound(lo_t, hi_t, ca, col, row, cmin, cmax), out=bound)
     s = _isqrt(bound)
     lo_r = np.maximum(row - s, rmin)
     n_r = np.minimum(row + s, rmax) - lo_r + 1
@@ -200,7 +210,7 @@ def nearest_keys(shape: SupportShape, unit: np.ndarray, row: np.ndarray, col: np
                 line = first[q]
             at = base[q] + line
             x = across[q]
-            near = np.clip(x, lo_t[at], hi_t[at])
+            near = np.minimum(np.maximum(x, lo_t[at]), hi_t[at])
             d = along[q] - line
             key = d * d
             d = x - near

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from calib.canvas.hull import convex_hulls, inside_hulls, row_spans
+from calib.canvas.hull import convex_hulls, inside_hulls, ring_sums, row_spans
 from calib.canvas.lookup import filled_maps
 from calib.canvas.points import FlatPoints, offsets_of, order_by_set_x_y, ragged_arange, segment_ids
 from calib.canvas.sphere import group_sets, seam_support_rows, wrap_sets
@@ -45,23 +45,28 @@ def hull_regions(seg: np.ndarray, x: np.ndarray, y: np.ndarray, n: int, *, pad: 
     grow = r > 0
     if not grow.any():
         return off, vx, vy
+    ang = np.linspace(0.0, 2 * np.pi, _RING, endpoint=False)
+    cos_r, sin_r = np.cos(ang), np.sin(ang)
+    # hulls grown along the ring directly where that provably gives what the hull of all grown
+    # points gives (most sets: no pole, nothing near a tie), else the hull of all grown points
+    fast, f_off, fx, fy = ring_sums(off, vx, vy, np.where(grow & ~flat, r, 0.0), cos_r, sin_r, 0.0, 180.0)
+    slow = grow & ~fast
     # base points: the hull's vertices, or a flat set's distinct points
-    us, ux, uy = _unique_points(seg, x, y, n, order)
-    keep_u = flat[us] & grow[us]
-    keep_v = ~flat[vs] & grow[vs]
+    us, ux, uy = _unique_points(seg, x, y, n, order) if (flat & slow).any() else (np.zeros(0, np.int64),) * 3
+    keep_u = flat[us] & slow[us]
+    keep_v = ~flat[vs] & slow[vs]
     bs = np.concatenate([vs[keep_v], us[keep_u]])
     bx = np.concatenate([vx[keep_v], ux[keep_u]])
     by = np.concatenate([vy[keep_v], uy[keep_u]])
-    ang = np.linspace(0.0, 2 * np.pi, _RING, endpoint=False)
-    gx = (bx[:, None] + r[bs][:, None] * np.cos(ang)[None, :]).ravel()
-    gy = np.clip((by[:, None] + r[bs][:, None] * np.sin(ang)[None, :]).ravel(), 0.0, 180.0)
+    gx = (bx[:, None] + r[bs][:, None] * cos_r[None, :]).ravel()
+    gy = np.clip((by[:, None] + r[bs][:, None] * sin_r[None, :]).ravel(), 0.0, 180.0)
     gs = np.repeat(bs, _RING)
     g_off, g_verts, _ = convex_hulls(gs, gx, gy, n)
     # the grown sets' hulls replace theirs; the others keep their own
-    counts = np.where(grow, np.diff(g_off), np.diff(off))
-    sx = np.concatenate([vx[~grow[vs]], gx[g_verts]])
-    sy = np.concatenate([vy[~grow[vs]], gy[g_verts]])
-    ss = np.concatenate([vs[~grow[vs]], gs[g_verts]])
+    counts = np.where(fast, np.diff(f_off), np.where(slow, np.diff(g_off), np.diff(off)))
+    sx = np.concatenate([vx[~grow[vs]], fx, gx[g_verts]])
+    sy = np.concatenate([vy[~grow[vs]], fy, gy[g_verts]])
+    ss = np.concatenate([vs[~grow[vs]], segment_ids(np.diff(f_off)), gs[g_verts]])
     o = np.argsort(ss, kind="stable")
     return offsets_of(counts), sx[o], sy[o]
 
