@@ -10,10 +10,9 @@ entry point or named with ``--feature-module mypkg.feats`` / ``--allow-import my
 from features.registry import (ENTRY_POINT_GROUP, PREFIX, Feature, FeatureContext, FeatureError,
                                ImportNotAllowedError, allow_imports, allowed_imports, check_imports_allowed,
                                compute_features, default_features, feature, get_feature, is_import_allowed,
-                               load_feature_modules, plugin_modules, registry, resolve, unregister, versions,
-                               warm_cache)
+                               load_feature_modules, plugin_modules, registry, resolve, unregister, versions)
 
 __all__ = ["ENTRY_POINT_GROUP", "PREFIX", "Feature", "FeatureContext", "FeatureError", "ImportNotAllowedError",
            "allow_imports", "allowed_imports", "check_imports_allowed", "compute_features", "default_features",
            "feature", "get_feature", "is_import_allowed", "load_feature_modules", "plugin_modules", "registry",
-           "resolve", "unregister", "versions", "warm_cache"]
+           "resolve", "unregister", "versions"]

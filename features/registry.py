@@ -395,31 +395,6 @@ def _compute(detections: pl.DataFrame, todo: list[Feature], *, truth, labels) ->
     return values
 
 
-def warm_cache(detections: pl.DataFrame, names: Sequence[str] | str | None = None):
-    """Start computing, in a thread, the cacheable features of ``names`` (built-in, per clip, not
-    train-only) for every clip of ``detections`` into :data:`FEATURE_CACHE`, and return the thread
-    (None when there is nothing to cache). For a caller about to wait on worker processes (rerank
-    labels): the features are then computed while it waits, and taken from the cache afterwards.
-    The caller must ``join()`` it before computing features itself (the cache is not locked). An
-    error is left for the later, real computation to raise."""
-    import threading
-
-    feats = [f for f in resolve(names) if _cacheable(f)]
-    if not feats or not detections.height or FEATURE_CACHE.budget <= 0 \
-            or not set(DIGEST_COLUMNS) <= set(detections.columns):
-        return None
-
-    def run() -> None:
-        try:
-            compute_features(detections, [f.name for f in feats])
-        except Exception:  # noqa: BLE001 - raised again, with its context, where the values are used
-            pass
-
-    thread = threading.Thread(target=run, name="calib-features", daemon=True)
-    thread.start()
-    return thread
-
-
 def _cacheable(f: Feature) -> bool:
     """Built-in per-clip features that read no ground truth: they read only the columns
     :func:`clip_digests` hashes."""

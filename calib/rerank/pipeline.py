@@ -215,15 +215,6 @@ class FitResult:
         return folder
 
 
-def _labels_leave_process(jobs: int | None) -> bool:
-    """Whether the labels may be computed by worker processes (``jobs``, or the enclosing
-    :func:`calib.score.parallel.scale_out` block's)."""
-    from calib.score.parallel import resolve
-
-    j, backend, _ = resolve(jobs, None, None)
-    return (j != 1 and backend != "threading") or backend == "dask"
-
-
 def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Sequence[str] | str | None = None,
                  feature_modules: Sequence[str] = (), iou_threshold: float = 0.25, folds: int = 5,
                  group: str = "clip", match: "pl.DataFrame | scoring.Scored | None" = None,
@@ -247,14 +238,8 @@ def fit_reranker(detections: pl.DataFrame, truth: pl.DataFrame, *, features: Seq
     scored = None
     if match is None:  # the labels alone come from the scorer's IoU cache, without the matching
         listed = None if gt_clips is None else gt_clips.get_column("clip").to_list()
-        # over workers, this process waits: its features are computed meanwhile, taken from the cache below
-        warm = F.warm_cache(detections, [f.name for f in feats]) if _labels_leave_process(jobs) else None
-        try:
-            match = scored = scoring.score_detections(detections, truth, jobs=jobs, gt_clips=listed) \
-                if score_map else scoring.best_iou_table(detections, truth, jobs=jobs, gt_clips=listed)
-        finally:
-            if warm is not None:
-                warm.join()
+        match = scored = scoring.score_detections(detections, truth, jobs=jobs, gt_clips=listed) if score_map else \
+            scoring.best_iou_table(detections, truth, jobs=jobs, gt_clips=listed)
     if isinstance(match, scoring.Scored):
         scored, match = match, match.matches
     if score_map and scored is None:

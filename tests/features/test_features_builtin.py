@@ -338,32 +338,3 @@ def test_feature_cache_gives_the_computed_values_and_recomputes_what_changed(det
         assert computed == [7]
     finally:
         unregister("plugin_rows_test")
-
-
-def test_warm_cache_computes_in_a_thread_what_compute_features_then_takes_from_the_cache(dets, monkeypatch):
-    """warm_cache fills the cache with the cacheable features of every clip (a thread the caller
-    joins); compute_features then computes nothing of them, and gives the same bits as without it."""
-    import importlib
-
-    R = importlib.import_module("features.registry")
-    parts = [dets.with_columns(pl.lit(c).alias("clip"), pl.col("frame") + k) for k, c in enumerate("ab")]
-    table = pl.concat(parts).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("det_id"))
-    names = default_features()
-    monkeypatch.setattr(R.FEATURE_CACHE, "budget", 0)
-    fresh = compute_features(table, names)
-    assert R.warm_cache(table, names) is None  # cache off: nothing to warm
-    monkeypatch.setattr(R.FEATURE_CACHE, "budget", 1 << 20)
-    R.FEATURE_CACHE.clear()
-    thread = R.warm_cache(table, names)
-    thread.join()
-    assert len(R.FEATURE_CACHE._entries) == 2  # one entry per clip
-    real = R._compute
-    computed = []
-    monkeypatch.setattr(R, "_compute", lambda df, todo, **kw: computed.append([f.name for f in todo]) or real(df, todo, **kw))
-    assert compute_features(table, names).equals(fresh)
-    cacheable = {k for k, f in registry().items() if R._cacheable(f)}
-    assert all(not (set(c) & cacheable) for c in computed)  # only what the cache cannot hold
-    assert R.warm_cache(table.head(0), names) is None
-    assert R.warm_cache(table.drop("points"), names) is None  # not keyed: the cache is not used
-    train_only = [k for k, f in registry().items() if f.train_only]
-    assert train_only and R.warm_cache(table, train_only) is None  # nothing it could cache
