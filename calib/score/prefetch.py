@@ -34,8 +34,6 @@ PREFETCH_MIN_SECONDS = 30.0
 #: rendering seconds per GT point (the scorer's estimate: calib.score.api.GT_S_PER_BYTE x 30 bytes)
 GT_S_PER_POINT = 6e-6
 LOG_NAME = "prefetch.log"
-#: frames of detections whose GT maps are rendered and cached together (about a second of work)
-BLOCK_FRAMES = 150
 
 
 @dataclass
@@ -96,28 +94,20 @@ def _terminate(signum, frame):
 
 
 def run_job(job: dict) -> int:
-    """Render the job's clips' GT maps (the helper's body), a block of frames at a time so that
-    little is lost when it is stopped: each block's maps are added to the clip's cache entry.
-    Returns the clips whose maps it completed."""
-    import polars as pl
-
+    """Render the job's clips' GT maps (the helper's body); returns the clips rendered."""
     from calib.score.api import prepare_gt
     from calib.tables import read_clip_rows
 
     done = 0
     for clip in job["clips"]:
+        if os.getppid() != job["parent"]:
+            break  # the run is gone
         truth = read_clip_rows(job["truth"], "truth", clip)
-        dets = [d for d in (read_clip_rows(p, "detections", clip) for p in job["detections"]) if d.height]
-        if not truth.height or not dets:
-            continue
-        last = max(int(d.get_column("frame").max()) for d in dets)
-        for lo in range(0, last + 1, BLOCK_FRAMES):
-            if os.getppid() != job["parent"]:
-                return done  # the run is gone
-            block = [d.filter(pl.col("frame").is_between(lo, lo + BLOCK_FRAMES - 1)) for d in dets]
-            prepare_gt(truth, [d for d in block if d.height], cache_dir=job["cache_dir"], jobs=1)
-        done += 1
-        print(f"{clip}: GT maps ready", flush=True)
+        dets = [read_clip_rows(p, "detections", clip) for p in job["detections"]]
+        dets = [d for d in dets if d.height]
+        if truth.height and dets:
+            done += prepare_gt(truth, dets, cache_dir=job["cache_dir"], jobs=1)
+        del truth, dets  # one clip's rows at a time
     return done
 
 

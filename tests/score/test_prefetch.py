@@ -49,10 +49,7 @@ def job(root: Path, clips, cache: Path) -> dict:
             "cache_dir": str(cache), "parent": __import__("os").getppid()}
 
 
-@pytest.mark.parametrize("block_frames", [150, 7])
-def test_the_helper_renders_every_map_scoring_needs_and_only_into_the_cache(data, tmp_path, monkeypatch, block_frames):
-    """Whole clips (30 frames) or blocks of 7 frames added to the clip's entry: the same maps."""
-    monkeypatch.setattr(prefetch, "BLOCK_FRAMES", block_frames)
+def test_the_helper_renders_every_map_scoring_needs_and_only_into_the_cache(data, tmp_path):
     root, truth, dets = data
     clips = sorted(truth.get_column("clip").unique().to_list())[:2]
     cache = tmp_path / "score"
