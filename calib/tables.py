@@ -244,14 +244,11 @@ def restrict_clips(df: pl.DataFrame, clips: Iterable[str]) -> pl.DataFrame:
 
 def write_table(df: pl.DataFrame, path: str | os.PathLike, kind: str, *,
                 sources: Mapping[str, str] | None = None, recipe_hash: str | None = None,
-                clips: Mapping[str, str] | Iterable[str] | None = None, row_group_rows: int | None = None,
-                **extra_md: Any) -> Path:
+                clips: Mapping[str, str] | Iterable[str] | None = None, **extra_md: Any) -> Path:
     """Validate ``df`` as ``kind`` and write it to Parquet atomically (temp file + rename).
 
     ``clips``: the clips the table stands for beyond its rows' (``{clip: split}`` or names), kept
     in the ``calib.clips`` metadata with the rows' clips (see the module doc).
-    ``row_group_rows``: rows per row group (default pyarrow's); small groups let a reader take one
-    clip's rows without decoding the whole file (:func:`read_clip_rows`).
     Deterministic: the same frame gives byte-identical files (no timestamps, fixed writer)."""
     df = conform(df, kind, where=str(path))
     all_clips = clip_splits(df, clips, where=str(path))
@@ -262,7 +259,7 @@ def write_table(df: pl.DataFrame, path: str | os.PathLike, kind: str, *,
     table = table.replace_schema_metadata(md)
     final, tmp = atomic_path(path)
     try:
-        pq.write_table(table, tmp, compression="zstd", write_statistics=True, row_group_size=row_group_rows)
+        pq.write_table(table, tmp, compression="zstd", write_statistics=True)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -273,25 +270,6 @@ def write_table(df: pl.DataFrame, path: str | os.PathLike, kind: str, *,
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     md = pq.read_schema(path).metadata or {}
     return {k.decode(): v.decode() for k, v in md.items() if k.decode().startswith("calib.")}
-
-
-def read_clip_rows(path: str | os.PathLike, kind: str, clip: str) -> pl.DataFrame:
-    """The rows of one ``clip`` of a calib table file of ``kind``, decoding only the row groups
-    whose clip statistics can hold it (all of them in a file written without small row groups).
-    Equal to ``read_table(path, kind)`` filtered to the clip."""
-    path = Path(path)
-    declared = read_metadata(path).get("calib.kind")
-    if declared != kind:
-        raise TableError(f"{path}: is a {declared} table, expected {kind}")
-    f = pq.ParquetFile(path)
-    col = f.schema_arrow.get_field_index("clip")
-    groups = []
-    for i in range(f.metadata.num_row_groups):
-        st = f.metadata.row_group(i).column(col).statistics
-        if st is None or not st.has_min_max or st.min <= clip <= st.max:
-            groups.append(i)
-    df = pl.from_arrow(f.read_row_groups(groups)) if groups else pl.from_arrow(f.schema_arrow.empty_table())
-    return conform(df.filter(pl.col("clip") == clip), kind, where=str(path))
 
 
 def read_table(path: str | os.PathLike, kind: str | None = None) -> pl.DataFrame:

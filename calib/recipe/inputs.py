@@ -55,10 +55,6 @@ def _resolve_path(raw: str, base: Path, where: str, source: str | None) -> Path:
     return p
 
 
-#: rows per row group of a cached input table (a few thousand: about one clip's GT annotations)
-INPUT_ROW_GROUP_ROWS = 2048
-
-
 def _cached(cache_dir: Path | None, name: str, kind: str, key: str, build: Callable[[], pl.DataFrame],
             log: Callable[[str], None], label: str) -> tuple[pl.DataFrame, Path | None]:
     if cache_dir is None:
@@ -69,9 +65,7 @@ def _cached(cache_dir: Path | None, name: str, kind: str, key: str, build: Calla
         return read_table(path, kind), path
     df = build()
     make_dirs(path.parent)
-    # a cache file: never writable by others, whatever the umask; small row groups, so one clip's
-    # rows are read alone (calib.score.prefetch)
-    share_mode(write_table(df, path, kind, row_group_rows=INPUT_ROW_GROUP_ROWS))
+    share_mode(write_table(df, path, kind))  # a cache file: never writable by others, whatever the umask
     return df, path
 
 

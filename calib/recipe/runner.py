@@ -75,16 +75,9 @@ def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Score
     fit_clips, eval_clips = clip_sets(recipe, tables, source)
     log(f"recipe {recipe.name!r}: {len(recipe.chain())} stage(s); fit on {len(fit_clips)} clip(s), "
         f"score {len(eval_clips)} clip(s)")
-    scoring = score and tables.truth is not None and bool(eval_clips)
-    helper = _start_prefetch(recipe, loaded, fit_clips, eval_clips, cache.root, log) \
-        if scoring and scorer is None else None
-    try:
-        chain = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=log, source=source)
-    finally:
-        if helper is not None:
-            helper.stop()  # scoring takes the cores now; it renders what the helper had not
+    chain = run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=log, source=source)
     metrics, split_metrics = None, {}
-    if scoring:
+    if score and tables.truth is not None and eval_clips:
         metrics, split_metrics = score_run(recipe, chain.tables.detections, tables, eval_clips,
                                            scorer or _default_scorer(), log)
     sizes = write_outputs(out, recipe, chain, clips=loaded.clips, input_keys=loaded.keys, metrics=metrics,
@@ -92,34 +85,6 @@ def _run_recipe(recipe: Recipe, out: Path, *, base_dir, cache_dir, scorer: Score
     log(f"wrote {out}: detections.parquet, dcase/ ({len(sizes)} files), "
         f"{'metrics.json, ' if metrics is not None else ''}report.md")
     return RunOutput(out, chain, metrics, split_metrics, fit_clips, eval_clips, sizes)
-
-
-def _start_prefetch(recipe: Recipe, loaded: LoadedInputs, fit_clips: list[str], eval_clips: list[str],
-                    cache_root: Path, log: Log):
-    """Start rendering the evaluation clips' GT maps in a low-priority helper while the chain runs
-    (:mod:`calib.score.prefetch`), or None: only the official dcase2026 scorer, with local workers,
-    enough GT, and cached input tables to read. Clips the chain fits on are left out: labelling
-    them renders their GT anyway."""
-    from calib.recipe.scoring import SCORE_CACHE_SUBDIR
-    from calib.score import prefetch
-    from calib.score.parallel import settings
-
-    tables = loaded.tables
-    if recipe.scoring.protocol != "dcase2026":
-        return None
-    fitted = set(fit_clips)
-    clips = [c for c in eval_clips if c not in fitted]
-    paths = {id(df): path for df, path in loaded.files.values()}
-    truth_path = paths.get(id(tables.truth))
-    det_paths = [paths.get(id(df)) for df in tables.systems.values()]
-    if not clips or truth_path is None or not det_paths or None in det_paths:
-        return None
-    s = settings()
-    seconds = prefetch.GT_S_PER_POINT * prefetch.gt_points(tables.truth, clips)
-    if not prefetch.should_prefetch(s.jobs, s.backend, seconds):
-        return None
-    log(f"rendering the GT of {len(clips)} evaluation clip(s) ahead, at low priority (about {seconds:.0f} s of work)")
-    return prefetch.start(truth_path, det_paths, clips, cache_root / SCORE_CACHE_SUBDIR)
 
 
 def score_run(recipe: Recipe, det: pl.DataFrame, inputs: Tables, eval_clips: list[str], scorer: Scorer,
