@@ -542,14 +542,13 @@ class FilledMaps:
 
     def _on_window(self, unit: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         """:meth:`at` of int64 pixels all on their units' grown windows (no window test)."""
+        # every pixel read on ``raster`` (no subset taken), those of the (rare) fallback units
+        # then read again on ``grown``
+        out = _filled(self.raster, self.shape, unit, px, py)
         fb = self.fallback[unit]
         g = np.flatnonzero(fb >= 0)
-        if g.size == 0:
-            return _filled(self.raster, self.shape, unit, px, py)
-        out = np.empty(unit.size)
-        out[g] = _filled(self.grown, self.grown_shape, fb[g], px[g], py[g])
-        q = np.flatnonzero(fb < 0)
-        out[q] = _filled(self.raster, self.shape, unit[q], px[q], py[q])
+        if g.size:
+            out[g] = _filled(self.grown, self.grown_shape, fb[g], px[g], py[g])
         return out
 
     @cached_property
