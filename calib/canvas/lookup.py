@@ -535,15 +535,20 @@ class FilledMaps:
         px = np.asarray(px, np.int64)
         py = np.asarray(py, np.int64)
         out = np.zeros(unit.size)
-        ok = (px >= self.x0[unit]) & (px < self.x0[unit] + self.w[unit]) & (py >= self.y0[unit]) & \
-            (py < self.y0[unit] + self.h[unit])
+        c, r = px - self.x0[unit], py - self.y0[unit]
+        ok = np.flatnonzero((c >= 0) & (c < self.w[unit]) & (r >= 0) & (r < self.h[unit]))
+        out[ok] = self._on_window(unit[ok], px[ok], py[ok])
+        return out
+
+    def _on_window(self, unit: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        """:meth:`at` of int64 pixels all on their units' grown windows (no window test)."""
+        # every pixel read on ``raster`` (no subset taken), those of the (rare) fallback units
+        # then read again on ``grown``
+        out = _filled(self.raster, self.shape, unit, px, py)
         fb = self.fallback[unit]
-        g = np.flatnonzero(ok & (fb >= 0))
+        g = np.flatnonzero(fb >= 0)
         if g.size:
             out[g] = _filled(self.grown, self.grown_shape, fb[g], px[g], py[g])
-        q = np.flatnonzero(ok & (fb < 0))
-        if q.size:
-            out[q] = _filled(self.raster, self.shape, unit[q], px[q], py[q])
         return out
 
     @cached_property
@@ -553,8 +558,8 @@ class FilledMaps:
 
     def sample(self, unit, qx, qy) -> np.ndarray:
         """Bilinear samples at (unwrapped) positions, as ``Raster.sample(..., value_at=fill_nearest)``
-        of the grown raster."""
-        return bilinear(self.x0, self.y0, self.w, self.h, self.at, unit, qx, qy)
+        of the grown raster (:func:`~calib.canvas.raster.bilinear` reads only pixels on the windows)."""
+        return bilinear(self.x0, self.y0, self.w, self.h, self._on_window, unit, qx, qy)
 
 
 def _filled(r: Raster, shape: SupportShape, u: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:

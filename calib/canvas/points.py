@@ -36,13 +36,32 @@ def ragged_arange(counts: np.ndarray) -> np.ndarray:
     return np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(counts) - counts, counts)
 
 
+def order_ranks(v: np.ndarray, lim: int = 1 << 21) -> np.ndarray:
+    """Ranks (int64, >= 0) of finite values (at least one) that keep their order and ties,
+    -0.0 counting as 0.0: each value's place among the whole numbers from the least value's floor
+    up and the distinct non-whole values (``np.unique`` of those alone: mostly whole values, as
+    lattices with a few vertices, sort little), or where that could reach ``lim``, its place
+    among the distinct values."""
+    f = np.floor(v)
+    frac = np.flatnonzero(f != v)
+    lo, hi = f.min(), f.max()
+    if hi - lo + 1 + frac.size >= lim:
+        return np.unique(v, return_inverse=True)[1].astype(np.int64).ravel()
+    k = f.astype(np.int64) - int(lo)  # whole numbers in [lo, v): k (v whole), k + 1 (else)
+    distinct, j = np.unique(v[frac], return_inverse=True)
+    below = np.searchsorted(distinct, np.arange(lo, hi + 1))  # non-whole values below each whole one
+    r = k + below[k]
+    r[frac] = k[frac] + 1 + j.ravel()
+    return r
+
+
 def order_by_set_x_y(seg: np.ndarray, x: np.ndarray, y: np.ndarray, rank: bool = True) -> np.ndarray:
     """``np.lexsort((y, x, seg))``: by set, then x, then y, ties in index order -- by one stable
     sort of packed int64 keys (set, x's rank, y's rank), several times faster than the lexsort.
     Whole numbers (pixels, lattice points) are their own ranks (less their lowest); other finite
-    values are ranked among the distinct values (``np.unique``, which counts -0.0 as 0.0, as the
-    lexsort compares them; not with ``rank``: the lexsort, faster on sets already in row-major
-    order). NaN or infinite values, or ranges past 2^21: the lexsort itself."""
+    values are ranked by :func:`order_ranks` (-0.0 as 0.0, as the lexsort compares them; not with
+    ``rank``: the lexsort, faster on sets already in row-major order). NaN or infinite values, or
+    ranges past 2^21: the lexsort itself."""
     seg = np.asarray(seg)
     lim = 1 << 21
     if x.size > 1 and seg.dtype.kind in "iu" and x.size < lim and seg.min() >= 0 and seg.max() < lim:
@@ -56,8 +75,7 @@ def order_by_set_x_y(seg: np.ndarray, x: np.ndarray, y: np.ndarray, rank: bool =
         if not whole:
             if not (rank and np.isfinite(x).all() and np.isfinite(y).all()):
                 return np.lexsort((y, x, seg))
-            xi = np.unique(x, return_inverse=True)[1].astype(np.int64).ravel()
-            yi = np.unique(y, return_inverse=True)[1].astype(np.int64).ravel()
+            xi, yi = order_ranks(x, lim), order_ranks(y, lim)
         key = seg.astype(np.int64) << 42
         key |= xi << 21
         key |= yi

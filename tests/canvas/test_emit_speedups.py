@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calib.canvas.points import order_by_set_x_y
+from calib.canvas.points import order_by_set_x_y, order_ranks
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -50,6 +50,36 @@ def test_order_by_set_x_y_ranks_fractional_values(seed):
     assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
     x[3] = np.inf
     assert np.array_equal(order_by_set_x_y(seg, x, y), np.lexsort((y, x, seg)))
+
+
+def _same_order_and_ties(r, v):
+    """The ranks ``r`` compare as the values ``v`` do, pair by pair."""
+    return np.array_equal(np.sign(r[:, None] - r[None, :]), np.sign(v[:, None] - v[None, :]))
+
+
+def test_order_ranks_known_answers():
+    # floors from -2: whole -2 -> 0, -1.5 -> 1, -1 -> 2, -0.0 and 0.0 -> 3, 0.25 -> 4, 0.5 -> 5,
+    # 1 -> 6, 2 -> 7 (whole numbers in [lo, v) and non-whole values below it)
+    v = np.array([0.5, -2.0, -0.0, 2.0, 0.25, -1.5, 0.0, 1.0, -1.0, 0.5])
+    assert order_ranks(v).tolist() == [5, 0, 3, 7, 4, 1, 3, 6, 2, 5]
+    assert order_ranks(np.array([3.0, 7.0, 3.0])).tolist() == [0, 4, 0]  # whole only: less the floor
+    assert order_ranks(np.array([0.75, 0.25])).tolist() == [2, 1]  # none whole
+    # a range past ``lim``: places among the distinct values
+    assert order_ranks(np.array([1e7 + 0.5, -3.0, 0.5, 0.5]), lim=64).tolist() == [2, 0, 1, 1]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_order_ranks_keep_order_and_ties(seed):
+    rng = np.random.default_rng(200 + seed)
+    n = 300
+    v = rng.integers(-400, 760, n).astype(np.float64)  # lattice columns, past the seam both ways
+    some = rng.random(n) < 0.4  # grown vertices: fractional, repeated, near whole numbers
+    v[some] += rng.choice([1e-9, 0.5, -1e-12, 0.999999], some.sum())
+    v[rng.random(n) < 0.05] = -0.0
+    r = order_ranks(v)
+    assert r.min() >= 0 and r.max() < 1 << 21 and _same_order_and_ties(r, v)
+    r = order_ranks(v, lim=100)  # the distinct values' places
+    assert r.max() == np.unique(v).size - 1 and _same_order_and_ties(r, v)
 
 
 def test_pixel_counts_agree_with_pixels_and_thresholds():

@@ -164,3 +164,26 @@ def test_filled_maps_equal_the_grown_rasters_nearest_fill(grow):
     qx = px + np.tile([0.0, 0.5, 0.25, 0.0], u.size // 4 + 1)[: u.size]
     qy = py + np.tile([0.0, 0.0, 0.75, 0.5], u.size // 4 + 1)[: u.size]
     assert np.array_equal(fm.sample(u, qx, qy), g.sample(u, qx, qy, value_at=g.fill_nearest))
+
+
+def test_filled_maps_window_reads_equal_at():
+    """``_on_window`` (pixels known on the grown windows) gives ``at``'s bytes, fallback units
+    (the whole circle, clipped once grown) among the others; ``sample`` built on it gives the
+    bytes of :func:`bilinear` over ``at``."""
+    from calib.canvas.lookup import filled_maps
+    from calib.canvas.raster import bilinear
+
+    fp = _filled_cases()
+    fm = filled_maps(fp, 10.5)
+    assert (fm.fallback >= 0).any() and (fm.fallback < 0).any()
+    u = np.repeat(np.arange(fp.n), fm.w * fm.h)
+    loc = np.concatenate([np.arange(k) for k in (fm.w * fm.h).tolist()])
+    py, px = np.divmod(loc, fm.w[u])
+    px, py = px + fm.x0[u], py + fm.y0[u]
+    assert fm._on_window(u, px, py).tobytes() == fm.at(u, px, py).tobytes()
+    keep = fm.fallback[u] < 0  # no fallback unit read: the one-raster path
+    assert fm._on_window(u[keep], px[keep], py[keep]).tobytes() == fm.at(u[keep], px[keep], py[keep]).tobytes()
+    qx = px + np.tile([0.0, 0.5, 0.25, 0.0, -0.5], u.size // 5 + 1)[: u.size]
+    qy = py + np.tile([0.0, 0.0, 0.75, 0.5, 0.0], u.size // 5 + 1)[: u.size]
+    want = bilinear(fm.x0, fm.y0, fm.w, fm.h, fm.at, u, qx, qy)
+    assert fm.sample(u, qx, qy).tobytes() == want.tobytes()
