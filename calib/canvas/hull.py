@@ -119,16 +119,23 @@ def inside_hulls(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, qset: np.ndarr
     return out
 
 
+def next_vertex(off: np.ndarray) -> np.ndarray:
+    """Index of each vertex's successor around its polygon (polygons at offsets ``off``): the next
+    one, a polygon's last vertex closing on its first."""
+    counts = np.diff(off)
+    nxt = np.arange(int(off[-1])) + 1
+    has = counts > 0
+    nxt[off[1:][has] - 1] = off[:-1][has]
+    return nxt
+
+
 def row_spans(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, rset: np.ndarray, ry: np.ndarray
               ) -> tuple[np.ndarray, np.ndarray]:
     """The x extent (lo, hi) of the hull of set ``rset[k]`` on the horizontal line y = ``ry[k]``
     (hulls as from :func:`convex_hulls`; lo > hi where the line misses it): the extremes of where
     the line meets the hull's edges."""
     counts = np.diff(off)
-    # each edge's ends, once (a set's last vertex closes on its first)
-    nxt = np.arange(vx.size) + 1
-    has = counts > 0
-    nxt[off[1:][has] - 1] = off[:-1][has]
+    nxt = next_vertex(off)  # each edge's ends, once
     y_lo, y_hi = np.minimum(vy, vy[nxt]), np.maximum(vy, vy[nxt])
     # every (line, edge of its set) pair: only the few edges a line meets are interpolated
     k = counts[rset]
@@ -178,9 +185,7 @@ def ring_sums(off: np.ndarray, vx: np.ndarray, vy: np.ndarray, r: np.ndarray, co
     counts = np.diff(off)
     half = np.pi / m  # half the angle of a ring vertex's normal cone
     seg = np.repeat(np.arange(n), counts)
-    nxt = np.arange(vx.size) + 1
-    has = counts > 0
-    nxt[off[1:][has] - 1] = off[:-1][has]
+    nxt = next_vertex(off)
     prv = np.empty_like(nxt)
     prv[nxt] = np.arange(vx.size)
     ex, ey = vx[nxt] - vx, vy[nxt] - vy
