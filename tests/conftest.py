@@ -18,6 +18,16 @@ def _fresh_feature_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_pool_counted_as_running(monkeypatch):
+    """Each test decides its pools as a fresh command would: a loky pool an earlier test left
+    running does not lower the threshold (calib.score.parallel.POOL_MIN_SECONDS_WARM) here."""
+    from calib.score import parallel
+
+    monkeypatch.setattr(parallel, "_LOKY_USED", {})
+    monkeypatch.setattr(parallel, "_STARTING", {})
+
+
 @pytest.fixture(scope="session")
 def golden(tmp_path_factory) -> Path:
     """The golden vectors (inputs and the official scripts' numbers), unpacked once per session from

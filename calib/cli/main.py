@@ -99,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         warnings.formatwarning = default_format
+        parallel = sys.modules.get("calib.score.parallel")
+        if parallel is not None:  # the command's outputs are written: its idle workers can go now
+            parallel.release_workers()
 
 
 if __name__ == "__main__":

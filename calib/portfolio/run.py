@@ -27,12 +27,14 @@ the three estimates and the gate gains), ``report.md`` and PNG plots, ``.cache/`
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
 import json
 import math
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -301,7 +303,7 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
     Whenever there are workers, the GT maps and the input detections' rerank labels are first
     computed over them, clip by clip (:func:`prepare_inputs`), even when the chains themselves
     are too small for a pool: rendering GT is most of a small portfolio's work."""
-    from calib.score.parallel import largest_first, parallel_map, settings, use_pool
+    from calib.score.parallel import largest_first, parallel_map, pool_running, settings, use_pool
 
     s = settings()
     if not s.parallel:
@@ -325,7 +327,8 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
             unique.append((recipe, fit, scored))
             unique_costs.append(c)
     reranked = any(spec.type == "rerank" and spec.enabled for v in variants for spec in v.recipe.stages)
-    prepare_inputs(loaded.values(), labels=reranked)
+    with preloaded(CHAIN_MODULES if pool_running(s.jobs, s.backend) else ()):  # while the workers render
+        prepare_inputs(loaded.values(), labels=reranked)
     if not use_pool(len(unique), sum(unique_costs), jobs=s.jobs, backend=s.backend):
         return False
     if s.backend != "dask":  # a cluster's workers have their own memory
@@ -382,9 +385,58 @@ def prepare_inputs(loaded, *, labels: bool) -> None:
         truth = ld.tables.get("truth")
         if truth is None:
             continue
-        prepare_gt(truth, [ld.tables.get("detections"), *ld.tables.systems.values()])
-        if labels and ld.tables.get("detections") is not None:
+        if labels and ld.tables.get("detections") is not None:  # first: a clip's job renders the GT its labels need
             best_ious(ld.tables["detections"], truth)
+        prepare_gt(truth, [ld.tables.get("detections"), *ld.tables.systems.values()])  # what other systems need
+
+
+#: what the per-clip jobs of a portfolio's pool (ingest, GT maps, labels) import in its workers
+POOL_MODULES = ("calib.score.api", "calib.score.fast", "calib.score.pred_cache", "calib.io.dcase")
+
+#: what the chains and the report import here (LightGBM brings scikit-learn: about 1.5 s)
+CHAIN_MODULES = ("lightgbm", "matplotlib.figure", "matplotlib.backends.backend_agg")
+
+
+@contextlib.contextmanager
+def preloaded(modules: Sequence[str]):
+    """Import ``modules`` in a thread during the block: a block that waits on workers (the GT maps)
+    leaves this process idle, and the chains after it need them. Failures are left to the real
+    import (a missing extra then says so where it is needed)."""
+    import importlib
+
+    def load() -> None:
+        for m in modules:
+            try:
+                importlib.import_module(m)
+            except Exception:  # noqa: BLE001 (reported by the import that needs it)
+                pass
+
+    t = threading.Thread(target=load, name="calib-preload", daemon=True) if modules else None
+    if t is not None:
+        t.start()
+    try:
+        yield
+    finally:
+        if t is not None:
+            t.join()
+
+
+def gt_work_estimate(base: dict, grid: Grid, base_dir, cache_root) -> float:
+    """Rough seconds of rendering the GT maps of the portfolio's inputs (the bytes of the GT files
+    the base recipe and the grid name), to start workers before the recipes are even checked: 0
+    when the score cache holds maps already (a portfolio sharing a run's ``--cache``) or no GT is
+    a folder of JSON (what is wrong with an input is for :func:`load_inputs` to say)."""
+    from calib.recipe.scoring import SCORE_CACHE_SUBDIR
+    from calib.score.api import GT_S_PER_BYTE
+
+    if any((Path(cache_root) / SCORE_CACHE_SUBDIR).glob("*")):
+        return 0.0
+    inputs = base.get("inputs") if isinstance(base, dict) else None
+    named = [inputs.get("gt")] if isinstance(inputs, dict) else []
+    named += list(grid.axes.get("inputs.gt", []))
+    folders = {Path(base_dir) / os.path.expanduser(g) for g in named if isinstance(g, str)}
+    files = [f for d in sorted(folders) if d.is_dir() for f in d.rglob("*_std.json")]
+    return GT_S_PER_BYTE * sum(f.stat().st_size for f in files)
 
 
 def _warm_one(job, kw) -> None:
@@ -438,16 +490,19 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
                    grid_source: str | None, log: Log, progress: bool, allow_imports: list[str]) -> PortfolioResult:
     from calib.recipe.paths import make_dirs
     from calib.recipe.io import read_document
-    from calib.score.parallel import progress as progress_bar
+    from calib.score.parallel import prestart, progress as progress_bar
 
     if scorer is None:
         from calib.recipe.scoring import official_scorer as scorer
-    variants = expand(grid, read_document(base_path), source=grid_source)
+    doc = read_document(base_path)
+    cache_root = Path(cache_dir) if cache_dir is not None else out / ".cache"
+    prestart(gt_work_estimate(doc, grid, base_dir, cache_root), POOL_MODULES)  # workers start while this reads
+    variants = expand(grid, doc, source=grid_source)
     for v in variants:
         check_imports(v.recipe, grid_source)
         check_component(v.name, grid_source or "grid", "variant name")
     make_dirs(out)
-    cache = StageCache(cache_dir if cache_dir is not None else out / ".cache")
+    cache = StageCache(cache_root)
     log(f"portfolio: {len(variants)} variant(s) of {Path(base_path).name}, {grid.folds} folds")
     loaded_by_inputs: dict[str, LoadedInputs] = {}
     for v in variants:

@@ -99,7 +99,7 @@ def file_mapper():
 
     def run(fn, items: list[tuple]) -> list:
         est = INGEST_S_PER_BYTE * sum(os.stat(it[0]).st_size for it in items)
-        par = s.par() if use_pool(len(items), est, jobs=s.jobs, backend=s.backend) else {"jobs": 1}
+        par = s.par() if use_pool(len(items), est, jobs=s.jobs, backend=s.backend, reuses_pool=True) else {"jobs": 1}
         return parallel_map(fn, items, **par, desc="ingest", unit="file")
 
     return run

@@ -288,7 +288,7 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par, stats, labels: bool = False
     may_pool = use_pool(len(clips), None, jobs=par["jobs"], backend=par["backend"])
     costs = [estimate_seconds(p, g, m, kn, cache_dir) for p, g, m, kn in zip(psrc, gsrc, maps, known)] if may_pool else []
     GT_CACHE.save_digests(cache_dir)  # GT (and, for the estimate, prediction) file digests learned
-    pooled = may_pool and use_pool(len(clips), sum(costs), jobs=par["jobs"], backend=par["backend"])
+    pooled = may_pool and use_pool(len(clips), sum(costs), jobs=par["jobs"], backend=par["backend"], reuses_pool=True)
     order = largest_first(costs) if pooled else list(range(len(clips)))
     run = par if pooled else {**par, "jobs": 1, "backend": "loky"}
     done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i], known[i], labels) for i in order], **run,
@@ -459,7 +459,7 @@ def prepare_gt(truth: pl.DataFrame, detections: Sequence[pl.DataFrame] | None = 
     if preds is not None:
         todo = [i for i in todo if preds[i]]  # a clip without predictions needs no map
     costs = [GT_S_PER_BYTE * srcs[i].work() for i in todo]
-    pooled = use_pool(len(todo), sum(costs), jobs=jobs, backend=backend)
+    pooled = use_pool(len(todo), sum(costs), jobs=jobs, backend=backend, reuses_pool=True)
     order = [todo[i] for i in largest_first(costs)] if pooled else todo
     run = {"jobs": jobs, "backend": backend, "scheduler": scheduler} if pooled else {"jobs": 1, "backend": "loky"}
     with threadpool_limits(limits=1, user_api="blas"):

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
 
@@ -33,6 +35,18 @@ BACKENDS = ("loky", "threading", "dask")
 #: this process) a pool of 2 takes 4.7 s. Two workers save at most half, so a new pool pays from
 #: about 2 x 1.2 s of work.
 POOL_MIN_SECONDS = 2.5
+
+#: The same threshold for a batch of light-to-start jobs (GT maps, labels, scoring, ingest:
+#: ``use_pool(reuses_pool=True)``) when this process has a loky pool of that size running already
+#: (:func:`prestart`, or an earlier batch): its workers are up with the jobs' modules imported, and
+#: a batch costs a dispatch (about 0.15 s) and the transfers.
+POOL_MIN_SECONDS_WARM = 0.5
+
+#: joblib stops a loky worker idle for 300 s: a pool unused for longer is taken as gone
+_WARM_FOR_S = 240.0
+_LOKY_USED: dict[int, float] = {}  # loky pool size (jobs) -> time.monotonic() of its last use here
+_STARTING: dict[int, threading.Thread] = {}  # pools being started by :func:`prestart`
+
 
 
 @dataclass(frozen=True)
@@ -152,13 +166,78 @@ def one_blas_thread(fn, *args):
         return fn(*args)
 
 
-def use_pool(n_items: int, estimated_seconds: float | None, *, jobs: int = 1, backend: str = "loky") -> bool:
+def use_pool(n_items: int, estimated_seconds: float | None, *, jobs: int = 1, backend: str = "loky",
+             reuses_pool: bool = False) -> bool:
     """Whether a batch of ``n_items`` jobs should leave this process: more than one job, more than
     one worker (or a Dask cluster), and an estimate (None: unknown, taken as big enough) of at
-    least :data:`POOL_MIN_SECONDS`."""
+    least :data:`POOL_MIN_SECONDS`, or :data:`POOL_MIN_SECONDS_WARM` for jobs that need nothing a
+    running worker lacks (``reuses_pool``) when a pool of that size is already running."""
     if n_items < 2 or (jobs == 1 and backend != "dask"):
         return False
-    return estimated_seconds is None or estimated_seconds >= POOL_MIN_SECONDS
+    least = POOL_MIN_SECONDS_WARM if reuses_pool and pool_running(jobs, backend) else POOL_MIN_SECONDS
+    return estimated_seconds is None or estimated_seconds >= least
+
+
+def pool_running(jobs: int, backend: str = "loky") -> bool:
+    """Whether this process has started a loky pool of ``jobs`` workers (:func:`prestart` or an
+    earlier :func:`parallel_map`) recently enough that its workers are still up."""
+    used = _LOKY_USED.get(jobs) if backend == "loky" and jobs != 1 else None
+    return used is not None and time.monotonic() - used < _WARM_FOR_S
+
+
+def _import_modules(modules: tuple[str, ...]) -> None:
+    import importlib
+
+    for m in modules:
+        importlib.import_module(m)
+
+
+def prestart(estimated_seconds: float, modules: Sequence[str]) -> bool:
+    """Start the loky workers of the enclosing :func:`scale_out` block now, in the background, and
+    import ``modules`` in each, when the command's pooled work is estimated at
+    :data:`POOL_MIN_SECONDS` or more: their start and imports (about 1.2 s for calib's scorer) then
+    overlap what this process does first (importing, reading its inputs) instead of delaying its
+    first batch. Returns whether it did."""
+    s = settings()
+    if s.backend != "loky" or s.jobs == 1 or estimated_seconds < POOL_MIN_SECONDS or pool_running(s.jobs):
+        return False
+    import os
+
+    n = s.jobs if s.jobs > 0 else (os.cpu_count() or 1)
+
+    def start() -> None:
+        from joblib import Parallel, delayed, parallel_config
+
+        with parallel_config(backend="loky", n_jobs=s.jobs):
+            Parallel()(delayed(_import_modules)(tuple(modules)) for _ in range(n))
+
+    t = threading.Thread(target=start, name="calib-pool-start", daemon=True)
+    _STARTING[s.jobs] = t
+    _LOKY_USED[s.jobs] = time.monotonic()
+    t.start()
+    return True
+
+
+def _started(jobs: int) -> None:
+    """Wait for a :func:`prestart` of this pool size (one loky executor serves one batch at a time)."""
+    t = _STARTING.pop(jobs, None)
+    if t is not None:
+        t.join()
+
+
+def release_workers() -> None:
+    """Stop this process's loky workers now (the end of a command): the interpreter's exit would
+    otherwise wait for each of them to wind down."""
+    if not _LOKY_USED:
+        return
+    for jobs in list(_STARTING):
+        _started(jobs)
+    from joblib.externals.loky import reusable_executor
+
+    ex = reusable_executor._executor  # joblib's loky pool of this process, if one was started
+    if ex is not None:
+        ex.shutdown(wait=True, kill_workers=True)
+    _LOKY_USED.clear()
 
 
 def largest_first(costs: Sequence[float]) -> list[int]:
@@ -232,8 +311,14 @@ def parallel_map(fn: Callable, items: Iterable[tuple], *, jobs: int = 1, backend
             finally:
                 if close:
                     client.close()
-        with parallel_config(backend=backend, n_jobs=jobs):
-            return collect(Parallel(return_as="generator"))
+        if backend == "loky":
+            _started(jobs)
+        try:
+            with parallel_config(backend=backend, n_jobs=jobs):
+                return collect(Parallel(return_as="generator"))
+        finally:
+            if backend == "loky":
+                _LOKY_USED[jobs] = time.monotonic()
     finally:
         if bar is not None:
             bar.close()

@@ -94,8 +94,9 @@ def test_a_dask_local_cluster_writes_the_same_bytes(setup, local, always_pool, c
 
 @pytest.mark.slow
 def test_small_work_starts_no_pool(setup, local, capsys, monkeypatch):
-    """Below POOL_MIN_SECONDS the chains run in this process, whatever --jobs says; the GT maps and
-    the input labels are still prepared first, over the clips, once (the same bytes)."""
+    """Below POOL_MIN_SECONDS the chains run in this process, whatever --jobs says; the input
+    labels (rendering the GT they need in the same per-clip job) and the GT maps are still prepared
+    first, over the clips, once (the same bytes)."""
     from calib.score import api
 
     calls = []
@@ -106,7 +107,7 @@ def test_small_work_starts_no_pool(setup, local, capsys, monkeypatch):
     assert main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(out),
                  "--jobs", "2"]) == 0
     assert "chain(s) over" not in capsys.readouterr().out
-    assert calls[:2] == ["prepare_gt", "best_ious"]
+    assert calls[:2] == ["best_ious", "prepare_gt"]
     assert files(out) == local
 
 
@@ -160,3 +161,24 @@ def test_calib_run_over_two_workers_writes_the_same_bytes(setup, always_pool, ca
         outs[name] = run_files(setup / name)
     assert "detections.parquet" in outs["run1"] and "metrics.json" in outs["run1"]
     assert outs["run1"] == outs["run2"]
+
+
+def test_gt_work_estimate_counts_the_gt_files_the_recipes_name(tmp_path):
+    from calib.portfolio.grid import Grid
+    from calib.portfolio.run import gt_work_estimate
+    from calib.score.api import GT_S_PER_BYTE
+
+    for folder, name, size in [("gt/dev-a", "c1_std.json", 1000), ("gt", "c2_std.json", 500),
+                               ("gt", "notes.json", 7000), ("gt2", "c3_std.json", 300)]:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+        (tmp_path / folder / name).write_bytes(b" " * size)
+    base = {"inputs": {"gt": "gt"}}
+    cache = tmp_path / "cache"
+    assert gt_work_estimate(base, Grid("b"), tmp_path, cache) == pytest.approx(GT_S_PER_BYTE * 1500)
+    both = Grid("b", axes={"inputs.gt": ["gt2", "gt"]})
+    assert gt_work_estimate(base, both, tmp_path, cache) == pytest.approx(GT_S_PER_BYTE * 1800)  # each folder once
+    assert gt_work_estimate({"inputs": {"gt": "truth.parquet"}}, Grid("b"), tmp_path, cache) == 0.0
+    assert gt_work_estimate({"inputs": "nonsense"}, Grid("b"), tmp_path, cache) == 0.0  # load_inputs reports it
+    (cache / "score").mkdir(parents=True)
+    (cache / "score" / "maps").write_bytes(b"x")  # a run sharing --cache rendered them already
+    assert gt_work_estimate(base, Grid("b"), tmp_path, cache) == 0.0

@@ -85,3 +85,42 @@ def test_bars_stay_off_the_captured_output(capsys):
     assert parallel_map(square_minus, [(2, 0), (3, 0)], desc="phase") == [4, 9]
     out, err = capsys.readouterr()
     assert out == "" and "phase" not in err
+
+
+def test_a_running_pool_takes_lighter_batches_of_light_jobs(monkeypatch):
+    monkeypatch.setattr(parallel, "_LOKY_USED", {})
+    small = (parallel.POOL_MIN_SECONDS + parallel.POOL_MIN_SECONDS_WARM) / 2
+    assert not use_pool(4, small, jobs=2, reuses_pool=True)  # no pool yet: a new one costs more
+    parallel._LOKY_USED[2] = parallel.time.monotonic()
+    assert use_pool(4, small, jobs=2, reuses_pool=True)
+    assert not use_pool(4, small, jobs=2)  # jobs that need more than the workers hold
+    assert not use_pool(4, small, jobs=3, reuses_pool=True)  # another pool size is another pool
+    assert not use_pool(4, parallel.POOL_MIN_SECONDS_WARM - 0.01, jobs=2, reuses_pool=True)
+    parallel._LOKY_USED[2] = parallel.time.monotonic() - parallel._WARM_FOR_S - 1
+    assert not use_pool(4, small, jobs=2, reuses_pool=True)  # idle workers are gone by now
+
+
+def test_prestart_only_for_work_that_pays(monkeypatch):
+    monkeypatch.setattr(parallel, "_LOKY_USED", {})
+    with scale_out(jobs=2):
+        assert not parallel.prestart(parallel.POOL_MIN_SECONDS - 0.01, ["json"])
+    assert not parallel.prestart(100.0, ["json"])  # one job: no pool at all
+    with scale_out(jobs=2, backend="threading"):
+        assert not parallel.prestart(100.0, ["json"])
+    assert parallel._LOKY_USED == {} and not parallel.pool_running(2)
+
+
+def test_a_prestarted_pool_serves_the_next_map_and_ends_with_the_command(monkeypatch):
+    monkeypatch.setattr(parallel, "_LOKY_USED", {})
+    monkeypatch.setattr(parallel, "_STARTING", {})
+    with scale_out(jobs=2):
+        assert parallel.prestart(100.0, ["json"])
+        assert parallel.pool_running(2)
+        assert not parallel.prestart(100.0, ["json"])  # started already
+        assert parallel_map(square_minus, [(3, 1), (2, 0)], jobs=2) == [8, 4]
+    assert parallel._STARTING == {}  # the map waited for the start
+    parallel.release_workers()
+    assert not parallel.pool_running(2)
+    from joblib.externals.loky import reusable_executor
+
+    assert reusable_executor._executor is None or reusable_executor._executor._flags.shutdown

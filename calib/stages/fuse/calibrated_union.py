@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from sklearn.isotonic import IsotonicRegression
 
 from calib.stages.base import Param, Stage, Tables, declare, register
 from calib.stages.fuse._common import empty_detections, renumber, stack_systems
@@ -21,6 +20,8 @@ OUT_EXTRA = {"score_raw": pl.Float64, "fuse_source": pl.String}
 def fit_isotonic(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Knots (x, y) of the non-decreasing least-squares fit of labels on scores (sklearn's
     IsotonicRegression); between knots the map is linear, outside it is clipped."""
+    from sklearn.isotonic import IsotonicRegression  # here: importing scikit-learn takes a second
+
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
     iso.fit(np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64))
     return np.asarray(iso.X_thresholds_, dtype=np.float64), np.asarray(iso.y_thresholds_, dtype=np.float64)
@@ -41,6 +42,8 @@ def fit_quantile(scores: np.ndarray, labels: np.ndarray, bins: int) -> tuple[np.
     ux, inv = np.unique(x, return_inverse=True)
     w = np.bincount(inv, weights=weight)
     r = np.bincount(inv, weights=rate * weight) / w
+    from sklearn.isotonic import IsotonicRegression
+
     iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True).fit(ux, r, sample_weight=w)
     return ux, iso.predict(ux)
 
