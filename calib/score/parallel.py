@@ -48,7 +48,6 @@ _LOKY_USED: dict[int, float] = {}  # loky pool size (jobs) -> time.monotonic() o
 _STARTING: dict[int, threading.Thread] = {}  # pools being started by :func:`prestart`
 
 
-
 @dataclass(frozen=True)
 class Settings:
     """How a command runs its heavy work: ``jobs``, ``backend``, ``scheduler`` as
