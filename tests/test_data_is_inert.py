@@ -21,8 +21,8 @@ IMPORTERS = {
     "calib/registry.py": "built-in modules and targets named in calib's code, installed entry points",
     "calib/adapters/torch_adapter.py": "a model-config architecture, only after --allow-import",
     "features/registry.py": "built-ins, installed 'calib.features' entry points, allowed modules",
-    "calib/score/parallel.py": "prestart: the modules its caller names in code (calib.portfolio.run.POOL_MODULES)",
-    "calib/portfolio/run.py": "preloaded: the fixed CHAIN_MODULES (LightGBM, matplotlib)",
+    "calib/score/parallel.py": "import_modules: module lists fixed in calib's code (calib.portfolio.run's "
+                               "POOL_MODULES, CHAIN_MODULES)",
 }
 
 

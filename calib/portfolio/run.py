@@ -402,16 +402,10 @@ def preloaded(modules: Sequence[str]):
     """Import ``modules`` in a thread during the block: a block that waits on workers (the GT maps)
     leaves this process idle, and the chains after it need them. Failures are left to the real
     import (a missing extra then says so where it is needed)."""
-    import importlib
+    from calib.score.parallel import import_modules
 
-    def load() -> None:
-        for m in modules:
-            try:
-                importlib.import_module(m)
-            except Exception:  # noqa: BLE001 (reported by the import that needs it)
-                pass
-
-    t = threading.Thread(target=load, name="calib-preload", daemon=True) if modules else None
+    t = (threading.Thread(target=import_modules, args=(tuple(modules),), kwargs={"ignore_errors": True},
+                          name="calib-preload", daemon=True) if modules else None)
     if t is not None:
         t.start()
     try:

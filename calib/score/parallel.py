@@ -184,11 +184,18 @@ def pool_running(jobs: int, backend: str = "loky") -> bool:
     return used is not None and time.monotonic() - used < _WARM_FOR_S
 
 
-def _import_modules(modules: tuple[str, ...]) -> None:
+def import_modules(modules: Sequence[str], *, ignore_errors: bool = False) -> None:
+    """Import ``modules`` (names fixed in calib's code, never read from data): ahead of the work that
+    needs them, in a worker (:func:`prestart`) or a thread; ``ignore_errors`` leaves a failure to
+    the import that needs the module (a missing extra then says so where it is needed)."""
     import importlib
 
     for m in modules:
-        importlib.import_module(m)
+        try:
+            importlib.import_module(m)
+        except Exception:
+            if not ignore_errors:
+                raise
 
 
 def prestart(estimated_seconds: float, modules: Sequence[str]) -> bool:
@@ -208,7 +215,7 @@ def prestart(estimated_seconds: float, modules: Sequence[str]) -> bool:
         from joblib import Parallel, delayed, parallel_config
 
         with parallel_config(backend="loky", n_jobs=s.jobs):
-            Parallel()(delayed(_import_modules)(tuple(modules)) for _ in range(n))
+            Parallel()(delayed(import_modules)(tuple(modules)) for _ in range(n))
 
     t = threading.Thread(target=start, name="calib-pool-start", daemon=True)
     _STARTING[s.jobs] = t

@@ -124,3 +124,9 @@ def test_a_prestarted_pool_serves_the_next_map_and_ends_with_the_command(monkeyp
     from joblib.externals.loky import reusable_executor
 
     assert reusable_executor._executor is None or reusable_executor._executor._flags.shutdown
+
+
+def test_import_modules_reports_a_missing_module_unless_told_to_leave_it():
+    parallel.import_modules(["json", "no_such_module_of_calib"], ignore_errors=True)
+    with pytest.raises(ModuleNotFoundError):
+        parallel.import_modules(["no_such_module_of_calib"])
