@@ -20,14 +20,28 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def current_umask() -> int:
-    """The process's umask (read by setting it and putting it back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
+    """The process's umask: read from /proc where Linux shows it, else by setting it and putting it
+    back at once (under a lock, with 0o022 meanwhile: a file another thread creates in between is
+    never left writable by others)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
     return mask
 
 

@@ -66,3 +66,28 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_current_umask_reads_the_umask_without_changing_it(monkeypatch):
+    """Read from /proc (no window where another thread's new file gets a wrong mode), and by
+    setting it back at once where /proc is not there: the same value either way."""
+    import builtins
+
+    from calib.publish import current_umask
+
+    before = os.umask(0o027)
+    try:
+        assert current_umask() == 0o027
+        real_open = builtins.open
+
+        def no_proc(path, *a, **kw):
+            if str(path).startswith("/proc/"):
+                raise FileNotFoundError(path)
+            return real_open(path, *a, **kw)
+
+        monkeypatch.setattr(builtins, "open", no_proc)
+        assert current_umask() == 0o027
+        monkeypatch.undo()
+        assert _umask() == 0o027  # left as it was
+    finally:
+        os.umask(before)

@@ -286,6 +286,24 @@ def _warm_chain(recipe: Recipe, fit: list[str], scored: list[str], *, base_dir, 
         score_clips(scorer or official_scorer, det, loaded.tables["truth"], scored, recipe.scoring)
 
 
+def _warm_here(job, loaded: dict[str, LoadedInputs], cache: StageCache, scorer: Scorer | None,
+               source: str | None) -> None:
+    """:func:`_warm_chain` on a thread of this process: the inputs, caches and imports are this
+    process's own."""
+    from calib.recipe.scoring import official_scorer
+
+    recipe, fit, scored = job
+    ld = loaded[digest(recipe.inputs.to_dict())]
+    det = run_chain(recipe, ld.tables, ld.key, fit_clips=fit, cache=cache, log=lambda s: None,
+                    source=source).tables["detections"]
+    score_clips(scorer or official_scorer, det, ld.tables["truth"], scored, recipe.scoring)
+
+
+#: threads that run a portfolio's chains when they are too small for worker processes: about half
+#: of a chain's work holds the GIL (the rest is LightGBM, polars, Parquet, Qhull), so more threads
+#: add little (4 lowthr clips x 300 frames on 2 cores: the chains' 8-10 s take 6-7 s on 2 threads)
+CHAIN_THREADS = 2
+
 #: rough in-process seconds per input detection and chain of a portfolio (stages, emission,
 #: scoring; tests/benchmarks/bench_portfolio.py): a pool is started for the chains only when they
 #: add up to :data:`calib.score.parallel.POOL_MIN_SECONDS`
@@ -293,27 +311,30 @@ PORTFOLIO_S_PER_DET_CHAIN = 2e-5
 
 
 def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: Grid, *, cache: StageCache,
-                base_dir, scorer: Scorer | None, source: str | None, log: Log, allow_imports=()) -> bool:
+                base_dir, scorer: Scorer | None, source: str | None, log: Log, allow_imports=()) -> int:
     """Run every chain of every variant (folds and site, gate gains) ahead, over the workers or the
     Dask cluster of the enclosing :func:`calib.score.parallel.scale_out` block, when it has more
-    than one worker and the work is big enough; returns whether it did. The results reach the
-    parent through the caches only, and the estimates are then assembled in order exactly as
-    without workers: the outputs are the same bytes whatever the jobs or backend.
+    than one worker and the work is big enough, else on :data:`CHAIN_THREADS` threads of this
+    process (chains too small to pay for starting workers, importing LightGBM in them and sending
+    them the inputs). Returns the threads of this process that ran them (0: workers or a cluster
+    ran them, or nothing ran ahead, the estimates run them one by one). The results reach the
+    parent through the caches only, and the estimates are then assembled in order exactly as without workers: the outputs
+    are the same bytes whatever the jobs or backend.
 
     Whenever there are workers, the GT maps and the input detections' rerank labels are first
     computed over them, clip by clip (:func:`prepare_inputs`), even when the chains themselves
     are too small for a pool: rendering GT is most of a small portfolio's work."""
-    from calib.score.parallel import largest_first, parallel_map, pool_running, settings, use_pool
+    from calib.score.parallel import largest_first, parallel_map, pool_running, settings, thread_map, use_pool
 
     s = settings()
     if not s.parallel:
-        return False
+        return 0
     jobs, costs = [], []
     for v in variants:
         ld = loaded[digest(v.recipe.inputs.to_dict())]
         truth = ld.tables.get("truth")
         if truth is None:
-            return False  # evaluate_variant says why
+            return 0  # evaluate_variant says why
         fit, evaluate = clip_sets(v.recipe, ld.tables)
         n_det = sum(len(df) for df in ld.tables.systems.values())
         for job in chain_jobs(v.recipe, ld.tables.truth_clips, grid, sorted(set(fit) | set(evaluate))):
@@ -330,7 +351,14 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
     with preloaded(CHAIN_MODULES if pool_running(s.jobs, s.backend) else ()):  # while the workers render
         prepare_inputs(loaded.values(), labels=reranked)
     if not use_pool(len(unique), sum(unique_costs), jobs=s.jobs, backend=s.backend):
-        return False
+        threads = min(worker_count(s.jobs), CHAIN_THREADS, len(unique))
+        if threads < 2:
+            return 0
+        log(f"portfolio: {len(unique)} chain(s) on {threads} threads of this process (too few detections to pay "
+            "for worker processes)")
+        thread_map(_warm_here, [(job, loaded, cache, scorer, source) for job in unique], threads=threads,
+                   desc="portfolio chains", unit="chain")
+        return threads
     if s.backend != "dask":  # a cluster's workers have their own memory
         need = worker_memory(loaded.values(), s.jobs)
         free = available_memory()
@@ -338,13 +366,13 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
             log(f"portfolio: chains stay in this process: {worker_count(s.jobs)} workers would each hold the inputs "
                 f"and a chain's working tables (about {need / 2**30:.1f} GiB together), more than the "
                 f"{free / 2**30:.1f} GiB available; per-clip work (GT maps, labels, scoring) still uses them")
-            return False
+            return 0
     log(f"portfolio: {len(unique)} chain(s) over {'a Dask cluster' if s.backend == 'dask' else f'{s.jobs} workers'}")
     order = largest_first(unique_costs)  # equal costs: the variants' order, full chains before their folds
     kw = dict(base_dir=Path(base_dir).resolve(), cache_root=Path(cache.root).resolve(), allow_imports=sorted(allow_imports),
               scorer=scorer, source=source)
     parallel_map(_warm_one, [(unique[i], kw) for i in order], **s.par(), desc="portfolio chains", unit="chain")
-    return True
+    return 0
 
 
 #: a chain's peak memory per byte of its loaded inputs (78 lowthr clips x 1500 frames: inputs
@@ -465,6 +493,13 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
     return res
 
 
+def _evaluate_logged(variant: Variant, loaded: LoadedInputs, grid: Grid, cache: StageCache, scorer: Scorer,
+                     source: str | None) -> tuple[VariantResult, list[str]]:
+    """:func:`evaluate_variant` on a thread, with its log lines kept for the caller to print in order."""
+    lines: list[str] = []
+    return evaluate_variant(variant, loaded, grid, cache=cache, scorer=scorer, log=lines.append, source=source), lines
+
+
 def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.PathLike, *,
                   base_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
                   scorer: Scorer | None = None, grid_source: str | None = None, log: Log = print,
@@ -484,7 +519,7 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
                    grid_source: str | None, log: Log, progress: bool, allow_imports: list[str]) -> PortfolioResult:
     from calib.recipe.paths import make_dirs
     from calib.recipe.io import read_document
-    from calib.score.parallel import prestart, progress as progress_bar
+    from calib.score.parallel import prestart, progress as progress_bar, thread_map
 
     if scorer is None:
         from calib.recipe.scoring import official_scorer as scorer
@@ -504,13 +539,20 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
         if key not in loaded_by_inputs:
             loaded_by_inputs[key] = load_inputs(v.recipe, base_dir, cache_dir=cache.root, progress=progress, log=log)
             cache.remember(loaded_by_inputs[key].files)
-    warm_chains(variants, loaded_by_inputs, grid, cache=cache, base_dir=base_dir, scorer=scorer, source=grid_source,
-                log=log, allow_imports=allow_imports)
-    results = []
-    with progress_bar(variants, desc="portfolio variants", unit="variant") as bar:
-        for v in bar:
-            results.append(evaluate_variant(v, loaded_by_inputs[digest(v.recipe.inputs.to_dict())], grid, cache=cache,
-                                            scorer=scorer, log=log, source=grid_source))
+    threads = warm_chains(variants, loaded_by_inputs, grid, cache=cache, base_dir=base_dir, scorer=scorer,
+                          source=grid_source, log=log, allow_imports=allow_imports)
+    jobs = [(v, loaded_by_inputs[digest(v.recipe.inputs.to_dict())], grid, cache, scorer, grid_source) for v in variants]
+    if threads > 1:  # the chains were small enough for threads: so is assembling their estimates
+        done = thread_map(_evaluate_logged, jobs, threads=threads, desc="portfolio variants", unit="variant")
+        results = [r for r, _ in done]
+        for _, lines in done:  # in the variants' order
+            for line in lines:
+                log(line)
+    else:
+        results = []
+        with progress_bar(jobs, desc="portfolio variants", unit="variant") as bar:
+            for job in bar:
+                results.append(evaluate_variant(*job[:3], cache=job[3], scorer=job[4], log=log, source=job[5]))
     chosen, frag = choose([r.estimate() for r in results], max_systems=grid.max_systems, fragile_gap=grid.fragile_gap)
     for i, c in enumerate(chosen, start=1):
         log(f"system {i}: {c.name} ({c.role}): {c.reason}")

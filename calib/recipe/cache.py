@@ -30,6 +30,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import weakref
 from pathlib import Path
 from typing import Any, Iterable
@@ -177,17 +178,19 @@ class StageCache:
         #: refers to a file whose table is still alive (the inputs: gigabytes of GT points) takes
         #: that table instead of reading a second copy of it
         self._live: dict[Path, weakref.ref] = {}
+        self._lock = threading.RLock()  # chains on threads (calib.score.parallel.thread_map) share it
 
     def remember(self, files: dict[int, tuple[pl.DataFrame, Path]]) -> None:
         for df, path in files.values():
             self._note(df, path)
 
     def _note(self, df: pl.DataFrame, path: Path) -> None:
-        if len(self.files) > 4096:  # drop entries whose table is gone
-            self.files = {k: v for k, v in self.files.items() if v[0]() is not None}
-            self._live = {k: v for k, v in self._live.items() if v() is not None}
-        self.files[id(df)] = (weakref.ref(df), path)
-        self._live[Path(path)] = weakref.ref(df)
+        with self._lock:
+            if len(self.files) > 4096:  # drop entries whose table is gone
+                self.files = {k: v for k, v in self.files.items() if v[0]() is not None}
+                self._live = {k: v for k, v in self._live.items() if v() is not None}
+            self.files[id(df)] = (weakref.ref(df), path)
+            self._live[Path(path)] = weakref.ref(df)
 
     def _stored(self, df: pl.DataFrame) -> Path | None:
         hit = self.files.get(id(df))
@@ -271,14 +274,15 @@ class StageCache:
         return df if self._stored(df) is not None else _conformed(df, kind)
 
     def _keep(self, key: str, tables: Tables, meta: dict) -> None:
-        size = sum(df.estimated_size() for df in tables.frames())
-        if size > MEMORY_BYTES:
-            return
-        self._memory.pop(key, None)
-        self._memory[key] = (tables, meta, size)
-        total = sum(v[2] for v in self._memory.values())
-        while total > MEMORY_BYTES:
-            total -= self._memory.pop(next(iter(self._memory)))[2]
+        with self._lock:
+            size = sum(df.estimated_size() for df in tables.frames())
+            if size > MEMORY_BYTES:
+                return
+            self._memory.pop(key, None)
+            self._memory[key] = (tables, meta, size)
+            total = sum(v[2] for v in self._memory.values())
+            while total > MEMORY_BYTES:
+                total -= self._memory.pop(next(iter(self._memory)))[2]
 
     def _save_table(self, df: pl.DataFrame, tmp: Path, final: Path, fname: str, kind: str | None,
                     written: list) -> str:
@@ -311,10 +315,11 @@ class StageCache:
         memory when this process saved or loaded it lately and it is still on disk; a table whose
         file holds a table this process still has (the inputs the entry passed through: truth,
         systems) is that table, not a second copy read from the file."""
-        hit = self._memory.get(key)
-        if hit is not None and self.has(key):
-            self._memory[key] = self._memory.pop(key)  # most recently used
-            return _copy(hit[0]), json.loads(json.dumps(hit[1]))
+        with self._lock:
+            hit = self._memory.get(key)
+            if hit is not None and self.has(key):
+                self._memory[key] = self._memory.pop(key)  # most recently used
+                return _copy(hit[0]), json.loads(json.dumps(hit[1]))
         manifest = self._manifest(key)
         tables = Tables()
         for name, ref in manifest["tables"].items():

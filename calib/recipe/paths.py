@@ -6,18 +6,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+from calib.publish import current_umask
 
 
 def share_mode(path: Path) -> None:
     """Give a file or folder calib created the umask's permissions minus write permission for
     others (mkdtemp and mkstemp make private ones)."""
     base = 0o777 if path.is_dir() else 0o666
-    os.chmod(path, base & ~_umask() & ~0o002)
+    os.chmod(path, base & ~current_umask() & ~0o002)
 
 
 def make_dirs(path: str | os.PathLike) -> Path:

@@ -20,6 +20,7 @@ tie are decided in exact rational arithmetic).
 """
 from __future__ import annotations
 
+import threading
 from fractions import Fraction
 
 import numpy as np
@@ -28,6 +29,7 @@ _SPLIT = 134217729.0  # 2**27 + 1, Veltkamp's splitting constant
 _MAX_COND = 1e8  # certify only triangles far from scipy's degeneracy test (rcond < 2.2e-13)
 _TIE_SLACK = 2.0**-30
 _variant: str | None | bool = False  # False: not measured yet
+_MEASURING = threading.Lock()  # threads sharing this process measure it once
 
 
 def _two_product(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -120,25 +122,28 @@ def variant() -> str | None:
     """"fused" or "plain": the form of the last update that reproduces scipy's transforms on
     this machine (measured once per process), or None when neither does."""
     global _variant
-    if _variant is False:
-        _variant = None
-        tris = _battery()
-        for name in ("fused", "plain"):
-            good = True
-            for tri in tris:
-                T, ok = _transforms(tri.points, tri.simplices, name == "fused")
-                ref = tri.transform
-                if (not np.array_equal(T[ok], ref[ok])) or ok.mean() < 0.5:
-                    good = False
-                    break
-            if good:
-                probe = tris[2]
-                mine, _ = _transforms(probe.points, probe.simplices, name == "fused")
-                probe._transform = mine  # scipy's cache of its transforms: ours must be read back
-                if probe.transform is mine:
-                    _variant = name
-                break
+    with _MEASURING:
+        if _variant is False:
+            _variant = _measure()
     return _variant
+
+
+def _measure() -> str | None:
+    tris = _battery()
+    for name in ("fused", "plain"):
+        good = True
+        for tri in tris:
+            T, ok = _transforms(tri.points, tri.simplices, name == "fused")
+            ref = tri.transform
+            if (not np.array_equal(T[ok], ref[ok])) or ok.mean() < 0.5:
+                good = False
+                break
+        if good:
+            probe = tris[2]
+            mine, _ = _transforms(probe.points, probe.simplices, name == "fused")
+            probe._transform = mine  # scipy's cache of its transforms: ours must be read back
+            return name if probe.transform is mine else None
+    return None
 
 
 def install_transforms(tris: list) -> None:

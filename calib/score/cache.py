@@ -12,6 +12,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
+
+from calib.publish import current_umask
 
 #: bump when rendering changes in a way that alters cached maps
 RENDER_VERSION = "3"
@@ -102,15 +105,9 @@ def stat_signature(st: os.stat_result) -> tuple[int, ...]:
     return tuple(int(getattr(st, f)) for f in STAT_FIELDS)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _publish(tmp: str | Path, final: Path) -> None:
     # mkstemp makes 0600 files: give cache files the user's umask, never writable by others
-    os.chmod(tmp, 0o666 & ~_umask() & ~0o002)
+    os.chmod(tmp, 0o666 & ~current_umask() & ~0o002)
     os.replace(tmp, final)
 
 
@@ -151,6 +148,7 @@ class MapCache:
         self._digests: dict[str, tuple[tuple, str]] = {}
         self._index_dirs: set[str] = set()  # cache folders whose digest index has been read
         self._unsaved: set[str] = set()  # cache folders whose index lacks digests learned here
+        self._lock = threading.RLock()  # jobs on threads (calib.score.parallel.thread_map) share it
 
     def file_digest(self, path, read, cache_dir=None) -> str:
         """Content hash of a file (read() gives its bytes), remembered while its stat signature
@@ -161,9 +159,10 @@ class MapCache:
         same with its stat data). clear() forgets the in-memory part, as a new process would."""
         from calib.score.annotations import file_digest
 
-        if cache_dir is not None and str(cache_dir) not in self._index_dirs:
-            self._index_dirs.add(str(cache_dir))
-            self._digests.update(_read_index(Path(cache_dir) / DIGEST_INDEX))
+        with self._lock:
+            if cache_dir is not None and str(cache_dir) not in self._index_dirs:
+                self._index_dirs.add(str(cache_dir))
+                self._digests.update(_read_index(Path(cache_dir) / DIGEST_INDEX))
         st = os.stat(path)
         sig = stat_signature(st)
         name = os.path.abspath(path)
@@ -173,49 +172,53 @@ class MapCache:
         hashed_at = time.time_ns()
         digest = file_digest(read())
         if hashed_at - st.st_mtime_ns > RACY_NS:
-            self._digests[name] = (sig, digest)
-            if cache_dir is not None:
-                self._unsaved.add(str(cache_dir))
+            with self._lock:
+                self._digests[name] = (sig, digest)
+                if cache_dir is not None:
+                    self._unsaved.add(str(cache_dir))
         return digest
 
     def save_digests(self, cache_dir) -> None:
         """Write the remembered digests to ``cache_dir``'s index if file_digest learned new ones
         there (one write per batch of files, not one per file)."""
-        if cache_dir is not None and str(cache_dir) in self._unsaved:
-            _write_index(Path(cache_dir) / DIGEST_INDEX, self._digests)
-            self._unsaved.discard(str(cache_dir))
+        with self._lock:
+            if cache_dir is not None and str(cache_dir) in self._unsaved:
+                _write_index(Path(cache_dir) / DIGEST_INDEX, self._digests)
+                self._unsaved.discard(str(cache_dir))
 
     def get(self, key: str, cache_dir, factory):
-        if key in self._mem:
-            self._mem.move_to_end(key)
-            value = self._mem[key][0]
-            if cache_dir is not None and not (Path(cache_dir) / f"{key}.npz").exists():
-                self._write(key, value, cache_dir)  # in memory from another run: keep it on disk too
-            return value
-        if cache_dir is not None:
-            path = Path(cache_dir) / f"{key}.npz"
-            if path.exists():
-                try:
-                    with np.load(path, allow_pickle=False) as z:
-                        value = factory.from_arrays(z)
-                except (OSError, ValueError, KeyError):
-                    value = None  # unreadable entry: render again and overwrite it
-                if value is not None:
-                    self.put(key, value, None)
-                    return value
-        return None
+        with self._lock:
+            if key in self._mem:
+                self._mem.move_to_end(key)
+                value = self._mem[key][0]
+                if cache_dir is not None and not (Path(cache_dir) / f"{key}.npz").exists():
+                    self._write(key, value, cache_dir)  # in memory from another run: keep it on disk too
+                return value
+            if cache_dir is not None:
+                path = Path(cache_dir) / f"{key}.npz"
+                if path.exists():
+                    try:
+                        with np.load(path, allow_pickle=False) as z:
+                            value = factory.from_arrays(z)
+                    except (OSError, ValueError, KeyError):
+                        value = None  # unreadable entry: render again and overwrite it
+                    if value is not None:
+                        self.put(key, value, None)
+                        return value
+            return None
 
     def put(self, key: str, value, cache_dir) -> None:
-        size = int(value.nbytes())
-        if key in self._mem:
-            self._bytes -= self._mem.pop(key)[1]
-        self._mem[key] = (value, size)
-        self._bytes += size
-        while self._bytes > self.budget and len(self._mem) > 1:
-            _, (_, s) = self._mem.popitem(last=False)
-            self._bytes -= s
-        if cache_dir is not None:
-            self._write(key, value, cache_dir)
+        with self._lock:
+            size = int(value.nbytes())
+            if key in self._mem:
+                self._bytes -= self._mem.pop(key)[1]
+            self._mem[key] = (value, size)
+            self._bytes += size
+            while self._bytes > self.budget and len(self._mem) > 1:
+                _, (_, s) = self._mem.popitem(last=False)
+                self._bytes -= s
+            if cache_dir is not None:
+                self._write(key, value, cache_dir)
 
     @staticmethod
     def _write(key: str, value, cache_dir) -> None:
@@ -233,16 +236,17 @@ class MapCache:
     def clear(self, kind: str | None = None) -> None:
         """Forget everything held in memory (as a new process would start), or with ``kind`` only
         the entries of that kind (e.g. "dcase2026-pred": prediction rows; GT maps kept)."""
-        if kind is not None:
-            of_kind = re.compile(re.escape(kind) + r"-[0-9a-f]{12}-")  # entry_key's layout: kind-tag-digest
-            for key in [k for k in self._mem if of_kind.match(k)]:
-                self._bytes -= self._mem.pop(key)[1]
-            return
-        self._mem.clear()
-        self._bytes = 0
-        self._digests.clear()
-        self._index_dirs.clear()
-        self._unsaved.clear()
+        with self._lock:
+            if kind is not None:
+                of_kind = re.compile(re.escape(kind) + r"-[0-9a-f]{12}-")  # entry_key's layout: kind-tag-digest
+                for key in [k for k in self._mem if of_kind.match(k)]:
+                    self._bytes -= self._mem.pop(key)[1]
+                return
+            self._mem.clear()
+            self._bytes = 0
+            self._digests.clear()
+            self._index_dirs.clear()
+            self._unsaved.clear()
 
 
 #: the process-wide cache the engines use: rendered GT maps (kinds "dcase2026", "coco") and the

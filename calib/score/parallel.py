@@ -153,15 +153,19 @@ def _client(scheduler: str | None, jobs: int):
 _BLAS = None  # this process's threadpoolctl controller: finding the libraries takes milliseconds
 
 
-def one_blas_thread(fn, *args):
-    """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
+def _blas_controller():
     global _BLAS
     if _BLAS is None:
         import scipy.interpolate  # noqa: F401  (load scipy's BLAS before the controller lists them)
         from threadpoolctl import ThreadpoolController
 
         _BLAS = ThreadpoolController()
-    with _BLAS.limit(limits=1, user_api="blas"):
+    return _BLAS
+
+
+def one_blas_thread(fn, *args):
+    """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
         return fn(*args)
 
 
@@ -263,7 +267,9 @@ def progress(iterable: Iterable | None = None, *, desc: str, total: int | None =
     from tqdm.auto import tqdm
 
     global _BARS
-    hidden = _SETTINGS.get().quiet or _BARS > 0  # one bar at a time: the outer phase's
+    if _SETTINGS.get().quiet:  # no count kept: the jobs of :func:`thread_map` are quiet, and share _BARS
+        return tqdm(iterable, desc=desc, total=total, unit=unit, disable=True)
+    hidden = _BARS > 0  # one bar at a time: the outer phase's
     bar = tqdm(iterable, desc=desc, total=total, unit=unit, leave=False, dynamic_ncols=True,
                disable=True if hidden else None)
     _BARS += 1
@@ -329,3 +335,49 @@ def parallel_map(fn: Callable, items: Iterable[tuple], *, jobs: int = 1, backend
         if bar is not None:
             bar.close()
 
+
+
+#: what a job of :func:`thread_map` runs its own heavy work with: in its thread, without bars
+_IN_THREAD = Settings(1, "loky", None, True)
+
+
+def thread_map(fn: Callable, items: Iterable[tuple], *, threads: int, desc: str | None = None,
+               unit: str = "job") -> list:
+    """[fn(*item) for item in items], in order, over ``threads`` threads of this process: for jobs
+    too small to pay for worker processes (their start, imports, and inputs sent over) whose work
+    mostly releases the GIL (LightGBM, polars, Parquet, Qhull). Each job runs in a copy of the
+    caller's context (its cache folders) where its own heavy work stays in its thread, without
+    bars (one job, quiet): two threads never share a pool. The caches calib keeps in memory lock
+    their state for this; BLAS keeps one thread throughout. The first error is raised once the
+    running jobs have finished (the others are not started)."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    items = list(items)
+    if threads <= 1 or len(items) <= 1:
+        return parallel_map(fn, items, jobs=1, desc=desc, unit=unit)
+
+    def job(it):
+        _SETTINGS.set(_IN_THREAD)
+        _CLIENT.set(None)
+        return fn(*it)
+
+    contexts = [contextvars.copy_context() for _ in items]  # here: a new thread's own context is empty
+    out: list = [None] * len(items)
+    bar = progress(total=len(items), desc=desc, unit=unit) if desc else None
+    try:
+        with _blas_controller().limit(limits=1, user_api="blas"), \
+                ThreadPoolExecutor(min(threads, len(items)), thread_name_prefix="calib-job") as ex:
+            futures = {ex.submit(ctx.run, job, it): i for i, (ctx, it) in enumerate(zip(contexts, items))}
+            try:
+                for f in as_completed(futures):
+                    out[futures[f]] = f.result()
+                    if bar is not None:
+                        bar.update()
+            except BaseException:
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        if bar is not None:
+            bar.close()
+    return out

@@ -94,9 +94,9 @@ def test_a_dask_local_cluster_writes_the_same_bytes(setup, local, always_pool, c
 
 @pytest.mark.slow
 def test_small_work_starts_no_pool(setup, local, capsys, monkeypatch):
-    """Below POOL_MIN_SECONDS the chains run in this process, whatever --jobs says; the input
-    labels (rendering the GT they need in the same per-clip job) and the GT maps are still prepared
-    first, over the clips, once (the same bytes)."""
+    """Below POOL_MIN_SECONDS the chains run in this process, on two threads with --jobs 2; the
+    input labels (rendering the GT they need in the same per-clip job) and the GT maps are still
+    prepared first, over the clips, once (the same bytes)."""
     from calib.score import api
 
     calls = []
@@ -106,7 +106,9 @@ def test_small_work_starts_no_pool(setup, local, capsys, monkeypatch):
     out = setup / "small"
     assert main(["portfolio", str(setup / "grid.toml"), "--data", str(setup / "data"), "--out", str(out),
                  "--jobs", "2"]) == 0
-    assert "chain(s) over" not in capsys.readouterr().out
+    log = capsys.readouterr().out
+    assert "chain(s) over" not in log
+    assert "portfolio: 6 chain(s) on 2 threads of this process" in log
     assert calls[:2] == ["best_ious", "prepare_gt"]
     assert files(out) == local
 
@@ -123,7 +125,7 @@ def test_chains_stay_here_when_workers_would_not_fit_in_memory(setup, local, alw
                  "--jobs", "2"]) == 0
     log = capsys.readouterr().out
     assert "chains stay in this process: 2 workers would each hold the inputs" in log
-    assert "chain(s) over" not in log
+    assert "chain(s) over" not in log and "threads of this process" not in log  # nor two chains at once here
     assert files(out) == local
 
 

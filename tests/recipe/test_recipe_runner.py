@@ -302,3 +302,56 @@ def test_input_kinds_fill_the_tables_the_schema_promises():
     from calib.recipe.schema import TABLE_INPUTS
 
     assert {k.table: f"inputs.{k.field}" for k in INPUT_KINDS} == TABLE_INPUTS
+
+
+def test_chains_on_threads_share_one_stage_cache(toys, data, tmp_path, monkeypatch):
+    """A portfolio's small chains run on threads (calib.score.parallel.thread_map) through one stage
+    cache, saving, loading and evicting entries from its memory at once: each chain gives what it
+    gives alone, and every entry is stored once."""
+    import threading
+    import time
+
+    from calib.recipe import cache as stage_cache
+
+    monkeypatch.setattr(stage_cache, "MEMORY_BYTES", 3000)  # a few entries: threads evict each other's
+    recipes = [Recipe.from_dict(recipe_dict(stages=[{"type": "t_add", "delta": d}, {"type": "t_bias", "weight": w},
+                                                   {"type": "t_scale", "factor": 0.5}]))
+               for d in (0.1, 0.25) for w in (0.5, 1.0)]
+    loaded = load_inputs(recipes[0], data, cache_dir=tmp_path / "shared")
+    clips = sorted(loaded.clips)
+    jobs = [(r, clips[:k]) for r in recipes for k in (1, 2, len(clips))]
+    alone = [run_chain(r, loaded.tables, loaded.key, fit_clips=fit).tables["detections"] for r, fit in jobs]
+
+    class Pausing(dict):  # lets another thread run between a lookup and what follows it
+        def get(self, key, default=None):
+            found = super().get(key, default)
+            time.sleep(1e-4)
+            return found
+
+        def values(self):
+            for v in list(super().values()):
+                time.sleep(1e-4)
+                yield v
+
+    shared = StageCache(tmp_path / "shared")
+    shared._memory = Pausing()
+    shared.remember(loaded.files)
+    got, errors = [None] * len(jobs), []
+
+    def work(t):
+        try:
+            for _ in range(3):  # later rounds are answered by the cache
+                for i in [*range(t, len(jobs), 4), *range(len(jobs) - 1 - t, -1, -4)]:
+                    r, fit = jobs[i]
+                    got[i] = run_chain(r, loaded.tables, loaded.key, fit_clips=fit, cache=shared).tables["detections"]
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert all(g.equals(a) for g, a in zip(got, alone))
+    assert not list((tmp_path / "shared" / "stages").glob(".*"))  # no temporary folder left

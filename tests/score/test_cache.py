@@ -1,6 +1,9 @@
-"""The GT cache's file digests: remembered for unchanged files, never for freshly written ones."""
+"""The GT cache's file digests: remembered for unchanged files, never for freshly written ones;
+its memory shared by threads."""
 import os
 import time
+
+import numpy as np
 
 from calib.score.annotations import file_digest
 from calib.score.cache import MapCache
@@ -140,3 +143,56 @@ def test_an_index_of_the_old_format_is_ignored(tmp_path):
     (cache_dir / DIGEST_INDEX).write_text(json.dumps(
         {os.path.abspath(f): [st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev, "stale-digest"]}))
     assert MapCache().file_digest(f, f.read_bytes, cache_dir) == file_digest(b"new!")
+
+
+class _Blob:
+    """A cache value of ``n`` bytes."""
+
+    def __init__(self, n):
+        self.a = np.zeros(n, np.uint8)
+
+    def nbytes(self):
+        return self.a.nbytes
+
+    def to_arrays(self):
+        return {"a": self.a}
+
+    @classmethod
+    def from_arrays(cls, z):
+        b = cls(0)
+        b.a = np.asarray(z["a"])
+        return b
+
+
+def test_threads_sharing_the_cache_keep_its_accounting_right():
+    """Chains on threads (calib.score.parallel.thread_map) get and put at once, evicting each
+    other's entries: no entry vanishes between a check and its use, and the byte count stays the
+    sum of what is held (the lookups here pause, so another thread gets in between)."""
+    import threading
+    from collections import OrderedDict
+
+    class Pausing(OrderedDict):
+        def __contains__(self, key):
+            found = super().__contains__(key)
+            time.sleep(1e-4)  # lets another thread run between a check and what follows it
+            return found
+
+    cache, errors = MapCache(budget=3 * 64), []
+    cache._mem = Pausing()
+
+    def hammer(t):
+        try:
+            for i in range(150):
+                key = f"k{(i * 7 + t) % 5}"
+                if cache.get(key, None, _Blob) is None:
+                    cache.put(key, _Blob(64), None)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=hammer, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert errors == []
+    assert cache._bytes == sum(size for _, size in cache._mem.values()) <= 3 * 64

@@ -7,7 +7,7 @@ import pytest
 
 from calib.score import parallel
 from calib.score.parallel import (check_backend, largest_first, parallel_map, progress, resolve, scale_out,
-                                  settings, use_pool)
+                                  settings, thread_map, use_pool)
 
 
 def square_minus(x, y):
@@ -130,3 +130,66 @@ def test_import_modules_reports_a_missing_module_unless_told_to_leave_it():
     parallel.import_modules(["json", "no_such_module_of_calib"], ignore_errors=True)
     with pytest.raises(ModuleNotFoundError):
         parallel.import_modules(["no_such_module_of_calib"])
+
+
+def test_a_quiet_bar_keeps_no_count():
+    """Quiet jobs on threads (thread_map) open bars at the same time: they leave _BARS alone."""
+    with scale_out(quiet=True):
+        bar = progress(range(3), desc="quiet")
+        assert parallel._BARS == 0 and bar.disable
+        bar.close()
+    assert parallel._BARS == 0
+
+
+MARK = __import__("contextvars").ContextVar("test_mark", default="unset")
+
+
+def seen_by_a_job(x):
+    import threading
+
+    s = settings()
+    return x * 10, MARK.get(), (s.jobs, s.backend, s.quiet), threading.current_thread().name
+
+
+def test_thread_map_keeps_order_context_and_runs_jobs_in_their_thread():
+    token = MARK.set("caller's")
+    try:
+        with scale_out(jobs=4, backend="loky"):
+            got = thread_map(seen_by_a_job, [(x,) for x in range(6, -1, -1)], threads=3, desc="jobs")
+            assert settings().jobs == 4  # the caller's settings are untouched
+    finally:
+        MARK.reset(token)
+    assert [g[0] for g in got] == [60, 50, 40, 30, 20, 10, 0]
+    assert {g[1] for g in got} == {"caller's"}  # a copy of the caller's context (cache folders)
+    assert {g[2] for g in got} == {(1, "loky", True)}  # a job's own heavy work stays in its thread, quiet
+    assert all(g[3].startswith("calib-job") for g in got)
+    assert parallel._BARS == 0
+
+
+def test_thread_map_with_one_thread_runs_here():
+    import threading
+
+    got = thread_map(seen_by_a_job, [(1,), (2,)], threads=1)
+    assert [g[0] for g in got] == [10, 20] and {g[3] for g in got} == {threading.current_thread().name}
+
+
+def test_thread_map_raises_the_error_and_starts_no_more_jobs():
+    import threading
+
+    started = []
+    gate = threading.Event()
+
+    def job(i):
+        started.append(i)
+        if i == 0:
+            raise ValueError("job 0 failed")
+        gate.wait(5)  # job 1 holds the other thread until job 0 has failed
+        return i
+
+    items = [(i,) for i in range(8)]
+    timer = threading.Timer(0.5, gate.set)
+    timer.start()
+    with pytest.raises(ValueError, match="job 0 failed"):
+        thread_map(job, items, threads=2)
+    timer.cancel()
+    assert len(started) < len(items)  # the rest were cancelled, not run

@@ -27,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ import pyarrow.parquet as pq
 from calib.canvas.points import FlatPoints, flatten, points_arrow
 from calib.constants import sha256_file
 from calib.io.errors import InputError
+from calib.publish import current_umask
 from calib.tables import POLYGONS
 
 __all__ = ["CacheStats", "EmitCache", "EmitCacheError", "Lookup", "emit_cache", "emitter_key", "stored_in"]
@@ -170,15 +172,17 @@ class EmitCache:
         self._clock = 0
         self._nbytes = 0
         self._disk_index: dict[tuple[Path, str], tuple[dict[str, tuple[float, int]], _Index, list[Path]]] = {}
+        self._lock = threading.RLock()  # chains on threads (calib.score.parallel.thread_map) share it
 
     # -- memory
     def clear(self) -> None:
         """Forget everything held in memory and reset the counters (files on disk stay)."""
-        self._blocks.clear()
-        self._index.clear()
-        self._disk_index.clear()
-        self._nbytes = 0
-        self.stats = CacheStats()
+        with self._lock:
+            self._blocks.clear()
+            self._index.clear()
+            self._disk_index.clear()
+            self._nbytes = 0
+            self.stats = CacheStats()
 
     @property
     def nbytes(self) -> int:
@@ -215,20 +219,21 @@ class EmitCache:
     # -- the two calls the emitters make
     def get(self, emitter: str, keys: np.ndarray) -> "Lookup":
         """What the cache knows of each key (see :class:`Lookup`); nothing is copied."""
-        keys = np.asarray(keys, np.uint64).reshape(-1, 2)
-        res = Lookup(np.zeros(len(keys), bool), np.zeros(len(keys), bool), [], np.full(len(keys), -1, np.int64),
-                     np.full(len(keys), -1, np.int64))
-        self._clock += 1
-        self._serve(self._blocks.get(emitter, []), self._index_of(emitter), keys, res)
-        directory = _DIRECTORY.get()
-        if directory is not None and not res.found.all():
-            before = int(res.found.sum())
-            for block in self._read_blocks(directory, emitter, keys[~res.found]):
-                self._add_block(block)
-                self._serve([block], _build_index([block]), keys, res)
-            self.stats.read_from_disk += int(res.found.sum()) - before
-        self.stats.served += int(res.found.sum())
-        return res
+        with self._lock:
+            keys = np.asarray(keys, np.uint64).reshape(-1, 2)
+            res = Lookup(np.zeros(len(keys), bool), np.zeros(len(keys), bool), [], np.full(len(keys), -1, np.int64),
+                         np.full(len(keys), -1, np.int64))
+            self._clock += 1
+            self._serve(self._blocks.get(emitter, []), self._index_of(emitter), keys, res)
+            directory = _DIRECTORY.get()
+            if directory is not None and not res.found.all():
+                before = int(res.found.sum())
+                for block in self._read_blocks(directory, emitter, keys[~res.found]):
+                    self._add_block(block)
+                    self._serve([block], _build_index([block]), keys, res)
+                self.stats.read_from_disk += int(res.found.sum()) - before
+            self.stats.served += int(res.found.sum())
+            return res
 
     def _serve(self, blocks: list[_Block], index: _Index, keys: np.ndarray, res: "Lookup") -> None:
         """Answer the keys not yet found that ``blocks`` (indexed by ``index``) hold."""
@@ -254,19 +259,20 @@ class EmitCache:
         """Keep what the emitter gave detections ``keys`` (``points``: one detection each), in
         blocks of at most :data:`BLOCK_POINTS` points (so that the least recently used can go
         without the rest)."""
-        keys = np.ascontiguousarray(keys, np.uint64).reshape(-1, 2)
-        has = np.asarray(has, bool)
-        directory = _DIRECTORY.get()
-        cum = np.cumsum(points.count)
-        a = 0
-        while a < len(keys):
-            b = max(int(np.searchsorted(cum, (cum[a - 1] if a else 0) + BLOCK_POINTS, side="right")), a + 1)
-            b = min(b, len(keys))
-            block = _Block(emitter, keys[a:b].copy(), has[a:b].copy(), _owned(points.slice(a, b)))
-            if directory is not None:
-                self._write(directory, block)
-            self._add_block(block)
-            a = b
+        with self._lock:
+            keys = np.ascontiguousarray(keys, np.uint64).reshape(-1, 2)
+            has = np.asarray(has, bool)
+            directory = _DIRECTORY.get()
+            cum = np.cumsum(points.count)
+            a = 0
+            while a < len(keys):
+                b = max(int(np.searchsorted(cum, (cum[a - 1] if a else 0) + BLOCK_POINTS, side="right")), a + 1)
+                b = min(b, len(keys))
+                block = _Block(emitter, keys[a:b].copy(), has[a:b].copy(), _owned(points.slice(a, b)))
+                if directory is not None:
+                    self._write(directory, block)
+                self._add_block(block)
+                a = b
 
     # -- disk
     def _folder(self, directory: Path, emitter: str) -> Path:
@@ -277,7 +283,7 @@ class EmitCache:
         for d in (directory, folder):
             if not d.is_dir():
                 d.mkdir(mode=0o775, parents=True, exist_ok=True)  # the umask applies; never o+w
-                os.chmod(d, 0o775 & ~_umask())
+                os.chmod(d, 0o775 & ~current_umask())
         name = hashlib.sha256(block.keys.tobytes()).hexdigest()[:32] + ".parquet"
         final = folder / name
         if final.exists():
@@ -356,12 +362,6 @@ def _owned(fp: FlatPoints) -> FlatPoints:
     """``fp`` with arrays of its own (a view into a larger array would keep all of it alive)."""
     own = [a if a.base is None else a.copy() for a in (fp.x, fp.y, fp.e, fp.det_off, fp.poly_off)]
     return FlatPoints(*own)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask | 0o002
 
 
 _CACHE = EmitCache()
