@@ -409,21 +409,30 @@ def best_ious(detections: pl.DataFrame, truth: pl.DataFrame, *, jobs: int | None
     return out
 
 
+def _gt_rows_needed(gsrc, psrcs, maps) -> np.ndarray:
+    """Bool per GT row of one clip: not in ``maps`` yet and needed, every such row when ``psrcs``
+    is None, else the rows the predictions of ``psrcs`` need (:func:`calib.score.fast.gt_rows_to_render`,
+    as scoring them renders)."""
+    from calib.score import fast
+
+    if psrcs is None:
+        return ~maps.done
+    gts, _ = gsrc.columns()
+    need = np.zeros(len(gts), dtype=bool)
+    for psrc in psrcs:
+        preds, _ = psrc.columns()
+        need |= fast.gt_rows_to_render(preds, maps, np.ones(len(preds), dtype=bool), gts)
+    return need
+
+
 def _gt_job(gsrc, psrcs, base):
-    """The GT maps of one clip: every row not in ``base`` when ``psrcs`` is None, else the rows
-    the predictions of ``psrcs`` need (:func:`calib.score.fast.gt_rows_to_render`, as scoring
-    them renders), on top of ``base``; None when there was nothing to render."""
+    """The GT maps of one clip: the rows :func:`_gt_rows_needed` names rendered on top of ``base``;
+    None when there was nothing to render."""
     from calib.score import fast
 
     gts, _ = gsrc.columns()
     maps = base if base is not None else fast.render_gt_maps(gts, np.zeros(len(gts), dtype=bool))
-    if psrcs is None:
-        need = ~maps.done
-    else:
-        need = np.zeros(len(gts), dtype=bool)
-        for psrc in psrcs:
-            preds, _ = psrc.columns()
-            need |= fast.gt_rows_to_render(preds, maps, np.ones(len(preds), dtype=bool), gts)
+    need = _gt_rows_needed(gsrc, psrcs, maps)
     return fast.render_gt_maps(gts, need, maps) if need.any() else None
 
 
@@ -456,8 +465,9 @@ def prepare_gt(truth: pl.DataFrame, detections: Sequence[pl.DataFrame] | None = 
     keys = [entry_key("dcase2026", g.digest(cache_dir)) for g in srcs]
     cached = [GT_CACHE.get(k, cache_dir, GTMaps) for k in keys]
     todo = [i for i, m in enumerate(cached) if m is None or not m.done.all()]
-    if preds is not None:
-        todo = [i for i in todo if preds[i]]  # a clip without predictions needs no map
+    if preds is not None:  # a clip without predictions needs no map, nor one whose maps hold what they need
+        todo = [i for i in todo
+                if preds[i] and (cached[i] is None or _gt_rows_needed(srcs[i], preds[i], cached[i]).any())]
     costs = [GT_S_PER_BYTE * srcs[i].work() for i in todo]
     pooled = use_pool(len(todo), sum(costs), jobs=jobs, backend=backend, reuses_pool=True)
     order = [todo[i] for i in largest_first(costs)] if pooled else todo

@@ -301,7 +301,10 @@ def test_prepare_gt_renders_what_scoring_the_detections_needs(synth_small, tmp_p
     assert any(d.any() for d in done) and not all(d.all() for d in done)
     monkeypatch.setattr(fast, "render_gt_maps", lambda *_: (_ for _ in ()).throw(AssertionError("GT rendered again")))
     got = score_tables(det, truth, cache_dir=tmp_path)
-    assert prepare_gt(truth, [det], cache_dir=tmp_path) == 0  # nothing left to render
+    from calib.score import api
+
+    monkeypatch.setattr(api, "_gt_job", lambda *_: (_ for _ in ()).throw(AssertionError("a clip job sent")))
+    assert prepare_gt(truth, [det], cache_dir=tmp_path) == 0  # nothing left to render: no job at all
     monkeypatch.undo()
     GT_CACHE.clear()
     same_metrics(got, score_tables(det, truth, engine="reference"))
