@@ -142,10 +142,17 @@ class Estimates:
     chain: ChainResult
 
 
+def score_key(chain_key: str, clips, recipe: Recipe, scorer: Scorer) -> tuple:
+    """What a chain's metrics on ``clips`` depend on: its output (the chain's key covers the inputs,
+    GT included), the clips, the scoring settings and the scorer."""
+    return chain_key, tuple(sorted(clips)), digest(recipe.scoring.to_dict()), id(scorer)
+
+
 def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[str], *, cache: StageCache | None,
-                    scorer: Scorer, source: str | None = None) -> Estimates:
+                    scorer: Scorer, source: str | None = None, metrics_by_key: dict | None = None) -> Estimates:
     """In-sample, out-of-fold and site-held-out metrics of ``recipe`` on the ``dev`` clips (see
-    the module docstring)."""
+    the module docstring). ``metrics_by_key``: metrics by :func:`score_key` this run computed already
+    (the chains run ahead, other variants' estimates), taken instead of scoring again and added to."""
     tables: Tables = loaded.tables
     truth = tables["truth"]
     learned = any(spec.learns for _, spec in recipe.chain())
@@ -153,12 +160,19 @@ def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[
     def chain_on(fit_clips) -> ChainResult:
         return run_chain(recipe, tables, loaded.key, fit_clips=fit_clips, cache=cache, log=lambda s: None, source=source)
 
-    def score(det, clips):
-        return score_clips(scorer, det, truth, clips, recipe.scoring)
+    def score(det, clips, chain: ChainResult | None = None):
+        known = chain is not None and metrics_by_key is not None
+        key = score_key(chain.key, clips, recipe, scorer) if known else None
+        if key is not None and key in metrics_by_key:
+            return metrics_by_key[key]
+        metrics = score_clips(scorer, det, truth, clips, recipe.scoring)
+        if key is not None:
+            metrics_by_key[key] = metrics
+        return metrics
 
     full_chain = chain_on(dev)
     full = full_chain.tables["detections"]
-    in_sample = score(full, dev)
+    in_sample = score(full, dev, full_chain)
     k = min(grid.folds, len(dev))
     if not learned:
         oof = in_sample  # nothing is fit: the same detections whatever the folds
@@ -179,8 +193,8 @@ def estimate_recipe(recipe: Recipe, loaded: LoadedInputs, grid: Grid, dev: list[
         note = (f"no dev clips from a split named like {grid.site_fit!r} and one like {grid.site_score!r}: "
                 "no site-held-out estimate")
     else:
-        det = full if not learned else chain_on(site_fit).tables["detections"]
-        site = score(det, site_score)
+        site_chain = full_chain if not learned else chain_on(site_fit)
+        site = score(site_chain.tables["detections"], site_score, site_chain)
         note = f"fit on {len(site_fit)} {grid.site_fit} clip(s), scored on {len(site_score)} {grid.site_score} clip(s)"
     return Estimates(in_sample, oof, site, note, k, full, full_chain)
 
@@ -189,7 +203,8 @@ ESTIMATES = ("in_sample", "oof", "site")
 
 
 def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid, dev: list[str], *,
-               cache: StageCache | None, scorer: Scorer, source: str | None = None) -> list[dict]:
+               cache: StageCache | None, scorer: Scorer, source: str | None = None,
+               metrics_by_key: dict | None = None) -> list[dict]:
     """Per gated stage and class (and the macro mAP, ``class_id`` None): the gain of applying the
     stage vs not applying it, in-sample / out-of-fold / site-held-out: ``stage_*`` for the stage
     without its gate, ``gated_*`` for the stage as gated (the variant itself), both against the
@@ -204,8 +219,8 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
             continue
         path = f"stages[{i}]"
         without, ungated = _counterfactuals(recipe, i)
-        base = estimate_recipe(without, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
-        raw = estimate_recipe(ungated, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
+        base = estimate_recipe(without, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
+        raw = estimate_recipe(ungated, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
         record, stage = records[path]
         applied = set(getattr(stage, "kept_classes_", []))
         heads = {name: {e: ScoreResult.of(getattr(x, e)) for e in ESTIMATES} for name, x in
@@ -286,17 +301,15 @@ def _warm_chain(recipe: Recipe, fit: list[str], scored: list[str], *, base_dir, 
         score_clips(scorer or official_scorer, det, loaded.tables["truth"], scored, recipe.scoring)
 
 
-def _warm_here(job, loaded: dict[str, LoadedInputs], cache: StageCache, scorer: Scorer | None,
-               source: str | None) -> None:
+def _warm_here(job, loaded: dict[str, LoadedInputs], cache: StageCache, scorer: Scorer, source: str | None,
+               metrics_by_key: dict) -> None:
     """:func:`_warm_chain` on a thread of this process: the inputs, caches and imports are this
-    process's own."""
-    from calib.recipe.scoring import official_scorer
-
-    recipe, fit, scored = job
+    process's own, and the metrics are kept in ``metrics_by_key`` (by :func:`score_key`) for the estimates."""
+    recipe, fit, clips = job
     ld = loaded[digest(recipe.inputs.to_dict())]
-    det = run_chain(recipe, ld.tables, ld.key, fit_clips=fit, cache=cache, log=lambda s: None,
-                    source=source).tables["detections"]
-    score_clips(scorer or official_scorer, det, ld.tables["truth"], scored, recipe.scoring)
+    res = run_chain(recipe, ld.tables, ld.key, fit_clips=fit, cache=cache, log=lambda s: None, source=source)
+    metrics = score_clips(scorer, res.tables["detections"], ld.tables["truth"], clips, recipe.scoring)
+    metrics_by_key[score_key(res.key, clips, recipe, scorer)] = metrics
 
 
 #: threads that run a portfolio's chains when they are too small for worker processes: about half
@@ -311,7 +324,8 @@ PORTFOLIO_S_PER_DET_CHAIN = 2e-5
 
 
 def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: Grid, *, cache: StageCache,
-                base_dir, scorer: Scorer | None, source: str | None, log: Log, allow_imports=()) -> int:
+                base_dir, scorer: Scorer, source: str | None, log: Log, allow_imports=(),
+                metrics_by_key: dict | None = None) -> int:
     """Run every chain of every variant (folds and site, gate gains) ahead, over the workers or the
     Dask cluster of the enclosing :func:`calib.score.parallel.scale_out` block, when it has more
     than one worker and the work is big enough, else on :data:`CHAIN_THREADS` threads of this
@@ -356,7 +370,8 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
             return 0
         log(f"portfolio: {len(unique)} chain(s) on {threads} threads of this process (too few detections to pay "
             "for worker processes)")
-        thread_map(_warm_here, [(job, loaded, cache, scorer, source) for job in unique], threads=threads,
+        memo = {} if metrics_by_key is None else metrics_by_key
+        thread_map(_warm_here, [(job, loaded, cache, scorer, source, memo) for job in unique], threads=threads,
                    desc="portfolio chains", unit="chain")
         return threads
     if s.backend != "dask":  # a cluster's workers have their own memory
@@ -467,7 +482,9 @@ def _warm_one(job, kw) -> None:
 
 
 def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cache: StageCache | None,
-                     scorer: Scorer, log: Log = print, source: str | None = None) -> VariantResult:
+                     scorer: Scorer, log: Log = print, source: str | None = None,
+                     metrics_by_key: dict | None = None) -> VariantResult:
+    """The variant's estimates (``metrics_by_key``: as :func:`estimate_recipe`)."""
     t0 = time.perf_counter()
     recipe = variant.recipe
     tables: Tables = loaded.tables
@@ -477,10 +494,10 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
     fit, evaluate = clip_sets(recipe, tables)
     dev = sorted(set(fit) | set(evaluate))
     learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.learns]
-    est = estimate_recipe(recipe, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
+    est = estimate_recipe(recipe, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
     in_sample, oof, site, note, k, full, final_key = (est.in_sample, est.oof, est.site, est.site_note, est.folds,
                                                       est.full, est.chain.key)
-    gains = gate_gains(recipe, est, loaded, grid, dev, cache=cache, scorer=scorer, source=source)
+    gains = gate_gains(recipe, est, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
     # Keep the submitted system's table in memory only when the cache does not hold it.
     in_cache = cache is not None and cache.has(final_key)
     res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, None if in_cache else full,
@@ -494,10 +511,11 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
 
 
 def _evaluate_logged(variant: Variant, loaded: LoadedInputs, grid: Grid, cache: StageCache, scorer: Scorer,
-                     source: str | None) -> tuple[VariantResult, list[str]]:
+                     source: str | None, metrics_by_key: dict) -> tuple[VariantResult, list[str]]:
     """:func:`evaluate_variant` on a thread, with its log lines kept for the caller to print in order."""
     lines: list[str] = []
-    return evaluate_variant(variant, loaded, grid, cache=cache, scorer=scorer, log=lines.append, source=source), lines
+    return evaluate_variant(variant, loaded, grid, cache=cache, scorer=scorer, log=lines.append, source=source,
+                            metrics_by_key=metrics_by_key), lines
 
 
 def run_portfolio(grid: Grid, base_path: str | os.PathLike, out_dir: str | os.PathLike, *,
@@ -539,9 +557,11 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
         if key not in loaded_by_inputs:
             loaded_by_inputs[key] = load_inputs(v.recipe, base_dir, cache_dir=cache.root, progress=progress, log=log)
             cache.remember(loaded_by_inputs[key].files)
+    metrics_by_key: dict = {}  # by score_key: a chain's output scored on the same clips is scored once
     threads = warm_chains(variants, loaded_by_inputs, grid, cache=cache, base_dir=base_dir, scorer=scorer,
-                          source=grid_source, log=log, allow_imports=allow_imports)
-    jobs = [(v, loaded_by_inputs[digest(v.recipe.inputs.to_dict())], grid, cache, scorer, grid_source) for v in variants]
+                          source=grid_source, log=log, allow_imports=allow_imports, metrics_by_key=metrics_by_key)
+    jobs = [(v, loaded_by_inputs[digest(v.recipe.inputs.to_dict())], grid, cache, scorer, grid_source, metrics_by_key)
+            for v in variants]
     if threads > 1:  # the chains were small enough for threads: so is assembling their estimates
         done = thread_map(_evaluate_logged, jobs, threads=threads, desc="portfolio variants", unit="variant")
         results = [r for r, _ in done]
@@ -552,7 +572,8 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
         results = []
         with progress_bar(jobs, desc="portfolio variants", unit="variant") as bar:
             for job in bar:
-                results.append(evaluate_variant(*job[:3], cache=job[3], scorer=job[4], log=log, source=job[5]))
+                results.append(evaluate_variant(*job[:3], cache=job[3], scorer=job[4], log=log, source=job[5],
+                                                metrics_by_key=job[6]))
     chosen, frag = choose([r.estimate() for r in results], max_systems=grid.max_systems, fragile_gap=grid.fragile_gap)
     for i, c in enumerate(chosen, start=1):
         log(f"system {i}: {c.name} ({c.role}): {c.reason}")

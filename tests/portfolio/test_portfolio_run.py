@@ -140,3 +140,26 @@ def test_a_grid_whose_recipe_names_a_module_is_refused_before_writing(tmp_path, 
     err = capsys.readouterr().err
     assert "names the module 'pf_feats_never_test'" in err and "--allow-import pf_feats_never_test" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_chains_on_threads_give_the_same_estimates_scoring_each_output_once(portfolio, tmp_path):
+    """With two jobs, chains too small for worker processes run on two threads and keep their
+    metrics: the estimates take them instead of scoring the same output on the same clips again
+    (only the pooled out-of-fold detections are new), and every file is the same as one job's."""
+    from calib.score.parallel import scale_out
+
+    res, out, _, grid = portfolio
+    calls = []
+
+    def counting(det, truth, scoring, *, gt_clips=None):
+        calls.append((tuple(sorted(det.select("clip", "frame", "class_id", "score").iter_rows())), tuple(gt_clips)))
+        return toy_scorer(det, truth, scoring, gt_clips=gt_clips)
+
+    with toy_stages(), scale_out(jobs=2, quiet=True):
+        log = []
+        run_portfolio(grid, out.parent / "data" / "recipe.toml", tmp_path / "two", base_dir=out.parent / "data",
+                      scorer=counting, log=log.append)
+    assert any("chain(s) on 2 threads of this process" in line for line in log)
+    assert len(calls) == len(set(calls))  # no output scored twice on the same clips
+    for name in ("estimates.json", "portfolio.json", "estimates.csv"):
+        assert (tmp_path / "two" / name).read_bytes() == (out / name).read_bytes()
