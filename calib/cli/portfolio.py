@@ -34,7 +34,9 @@ def add_parser(sub) -> None:
         "  calib portfolio grid.toml --data data/ --out portfolio/\n"
         "\n"
         "On a big set, --jobs N runs the variants' chains over N processes, and --backend dask --scheduler ADDRESS "
-        "on a Dask cluster (its workers need the same paths); the outputs are the same bytes either way.\n",
+        "on a Dask cluster (its workers need the same paths); on a set too small to pay for starting processes, "
+        "--jobs 2 or more runs the chains and the estimates on two threads here. The outputs are the same bytes "
+        "either way.\n",
     )
     p.add_argument("grid", metavar="GRID.toml")
     p.add_argument("--out", required=True, metavar="DIR")

@@ -436,8 +436,11 @@ def prepare_inputs(loaded, *, labels: bool) -> None:
 #: what the per-clip jobs of a portfolio's pool (ingest, GT maps, labels) import in its workers
 POOL_MODULES = ("calib.score.api", "calib.score.fast", "calib.score.pred_cache", "calib.io.dcase")
 
-#: what the chains and the report import here (LightGBM brings scikit-learn: about 1.5 s)
-CHAIN_MODULES = ("lightgbm", "matplotlib.figure", "matplotlib.backends.backend_agg")
+#: what the chains import here (LightGBM brings scikit-learn: about 1.2 s), while the workers render
+CHAIN_MODULES = ("lightgbm",)
+
+#: what the report imports here, while the estimates are assembled (the GT phase keeps both cores busy)
+REPORT_MODULES = ("matplotlib.figure", "matplotlib.backends.backend_agg")
 
 
 @contextlib.contextmanager
@@ -563,7 +566,8 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
     jobs = [(v, loaded_by_inputs[digest(v.recipe.inputs.to_dict())], grid, cache, scorer, grid_source, metrics_by_key)
             for v in variants]
     if threads > 1:  # the chains were small enough for threads: so is assembling their estimates
-        done = thread_map(_evaluate_logged, jobs, threads=threads, desc="portfolio variants", unit="variant")
+        with preloaded(REPORT_MODULES):
+            done = thread_map(_evaluate_logged, jobs, threads=threads, desc="portfolio variants", unit="variant")
         results = [r for r, _ in done]
         for _, lines in done:  # in the variants' order
             for line in lines:
