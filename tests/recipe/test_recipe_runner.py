@@ -308,10 +308,10 @@ def test_chains_on_threads_share_one_stage_cache(toys, data, tmp_path, monkeypat
     """A portfolio's small chains run on threads (calib.score.parallel.thread_map) through one stage
     cache, saving, loading and evicting entries from its memory at once: each chain gives what it
     gives alone, and every entry is stored once."""
-    import threading
     import time
 
     from calib.recipe import cache as stage_cache
+    from tests.threads import errors_on_threads
 
     monkeypatch.setattr(stage_cache, "MEMORY_BYTES", 3000)  # a few entries: threads evict each other's
     recipes = [Recipe.from_dict(recipe_dict(stages=[{"type": "t_add", "delta": d}, {"type": "t_bias", "weight": w},
@@ -336,22 +336,14 @@ def test_chains_on_threads_share_one_stage_cache(toys, data, tmp_path, monkeypat
     shared = StageCache(tmp_path / "shared")
     shared._memory = Pausing()
     shared.remember(loaded.files)
-    got, errors = [None] * len(jobs), []
+    got = [None] * len(jobs)
 
     def work(t):
-        try:
-            for _ in range(3):  # later rounds are answered by the cache
-                for i in [*range(t, len(jobs), 4), *range(len(jobs) - 1 - t, -1, -4)]:
-                    r, fit = jobs[i]
-                    got[i] = run_chain(r, loaded.tables, loaded.key, fit_clips=fit, cache=shared).tables["detections"]
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
+        for _ in range(3):  # later rounds are answered by the cache
+            for i in [*range(t, len(jobs), 4), *range(len(jobs) - 1 - t, -1, -4)]:
+                r, fit = jobs[i]
+                got[i] = run_chain(r, loaded.tables, loaded.key, fit_clips=fit, cache=shared).tables["detections"]
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    assert errors_on_threads(work) == []
     assert all(g.equals(a) for g, a in zip(got, alone))
     assert not list((tmp_path / "shared" / "stages").glob(".*"))  # no temporary folder left

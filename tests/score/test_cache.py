@@ -168,8 +168,9 @@ def test_threads_sharing_the_cache_keep_its_accounting_right():
     """Chains on threads (calib.score.parallel.thread_map) get and put at once, evicting each
     other's entries: no entry vanishes between a check and its use, and the byte count stays the
     sum of what is held (the lookups here pause, so another thread gets in between)."""
-    import threading
     from collections import OrderedDict
+
+    from tests.threads import errors_on_threads
 
     class Pausing(OrderedDict):
         def __contains__(self, key):
@@ -177,22 +178,14 @@ def test_threads_sharing_the_cache_keep_its_accounting_right():
             time.sleep(1e-4)  # lets another thread run between a check and what follows it
             return found
 
-    cache, errors = MapCache(budget=3 * 64), []
+    cache = MapCache(budget=3 * 64)
     cache._mem = Pausing()
 
     def hammer(t):
-        try:
-            for i in range(150):
-                key = f"k{(i * 7 + t) % 5}"
-                if cache.get(key, None, _Blob) is None:
-                    cache.put(key, _Blob(64), None)
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
+        for i in range(150):
+            key = f"k{(i * 7 + t) % 5}"
+            if cache.get(key, None, _Blob) is None:
+                cache.put(key, _Blob(64), None)
 
-    threads = [threading.Thread(target=hammer, args=(t,)) for t in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    assert errors_on_threads(hammer) == []
     assert cache._bytes == sum(size for _, size in cache._mem.values()) <= 3 * 64

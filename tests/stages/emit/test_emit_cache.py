@@ -210,10 +210,10 @@ def test_threads_sharing_the_cache_get_the_right_points(monkeypatch):
     """Chains on threads (calib.score.parallel.thread_map) emit through one cache at once, with
     blocks evicted under them: every answer is still the emitter's own (an index is built slowly
     here, so another thread changes the blocks meanwhile unless locked out)."""
-    import threading
     import time
 
     from calib.stages.emit import cache as emit_cache_module
+    from tests.threads import errors_on_threads
 
     polys = [[A], [B], [C], [A[:4]], [B[::-1]], [C[1:]]]
     fp = from_polygons(polys)
@@ -228,23 +228,15 @@ def test_threads_sharing_the_cache_get_the_right_points(monkeypatch):
         return index
 
     monkeypatch.setattr(emit_cache_module, "_build_index", slow_build)
-    shared, errors = EmitCache(max_bytes=900), []
+    shared = EmitCache(max_bytes=900)
 
     def hammer(t):
-        try:
-            rng = np.random.default_rng(t)
-            for _ in range(40):
-                rows = rng.permutation(6)[: rng.integers(1, 7)]
-                out = emit_cached(fp.take(rows), np.zeros(rows.size), emit, "g", cache=shared)
-                got = [p.polygons(i)[0].tolist() for p in out for i in range(p.n)]
-                assert got == [expected[r] for r in rows]
-        except Exception as e:  # noqa: BLE001 (reported below)
-            errors.append(e)
+        rng = np.random.default_rng(t)
+        for _ in range(40):
+            rows = rng.permutation(6)[: rng.integers(1, 7)]
+            out = emit_cached(fp.take(rows), np.zeros(rows.size), emit, "g", cache=shared)
+            got = [p.polygons(i)[0].tolist() for p in out for i in range(p.n)]
+            assert got == [expected[r] for r in rows]
 
-    threads = [threading.Thread(target=hammer, args=(t,)) for t in range(4)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert errors == []
+    assert errors_on_threads(hammer) == []
     assert 0 < shared.nbytes <= 900
