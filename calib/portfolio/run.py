@@ -219,8 +219,9 @@ def gate_gains(recipe: Recipe, est: Estimates, loaded: LoadedInputs, grid: Grid,
             continue
         path = f"stages[{i}]"
         without, ungated = _counterfactuals(recipe, i)
-        base = estimate_recipe(without, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
-        raw = estimate_recipe(ungated, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
+        same = dict(cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
+        base = estimate_recipe(without, loaded, grid, dev, **same)
+        raw = estimate_recipe(ungated, loaded, grid, dev, **same)
         record, stage = records[path]
         applied = set(getattr(stage, "kept_classes_", []))
         heads = {name: {e: ScoreResult.of(getattr(x, e)) for e in ESTIMATES} for name, x in
@@ -304,7 +305,8 @@ def _warm_chain(recipe: Recipe, fit: list[str], scored: list[str], *, base_dir, 
 def _warm_here(job, loaded: dict[str, LoadedInputs], cache: StageCache, scorer: Scorer, source: str | None,
                metrics_by_key: dict) -> None:
     """:func:`_warm_chain` on a thread of this process: the inputs, caches and imports are this
-    process's own, and the metrics are kept in ``metrics_by_key`` (by :func:`score_key`) for the estimates."""
+    process's own, and the metrics are kept in ``metrics_by_key`` (by :func:`score_key`) for the
+    estimates."""
     recipe, fit, clips = job
     ld = loaded[digest(recipe.inputs.to_dict())]
     res = run_chain(recipe, ld.tables, ld.key, fit_clips=fit, cache=cache, log=lambda s: None, source=source)
@@ -314,7 +316,7 @@ def _warm_here(job, loaded: dict[str, LoadedInputs], cache: StageCache, scorer: 
 
 #: threads that run a portfolio's chains when they are too small for worker processes: about half
 #: of a chain's work holds the GIL (the rest is LightGBM, polars, Parquet, Qhull), so more threads
-#: add little (4 lowthr clips x 300 frames on 2 cores: the chains' 8-10 s take 6-7 s on 2 threads)
+#: add little (4 lowthr clips x 300 frames on 2 cores: the chains' 6.5-8 s on one thread take 4-5 s)
 CHAIN_THREADS = 2
 
 #: rough in-process seconds per input detection and chain of a portfolio (stages, emission,
@@ -332,8 +334,8 @@ def warm_chains(variants: list[Variant], loaded: dict[str, LoadedInputs], grid: 
     process (chains too small to pay for starting workers, importing LightGBM in them and sending
     them the inputs). Returns the threads of this process that ran them (0: workers or a cluster
     ran them, or nothing ran ahead, the estimates run them one by one). The results reach the
-    parent through the caches only, and the estimates are then assembled in order exactly as without workers: the outputs
-    are the same bytes whatever the jobs or backend.
+    estimates through the caches only, and the estimates are then assembled in order exactly as
+    without workers: the outputs are the same bytes whatever the jobs or backend.
 
     Whenever there are workers, the GT maps and the input detections' rerank labels are first
     computed over them, clip by clip (:func:`prepare_inputs`), even when the chains themselves
@@ -497,10 +499,11 @@ def evaluate_variant(variant: Variant, loaded: LoadedInputs, grid: Grid, *, cach
     fit, evaluate = clip_sets(recipe, tables)
     dev = sorted(set(fit) | set(evaluate))
     learned = [spec.address if path != "emit" else "emit" for path, spec in recipe.chain() if spec.learns]
-    est = estimate_recipe(recipe, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
+    same = dict(cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
+    est = estimate_recipe(recipe, loaded, grid, dev, **same)
     in_sample, oof, site, note, k, full, final_key = (est.in_sample, est.oof, est.site, est.site_note, est.folds,
                                                       est.full, est.chain.key)
-    gains = gate_gains(recipe, est, loaded, grid, dev, cache=cache, scorer=scorer, source=source, metrics_by_key=metrics_by_key)
+    gains = gate_gains(recipe, est, loaded, grid, dev, **same)
     # Keep the submitted system's table in memory only when the cache does not hold it.
     in_cache = cache is not None and cache.has(final_key)
     res = VariantResult(variant, learned, dev, k, in_sample, oof, site, note, None if in_cache else full,
@@ -563,9 +566,9 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
     metrics_by_key: dict = {}  # by score_key: a chain's output scored on the same clips is scored once
     threads = warm_chains(variants, loaded_by_inputs, grid, cache=cache, base_dir=base_dir, scorer=scorer,
                           source=grid_source, log=log, allow_imports=allow_imports, metrics_by_key=metrics_by_key)
-    jobs = [(v, loaded_by_inputs[digest(v.recipe.inputs.to_dict())], grid, cache, scorer, grid_source, metrics_by_key)
-            for v in variants]
+    inputs_of = {v.name: loaded_by_inputs[digest(v.recipe.inputs.to_dict())] for v in variants}
     if threads > 1:  # the chains were small enough for threads: so is assembling their estimates
+        jobs = [(v, inputs_of[v.name], grid, cache, scorer, grid_source, metrics_by_key) for v in variants]
         with preloaded(REPORT_MODULES):
             done = thread_map(_evaluate_logged, jobs, threads=threads, desc="portfolio variants", unit="variant")
         results = [r for r, _ in done]
@@ -574,10 +577,10 @@ def _run_portfolio(grid: Grid, base_path, out: Path, *, base_dir, cache_dir, sco
                 log(line)
     else:
         results = []
-        with progress_bar(jobs, desc="portfolio variants", unit="variant") as bar:
-            for job in bar:
-                results.append(evaluate_variant(*job[:3], cache=job[3], scorer=job[4], log=log, source=job[5],
-                                                metrics_by_key=job[6]))
+        with progress_bar(variants, desc="portfolio variants", unit="variant") as bar:
+            for v in bar:
+                results.append(evaluate_variant(v, inputs_of[v.name], grid, cache=cache, scorer=scorer, log=log,
+                                                source=grid_source, metrics_by_key=metrics_by_key))
     chosen, frag = choose([r.estimate() for r in results], max_systems=grid.max_systems, fragile_gap=grid.fragile_gap)
     for i, c in enumerate(chosen, start=1):
         log(f"system {i}: {c.name} ({c.role}): {c.reason}")
