@@ -396,8 +396,14 @@ def choose_rows(old: FlatPoints, new: FlatPoints, use_new: np.ndarray) -> FlatPo
 
 def round_points(fp: FlatPoints) -> FlatPoints:
     """Emitted numbers rounded (coordinates to 4, intensities to 6 decimals) and kept on the canvas."""
-    return fp.with_values(np.minimum(np.maximum(np.round(fp.x, XY_DECIMALS), 0.0), 360.0),
-                          np.minimum(np.maximum(np.round(fp.y, XY_DECIMALS), 0.0), 180.0), np.round(fp.e, E_DECIMALS))
+    # the clipping done in the rounded arrays: an emitter's output is the largest set of arrays
+    # made, and every temporary of its size is memory the kernel hands over page by page
+    x = np.round(fp.x, XY_DECIMALS)
+    y = np.round(fp.y, XY_DECIMALS)
+    for v, top in ((x, 360.0), (y, 180.0)):
+        np.maximum(v, 0.0, out=v)
+        np.minimum(v, top, out=v)
+    return fp.with_values(x, y, np.round(fp.e, E_DECIMALS))
 
 
 def points_series(parts: list[FlatPoints], name: str = "points") -> pl.Series:

@@ -115,13 +115,15 @@ class Raster:
         row_unit, cnt, x, y, v = self._kept_pixels(min_value)
         return np.repeat(row_unit, cnt), x, y, v
 
-    def pixel_counts(self, min_value=0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`pixels` with, instead of each pixel's unit, the number of pixels of each unit."""
-        row_unit, cnt, x, y, v = self._kept_pixels(min_value)
+    def pixel_counts(self, min_value=0.0, dtype=np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`pixels` with, instead of each pixel's unit, the number of pixels of each unit
+        (x and y of type ``dtype``: float64 for points, without an int64 copy made first)."""
+        row_unit, cnt, x, y, v = self._kept_pixels(min_value, dtype)
         return np.bincount(row_unit, weights=cnt, minlength=self.n).astype(np.int64), x, y, v
 
-    def _kept_pixels(self, min_value):
-        """(unit of each window row, its number of kept pixels, x, y, value of the kept pixels)."""
+    def _kept_pixels(self, min_value, dtype=np.int64):
+        """(unit of each window row, its number of kept pixels, x, y (``dtype``), value of the kept
+        pixels)."""
         thr = np.broadcast_to(np.asarray(min_value, np.float64), (self.n,))
         if self.values.size == 0:
             z = np.zeros(0, np.int64)
@@ -137,8 +139,9 @@ class Raster:
         row = ragged_arange(self.h)
         row_at = self.off[row_unit] + row * self.w[row_unit]  # buffer index of the row's first pixel
         cnt = np.diff(np.searchsorted(idx, np.r_[row_at, self.off[-1]]))
-        return (row_unit, cnt, idx + np.repeat(self.x0[row_unit] - row_at, cnt),
-                np.repeat(row + self.y0[row_unit], cnt), self.values[idx])
+        # (whole numbers: the same values in any dtype that holds them)
+        return (row_unit, cnt, np.add(idx, np.repeat(self.x0[row_unit] - row_at, cnt), dtype=dtype),
+                np.repeat((row + self.y0[row_unit]).astype(dtype), cnt), self.values[idx])
 
     def window(self, i: int) -> np.ndarray:
         """Unit i's map as an (h, w) array (a view)."""

@@ -195,7 +195,8 @@ def rewrite_points(df: pl.DataFrame, emit: BatchEmitter, rows: np.ndarray | None
         block = _rewrite_block(df.slice(a, b - a).select("points", *(["score"] if "score" in df.columns else [])),
                                emit, sub_rows, grow, emitter, None if extra is None else extra[a:b], max_cost)
         parts.append(block.get_column("points"))
-    return df.with_columns(pl.concat(parts, rechunk=True))
+    # kept as chunks, as one block's output is: joining them copied every emitted point again
+    return df.with_columns(pl.concat(parts, rechunk=False))
 
 
 def _rewrite_block(df: pl.DataFrame, emit: BatchEmitter, rows, grow: float, emitter: str | None,

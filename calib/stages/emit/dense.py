@@ -32,9 +32,9 @@ def dense_sets(fp: FlatPoints, *, frac: float = 0.1, spread: float = 0.0) -> Den
     r = rasterize(fp.per_polygon(), spread=spread)
     det_peak = np.zeros(fp.n)
     np.maximum.at(det_peak, fp.det_of_poly, r.peak)
-    counts, x, y, v = r.pixel_counts(frac * det_peak[fp.det_of_poly])
+    counts, x, y, v = r.pixel_counts(frac * det_peak[fp.det_of_poly], dtype=np.float64)
     units = np.flatnonzero(counts)
-    sets = FlatPoints(x.astype(np.float64), y.astype(np.float64), v, np.arange(units.size + 1, dtype=np.int64),
+    sets = FlatPoints(x, y, v, np.arange(units.size + 1, dtype=np.int64),
                       offsets_of(counts[units]))
     return DenseSets(sets, fp.det_of_poly[units], units, r)
 
