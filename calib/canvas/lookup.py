@@ -523,11 +523,7 @@ class FilledMaps:
     shape: SupportShape  # of ``raster``'s maps
     fallback: np.ndarray  # int per unit: its map in ``grown`` (-1: none)
     grown: Raster | None
-
-    @property
-    def points(self) -> FlatPoints:
-        """The units' points, x unwrapped."""
-        return self.raster.points
+    points: FlatPoints  # the units' points, x unwrapped (``raster`` has none for the fallback units)
 
     def at(self, unit, px, py) -> np.ndarray:
         """Filled values at integer pixels (unwrapped x) of the given units; 0 off their grown windows."""
@@ -584,22 +580,36 @@ def _filled(r: Raster, shape: SupportShape, u: np.ndarray, px: np.ndarray, py: n
 
 def filled_maps(pts: FlatPoints, grow: float) -> FilledMaps:
     """:class:`FilledMaps` of the detections of ``pts`` with windows grown by ``grow`` degrees."""
-    r = rasterize(pts)
-    x0, y0, w, h, _ = _windows(pts, r.points.x, grow)
-    shape = support_shape(r.values, r.off, r.w, r.h)
-    bad = ~(np.isfinite(r.points.x) & np.isfinite(pts.y))
+    xu = pts.seam_x
+    x0, y0, w, h, _ = _windows(pts, xu, grow)
+    bad = ~(np.isfinite(xu) & np.isfinite(pts.y))
     odd = np.bincount(pts.row, weights=bad, minlength=pts.n) > 0 if pts.n_points else np.zeros(pts.n, bool)
     # windows trimmed to the circle once grown (rare) are drawn again, grown; rows are clipped to
     # [0, 180] alike at any size
-    xu = r.points.x
     trimmed = np.ceil(pts.reduce(np.maximum, xu) + grow) - np.floor(pts.reduce(np.minimum, xu) - grow) + 1 > WIDTH
     redraw = np.flatnonzero(trimmed | odd)
     fallback = np.full(pts.n, -1)
     grown = None
+    drawn = pts
     if redraw.size:
         fallback[redraw] = np.arange(redraw.size)
         grown = rasterize(pts.take(redraw), pad=grow)
-    return FilledMaps(x0, y0, w, h, r, shape, fallback, grown)
+        # their maps on their points' box would never be read: not drawn (they are the wide
+        # detections, often triangulated by Qhull)
+        drawn = _emptied(pts, redraw)
+    r = rasterize(drawn)
+    shape = support_shape(r.values, r.off, r.w, r.h)
+    return FilledMaps(x0, y0, w, h, r, shape, fallback, grown, pts.with_values(x=xu))
+
+
+def _emptied(pts: FlatPoints, rows: np.ndarray) -> FlatPoints:
+    """``pts`` with the detections ``rows`` left without polygons (the others as they are)."""
+    keep = np.ones(pts.n, bool)
+    keep[rows] = False
+    keep_poly = keep[pts.det_of_poly]
+    per_det = np.where(keep, np.diff(pts.det_off), 0)
+    pick = keep[pts.row]
+    return FlatPoints(pts.x[pick], pts.y[pick], pts.e[pick], offsets_of(per_det), offsets_of(pts.poly_count[keep_poly]))
 
 
 __all__ = ["FilledMaps", "MapLookup", "filled_maps", "map_lookup"]
