@@ -154,6 +154,8 @@ def test_filled_maps_equal_the_grown_rasters_nearest_fill(grow):
     assert np.array_equal(fm.y0, g.y0) and np.array_equal(fm.h, g.h)
     assert (~fm.shape.convex & (fm.raster.peak > 0)).sum() >= 2  # read by their runs
     assert (fm.fallback[-2] >= 0) == (grow > 10)  # the whole circle: clipped once grown
+    assert (np.diff(fm.raster.off)[fm.fallback >= 0] == 0).all()  # drawn once: grown, not on its points' box too
+    assert np.array_equal(fm.points.x, fp.seam_x) and np.array_equal(fm.points.det_off, fp.det_off)
     # every pixel of the grown windows and a ring beyond them
     u = np.repeat(np.arange(g.n), (g.w + 4) * (g.h + 4))
     loc = np.concatenate([np.arange(k) for k in ((g.w + 4) * (g.h + 4)).tolist()])
