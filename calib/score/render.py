@@ -140,7 +140,7 @@ class _Batch:
     def blocks(self):
         """(owner, y0, x0, block) per queued polygon; block float64 with NaN and negatives 0."""
         install_transforms([it[1] for it in self.items])
-        owner, corner, shape, simplex, transform, corners, values = [], [], [], [], [], [], []
+        owner, corner, shape, simplex, transform, corner_values = [], [], [], [], [], []
         for k, tri, (y0, y1, x0, x1), xs, ys, vals in self.items:
             T = tri.transform
             if np.isnan(T[:, 0, 0]).any():
@@ -154,21 +154,19 @@ class _Batch:
             corner.append((y0, x0))
             shape.append((y1 - y0 + 1, x1 - x0 + 1))
             # the walk LinearNDInterpolator takes over the box's grid points (start 0, eps 100 ulp)
-            simplex.append(tri.find_simplex(_GRID[y0 : y1 + 1, x0 : x1 + 1].reshape(-1, 2)))
-            transform.append(T)
-            corners.append(tri.simplices)
-            values.append(vals)
+            found = tri.find_simplex(_GRID[y0 : y1 + 1, x0 : x1 + 1].reshape(-1, 2))
+            simplex.append(found)
+            # only the triangles a grid point falls in (tens of a polygon's ~1,000), taken here
+            hit = found[found >= 0]
+            transform.append(T[hit])
+            corner_values.append(vals.astype(np.float64)[tri.simplices[hit]])
         if not owner:
             return
         n_q = np.array([h * w for h, w in shape])
-        n_s = np.array([t.shape[0] for t in transform])
-        n_v = np.array([v.size for v in values])
         s = np.concatenate(simplex)
         inside = s >= 0
-        si = (s + np.repeat(np.cumsum(n_s) - n_s, n_q))[inside]  # into the stacked simplices
-        T = np.concatenate(transform)[si]
-        vertex = np.concatenate(corners) + np.repeat(np.cumsum(n_v) - n_v, n_s)[:, None]
-        v = np.concatenate(values).astype(np.float64)[vertex[si]]
+        T = np.concatenate(transform)  # per grid point inside a triangle, in grid order
+        v = np.concatenate(corner_values)
         q = np.concatenate([_GRID[y0 : y0 + h, x0 : x0 + w].reshape(-1, 2)
                             for (y0, x0), (h, w) in zip(corner, shape)])[inside]
         d0 = q[:, 0] - T[:, 2, 0]

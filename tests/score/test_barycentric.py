@@ -77,7 +77,10 @@ def test_ill_conditioned_triangles_are_not_certified():
     assert ok[area > 1].all()
 
 
-def test_installed_transforms_are_the_ones_scipy_reads():
+@pytest.mark.parametrize("run", [None, 7])  # 7: runs of triangles that cut across triangulations
+def test_installed_transforms_are_the_ones_scipy_reads(run, monkeypatch):
+    if run is not None:
+        monkeypatch.setattr(barycentric, "_TRANSFORM_RUN", run)
     if variant() is None:
         pytest.skip("no vectorized transforms on this machine")
     tris = triangulations()
