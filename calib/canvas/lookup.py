@@ -512,8 +512,8 @@ class FilledMaps:
     off the grown window), with each map drawn on its points' box only (``pad=0``): the support
     lies inside that box, and the nearest support pixel of a pixel beyond it is found by the
     support's lines (:mod:`calib.canvas.nearest`; runs for a support not convex-like) all the
-    same. Maps whose window is trimmed to the circle once grown are drawn again, grown
-    (``fallback``, ``grown``), and read so too."""
+    same. Maps whose window is trimmed to the circle once grown are drawn grown instead
+    (``fallback``, ``grown``; ``raster`` holds nothing of them), and read so."""
 
     x0: np.ndarray  # the grown windows
     y0: np.ndarray
@@ -584,7 +584,7 @@ def filled_maps(pts: FlatPoints, grow: float) -> FilledMaps:
     x0, y0, w, h, _ = _windows(pts, xu, grow)
     bad = ~(np.isfinite(xu) & np.isfinite(pts.y))
     odd = np.bincount(pts.row, weights=bad, minlength=pts.n) > 0 if pts.n_points else np.zeros(pts.n, bool)
-    # windows trimmed to the circle once grown (rare) are drawn again, grown; rows are clipped to
+    # windows trimmed to the circle once grown (rare) are drawn grown instead; rows are clipped to
     # [0, 180] alike at any size
     trimmed = np.ceil(pts.reduce(np.maximum, xu) + grow) - np.floor(pts.reduce(np.minimum, xu) - grow) + 1 > WIDTH
     redraw = np.flatnonzero(trimmed | odd)
