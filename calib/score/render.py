@@ -159,7 +159,7 @@ class _Batch:
             # only the triangles a grid point falls in (tens of a polygon's ~1,000), taken here
             hit = found[found >= 0]
             transform.append(T[hit])
-            corner_values.append(vals.astype(np.float64)[tri.simplices[hit]])
+            corner_values.append(vals[tri.simplices[hit]].astype(np.float64))
         if not owner:
             return
         n_q = np.array([h * w for h, w in shape])
