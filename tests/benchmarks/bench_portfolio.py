@@ -61,7 +61,9 @@ def flat_gt(data: Path, out: Path) -> Path:
     """The synthetic set keeps GT per split folder; link the dev clips' files into one folder."""
     out.mkdir(parents=True, exist_ok=True)
     for f in sorted((data / "gt").rglob("*.json")):
-        (out / f.name).symlink_to(f.resolve())
+        link = out / f.name
+        link.unlink(missing_ok=True)  # a kept folder run again
+        link.symlink_to(f.resolve())
     return out
 
 
