@@ -2,10 +2,11 @@
 on a synthetic set of the real dev test's size (78 clips x 1,500 frames, the lowthr system), each
 as a user runs it (a fresh ``calib`` process, nothing cached). Prints the time of every phase (each
 line the command logs closes one: synth, ingest, each stage, scoring, writing), the stage times
-from run.json, the wall time of each command and its peak resident memory (the largest sum over the command's process tree: the calib process and its pool workers, sampled
-with psutil; the largest single process without it). The portfolio shares the run's cache
-(``--cache``), as the README advises, so the GT maps the run rendered are not rendered again
-(``--cold-portfolio``: its own cache, everything rendered again). Targets on 2 cores: run < 10 min,
+from run.json, the wall time of each command, its CPU seconds (how many of the cores it kept busy, per
+phase too) and its peak resident memory (the largest sum over the command's process tree: the calib
+process and its pool workers, sampled with psutil; the largest single process without it). The
+portfolio shares the run's cache (``--cache``), as the README advises, so the GT maps the run
+rendered are not rendered again (``--cold-portfolio``: its own cache, everything rendered again). Targets on 2 cores: run < 10 min,
 portfolio < 45 min, peak < 8 GiB. Asserts nothing.
 
     PYTHONPATH=$PWD python tests/benchmarks/bench_devscale.py [--clips 78 --frames 1500] [--jobs 1]
@@ -27,15 +28,16 @@ from pathlib import Path
 
 from bench_portfolio import GRID  # the issue's 4-variant portfolio (this script's folder is on sys.path)
 
-#: run in a wrapper process: the command's output line by line with the seconds since its start,
-#: then the peak memory (KiB): the largest sum of the resident sets of the command's whole process
-#: tree (the calib process and its pool workers), sampled every 0.2 s with psutil when it is
-#: installed (the dask extra brings it), else the largest single process (ru_maxrss)
+#: run in a wrapper process: the command's output line by line with the seconds since its start and
+#: the CPU seconds its process tree (the calib process and its pool workers) had used by then, then
+#: the peak memory (KiB): the largest sum of the tree's resident sets, sampled every 0.2 s with
+#: psutil when it is installed (the dask extra brings it), else the largest single process
+#: (ru_maxrss), and the tree's CPU seconds in all (getrusage of the waited-for processes)
 WRAPPER = r"""
 import resource, subprocess, sys, threading, time
 t0 = time.perf_counter()
 p = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True, bufsize=1)
-peak = [0]
+peak, cpu = [0], [0.0]
 try:
     import psutil
 except ImportError:
@@ -46,39 +48,45 @@ def sample():
         try:
             procs = [root, *root.children(recursive=True)]
             peak[0] = max(peak[0], sum(q.memory_info().rss for q in procs) // 1024)
+            t = [q.cpu_times() for q in procs]
+            cpu[0] = max(cpu[0], sum(c.user + c.system + c.children_user + c.children_system for c in t))
         except psutil.Error:
             pass
         time.sleep(0.2)
 if psutil is not None:
     threading.Thread(target=sample, daemon=True).start()
 for line in p.stdout:
-    print(f"{time.perf_counter() - t0:10.2f} {line.rstrip()}", flush=True)
+    print(f"{time.perf_counter() - t0:10.2f} {cpu[0]:10.2f} {line.rstrip()}", flush=True)
 rc = p.wait()
-kib = max(peak[0], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-print(f"@@ {rc} {time.perf_counter() - t0:.3f} {kib}", flush=True)
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+kib = max(peak[0], use.ru_maxrss)
+print(f"@@ {rc} {time.perf_counter() - t0:.3f} {kib} {use.ru_utime + use.ru_stime:.1f}", flush=True)
 """
 
 
 def calib(title: str, *args: str) -> tuple[float, float]:
     """Run ``calib ARGS`` in a wrapper; print its phases (each logged line with the seconds since the
-    previous one); return (wall seconds, peak RSS GiB)."""
+    previous one, and how many cores its process tree kept busy meanwhile, when psutil can tell);
+    return (wall seconds, peak RSS GiB)."""
     print(f"\n== {title}: calib {' '.join(args)}", flush=True)
     proc = subprocess.Popen([sys.executable, "-c", WRAPPER, sys.executable, "-m", "calib", *args],
                             stdout=subprocess.PIPE, text=True, bufsize=1)
-    prev, wall, peak, rc = 0.0, 0.0, 0.0, 0
+    prev, prev_cpu, wall, peak, cpu, rc = 0.0, 0.0, 0.0, 0.0, 0.0, 0
     for line in proc.stdout:
         if line.startswith("@@ "):
-            _, code, secs, kib = line.split()
-            rc, wall, peak = int(code), float(secs), int(kib) / 2**20
+            _, code, secs, kib, used = line.split()
+            rc, wall, peak, cpu = int(code), float(secs), int(kib) / 2**20, float(used)
             continue
-        t, _, text = line.strip().partition(" ")
-        t = float(t)
-        print(f"  {t - prev:8.2f} s  {text.strip()[:140]}", flush=True)
-        prev = t
+        t, c, *rest = line.split(None, 2)
+        t, c, text = float(t), float(c), rest[0] if rest else ""
+        busy = f"{(c - prev_cpu) / (t - prev):4.1f} cores" if c > prev_cpu and t > prev else " " * 10
+        print(f"  {t - prev:8.2f} s {busy}  {text.strip()[:140]}", flush=True)
+        prev, prev_cpu = t, max(prev_cpu, c)
     proc.wait()
     if rc:
         raise SystemExit(f"calib {args[0]} failed (exit {rc})")
-    print(f"  {title}: {wall:.1f} s wall ({wall / 60:.2f} min), peak RSS {peak:.2f} GiB", flush=True)
+    print(f"  {title}: {wall:.1f} s wall ({wall / 60:.2f} min), {cpu:.0f} CPU-seconds ({cpu / wall:.2f} cores busy "
+          f"on average), peak RSS {peak:.2f} GiB", flush=True)
     return wall, peak
 
 
