@@ -6,8 +6,8 @@ from run.json, the wall time of each command, its CPU seconds (how many of the c
 phase too) and its peak resident memory (the largest sum over the command's process tree: the calib
 process and its pool workers, sampled with psutil; the largest single process without it). The
 portfolio shares the run's cache (``--cache``), as the README advises, so the GT maps the run
-rendered are not rendered again (``--cold-portfolio``: its own cache, everything rendered again). Targets on 2 cores: run < 10 min,
-portfolio < 45 min, peak < 8 GiB. Asserts nothing.
+rendered are not rendered again (``--cold-portfolio``: its own cache, everything rendered again).
+Targets on 2 cores: run < 10 min, portfolio < 45 min, peak < 8 GiB. Asserts nothing.
 
     PYTHONPATH=$PWD python tests/benchmarks/bench_devscale.py [--clips 78 --frames 1500] [--jobs 1]
         [--skip-portfolio] [--cold-portfolio] [--keep DIR] [--data EXISTING_SYNTH_DIR]
