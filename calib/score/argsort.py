@@ -140,22 +140,45 @@ def _network(num_vecs: int, lanes: int) -> tuple[tuple[np.ndarray, np.ndarray], 
                  for L in layers)
 
 
-def _network_sort(keys: np.ndarray, arg: np.ndarray, left: int, n: int, lanes: int) -> None:
-    num_vecs = NETWORK_MAX // lanes
-    while num_vecs > 1 and n * 2 <= num_vecs * lanes:
-        num_vecs //= 2
-    size = num_vecs * lanes
-    k = np.full(size, np.inf)
-    idx = np.full(size, -1, dtype=np.intp)
-    idx[:n] = arg[left : left + n]
-    k[:n] = keys[idx[:n]]
-    for lo, hi in _network(num_vecs, lanes):
-        swap = k[lo] > k[hi]
-        if swap.any():
-            a, b = lo[swap], hi[swap]
-            k[a], k[b] = k[b], k[a].copy()
-            idx[a], idx[b] = idx[b], idx[a].copy()
-    arg[left : left + n] = idx[:n]
+def _network_sizes(n: np.ndarray, lanes: int) -> np.ndarray:
+    """Registers argsort_n_vec sorts ``n`` keys in: the fewest, halving from NETWORK_MAX / lanes,
+    that leave more than half of them holding keys."""
+    num_vecs = np.full(n.shape, NETWORK_MAX // lanes, dtype=np.intp)
+    while True:
+        halve = (num_vecs > 1) & (n * 2 <= num_vecs * lanes)
+        if not halve.any():
+            return num_vecs
+        num_vecs[halve] //= 2
+
+
+def _network_sort(keys: np.ndarray, arg: np.ndarray, leaves: list[tuple[int, int]], lanes: int) -> None:
+    """Sort each leaf ``(left, n)`` of ``arg`` (at most NETWORK_MAX keys, padded with +inf) with its
+    bitonic network. A network's compare-exchanges do not depend on the keys, so the leaves of one
+    network size go through it together, one numpy call per layer for all of them (the same swaps
+    as leaf by leaf: the leaves are disjoint)."""
+    if not leaves:
+        return
+    left = np.array([a for a, _ in leaves], dtype=np.intp)
+    n = np.array([m for _, m in leaves], dtype=np.intp)
+    num_vecs = _network_sizes(n, lanes)
+    for nv in np.unique(num_vecs).tolist():
+        sel = num_vecs == nv
+        size = nv * lanes
+        # (size, leaves): a layer's positions are whole rows, gathered as contiguous blocks
+        valid = np.arange(size)[:, None] < n[None, sel]  # a key, not padding
+        src = left[None, sel] + np.arange(size)[:, None]
+        idx = np.full(valid.shape, -1, dtype=np.intp)
+        idx[valid] = arg[src[valid]]
+        k = np.full(valid.shape, np.inf)
+        k[valid] = keys[idx[valid]]
+        for lo, hi in _network(nv, lanes):
+            a, b = k[lo], k[hi]
+            swap = a > b
+            if swap.any():
+                k[lo], k[hi] = np.where(swap, b, a), np.where(swap, a, b)
+                ia, ib = idx[lo], idx[hi]
+                idx[lo], idx[hi] = np.where(swap, ib, ia), np.where(swap, ia, ib)
+        arg[src[valid]] = idx[valid]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,25 +210,7 @@ def _partition(keys, arg, left, end, pivot, kernel: SimdKernel):
     ge = keys[seg] >= pivot
     nblocks = seg.size // block
     ge_per_block = ge.reshape(nblocks, block).sum(axis=1)
-    # the first and last blocks are kept aside and partitioned last; between them, blocks are
-    # taken from whichever end has fewer keys stored on its side
-    order = []
-    lo, hi = 1, nblocks - 1  # next block from the left; one past the next block from the right
-    l_store, r_room = 0, 0  # keys stored left; keys stored right
-    while lo < hi:
-        # x86-simd-sort's `(r_store + lanes) - right < left - l_store`, relative to the segment
-        if (seg.size - r_room) - hi * block < lo * block - l_store:
-            hi -= 1
-            b = hi
-        else:
-            b = lo
-            lo += 1
-        order.append(b)
-        g = int(ge_per_block[b])
-        r_room += g
-        l_store += block - g
-    order.append(0)
-    order.append(nblocks - 1)
+    order = _block_order(ge_per_block, block)
     seq = seg.reshape(nblocks, block)[order].ravel()
     seq_ge = ge.reshape(nblocks, block)[order].ravel()
     lt_part = seq[~seq_ge]
@@ -220,7 +225,36 @@ def _partition(keys, arg, left, end, pivot, kernel: SimdKernel):
     return left + lt_part.size, smallest, biggest
 
 
+def _block_order(ge_per_block: np.ndarray, block: int) -> np.ndarray:
+    """The order argpartition_unrolled takes a segment's ``nblocks`` blocks in (``ge_per_block``: the
+    keys >= pivot in each): the first and last are kept aside and taken last; between them, each
+    step takes the next block from whichever end has fewer keys stored on its side.
+
+    With i blocks taken from the left and j from the right, holding G keys >= pivot, the kernel's
+    test ``(r_store + lanes) - right < left - l_store`` reads j * block < G: it takes from the right
+    exactly when R(j) < A(i), A(i) the keys >= pivot of the first i left blocks and R(j) the keys
+    < pivot of the first j right blocks. Both only grow, so the steps are the merge of the two
+    sequences (ties to the left), found with two searchsorted calls instead of a loop per block."""
+    nblocks = ge_per_block.size
+    m = nblocks - 2  # the blocks between the first and the last, each taken once
+    ends = np.array([0, nblocks - 1], dtype=np.intp)
+    if m <= 0:
+        return ends
+    g = ge_per_block.astype(np.int64)
+    left_gen = np.concatenate(([0], np.cumsum(g[1 : m])))  # A(i), i = 0..m-1: before block i + 1
+    right_lt = np.concatenate(([0], np.cumsum(block - g[m:1:-1])))  # R(j), j = 0..m-1: before block m - j
+    pos_left = np.arange(m) + np.searchsorted(right_lt, left_gen, side="left")
+    pos_right = np.arange(m) + np.searchsorted(left_gen, right_lt, side="right")
+    order = np.empty(m, dtype=np.intp)
+    take = pos_left < m
+    order[pos_left[take]] = np.arange(1, m + 1)[take]
+    take = pos_right < m
+    order[pos_right[take]] = np.arange(m, 0, -1)[take]
+    return np.concatenate((order, ends))
+
+
 def _quicksort(keys, arg, left, right, max_iters, kernel: SimdKernel) -> None:
+    leaves: list[tuple[int, int]] = []  # segments left to the bitonic networks, sorted together at the end
     stack = [(left, right, max_iters)]
     while stack:
         left, right, max_iters = stack.pop()
@@ -230,7 +264,7 @@ def _quicksort(keys, arg, left, right, max_iters, kernel: SimdKernel) -> None:
             _std_sort(keys, arg, left, right + 1)
             continue
         if right + 1 - left <= NETWORK_MAX:
-            _network_sort(keys, arg, left, right + 1 - left, kernel.lanes)
+            leaves.append((left, right + 1 - left))
             continue
         pivot = _pivot(keys, arg, left, right, kernel.lanes)
         pivot_index, smallest, biggest = _partition(keys, arg, left, right + 1, pivot, kernel)
@@ -239,6 +273,7 @@ def _quicksort(keys, arg, left, right, max_iters, kernel: SimdKernel) -> None:
             stack.append((pivot_index, right, max_iters - 1))
         if pivot != smallest:
             stack.append((left, pivot_index - 1, max_iters - 1))
+    _network_sort(keys, arg, leaves, kernel.lanes)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import calib.score.argsort as argsort_module
-from calib.score.argsort import KERNELS, _partition, _std_sort, official_argsort, tie_argsort
+from calib.score.argsort import (KERNELS, _block_order, _network, _network_sizes, _network_sort, _partition, _std_sort,
+                                 official_argsort, tie_argsort)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -114,6 +115,71 @@ def test_avx512_partition_stores_each_register_s_keys_in_lane_order_by_hand():
     arg = np.arange(64)
     assert _partition(keys, arg, 0, 64, 1.0, KERNELS["avx2"])[0] == 48
     assert sorted(arg[48:].tolist()) == [i for i in range(64) if i % 8 < 2]
+
+
+def _block_order_by_steps(ge_per_block, block):
+    # x86-simd-sort's loop as written: the first and last blocks aside, then from whichever end
+    # has fewer keys stored on its side (`(r_store + lanes) - right < left - l_store`)
+    nblocks = len(ge_per_block)
+    order, lo, hi, l_store, r_room = [], 1, nblocks - 1, 0, 0
+    while lo < hi:
+        if (nblocks * block - r_room) - hi * block < lo * block - l_store:
+            hi -= 1
+            b = hi
+        else:
+            b = lo
+            lo += 1
+        order.append(b)
+        r_room += int(ge_per_block[b])
+        l_store += block - int(ge_per_block[b])
+    return order + [0, nblocks - 1]
+
+
+def test_block_order_by_hand():
+    # 5 blocks of 4 keys, middle blocks 1..3 holding 4, 0, 0 keys >= pivot. Nothing stored yet:
+    # 0 < 0 is false, block 1 from the left (4 keys go right); then 0 < 4: block 3 from the right
+    # (its 4 keys < pivot go left); then 4 < 4 is false: block 2 from the left
+    assert _block_order(np.array([2, 4, 0, 0, 1]), 4).tolist() == [1, 3, 2, 0, 4]
+    assert _block_order_by_steps([2, 4, 0, 0, 1], 4) == [1, 3, 2, 0, 4]
+    assert _block_order(np.array([3, 1]), 4).tolist() == [0, 1]
+
+
+def test_block_order_is_the_kernel_s_loop_on_random_counts():
+    rng = np.random.default_rng(5)
+    for _ in range(2000):
+        block = int(rng.choice([16, 32]))
+        nblocks = int(rng.integers(2, 60))
+        skew = rng.random()  # from mostly below the pivot to mostly above
+        ge = rng.binomial(block, skew, nblocks)
+        if rng.random() < 0.3:
+            ge[rng.random(nblocks) < 0.5] = rng.choice([0, block])  # full and empty blocks: ties
+        assert _block_order(ge, block).tolist() == _block_order_by_steps(ge, block), (block, ge.tolist())
+
+
+@pytest.mark.parametrize("lanes", [4, 8])
+def test_leaves_sorted_together_as_one_by_one(lanes):
+    # the batched networks give each leaf what its own network gives it, leaf by leaf
+    rng = np.random.default_rng(6)
+    sizes = rng.integers(1, 257, 40)
+    left = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    keys = np.round(rng.random(int(sizes.sum())), 1)  # many ties
+    arg = rng.permutation(keys.size)
+    got = arg.copy()
+    _network_sort(keys, got, list(zip(left.tolist(), sizes.tolist())), lanes)
+    want = arg.copy()
+    for a, n, nv in zip(left.tolist(), sizes.tolist(), _network_sizes(sizes, lanes).tolist()):
+        k = np.full(nv * lanes, np.inf)
+        idx = np.full(nv * lanes, -1)
+        idx[:n] = want[a : a + n]
+        k[:n] = keys[idx[:n]]
+        for lo, hi in _network(nv, lanes):
+            for x, y in zip(lo.tolist(), hi.tolist()):
+                if k[x] > k[y]:
+                    k[x], k[y] = k[y], k[x]
+                    idx[x], idx[y] = idx[y], idx[x]
+        want[a : a + n] = idx[:n]
+    np.testing.assert_array_equal(got, want)
+    assert all((np.diff(keys[got[a : a + n]]) >= 0).all() for a, n in zip(left.tolist(), sizes.tolist()))
 
 
 @pytest.mark.parametrize("order", ["avx2", "avx512"])
