@@ -51,8 +51,9 @@ def main() -> None:
         pred = tmp / "data" / "systems" / a.system
         score(pred, gt)  # fills the GT cache
         t_score = best(lambda: score(pred, gt, with_matches=False), a.repeat)
-        clips, psrc, gsrc, _ = _plan(pred, gt, "dcase2026", None)
-        rec = concat_records(_fast_records(clips, psrc, gsrc, None, {"jobs": 1, "backend": "loky", "scheduler": None}))
+        clips, psrc, gsrc = _plan(pred, gt, "dcase2026", None)[:3]
+        rec = concat_records(_fast_records(clips, psrc, gsrc, None, {"jobs": 1, "backend": "loky", "scheduler": None},
+                                           {}))
         thr = list(DEFAULT_THRESHOLDS)
         t_plain = best(lambda: metrics_from_records(rec, thr), a.repeat)
         t_range = best(lambda: metrics_from_records(rec, thr, with_tie_range=True), a.repeat)
