@@ -197,18 +197,22 @@ def ingest_truth(root: str | os.PathLike, *, drop_unknown_classes: bool = False,
 # ----------------------------------------------------------------------------------------------
 # tables -> files
 def _annotation_dicts(df: pl.DataFrame, kind: str) -> list[dict]:
-    """Rebuild the JSON annotations of one clip, numbers as float64/int exactly as read."""
+    """Rebuild the JSON annotations of one clip, numbers as float64/int exactly as read (each polygon
+    an (n, 3) float64 numpy view: serialize with ``orjson.OPT_SERIALIZE_NUMPY``)."""
     pts = df.get_column("points").to_arrow()
     pts = pts.combine_chunks() if isinstance(pts, pa.ChunkedArray) else pts
     ann_off = pts.offsets.to_numpy(zero_copy_only=False)
     polys = pts.values  # Arrow's whole child array, also where ``df`` is a slice of a larger table
     poly_off = polys.offsets.to_numpy(zero_copy_only=False)
     leaf = polys.values
-    # only the points these rows refer to become Python lists (a clip of a table partitioned by
-    # clip may share the whole table's point buffer: converting all of it per clip was quadratic)
+    # only the points these rows refer to are read (a clip of a table partitioned by clip may share
+    # the whole table's point buffer: reading all of it per clip was quadratic); each polygon is
+    # a view of them, written by orjson's numpy path: the same bytes as its Python floats, without
+    # a Python object per number
     lo, hi = (int(poly_off[ann_off[0]]), int(poly_off[ann_off[-1]])) if len(ann_off) else (0, 0)
-    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False)[lo:hi] for c in ("x", "y", "e")]).tolist()
-    poly_off = poly_off - lo
+    xyz = np.column_stack([leaf.field(c).to_numpy(zero_copy_only=False)[lo:hi] for c in ("x", "y", "e")])
+    poly_off = (poly_off - lo).tolist()
+    ann_off = ann_off.tolist()
     frames = df.get_column("frame").to_list()
     classes = df.get_column("class_id").to_list()
     distance = df.get_column("distance").to_list()
@@ -236,7 +240,7 @@ def _annotation_dicts(df: pl.DataFrame, kind: str) -> list[dict]:
 
 def dumps_clip(df: pl.DataFrame, kind: str) -> bytes:
     """Serialize one clip's rows (ordered as given) to DCASE JSON bytes."""
-    return orjson.dumps({"annotations": _annotation_dicts(df, kind)})
+    return orjson.dumps({"annotations": _annotation_dicts(df, kind)}, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
 def export_table(df: pl.DataFrame, out_dir: str | os.PathLike, kind: str = "pred", *,

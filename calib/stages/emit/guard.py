@@ -69,7 +69,8 @@ def annotation_sizes(df: pl.DataFrame) -> np.ndarray:
     """Bytes of each row's annotation in the exported JSON (rows as given)."""
     if len(df) == 0:
         return np.zeros(0, np.int64)
-    return np.fromiter((len(orjson.dumps(a)) for a in _annotation_dicts(df, "pred")), np.int64, len(df))
+    return np.fromiter((len(orjson.dumps(a, option=orjson.OPT_SERIALIZE_NUMPY)) for a in _annotation_dicts(df, "pred")),
+                       np.int64, len(df))
 
 
 def file_bytes(sizes: np.ndarray) -> int:
