@@ -305,3 +305,21 @@ def test_a_recipe_built_in_code_with_an_unsafe_system_name_is_refused(setup, tmp
     with pytest.raises(RecipeError, match="system name '../../sys' cannot name a file"):
         load_inputs(recipe, setup, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_input_key_is_the_same_hashed_on_threads_and_follows_every_byte(tmp_path):
+    from calib.recipe.inputs import HASH_FILES_PER_THREAD, _files_key, digest
+    from calib.constants import sha256_bytes
+    from calib.score.parallel import scale_out
+
+    files = []
+    for i in range(3 * HASH_FILES_PER_THREAD):  # enough for 2 threads
+        f = tmp_path / f"clip{i}.json"
+        f.write_bytes(b'{"annotations": []}' + b" " * i)
+        files.append((f.name, f))
+    want = digest([[f.name, sha256_bytes(f.read_bytes())] for _, f in files])  # by hand, in order
+    assert _files_key(files) == want
+    with scale_out(2, quiet=True):
+        assert _files_key(files) == want
+        files[-1][1].write_bytes(b'{"annotations": [] }')
+        assert _files_key(files) != want
