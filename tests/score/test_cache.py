@@ -189,3 +189,21 @@ def test_threads_sharing_the_cache_keep_its_accounting_right():
 
     assert errors_on_threads(hammer) == []
     assert cache._bytes == sum(size for _, size in cache._mem.values()) <= 3 * 64
+
+
+def test_clip_digests_taken_on_threads_are_the_ones_taken_in_turn():
+    from calib.score import api
+    from calib.score.annotations import Annotation
+
+    rng = np.random.default_rng(3)
+
+    def clip(k):
+        return [Annotation(frame=f, class_id=int(rng.integers(13)), score=1.0, polygons=(rng.random((5, 3)) * [360, 180, 1],),
+                           index=f) for f in range(k + 1)]
+
+    anns = [clip(k) for k in range(4 * api.DIGEST_CLIPS_PER_THREAD)]
+    anns.append(anns[0])  # the same content: the same digest
+    in_turn = api._digests([api._Source(anns=a, kind="gt") for a in anns], None, {"jobs": 1, "backend": "loky"})
+    threaded = api._digests([api._Source(anns=a, kind="gt") for a in anns], None, {"jobs": 2, "backend": "loky"})
+    assert threaded == in_turn
+    assert len(set(in_turn)) == len(anns) - 1 and in_turn[-1] == in_turn[0]
