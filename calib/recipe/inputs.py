@@ -35,19 +35,9 @@ HASH_FILES_PER_THREAD = 4
 def _files_key(files: list[tuple[str, Path]]) -> str:
     """The content key of some named files: their names and SHA-256s, hashed over as many threads
     as the command's ``--jobs`` (one without it)."""
-    from concurrent.futures import ThreadPoolExecutor
+    from calib.score.parallel import gil_free_map
 
-    from calib.score.parallel import settings
-
-    s = settings()
-    jobs = (s.jobs if s.jobs > 0 else (os.cpu_count() or 1)) if s.parallel and s.backend != "dask" else 1
-    threads = max(1, min(jobs, len(files) // HASH_FILES_PER_THREAD))
-    paths = [p for _, p in files]
-    if threads == 1:
-        sums = [sha256_file(p) for p in paths]
-    else:
-        with ThreadPoolExecutor(threads, thread_name_prefix="calib-hash") as ex:
-            sums = list(ex.map(sha256_file, paths))
+    sums = gil_free_map(sha256_file, [p for _, p in files], min_per_thread=HASH_FILES_PER_THREAD)
     return digest([[name, h] for (name, _), h in zip(files, sums)])
 
 

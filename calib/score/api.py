@@ -19,7 +19,7 @@ from calib.constants import DEFAULT_THRESHOLDS
 from calib.score.aggregate import concat_records, metrics_from_records
 from calib.score.annotations import Annotation, check_protocol
 from calib.score.matching import KIND_FN, KIND_MATCHED
-from calib.score.parallel import check_backend, largest_first, parallel_map, resolve, use_pool
+from calib.score.parallel import check_backend, gil_free_map, largest_first, parallel_map, resolve, use_pool
 from calib.score.result import ScoreResult
 from calib.score.thresholds import parse_thresholds
 
@@ -278,15 +278,9 @@ DIGEST_CLIPS_PER_THREAD = 4
 def _digests(sources: list[_Source], cache_dir, par: dict) -> list[str]:
     """Each source's content digest, over as many threads of this process as local ``jobs``
     (hashlib leaves the GIL while it hashes: a dev-test truth table's 2.4 GB of GT points take
-    about 3 s on one core)."""
-    jobs = par["jobs"] if par["jobs"] > 0 else (os.cpu_count() or 1)
-    threads = 1 if par["backend"] == "dask" else max(1, min(jobs, len(sources) // DIGEST_CLIPS_PER_THREAD))
-    if threads == 1:
-        return [g.digest(cache_dir) for g in sources]
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads, thread_name_prefix="calib-digest") as ex:
-        return list(ex.map(lambda g: g.digest(cache_dir), sources))
+    about 2.5 s on one core)."""
+    return gil_free_map(lambda g: g.digest(cache_dir), sources, jobs=par["jobs"], backend=par["backend"],
+                        min_per_thread=DIGEST_CLIPS_PER_THREAD)
 
 
 def _fast_records(clips, psrc, gsrc, cache_dir, par, stats, labels: bool = False) -> list:

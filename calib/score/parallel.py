@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -339,6 +340,23 @@ def parallel_map(fn: Callable, items: Iterable[tuple], *, jobs: int = 1, backend
 
 #: what a job of :func:`thread_map` runs its own heavy work with: in its thread, without bars
 _IN_THREAD = Settings(1, "loky", None, True)
+
+
+def gil_free_map(fn: Callable, items: Sequence, *, jobs: int | None = None, backend: str | None = None,
+                 min_per_thread: int = 4) -> list:
+    """[fn(item) for item in items], in order, over threads of this process for work that leaves
+    the GIL (hashlib hashing large buffers): as many as the local ``jobs`` (default: the enclosing
+    :func:`scale_out` block's), with at least ``min_per_thread`` items each; one without jobs, or
+    on a Dask cluster (its workers are not this machine's cores)."""
+    jobs, backend, _ = resolve(jobs, backend, None)
+    local = jobs if jobs > 0 else (os.cpu_count() or 1)
+    threads = 1 if backend == "dask" else max(1, min(local, len(items) // max(min_per_thread, 1)))
+    if threads == 1:
+        return [fn(it) for it in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads, thread_name_prefix="calib-gil-free") as ex:
+        return list(ex.map(fn, items))
 
 
 def thread_map(fn: Callable, items: Iterable[tuple], *, threads: int, desc: str | None = None,
