@@ -166,8 +166,46 @@ def _blas_controller():
 
 def one_blas_thread(fn, *args):
     """Run fn with one BLAS thread (see calib/__init__.py: scipy's tiny LAPACK calls)."""
+    settle_worker()
     with _blas_controller().limit(limits=1, user_api="blas"):
         return fn(*args)
+
+
+#: loky's guard against leaking jobs: it stops a worker whose memory grew this much over what it
+#: held after its first job (and starts another, warning "A worker stopped while some jobs were
+#: given to the executor ... memory leak")
+_LOKY_GUARD = "_MAX_MEMORY_LEAK_SIZE"
+_SETTLED = False  # this process went through settle_worker
+
+
+def settle_worker() -> None:
+    """Once per worker process (one with a parent: a loky or Dask worker; nothing elsewhere):
+
+    - keep it for the whole command, whatever it holds. calib's workers keep what they load on
+      purpose -- a portfolio chain worker its inputs and a chain's working tables (GiBs at dev size;
+      :func:`calib.portfolio.run.worker_memory` sizes the pool for them), a scoring worker the GT
+      maps of its clips -- so loky's leak guard (300 MB over what the worker held after its first
+      job) would stop a chain worker after its first chain and again after any chain that leaves
+      it 300 MB larger, and its successor load the modules and the inputs again. The pool ends
+      with the command, which bounds what a worker holds.
+    - give tqdm a thread lock: its default one holds a multiprocessing semaphore, made with the
+      worker's first (hidden) bar and left behind when the pool stops the worker
+      ("resource_tracker: There appear to be N leaked semaphore objects"). A worker shows no bar:
+      its own threads are all the lock has to order."""
+    global _SETTLED
+    if _SETTLED:
+        return
+    import multiprocessing
+    import sys
+
+    if multiprocessing.parent_process() is not None:  # (threads of a Dask worker may do it twice: no harm)
+        loky = sys.modules.get("joblib.externals.loky.process_executor")
+        if loky is not None and isinstance(getattr(loky, _LOKY_GUARD, None), int):
+            setattr(loky, _LOKY_GUARD, 1 << 62)
+        from tqdm.std import tqdm
+
+        tqdm.set_lock(threading.RLock())
+    _SETTLED = True
 
 
 def use_pool(n_items: int, estimated_seconds: float | None, *, jobs: int = 1, backend: str = "loky",
