@@ -237,6 +237,19 @@ def _fast_job(clip, psrc, maps, gsrc, known, labels=False):
     return out, rendered, added, n_rendered
 
 
+def _job_reads_gt(psrc, maps, known) -> bool:
+    """Whether :func:`_fast_job` reads the clip's GT annotations: when its GT maps are not cached,
+    its predictions are a file (read in the job), or a prediction it computes is in the bucket of a
+    GT row not rendered yet (the job's own test, made here on the same arrays)."""
+    if maps is None or psrc.path is not None:
+        return True
+    from calib.score import fast
+
+    preds, _ = psrc.columns()
+    _, miss = fast.missing_rows(preds, maps, known)
+    return bool(fast.gt_rows_to_render(preds, maps, miss).any())
+
+
 #: the estimate's cost model (seconds, same benchmark, "variants" and "pool" modes): parsing a
 #: prediction file, per byte; looking a detection up and writing its records (the GT digest and
 #: checks included); rendering a prediction and computing its row, per prediction and per point;
@@ -303,7 +316,11 @@ def _fast_records(clips, psrc, gsrc, cache_dir, par, stats, labels: bool = False
     pooled = may_pool and use_pool(len(clips), sum(costs), jobs=par["jobs"], backend=par["backend"], reuses_pool=True)
     order = largest_first(costs) if pooled else list(range(len(clips)))
     run = par if pooled else {**par, "jobs": 1, "backend": "loky"}
-    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], gsrc[i], known[i], labels) for i in order], **run,
+    # a worker is sent a clip's GT annotations only when its job reads them (a truth table's clip:
+    # about a thousand points per frame, copied out, pickled and sent; scoring with cached GT maps,
+    # as a re-run does, reads none)
+    send = [gsrc[i] if not pooled or _job_reads_gt(psrc[i], maps[i], known[i]) else None for i in range(len(clips))]
+    done = parallel_map(_fast_job, [(clips[i], psrc[i], maps[i], send[i], known[i], labels) for i in order], **run,
                         desc="labels" if labels else "scoring", unit="clip")
     recs: list = [None] * len(clips)
     stats.update(pool=pooled, estimated_seconds=round(sum(costs), 3) if costs else None, maps_rendered=0)

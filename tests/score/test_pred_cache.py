@@ -266,6 +266,38 @@ def test_work_above_the_threshold_runs_in_the_pool(tables, monkeypatch):
     same_result(got, score_tables(det, truth))
 
 
+def test_a_pooled_job_is_sent_the_gt_only_when_it_reads_it(tables, monkeypatch):
+    """With GT maps cached, a clip's job needs its GT annotations only to render GT rows that a
+    prediction it computes meets and that are not rendered yet: otherwise the workers are not sent
+    them (a truth table's clip holds about a thousand points per frame), and the results stay the
+    same."""
+    from calib.score import api, parallel
+
+    det, truth = tables
+    monkeypatch.setattr(parallel, "POOL_MIN_SECONDS", 0.0)
+    real, sent = api._fast_job, []
+
+    def recording(clip, psrc, maps, gsrc, known, labels=False):
+        sent.append((maps is not None, gsrc is not None))
+        return real(clip, psrc, maps, gsrc, known, labels)
+
+    monkeypatch.setattr(api, "_fast_job", recording)
+    GT_CACHE.clear()
+    grid = det.filter(pl.col("system") == "grid")
+    cold = score_tables(grid, truth, jobs=2, backend="threading")
+    assert cold.work["pool"] and sent and all(has_gt for _, has_gt in sent)  # maps not cached: rendered there
+    sent.clear()
+    warm = score_tables(grid, truth, jobs=2, backend="threading")
+    assert sent and all(cached and not has_gt for cached, has_gt in sent)  # nothing to render: no GT sent
+    same_result(warm, cold)
+    sent.clear()
+    dense = det.filter(pl.col("system") == "dense")  # other buckets and shapes: GT rows not drawn yet
+    got = score_tables(dense, truth, jobs=2, backend="threading")
+    assert any(cached and has_gt for cached, has_gt in sent)  # maps cached, some rows still to render
+    GT_CACHE.clear()
+    same_result(got, score_tables(dense, truth))
+
+
 def test_a_fully_cached_prediction_file_is_estimated_as_parsing_only(golden, tmp_path):
     """Folders: the parent does not parse prediction files, so a warm re-score is recognised by the
     file's digest among the entry's sources."""
