@@ -18,6 +18,7 @@ import polars as pl
 from calib.constants import sha256_file
 from calib.recipe.paths import make_dirs, share_mode
 from calib.recipe.schema import Recipe, RecipeError
+from calib.score.cache import StatDigests
 from calib.stages.base import Tables
 from calib.tables import read_table, table_clips, write_table
 
@@ -32,12 +33,22 @@ def digest(obj) -> str:
 HASH_FILES_PER_THREAD = 4
 
 
-def _files_key(files: list[tuple[str, Path]]) -> str:
+#: where a cache folder keeps the SHA-256 of the input files it has seen, under their stat signature
+INPUT_DIGEST_INDEX = "sha256.json"
+#: the input files' SHA-256s this process knows (a dev set's JSON: 3.7 GB hashed in 1.5-3 s on
+#: two cores, which a warm re-run then skips)
+INPUT_DIGESTS = StatDigests(lambda path: sha256_file(path), INPUT_DIGEST_INDEX)
+
+
+def _files_key(files: list[tuple[str, Path]], index: Path | None = None) -> str:
     """The content key of some named files: their names and SHA-256s, hashed over as many threads
-    as the command's ``--jobs`` (one without it)."""
+    as the command's ``--jobs`` (one without it), or read from ``index`` (a cache folder,
+    :data:`INPUT_DIGESTS`) for files whose stat signature has not changed since."""
     from calib.score.parallel import gil_free_map
 
-    sums = gil_free_map(sha256_file, [p for _, p in files], min_per_thread=HASH_FILES_PER_THREAD)
+    sums = gil_free_map(lambda p: INPUT_DIGESTS.digest(p, index), [p for _, p in files],
+                        min_per_thread=HASH_FILES_PER_THREAD)
+    INPUT_DIGESTS.save(index)
     return digest([[name, h] for (name, _), h in zip(files, sums)])
 
 
@@ -115,7 +126,8 @@ def file_mapper():
     return run
 
 
-def _system_source(p: Path, name: str, where: str, recipe_source: str | None, progress: bool) -> Source:
+def _system_source(p: Path, name: str, where: str, recipe_source: str | None, progress: bool,
+                   index: Path | None = None) -> Source:
     """A system: a detections .parquet (its rows of that system) or a folder of prediction JSON."""
     from calib.io.dcase import clip_name, ingest_predictions, prediction_files
 
@@ -126,12 +138,12 @@ def _system_source(p: Path, name: str, where: str, recipe_source: str | None, pr
     found = prediction_files([p])
     if not found:
         raise RecipeError(where, f"no prediction *.json files in {p}", recipe_source)
-    return Source(digest(["json", name, _files_key([(f.name, f) for f in found])]),
+    return Source(digest(["json", name, _files_key([(f.name, f) for f in found], index)]),
                   lambda: ingest_predictions([p], system=name, progress=progress, map_files=file_mapper())[0],
                   frozenset(clip_name(f) for f in found))
 
 
-def _truth_source(p: Path, inputs, progress: bool) -> Source:
+def _truth_source(p: Path, inputs, progress: bool, index: Path | None = None) -> Source:
     """The GT: a truth .parquet or a folder of <seq>_std.json (split sub-folders allowed)."""
     from calib.io.dcase import clip_name, ingest_truth, truth_files
 
@@ -140,11 +152,11 @@ def _truth_source(p: Path, inputs, progress: bool) -> Source:
         return Source(digest(["parquet", sha256_file(p)]), lambda: read_table(p, "truth"), frozenset(listed), listed)
     found = truth_files(p)
     splits = {clip_name(f): split for f, split in found}  # GT files with no annotation too
-    return Source(digest(["json", _files_key([(f"{split}/{f.name}", f) for f, split in found])]),
+    return Source(digest(["json", _files_key([(f"{split}/{f.name}", f) for f, split in found], index)]),
                   lambda: ingest_truth(p, progress=progress, map_files=file_mapper())[0], frozenset(splits), splits)
 
 
-def _teacher_source(p: Path, inputs, progress: bool) -> Source:
+def _teacher_source(p: Path, inputs, progress: bool, index: Path | None = None) -> Source:
     """SELD teacher outputs: a teacher .parquet, or a CSV file or folder (``teacher_format``)."""
     from calib.io.seld import read_teacher
 
@@ -152,11 +164,11 @@ def _teacher_source(p: Path, inputs, progress: bool) -> Source:
         return Source(digest(["parquet", sha256_file(p)]), lambda: read_table(p, "teacher"))
     found = sorted(p.glob("*.csv")) if p.is_dir() else [p]
     fmt = inputs.teacher_format
-    return Source(digest(["csv", fmt, _files_key([(f.name, f) for f in found])]),
+    return Source(digest(["csv", fmt, _files_key([(f.name, f) for f in found], index)]),
                   lambda: read_teacher([p], fmt=fmt)[0])
 
 
-def _priors_source(p: Path, inputs, progress: bool) -> Source:
+def _priors_source(p: Path, inputs, progress: bool, index: Path | None = None) -> Source:
     """Class priors per clip window: a CSV or Parquet file."""
     from calib.io.priors import read_priors
 
@@ -172,7 +184,7 @@ class InputKind:
     field: str
     table: str
     label: str
-    source: Callable[[Path, Any, bool], Source]
+    source: Callable[..., Source]  # (path, the recipe's inputs, progress, index folder of file digests)
     adds_clips: bool = False
 
 
@@ -193,6 +205,7 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
 
     base = Path(base_dir)
     cache = Path(cache_dir) if cache_dir is not None else None
+    index = cache / "inputs" if cache is not None else None  # the input files' remembered SHA-256s
     tables = Tables()
     keys: dict[str, str] = {}
     files: dict[int, tuple[pl.DataFrame, Path]] = {}
@@ -209,7 +222,7 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
         where = f"inputs.systems.{name}"
         if not is_safe_clip_name(name):  # it names cache files; Inputs.from_dict checks it too
             raise RecipeError("inputs.systems", f"system name {name!r} cannot name a file", source)
-        src = _system_source(_resolve_path(raw, base, where, source), name, where, source, progress)
+        src = _system_source(_resolve_path(raw, base, where, source), name, where, source, progress, index)
         systems[name] = df = load(src, f"system-{name}", "detections", f"system {name}")
         clips |= src.clips | set(df.get_column("clip").unique().to_list())
         keys[f"system:{name}"] = src.key
@@ -221,7 +234,7 @@ def load_inputs(recipe: Recipe, base_dir: str | os.PathLike, *, cache_dir: str |
         raw = getattr(recipe.inputs, kind.field)
         if raw is None:
             continue
-        src = kind.source(_resolve_path(raw, base, f"inputs.{kind.field}", source), recipe.inputs, progress)
+        src = kind.source(_resolve_path(raw, base, f"inputs.{kind.field}", source), recipe.inputs, progress, index)
         tables[kind.table] = df = load(src, kind.table, kind.table, kind.label)
         if src.splits is not None:
             tables["truth_clips"] = _truth_clips(src.splits, df)

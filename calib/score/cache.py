@@ -251,6 +251,57 @@ class MapCache:
 
 #: the process-wide cache the engines use: rendered GT maps (kinds "dcase2026", "coco") and the
 #: prediction rows of :mod:`calib.score.pred_cache` (kind "dcase2026-pred")
+
+class StatDigests:
+    """Digests of files (``hash_file(path)``) remembered under their stat signature
+    (:func:`stat_signature`), in memory and in an index file ``name`` of a folder (the format of
+    :data:`DIGEST_INDEX`), as :meth:`MapCache.file_digest` remembers the GT files': a warm re-run
+    does not read and hash gigabytes of inputs again. A file modified within :data:`RACY_NS` of
+    its hashing is not remembered (a later edit within the same clock tick could hide behind it)."""
+
+    def __init__(self, hash_file, name: str):
+        self._hash, self._name = hash_file, name
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[tuple, str]] = {}
+        self._read: set[str] = set()
+        self._unsaved: set[str] = set()
+
+    def digest(self, path, folder=None) -> str:
+        """The file's digest: remembered (here, or in ``folder``'s index) under its current stat
+        signature, else computed."""
+        name = os.path.abspath(path)
+        with self._lock:
+            if folder is not None and str(folder) not in self._read:
+                self._read.add(str(folder))
+                self._known.update(_read_index(Path(folder) / self._name))
+            known = self._known.get(name)
+        st = os.stat(path)
+        sig = stat_signature(st)
+        if known is not None and known[0] == sig:
+            return known[1]
+        hashed_at = time.time_ns()
+        digest = self._hash(path)
+        if hashed_at - st.st_mtime_ns > RACY_NS:
+            with self._lock:
+                self._known[name] = (sig, digest)
+                if folder is not None:
+                    self._unsaved.add(str(folder))
+        return digest
+
+    def save(self, folder) -> None:
+        """Write what was learned to ``folder``'s index (one write per batch of files)."""
+        with self._lock:
+            if folder is not None and str(folder) in self._unsaved:
+                _write_index(Path(folder) / self._name, self._known)
+                self._unsaved.discard(str(folder))
+
+    def clear(self) -> None:
+        """Forget the in-memory part, as a new process would."""
+        with self._lock:
+            self._known.clear()
+            self._read.clear()
+            self._unsaved.clear()
+
 GT_CACHE = MapCache()
 
 _FOLDER: ContextVar[Path | None] = ContextVar("calib_score_cache_folder", default=None)

@@ -323,3 +323,35 @@ def test_the_input_key_is_the_same_hashed_on_threads_and_follows_every_byte(tmp_
         assert _files_key(files) == want
         files[-1][1].write_bytes(b'{"annotations": [] }')
         assert _files_key(files) != want
+
+
+def test_input_files_are_hashed_again_only_when_their_stat_signature_changes(tmp_path):
+    """A warm re-run does not read its input files again to key them: a file's SHA-256 is kept in
+    the cache folder's index under its stat signature (size, mtime, ctime, inode, device, mode).
+    A digest found there under the file's current signature is used as is (a planted one shows the
+    file was not read); an edit, even with size and mtime put back, moves the ctime: hashed again."""
+    import os
+    import time
+
+    from calib.constants import sha256_bytes
+    from calib.recipe.inputs import INPUT_DIGEST_INDEX, INPUT_DIGESTS, _files_key, digest
+    from calib.score.cache import _read_index, _write_index, stat_signature
+
+    f = tmp_path / "data" / "clip_a.json"
+    f.parent.mkdir()
+    f.write_bytes(b'{"annotations": []}')
+    old = time.time_ns() - 10 * 10**9  # modified 10 s before it is hashed: not racy, remembered
+    os.utime(f, ns=(old, old))
+    index = tmp_path / "cache" / "inputs"
+    files = [(f.name, f)]
+    INPUT_DIGESTS.clear()
+    assert _files_key(files, index) == digest([[f.name, sha256_bytes(f.read_bytes())]])
+    assert _read_index(index / INPUT_DIGEST_INDEX)[os.path.abspath(f)] == (stat_signature(os.stat(f)),
+                                                                          sha256_bytes(f.read_bytes()))
+    INPUT_DIGESTS.clear()  # a new process, and an index that says otherwise for the same signature
+    _write_index(index / INPUT_DIGEST_INDEX, {os.path.abspath(f): (stat_signature(os.stat(f)), "ab" * 32)})
+    assert _files_key(files, index) == digest([[f.name, "ab" * 32]])
+    f.write_bytes(b'{"annotations":[ ]}')  # the same size, then the old mtime put back
+    os.utime(f, ns=(old, old))
+    assert _files_key(files, index) == digest([[f.name, sha256_bytes(f.read_bytes())]])
+    INPUT_DIGESTS.clear()
