@@ -138,6 +138,59 @@ def _write_index(path: Path, digests: dict) -> None:
         raise
 
 
+class StatDigests:
+    """Digests of files (``hash_file(path)``) remembered under their stat signature
+    (:func:`stat_signature`), in memory and in an index file ``name`` of a folder (version
+    :data:`INDEX_VERSION`), as git's index keeps its stat data: a warm re-run does not read and
+    hash gigabytes again (the GT files' digests of :meth:`MapCache.file_digest` in
+    ``CACHE/score/digests.json``; the recipe inputs' SHA-256s in ``CACHE/inputs/sha256.json``). A
+    file modified within :data:`RACY_NS` of its hashing is not remembered (a later edit within the
+    same clock tick could hide behind it)."""
+
+    def __init__(self, hash_file, name: str):
+        self._hash, self._name = hash_file, name
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[tuple, str]] = {}
+        self._read: set[str] = set()
+        self._unsaved: set[str] = set()
+
+    def digest(self, path, folder=None, compute=None) -> str:
+        """The file's digest: remembered (here, or in ``folder``'s index) under its current stat
+        signature, else computed (by ``compute(path)`` when given)."""
+        name = os.path.abspath(path)
+        with self._lock:
+            if folder is not None and str(folder) not in self._read:
+                self._read.add(str(folder))
+                self._known.update(_read_index(Path(folder) / self._name))
+            known = self._known.get(name)
+        st = os.stat(path)
+        sig = stat_signature(st)
+        if known is not None and known[0] == sig:
+            return known[1]
+        hashed_at = time.time_ns()
+        digest = (compute or self._hash)(path)
+        if hashed_at - st.st_mtime_ns > RACY_NS:
+            with self._lock:
+                self._known[name] = (sig, digest)
+                if folder is not None:
+                    self._unsaved.add(str(folder))
+        return digest
+
+    def save(self, folder) -> None:
+        """Write what was learned to ``folder``'s index (one write per batch of files)."""
+        with self._lock:
+            if folder is not None and str(folder) in self._unsaved:
+                _write_index(Path(folder) / self._name, self._known)
+                self._unsaved.discard(str(folder))
+
+    def clear(self) -> None:
+        """Forget the in-memory part, as a new process would."""
+        with self._lock:
+            self._known.clear()
+            self._read.clear()
+            self._unsaved.clear()
+
+
 class MapCache:
     """A two-level store of per-clip GT renderings (objects with to_arrays/from_arrays)."""
 
@@ -145,9 +198,7 @@ class MapCache:
         self.budget = budget
         self._mem: OrderedDict[str, tuple[object, int]] = OrderedDict()
         self._bytes = 0
-        self._digests: dict[str, tuple[tuple, str]] = {}
-        self._index_dirs: set[str] = set()  # cache folders whose digest index has been read
-        self._unsaved: set[str] = set()  # cache folders whose index lacks digests learned here
+        self._files = StatDigests(None, DIGEST_INDEX)  # the GT files' digests (file_digest)
         self._lock = threading.RLock()  # jobs on threads (calib.score.parallel.thread_map) share it
 
     def file_digest(self, path, read, cache_dir=None) -> str:
@@ -159,32 +210,12 @@ class MapCache:
         same with its stat data). clear() forgets the in-memory part, as a new process would."""
         from calib.score.annotations import file_digest
 
-        with self._lock:
-            if cache_dir is not None and str(cache_dir) not in self._index_dirs:
-                self._index_dirs.add(str(cache_dir))
-                self._digests.update(_read_index(Path(cache_dir) / DIGEST_INDEX))
-        st = os.stat(path)
-        sig = stat_signature(st)
-        name = os.path.abspath(path)
-        known = self._digests.get(name)
-        if known is not None and known[0] == sig:
-            return known[1]
-        hashed_at = time.time_ns()
-        digest = file_digest(read())
-        if hashed_at - st.st_mtime_ns > RACY_NS:
-            with self._lock:
-                self._digests[name] = (sig, digest)
-                if cache_dir is not None:
-                    self._unsaved.add(str(cache_dir))
-        return digest
+        return self._files.digest(path, cache_dir, compute=lambda _: file_digest(read()))
 
     def save_digests(self, cache_dir) -> None:
         """Write the remembered digests to ``cache_dir``'s index if file_digest learned new ones
         there (one write per batch of files, not one per file)."""
-        with self._lock:
-            if cache_dir is not None and str(cache_dir) in self._unsaved:
-                _write_index(Path(cache_dir) / DIGEST_INDEX, self._digests)
-                self._unsaved.discard(str(cache_dir))
+        self._files.save(cache_dir)
 
     def get(self, key: str, cache_dir, factory):
         with self._lock:
@@ -244,64 +275,11 @@ class MapCache:
                 return
             self._mem.clear()
             self._bytes = 0
-            self._digests.clear()
-            self._index_dirs.clear()
-            self._unsaved.clear()
+            self._files.clear()
 
 
 #: the process-wide cache the engines use: rendered GT maps (kinds "dcase2026", "coco") and the
 #: prediction rows of :mod:`calib.score.pred_cache` (kind "dcase2026-pred")
-
-class StatDigests:
-    """Digests of files (``hash_file(path)``) remembered under their stat signature
-    (:func:`stat_signature`), in memory and in an index file ``name`` of a folder (the format of
-    :data:`DIGEST_INDEX`), as :meth:`MapCache.file_digest` remembers the GT files': a warm re-run
-    does not read and hash gigabytes of inputs again. A file modified within :data:`RACY_NS` of
-    its hashing is not remembered (a later edit within the same clock tick could hide behind it)."""
-
-    def __init__(self, hash_file, name: str):
-        self._hash, self._name = hash_file, name
-        self._lock = threading.Lock()
-        self._known: dict[str, tuple[tuple, str]] = {}
-        self._read: set[str] = set()
-        self._unsaved: set[str] = set()
-
-    def digest(self, path, folder=None) -> str:
-        """The file's digest: remembered (here, or in ``folder``'s index) under its current stat
-        signature, else computed."""
-        name = os.path.abspath(path)
-        with self._lock:
-            if folder is not None and str(folder) not in self._read:
-                self._read.add(str(folder))
-                self._known.update(_read_index(Path(folder) / self._name))
-            known = self._known.get(name)
-        st = os.stat(path)
-        sig = stat_signature(st)
-        if known is not None and known[0] == sig:
-            return known[1]
-        hashed_at = time.time_ns()
-        digest = self._hash(path)
-        if hashed_at - st.st_mtime_ns > RACY_NS:
-            with self._lock:
-                self._known[name] = (sig, digest)
-                if folder is not None:
-                    self._unsaved.add(str(folder))
-        return digest
-
-    def save(self, folder) -> None:
-        """Write what was learned to ``folder``'s index (one write per batch of files)."""
-        with self._lock:
-            if folder is not None and str(folder) in self._unsaved:
-                _write_index(Path(folder) / self._name, self._known)
-                self._unsaved.discard(str(folder))
-
-    def clear(self) -> None:
-        """Forget the in-memory part, as a new process would."""
-        with self._lock:
-            self._known.clear()
-            self._read.clear()
-            self._unsaved.clear()
-
 GT_CACHE = MapCache()
 
 _FOLDER: ContextVar[Path | None] = ContextVar("calib_score_cache_folder", default=None)
