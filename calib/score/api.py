@@ -223,8 +223,8 @@ def _fast_job(clip, psrc, maps, gsrc, known, labels=False):
     if maps is None:  # first sight of this GT: its rows, none rendered yet
         gts, _ = gsrc.columns()
         maps = rendered = fast.render_gt_maps(gts, np.zeros(len(gts), dtype=bool))
-    _, miss = fast.missing_rows(preds, maps, known)
-    if fast.gt_rows_to_render(preds, maps, miss).any():  # then which of them meet a prediction
+    miss, unrendered = _rows_to_compute(preds, maps, known)
+    if unrendered:  # then which of those GT rows meet a prediction
         gts = gsrc.columns()[0] if gts is None else gts
         need = fast.gt_rows_to_render(preds, maps, miss, gts)
         if need.any():
@@ -237,17 +237,21 @@ def _fast_job(clip, psrc, maps, gsrc, known, labels=False):
     return out, rendered, added, n_rendered
 
 
-def _job_reads_gt(psrc, maps, known) -> bool:
-    """Whether :func:`_fast_job` reads the clip's GT annotations: when its GT maps are not cached,
-    its predictions are a file (read in the job), or a prediction it computes is in the bucket of a
-    GT row not rendered yet (the job's own test, made here on the same arrays)."""
-    if maps is None or psrc.path is not None:
-        return True
-    from calib.score import fast
+def _rows_to_compute(preds, maps, known) -> tuple[np.ndarray, bool]:
+    """(the predictions whose rows are missing, whether one of them is in the bucket of a GT row not
+    rendered yet): a clip job reads its GT annotations only in that case (or to render all of its
+    GT, when none is cached)."""
+    from calib.score import fast  # per call: tests patch it
 
-    preds, _ = psrc.columns()
     _, miss = fast.missing_rows(preds, maps, known)
-    return bool(fast.gt_rows_to_render(preds, maps, miss).any())
+    return miss, bool(fast.gt_rows_to_render(preds, maps, miss).any())
+
+
+def _job_reads_gt(psrc, maps, known) -> bool:
+    """Whether :func:`_fast_job` reads the clip's GT annotations: its GT maps are not cached, its
+    predictions are a file (read in the job), or :func:`_rows_to_compute` says so (the job's own
+    test, made here on the same arrays)."""
+    return maps is None or psrc.path is not None or _rows_to_compute(psrc.columns()[0], maps, known)[1]
 
 
 #: the estimate's cost model (seconds, same benchmark, "variants" and "pool" modes): parsing a
